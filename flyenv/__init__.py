@@ -1,0 +1,13 @@
+"""flyenv: fly pose recordings to joint angles, and GPU-scale imitation environments.
+
+The pipeline runs `body -> motion -> ik_preprocess -> sim -> envs -> wrappers`; this module
+re-exports the public entry points of the layers that exist.
+"""
+
+from flyenv._version import __version__ as __version__
+from flyenv.body import BodyConfig as BodyConfig
+from flyenv.body import ModelOptions as ModelOptions
+from flyenv.body import build_model as build_model
+from flyenv.body import forward_kinematics as forward_kinematics
+from flyenv.motion import ReferenceMotion as ReferenceMotion
+from flyenv.motion import tripod_gait as tripod_gait

@@ -1,0 +1,224 @@
+"""Builds the MuJoCo model of the fly from a `BodyConfig` through `mujoco.MjSpec`.
+
+Units are mm, g and s: gravity is -9810 mm/s², the whole fly weighs about 1 mg. Every leg is a
+chain of four capsule segments whose hinge joints reproduce `flyenv.body.kinematics` exactly
+(the joint angles of an IK solution are the simulator's `qpos`), with a site at each keypoint and
+a position actuator per DOF. Only the tarsi and the body touch the ground; nothing collides with
+itself.
+
+Two variants come from the same builder: free-walking (a free root joint above a floor) and
+tethered (the thorax fixed in space, no floor unless asked for).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import mujoco
+import numpy as np
+
+from flyenv.body import constants as c
+from flyenv.body.config import BodyConfig
+
+# Collision bits: the floor collides with everything that has bit 0 in its conaffinity, and
+# nothing else collides with anything (contype 0), so there are no self-contacts.
+_FLOOR_CONTYPE, _TOUCH_CONAFFINITY = 1, 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelOptions:
+    """Physical parameters of the compiled model (units mm, g, s).
+
+    The defaults follow NeuroMechFly as FlyGym builds it, except joint damping and armature:
+    FlyGym's damping 0.5 with armature 1e-6 makes a capsule fly's feet chatter and the standing
+    fly creep forward; it holds still once dt * damping / M_ii stays below about 3. Of the quiet
+    settings, damping 0.05 with armature 1e-5 (near critical damping with kp 50) tracks the
+    embedded gait at 10 Hz stepping to 0.5 deg RMS tethered, where damping 0.5 with armature
+    1e-4 (over-damped, 10 ms lag) lags by 3.4 deg RMS; the latter also stays quiet at
+    dt 2e-4 to 5e-4. Joint stiffness is 0: the position actuators hold the pose.
+
+    Attributes:
+        timestep_s: physics step [s].
+        total_mass_g: mass of the whole fly [g], spread over the geoms by volume.
+        actuator_kp: position gain of each joint actuator [µN·mm/rad].
+        actuator_force_limit: actuator torque limit [µN·mm].
+        joint_damping: [µN·mm·s/rad].
+        joint_armature: [g·mm²].
+        segment_radii_mm: capsule radius of coxa, femur, tibia, tarsus [mm].
+        thorax_radius_mm: thorax capsule radius [mm].
+        head_radius_mm: head sphere radius [mm].
+        abdomen_radius_mm: abdomen capsule radius [mm].
+        friction: sliding friction of the ground contacts.
+        contact_solref: (timeconst [s], dampratio) of the ground contacts.
+        contact_solimp: solimp of the ground contacts.
+        standing_height_mm: initial thorax height of the free fly [mm].
+        tether_height_mm: thorax height of the tethered fly [mm].
+    """
+
+    timestep_s: float = 1e-4
+    total_mass_g: float = c.TOTAL_MASS_G
+    actuator_kp: float = 50.0
+    actuator_force_limit: float = 30.0
+    joint_damping: float = 0.05
+    joint_armature: float = 1e-5
+    segment_radii_mm: tuple[float, float, float, float] = (0.06, 0.05, 0.04, 0.03)
+    thorax_radius_mm: float = 0.25
+    head_radius_mm: float = 0.2
+    abdomen_radius_mm: float = 0.28
+    friction: float = 1.0
+    contact_solref: tuple[float, float] = (2e-4, 1.0)
+    contact_solimp: tuple[float, float, float, float, float] = (0.98, 0.99, 1e-5, 0.5, 3.0)
+    standing_height_mm: float = c.STANDING_HEIGHT_MM
+    tether_height_mm: float = 2.0
+
+    def __post_init__(self) -> None:
+        positive = ("timestep_s", "total_mass_g", "actuator_kp", "actuator_force_limit",
+                    "thorax_radius_mm", "head_radius_mm", "abdomen_radius_mm")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"ModelOptions.{name} must be > 0, got {getattr(self, name)}")
+        if min(self.segment_radii_mm) <= 0 or len(self.segment_radii_mm) != c.NUM_SEGMENTS:
+            raise ValueError(f"ModelOptions.segment_radii_mm must be 4 values > 0, "
+                             f"got {self.segment_radii_mm}")
+        if self.joint_damping < 0 or self.joint_armature < 0:
+            raise ValueError("ModelOptions.joint_damping and joint_armature must be >= 0")
+
+
+def build_spec(config: BodyConfig | None = None, *, tethered: bool = False,
+               floor: bool | None = None, options: ModelOptions | None = None,
+               ) -> mujoco.MjSpec:
+    """The fly as an editable `mujoco.MjSpec` (compile it, or see `build_model`).
+
+    Args:
+        config: the body; the default template when None.
+        tethered: fix the thorax in space instead of giving it a free joint.
+        floor: add the ground plane; default True for the free fly, False when tethered.
+        options: physical parameters; `ModelOptions()` when None.
+
+    Returns:
+        The spec. Joint and actuator names are `DOF_NAMES`; sites are `KEYPOINT_NAMES`.
+    """
+    config = BodyConfig.default() if config is None else config
+    options = ModelOptions() if options is None else options
+    floor = (not tethered) if floor is None else floor
+
+    spec = mujoco.MjSpec()
+    spec.modelname = "fly_tethered" if tethered else "fly"
+    spec.compiler.degree = False
+    spec.compiler.autolimits = True
+    spec.option.timestep = options.timestep_s
+    spec.option.gravity = (0.0, 0.0, -c.GRAVITY_MM_S2)
+    spec.option.integrator = mujoco.mjtIntegrator.mjINT_EULER
+    spec.option.solver = mujoco.mjtSolver.mjSOL_NEWTON
+    spec.stat.meansize = 0.5
+    spec.stat.extent = 5.0
+    spec.visual.map.znear = 0.01
+
+    world = spec.worldbody
+    world.add_light(name="top", pos=(0, 0, 20), dir=(0, 0, -1),
+                    type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL)
+    if floor:
+        world.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=(0, 0, 0.05),
+                       contype=_FLOOR_CONTYPE, conaffinity=0, friction=(options.friction,
+                       0.005, 0.0001), solref=options.contact_solref,
+                       solimp=options.contact_solimp, rgba=(0.6, 0.6, 0.55, 1))
+
+    height = options.tether_height_mm if tethered else options.standing_height_mm
+    thorax = world.add_body(name="thorax", pos=(0, 0, height))
+    if not tethered:
+        thorax.add_freejoint(name="root")
+    thorax.add_camera(name="track", mode=mujoco.mjtCamLight.mjCAMLIGHT_TRACKCOM,
+                      pos=(-1.0, -6.0, 3.0), xyaxes=(1, -0.17, 0, 0.1, 0.5, 0.86))
+    _add_trunk(thorax, options)
+    for legid, leg in enumerate(c.LEGS):
+        _add_leg(spec, thorax, leg, config.thc[legid], config.lengths[legid],
+                 config.bounds[legid * c.DOF_PER_LEG:(legid + 1) * c.DOF_PER_LEG], options)
+
+    _set_uniform_density(spec, options.total_mass_g)
+    _add_stand_keyframe(spec, tethered, height)
+    return spec
+
+
+def build_model(config: BodyConfig | None = None, *, tethered: bool = False,
+                floor: bool | None = None, options: ModelOptions | None = None,
+                ) -> mujoco.MjModel:
+    """Compiles the fly (see `build_spec` for the arguments).
+
+    Returns:
+        The `mujoco.MjModel`. Its last 42 qpos entries (and its 42 actuators) are the joint
+        angles in `DOF_NAMES` order: `qpos[-42:] = angles` needs no conversion.
+    """
+    return build_spec(config, tethered=tethered, floor=floor, options=options).compile()
+
+
+def to_xml(model_spec: mujoco.MjSpec) -> str:
+    """MJCF text of a compiled spec, loadable with `mujoco.MjModel.from_xml_string`."""
+    return model_spec.to_xml()
+
+
+def _add_trunk(thorax: mujoco.MjsBody, options: ModelOptions) -> None:
+    capsule, sphere = mujoco.mjtGeom.mjGEOM_CAPSULE, mujoco.mjtGeom.mjGEOM_SPHERE
+    common = dict(contype=0, conaffinity=_TOUCH_CONAFFINITY, friction=(options.friction,
+                  0.005, 0.0001), solref=options.contact_solref, solimp=options.contact_solimp)
+    r = options.thorax_radius_mm
+    thorax.add_geom(name="thorax", type=capsule, size=(r, 0, 0),
+                    fromto=(-0.25, 0, 0.1, 0.3, 0, 0.1), rgba=(0.55, 0.4, 0.25, 1), **common)
+    thorax.add_geom(name="head", type=sphere, size=(options.head_radius_mm, 0, 0),
+                    pos=(0.75, 0, 0.25), rgba=(0.6, 0.25, 0.2, 1), **common)
+    thorax.add_geom(name="abdomen", type=capsule, size=(options.abdomen_radius_mm, 0, 0),
+                    fromto=(-0.5, 0, 0.05, -1.2, 0, -0.05), rgba=(0.5, 0.42, 0.3, 1), **common)
+
+
+def _add_leg(spec: mujoco.MjSpec, thorax: mujoco.MjsBody, leg: str, thc: np.ndarray,
+             lengths: np.ndarray, bounds: np.ndarray, options: ModelOptions) -> None:
+    # Segment k's body sits at its proximal keypoint with the thorax's orientation in the zero
+    # pose; its joints are listed in chain order, which MuJoCo composes as R = R1 R2 ... about
+    # the body's own (moving) axes, exactly the chain of `leg_forward_kinematics`.
+    parent, pos = thorax, thc
+    for segid, segment in enumerate(c.SEGMENTS):
+        body = parent.add_body(name=f"{leg}_{segment}", pos=tuple(pos))
+        for jointid, joint in enumerate(c.JOINTS):
+            if c.JOINT_SEGMENT[jointid] != segid:
+                continue
+            dof = leg_dof = f"{leg}_{joint}"
+            lo, hi = bounds[jointid]
+            body.add_joint(name=dof, type=mujoco.mjtJoint.mjJNT_HINGE, axis=c.JOINT_AXES[jointid],
+                           range=(lo, hi), limited=mujoco.mjtLimited.mjLIMITED_TRUE,
+                           damping=options.joint_damping, armature=options.joint_armature)
+            spec.add_actuator(name=leg_dof, target=dof, trntype=mujoco.mjtTrn.mjTRN_JOINT,
+                              ctrlrange=(lo, hi), forcerange=(-options.actuator_force_limit,
+                              options.actuator_force_limit)).set_to_position(
+                                  kp=options.actuator_kp)
+        length = float(lengths[segid])
+        touches = segment == "Tarsus"
+        body.add_geom(name=f"{leg}_{segment}", type=mujoco.mjtGeom.mjGEOM_CAPSULE,
+                      size=(options.segment_radii_mm[segid], 0, 0),
+                      fromto=(0, 0, 0, 0, 0, -length), contype=0,
+                      conaffinity=_TOUCH_CONAFFINITY if touches else 0,
+                      friction=(options.friction, 0.005, 0.0001), solref=options.contact_solref,
+                      solimp=options.contact_solimp, rgba=(0.7, 0.55, 0.35, 1))
+        body.add_site(name=f"{leg}_{c.KEYPOINTS[segid]}", size=(0.02, 0, 0))
+        parent, pos = body, (0.0, 0.0, -length)
+    parent.add_site(name=f"{leg}_Claw", pos=tuple(pos), size=(0.02, 0, 0))
+
+
+def _set_uniform_density(spec: mujoco.MjSpec, total_mass_g: float) -> None:
+    # One density for every geom, chosen so the fly weighs total_mass_g (capsule volume is
+    # pi r^2 L + 4/3 pi r^3, as MuJoCo computes it for a solid capsule).
+    volume = 0.0
+    for geom in spec.geoms:
+        if geom.type == mujoco.mjtGeom.mjGEOM_PLANE:
+            continue
+        r = geom.size[0]
+        length = np.linalg.norm(np.subtract(geom.fromto[3:], geom.fromto[:3]))
+        if geom.type == mujoco.mjtGeom.mjGEOM_SPHERE:
+            length = 0.0
+        volume += np.pi * r**2 * length + 4.0 / 3.0 * np.pi * r**3
+    for geom in spec.geoms:
+        geom.density = total_mass_g / volume
+
+
+def _add_stand_keyframe(spec: mujoco.MjSpec, tethered: bool, height: float) -> None:
+    pose = list(c.STANDING_POSE_RAD)
+    root = [] if tethered else [0.0, 0.0, height, 1.0, 0.0, 0.0, 0.0]
+    spec.add_key(name="stand", qpos=root + pose, ctrl=pose)

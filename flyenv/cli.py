@@ -1,0 +1,140 @@
+"""The `flyenv` command line.
+
+Usage:
+    flyenv demo [--output DIR] [--duration S]
+    flyenv model [--tethered] [--body FILE] [--output FILE.xml]
+
+Example:
+    flyenv demo --output ./flyenv-demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from flyenv._version import __version__
+from flyenv.body import constants as c
+from flyenv.body.config import BodyConfig
+from flyenv.body.mjcf import build_spec
+from flyenv.motion import io as motion_io
+from flyenv.motion.gait import tripod_gait
+from flyenv.plots import plot_replay
+from flyenv.sim.replay import replay
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `flyenv` console script."""
+    parser = argparse.ArgumentParser(prog="flyenv", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"flyenv {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="generate the embedded walking reference and replay it")
+    demo.add_argument("--output", type=Path, default=Path("flyenv-demo"),
+                      help="folder for the reference, model and plot (default: %(default)s)")
+    demo.add_argument("--duration", type=float, default=2.0,
+                      help="length of the generated gait [s] (default: %(default)s)")
+    demo.set_defaults(func=_demo)
+
+    model = sub.add_parser("model", help="print the fly model; optionally write it as MJCF")
+    model.add_argument("--tethered", action="store_true", help="thorax fixed in space")
+    model.add_argument("--body", type=Path, default=None,
+                       help="a body config .json or a ReferenceMotion .npz whose body to build")
+    model.add_argument("--output", type=Path, default=None, help="write the model as MJCF here")
+    model.set_defaults(func=_model)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f"flyenv {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _load_body(path: Path | None) -> BodyConfig:
+    if path is None:
+        return BodyConfig.default()
+    if path.suffix == ".npz":
+        return motion_io.load(path).body
+    return BodyConfig.from_json(path.read_text(), source=str(path))
+
+
+def _model(args: argparse.Namespace) -> int:
+    spec = build_spec(_load_body(args.body), tethered=args.tethered)
+    model = spec.compile()
+    variant = "tethered" if args.tethered else "free-walking"
+    print(f"fly model ({variant}): nq={model.nq} nv={model.nv} nu={model.nu} "
+          f"timestep={model.opt.timestep:g} s, units mm/g/s, "
+          f"gravity {model.opt.gravity[2]:g} mm/s^2")
+    print(f"total mass {sum(model.body_mass) * 1e3:.4f} mg")
+    print(f"{'body':<12}{'mass [ug]':>10}")
+    for bodyid in range(1, model.nbody):
+        print(f"{model.body(bodyid).name:<12}{model.body_mass[bodyid] * 1e6:>10.3f}")
+    print(f"\nlegs: {' '.join(c.LEGS)}; {c.NUM_DOFS} DOFs, qpos[{model.nq - c.NUM_DOFS}:] "
+          f"and ctrl[0:{c.NUM_DOFS}] in this order:")
+    print(f"{'#':>3} {'joint':<16}{'axis':>6}{'range [deg]':>18}  {'actuator':<16}"
+          f"{'kp':>6}{'force limit':>13}")
+    for dofid, name in enumerate(c.DOF_NAMES):
+        joint, actuator = model.joint(name), model.actuator(name)
+        lo, hi = np.degrees(joint.range)
+        axis = "xyz"[int(np.argmax(np.abs(joint.axis)))]
+        print(f"{dofid:>3} {name:<16}{axis:>6}{lo:>9.1f}{hi:>9.1f}  {actuator.name:<16}"
+              f"{actuator.gainprm[0]:>6g}{actuator.forcerange[1]:>13g}")
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(spec.to_xml())
+        print(f"\nwrote {args.output}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    out: Path = args.output
+    start = time.perf_counter()
+    print(f"flyenv {__version__} demo -> {out.resolve()}")
+    motion = tripod_gait(duration_s=args.duration)
+    info = motion.metadata
+    print(f"1. generated a tripod gait: {motion.num_frames} frames at {motion.fps:g} Hz "
+          f"({motion.duration_s:g} s), {info['generator']['step_freq_hz']:g} Hz stepping, "
+          f"thorax speed {info['speed_mm_s']:.1f} mm/s; FK check: stance claws within "
+          f"{info['stance_claw_height_max_mm']:.1e} mm of the ground")
+    path = motion_io.save(motion, out / "reference_tripod.npz")
+    if not np.array_equal(motion_io.load(path).joint_angles, motion.joint_angles):
+        raise RuntimeError(f"{path}: read back different joint angles than were written")
+    print(f"2. saved the reference (schema v{motion_io.SCHEMA_VERSION}) to {path} and read it back")
+
+    spec = build_spec(motion.body)
+    model = spec.compile()
+    (out / "fly.xml").write_text(spec.to_xml())
+    print(f"3. built the fly: {model.nu} position actuators, {model.nq - 7} joint DOFs, "
+          f"{sum(model.body_mass) * 1e3:.3f} mg; MJCF at {out / 'fly.xml'}")
+
+    results = []
+    for tethered in (True, False):
+        result = replay(motion, tethered=tethered)
+        results.append(result)
+        rms = result.tracking_rms_deg()
+        label = "tethered" if tethered else "free"
+        line = (f"   {label:>8}: {result.num_steps} physics steps in {result.wall_s:.1f} s "
+                f"({result.realtime_factor:.1f}x real time), joint tracking RMS "
+                f"{np.sqrt(np.mean(rms**2)):.2f} deg (worst {c.DOF_NAMES[int(np.argmax(rms))]} "
+                f"{rms.max():.2f} deg)")
+        if result.root_pos is not None:
+            walked = result.root_pos[-1, 0] - result.root_pos[0, 0]
+            ref_walked = result.reference_root_pos[-1, 0] - result.reference_root_pos[0, 0]
+            z = result.root_pos[:, 2]
+            line += (f"\n             walked {walked:.2f} mm of the reference's "
+                     f"{ref_walked:.2f} mm, thorax height {z.min():.2f}-{z.max():.2f} mm")
+        print(("4. replayed it in C MuJoCo with position control:\n" if tethered else "") + line)
+    plot = plot_replay(results, out / "tracking.png")
+    print(f"5. tracking plot: {plot}")
+    print(f"done in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

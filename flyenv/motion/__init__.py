@@ -1,0 +1,9 @@
+"""Reference motions: the versioned clip format, resampling and the embedded demo gait."""
+
+from flyenv.motion.format import BoundViolation as BoundViolation
+from flyenv.motion.format import ReferenceMotion as ReferenceMotion
+from flyenv.motion.gait import tripod_gait as tripod_gait
+from flyenv.motion.io import SCHEMA_VERSION as SCHEMA_VERSION
+from flyenv.motion.io import load as load
+from flyenv.motion.io import save as save
+from flyenv.motion.resample import resample as resample
