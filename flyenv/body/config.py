@@ -173,14 +173,15 @@ class BodyConfig:
                    if k not in data]
         if missing:
             raise ValueError(f"{source}: missing keys {missing}")
+        arrays = {}
+        for key in ("thc_mm", "segment_lengths_mm", "joint_bounds_rad"):
+            try:
+                arrays[key] = _as_tuple(np.asarray(data[key], dtype=float))
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"{source}: {key} must be a numeric array ({err})") from err
         try:
-            return cls(thc_mm=_as_tuple(np.asarray(data["thc_mm"], dtype=float)),
-                       segment_lengths_mm=_as_tuple(
-                           np.asarray(data["segment_lengths_mm"], dtype=float)),
-                       joint_bounds_rad=_as_tuple(np.asarray(data["joint_bounds_rad"],
-                                                             dtype=float)),
-                       name=str(data.get("name", "custom")))
-        except (TypeError, ValueError) as err:
+            return cls(**arrays, name=str(data.get("name", "custom")))
+        except ValueError as err:
             raise ValueError(f"{source}: {err}") from err
 
     def to_json(self) -> str:

@@ -214,8 +214,11 @@ def _set_uniform_density(spec: mujoco.MjSpec, total_mass_g: float) -> None:
         if geom.type == mujoco.mjtGeom.mjGEOM_SPHERE:
             length = 0.0
         volume += np.pi * r**2 * length + 4.0 / 3.0 * np.pi * r**3
+    # Rounded to the six significant digits MJCF export writes, so an exported model has the
+    # same density (the total mass is then within 5e-6 relative of total_mass_g).
+    density = float(f"{total_mass_g / volume:.6g}")
     for geom in spec.geoms:
-        geom.density = total_mass_g / volume
+        geom.density = density
 
 
 def _add_stand_keyframe(spec: mujoco.MjSpec, tethered: bool, height: float) -> None:

@@ -88,8 +88,8 @@ class ReferenceMotion:
             raise ValueError(f"ReferenceMotion: fps must be a finite number > 0, got {self.fps}")
         object.__setattr__(self, "fps", fps)
         if tuple(self.dof_names) != c.DOF_NAMES:
-            diff = [(i, a, b) for i, (a, b) in enumerate(zip(self.dof_names, c.DOF_NAMES, strict=False))
-                    if a != b][:3]
+            pairs = zip(self.dof_names, c.DOF_NAMES, strict=False)
+            diff = [(i, a, b) for i, (a, b) in enumerate(pairs) if a != b][:3]
             raise ValueError(f"ReferenceMotion: dof_names must be the 42 names of "
                              f"flyenv.body.DOF_NAMES in order; got {len(self.dof_names)} names, "
                              f"first differences (index, got, expected): {diff}")
