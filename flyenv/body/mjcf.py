@@ -119,9 +119,8 @@ def build_spec(config: BodyConfig | None = None, *, tethered: bool = False,
                     type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL)
     if floor:
         world.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=(0, 0, 0.05),
-                       contype=_FLOOR_CONTYPE, conaffinity=0, friction=(options.friction,
-                       0.005, 0.0001), solref=options.contact_solref,
-                       solimp=options.contact_solimp, rgba=(0.6, 0.6, 0.55, 1))
+                       contype=_FLOOR_CONTYPE, conaffinity=0, rgba=(0.6, 0.6, 0.55, 1),
+                       **_contact_params(options))
 
     height = options.tether_height_mm if tethered else options.standing_height_mm
     thorax = world.add_body(name="thorax", pos=(0, 0, height))
@@ -151,15 +150,14 @@ def build_model(config: BodyConfig | None = None, *, tethered: bool = False,
     return build_spec(config, tethered=tethered, floor=floor, options=options).compile()
 
 
-def to_xml(model_spec: mujoco.MjSpec) -> str:
-    """MJCF text of a compiled spec, loadable with `mujoco.MjModel.from_xml_string`."""
-    return model_spec.to_xml()
+def _contact_params(options: ModelOptions) -> dict:
+    return dict(friction=(options.friction, 0.005, 0.0001), solref=options.contact_solref,
+                solimp=options.contact_solimp)
 
 
 def _add_trunk(thorax: mujoco.MjsBody, options: ModelOptions) -> None:
     capsule, sphere = mujoco.mjtGeom.mjGEOM_CAPSULE, mujoco.mjtGeom.mjGEOM_SPHERE
-    common = dict(contype=0, conaffinity=_TOUCH_CONAFFINITY, friction=(options.friction,
-                  0.005, 0.0001), solref=options.contact_solref, solimp=options.contact_solimp)
+    common = dict(contype=0, conaffinity=_TOUCH_CONAFFINITY, **_contact_params(options))
     r = options.thorax_radius_mm
     thorax.add_geom(name="thorax", type=capsule, size=(r, 0, 0),
                     fromto=(-0.25, 0, 0.1, 0.3, 0, 0.1), rgba=(0.55, 0.4, 0.25, 1), **common)
@@ -180,12 +178,12 @@ def _add_leg(spec: mujoco.MjSpec, thorax: mujoco.MjsBody, leg: str, thc: np.ndar
         for jointid, joint in enumerate(c.JOINTS):
             if c.JOINT_SEGMENT[jointid] != segid:
                 continue
-            dof = leg_dof = f"{leg}_{joint}"
+            dof = f"{leg}_{joint}"
             lo, hi = bounds[jointid]
             body.add_joint(name=dof, type=mujoco.mjtJoint.mjJNT_HINGE, axis=c.JOINT_AXES[jointid],
                            range=(lo, hi), limited=mujoco.mjtLimited.mjLIMITED_TRUE,
                            damping=options.joint_damping, armature=options.joint_armature)
-            spec.add_actuator(name=leg_dof, target=dof, trntype=mujoco.mjtTrn.mjTRN_JOINT,
+            spec.add_actuator(name=dof, target=dof, trntype=mujoco.mjtTrn.mjTRN_JOINT,
                               ctrlrange=(lo, hi), forcerange=(-options.actuator_force_limit,
                               options.actuator_force_limit)).set_to_position(
                                   kp=options.actuator_kp)
@@ -195,8 +193,7 @@ def _add_leg(spec: mujoco.MjSpec, thorax: mujoco.MjsBody, leg: str, thc: np.ndar
                       size=(options.segment_radii_mm[segid], 0, 0),
                       fromto=(0, 0, 0, 0, 0, -length), contype=0,
                       conaffinity=_TOUCH_CONAFFINITY if touches else 0,
-                      friction=(options.friction, 0.005, 0.0001), solref=options.contact_solref,
-                      solimp=options.contact_solimp, rgba=(0.7, 0.55, 0.35, 1))
+                      rgba=(0.7, 0.55, 0.35, 1), **_contact_params(options))
         body.add_site(name=f"{leg}_{c.KEYPOINTS[segid]}", size=(0.02, 0, 0))
         parent, pos = body, (0.0, 0.0, -length)
     parent.add_site(name=f"{leg}_Claw", pos=tuple(pos), size=(0.02, 0, 0))

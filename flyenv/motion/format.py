@@ -128,7 +128,7 @@ class ReferenceMotion:
         if unknown:
             raise ValueError(f"ReferenceMotion: metadata['missing_legs'] has unknown legs "
                              f"{unknown}; legs are {list(c.LEGS)}")
-        expected_nan = self.leg_mask[None, :].repeat(c.DOF_PER_LEG, axis=0).T.ravel() == 0
+        expected_nan = np.repeat(self.leg_mask == 0, c.DOF_PER_LEG)
         for name in ("joint_angles", "joint_velocities"):
             value = getattr(self, name)
             if value is None:

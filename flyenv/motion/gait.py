@@ -114,11 +114,11 @@ def _check_params(duration_s: float, fps: float, step_freq_hz: float, stride_mm:
 
 
 def _swing_profile(phase: np.ndarray, duty: float) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised ThC pitch (-1 at touch-down, +1 at lift-off) and swing lift in [0, 1]."""
+    """Normalised fore-aft claw progress (-1 at touch-down, +1 at lift-off) and lift in [0, 1]."""
     u = phase / duty
     v = (phase - duty) / (1 - duty)
     # Swing returns from +1 to -1 as a cubic Hermite whose end slopes equal the stance slope,
-    # so the pitch velocity is continuous at lift-off and touch-down.
+    # so the claw velocity is continuous at lift-off and touch-down.
     slope = 2 * (1 - duty) / duty
     hermite = ((2 * v**3 - 3 * v**2 + 1) + slope * (v**3 - 2 * v**2 + v)
                - (-2 * v**3 + 3 * v**2) + slope * (v**3 - v**2))
