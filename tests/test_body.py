@@ -160,3 +160,24 @@ def test_body_config_json_is_plain():
     data = json.loads(BodyConfig.default().to_json())
     assert data["dof_names"] == list(DOF_NAMES)
     assert len(data["joint_bounds_rad"]) == 42
+
+
+def test_leg_jacobian_matches_finite_differences():
+    from flyenv.body.kinematics import leg_jacobian
+
+    body = BodyConfig.default()
+    q = np.random.default_rng(4).uniform(-2, 2, (3, 6, 7))
+    keypoints, jacobian = leg_jacobian(body.thc, body.lengths, q)
+    assert jacobian.shape == (3, 6, 5, 3, 7)
+    np.testing.assert_allclose(keypoints, leg_forward_kinematics(body.thc, body.lengths, q))
+    numeric = np.empty_like(jacobian)
+    for j in range(7):
+        dq = np.zeros(7)
+        dq[j] = 1e-6
+        numeric[..., j] = (leg_forward_kinematics(body.thc, body.lengths, q + dq)
+                           - leg_forward_kinematics(body.thc, body.lengths, q - dq)) / 2e-6
+    np.testing.assert_allclose(jacobian, numeric, atol=1e-8)
+    assert not jacobian[..., 0, :, :].any()  # nothing moves ThC
+    assert not jacobian[..., 1, :, 3:].any()  # CTr moves only with the ThC joints
+    assert not jacobian[..., 3, :, 6].any()  # TiTa pitch moves only the claw
+    assert jacobian[..., 4, :, 6].any()

@@ -44,23 +44,55 @@ def leg_forward_kinematics(thc_mm: np.ndarray, lengths_mm: np.ndarray,
     Returns:
         (..., 5, 3) ThC, CTr, FTi, TiTa, Claw positions [mm].
     """
+    return _leg_chain(thc_mm, lengths_mm, angles_rad)[0]
+
+
+def leg_jacobian(thc_mm: np.ndarray, lengths_mm: np.ndarray, angles_rad: np.ndarray,
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints of leg chains and their analytic Jacobian with respect to the joint angles.
+
+    Args: as `leg_forward_kinematics`.
+
+    Returns:
+        keypoints (..., 5, 3) [mm] and jacobian (..., 5, 3, 7) [mm/rad]: d keypoint / d angle,
+        zero where a joint is distal to the keypoint.
+    """
+    keypoints, axes = _leg_chain(thc_mm, lengths_mm, angles_rad)
+    # A hinge at point p with unit axis a moves a point x at a x (x - p).
+    pivots = keypoints[..., _JOINT_KEYPOINT, :]  # (..., 7, 3)
+    lever = keypoints[..., :, None, :] - pivots[..., None, :, :]  # (..., 5, 7, 3)
+    jacobian = np.cross(np.broadcast_to(axes[..., None, :, :], lever.shape), lever)
+    jacobian = jacobian * _DEPENDS[..., None]
+    return keypoints, np.swapaxes(jacobian, -1, -2)
+
+
+# Keypoint at which each joint sits, and which keypoints each joint moves (5, 7).
+_JOINT_KEYPOINT = np.array([0, 0, 0, 1, 1, 2, 3])
+_DEPENDS = (np.arange(c.NUM_KEYPOINTS)[:, None] > _JOINT_KEYPOINT[None, :]).astype(float)
+_UNIT = {"x": np.array([1.0, 0, 0]), "y": np.array([0, 1.0, 0]), "z": np.array([0, 0, 1.0])}
+
+
+def _leg_chain(thc_mm: np.ndarray, lengths_mm: np.ndarray, angles_rad: np.ndarray,
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints (..., 5, 3) and the world axis of each joint (..., 7, 3)."""
     thc_mm = np.asarray(thc_mm, dtype=float)
     lengths_mm = np.asarray(lengths_mm, dtype=float)
     q = np.asarray(angles_rad, dtype=float)
     if q.shape[-1:] != (c.DOF_PER_LEG,):
         raise ValueError(f"angles_rad must have shape (..., 7), got {q.shape}")
-    rot = rotation_matrix("x", q[..., 0]) @ rotation_matrix("y", q[..., 1])
-    rot = rot @ rotation_matrix("z", q[..., 2])
-    # Each segment points along the -z axis of its frame: position += -L * R[:, :, 2].
-    ctr = thc_mm - lengths_mm[..., 0:1] * rot[..., :, 2]
-    rot = rot @ rotation_matrix("y", q[..., 3]) @ rotation_matrix("z", q[..., 4])
-    fti = ctr - lengths_mm[..., 1:2] * rot[..., :, 2]
-    rot = rot @ rotation_matrix("y", q[..., 5])
-    tita = fti - lengths_mm[..., 2:3] * rot[..., :, 2]
-    rot = rot @ rotation_matrix("y", q[..., 6])
-    claw = tita - lengths_mm[..., 3:4] * rot[..., :, 2]
-    thc_b = np.broadcast_to(thc_mm, claw.shape)
-    return np.stack([thc_b, ctr, fti, tita, claw], axis=-2)
+    rot = np.broadcast_to(np.eye(3), (*q.shape[:-1], 3, 3))
+    axes, points = [], [thc_mm]
+    joint_axes = ("x", "y", "z", "y", "z", "y", "y")
+    ends = {2: 0, 4: 1, 5: 2, 6: 3}  # after joint j, the segment (index) ends at a keypoint
+    for j, axis in enumerate(joint_axes):
+        axes.append(rot @ _UNIT[axis])
+        rot = rot @ rotation_matrix(axis, q[..., j])
+        if j in ends:
+            # Each segment points along the -z axis of its frame.
+            points.append(points[-1] - lengths_mm[..., ends[j]:ends[j] + 1] * rot[..., :, 2])
+    claw_shape = points[-1].shape
+    points = [np.broadcast_to(p, claw_shape) for p in points]
+    return np.stack(points, axis=-2), np.stack(axes, axis=-2)
 
 
 def forward_kinematics(config: BodyConfig, angles_rad: np.ndarray) -> np.ndarray:
