@@ -59,17 +59,18 @@ def leg_jacobian(thc_mm: np.ndarray, lengths_mm: np.ndarray, angles_rad: np.ndar
     """
     keypoints, axes = _leg_chain(thc_mm, lengths_mm, angles_rad)
     # A hinge at point p with unit axis a moves a point x at a x (x - p).
-    pivots = keypoints[..., _JOINT_KEYPOINT, :]  # (..., 7, 3)
+    # Each joint sits at the proximal keypoint of its segment (keypoint index = segment index).
+    pivots = keypoints[..., c.JOINT_SEGMENT, :]  # (..., 7, 3)
     lever = keypoints[..., :, None, :] - pivots[..., None, :, :]  # (..., 5, 7, 3)
     jacobian = np.cross(np.broadcast_to(axes[..., None, :, :], lever.shape), lever)
     jacobian = jacobian * _DEPENDS[..., None]
     return keypoints, np.swapaxes(jacobian, -1, -2)
 
 
-# Keypoint at which each joint sits, and which keypoints each joint moves (5, 7).
-_JOINT_KEYPOINT = np.array([0, 0, 0, 1, 1, 2, 3])
-_DEPENDS = (np.arange(c.NUM_KEYPOINTS)[:, None] > _JOINT_KEYPOINT[None, :]).astype(float)
-_UNIT = {"x": np.array([1.0, 0, 0]), "y": np.array([0, 1.0, 0]), "z": np.array([0, 0, 1.0])}
+# Which keypoints each joint moves, (5, 7): those distal to the joint's own keypoint.
+_DEPENDS = (np.arange(c.NUM_KEYPOINTS)[:, None] > np.asarray(c.JOINT_SEGMENT)[None, :]).astype(
+    float)
+_AXIS_NAMES = tuple("xyz"[int(np.argmax(axis))] for axis in c.JOINT_AXES)
 
 
 def _leg_chain(thc_mm: np.ndarray, lengths_mm: np.ndarray, angles_rad: np.ndarray,
@@ -82,14 +83,12 @@ def _leg_chain(thc_mm: np.ndarray, lengths_mm: np.ndarray, angles_rad: np.ndarra
         raise ValueError(f"angles_rad must have shape (..., 7), got {q.shape}")
     rot = np.broadcast_to(np.eye(3), (*q.shape[:-1], 3, 3))
     axes, points = [], [thc_mm]
-    joint_axes = ("x", "y", "z", "y", "z", "y", "y")
-    ends = {2: 0, 4: 1, 5: 2, 6: 3}  # after joint j, the segment (index) ends at a keypoint
-    for j, axis in enumerate(joint_axes):
-        axes.append(rot @ _UNIT[axis])
-        rot = rot @ rotation_matrix(axis, q[..., j])
-        if j in ends:
-            # Each segment points along the -z axis of its frame.
-            points.append(points[-1] - lengths_mm[..., ends[j]:ends[j] + 1] * rot[..., :, 2])
+    for j, (name, segid) in enumerate(zip(_AXIS_NAMES, c.JOINT_SEGMENT, strict=True)):
+        axes.append(rot @ np.asarray(c.JOINT_AXES[j]))
+        rot = rot @ rotation_matrix(name, q[..., j])
+        if j + 1 == c.DOF_PER_LEG or c.JOINT_SEGMENT[j + 1] != segid:
+            # Last joint of the segment: it points along the -z axis of this frame.
+            points.append(points[-1] - lengths_mm[..., segid:segid + 1] * rot[..., :, 2])
     claw_shape = points[-1].shape
     points = [np.broadcast_to(p, claw_shape) for p in points]
     return np.stack(points, axis=-2), np.stack(axes, axis=-2)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import io
 import pickle
 from pathlib import Path
 from typing import Any
@@ -70,13 +69,15 @@ class Recording:
     @property
     def legs_present(self) -> tuple[str, ...]:
         """Legs with at least one tracked keypoint, in `LEGS` order."""
-        tracked = np.isfinite(self.keypoints).any(axis=(0, 2, 3))
-        return tuple(leg for leg, ok in zip(c.LEGS, tracked, strict=True) if ok)
+        return tuple(leg for leg, ok in zip(c.LEGS, self._tracked(), strict=True) if ok)
 
     @property
     def missing_legs(self) -> tuple[str, ...]:
         """Legs absent from the recording."""
-        return tuple(leg for leg in c.LEGS if leg not in self.legs_present)
+        return tuple(leg for leg, ok in zip(c.LEGS, self._tracked(), strict=True) if not ok)
+
+    def _tracked(self) -> np.ndarray:
+        return np.isfinite(self.keypoints).any(axis=(0, 2, 3))
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -188,8 +189,8 @@ def _from_npz(path: Path) -> Recording:
 
 
 def _from_csv(path: Path) -> Recording:
-    text = path.read_text()
-    rows = list(csv.reader(io.StringIO(text)))
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
     if len(rows) < 1 + MIN_FRAMES:
         raise ValueError(f"{path}: needs a header row and at least {MIN_FRAMES} frames, got "
                          f"{max(len(rows) - 1, 0)} data rows")
