@@ -3,6 +3,9 @@
 Usage:
     flyenv demo [--output DIR] [--duration S]
     flyenv model [--tethered] [--body FILE] [--output FILE.xml]
+    flyenv ik RECORDING... -o OUT_DIR [--workers N] [--solver lm|seqik]
+              [--body template|data|FILE.json] [--align] [--chunk-frames K] [--overlap F]
+              [--backend loky|threading|multiprocessing|dask] [--plot] [--overwrite] [--fps HZ]
 
 Example:
     flyenv demo --output ./flyenv-demo
@@ -17,11 +20,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from flyenv._version import __version__
 from flyenv.body import constants as c
 from flyenv.body.config import BodyConfig
 from flyenv.body.mjcf import build_spec
+from flyenv.ik_preprocess import runner
+from flyenv.ik_preprocess.solver import LmOptions
 from flyenv.motion import io as motion_io
 from flyenv.motion.gait import tripod_gait
 from flyenv.plots import plot_replay
@@ -47,6 +53,40 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="a body config .json or a ReferenceMotion .npz whose body to build")
     model.add_argument("--output", type=Path, default=None, help="write the model as MJCF here")
     model.set_defaults(func=_model)
+
+    ik = sub.add_parser("ik", help="3D pose recordings -> ReferenceMotion files (offline IK)")
+    ik.add_argument("recordings", nargs="+", type=Path,
+                    help=".pkl / .npz / .csv recordings (x anterior, y left, z up, mm)")
+    ik.add_argument("-o", "--output", type=Path, required=True,
+                    help="folder for <recording stem>.npz (and .png with --plot)")
+    ik.add_argument("--workers", type=int, default=1,
+                    help="parallel workers; 1 runs serially, -1 uses all cores (default: 1)")
+    ik.add_argument("--solver", choices=runner.SOLVERS, default="lm",
+                    help="lm: joint fit of all 7 DOFs per leg; seqik: SeqIKPy's 4 stages "
+                         "(default: %(default)s)")
+    ik.add_argument("--body", default="template",
+                    help="template (default), data (measure the body from each recording), or "
+                         "a body config .json to use as the template")
+    ik.add_argument("--align", action="store_true",
+                    help="pin each ThC to the body's and scale legs to the body's length")
+    ik.add_argument("--chunk-frames", type=int, default=None,
+                    help="split each recording into jobs of this many frames (default: whole)")
+    ik.add_argument("--overlap", type=int, default=20,
+                    help="warm-up frames on each side of a chunk (default: %(default)s)")
+    ik.add_argument("--backend", choices=runner.BACKENDS, default="loky",
+                    help="joblib backend, or dask (pip install 'flyenv[dask]')")
+    ik.add_argument("--scheduler", default=None,
+                    help="with --backend dask: a scheduler address (default: a local cluster)")
+    ik.add_argument("--fps", type=float, default=None,
+                    help="frame rate [Hz] of recordings that do not carry one")
+    ik.add_argument("--smoothness", type=float, default=0.0,
+                    help="lm: weight of frame-to-frame angle changes [mm^2/rad^2] (default: 0)")
+    ik.add_argument("--plot", action="store_true",
+                    help="write a PNG per recording: fit error over time and joint angles")
+    ik.add_argument("--overwrite", action="store_true",
+                    help="replace existing outputs (default: skip them, so a batch resumes)")
+    ik.add_argument("--quiet", action="store_true", help="no progress bar")
+    ik.set_defaults(func=_ik)
 
     args = parser.parse_args(argv)
     try:
@@ -90,6 +130,41 @@ def _model(args: argparse.Namespace) -> int:
         args.output.write_text(spec.to_xml())
         print(f"\nwrote {args.output}")
     return 0
+
+
+def _ik(args: argparse.Namespace) -> int:
+    template = BodyConfig.default()
+    body = args.body
+    if body not in runner.BODY_MODES:
+        template, body = _load_body(Path(body)), "template"
+    options = runner.IkOptions(solver=args.solver, body=body, align=args.align, fps=args.fps,
+                               chunk_frames=args.chunk_frames, overlap_frames=args.overlap,
+                               lm=LmOptions(smoothness=args.smoothness), template=template)
+    bar = tqdm(total=len(args.recordings), unit="file", disable=args.quiet)
+
+    def progress(result: runner.FileResult) -> None:
+        bar.update()
+        if result.status == "failed":
+            tqdm.write(f"failed: {result.message}", file=sys.stderr)
+
+    with bar:
+        report = runner.run(args.recordings, args.output, options, n_jobs=args.workers,
+                            backend=args.backend, overwrite=args.overwrite, plot=args.plot,
+                            client=args.scheduler, progress=progress)
+    counts = {s: sum(f.status == s for f in report.files) for s in ("written", "skipped",
+                                                                     "failed")}
+    print(f"{counts['written']} written, {counts['skipped']} skipped (output exists; "
+          f"--overwrite to redo), {counts['failed']} failed -> {args.output}")
+    if counts["written"]:
+        rate = report.seconds / report.leg_frames * 1e6
+        print(f"{report.leg_frames} leg-frames in {report.seconds:.1f} s ({rate:.1f} us per "
+              f"leg-frame, {args.workers} worker(s), solver {args.solver})")
+        print(f"fit error [mm] {'mean':>8}{'p95':>8}")
+        for k, name in enumerate(c.KEYPOINTS[1:]):
+            print(f"  {name:<12}{report.error_mean_mm[k]:>8.4f}{report.error_p95_mm[k]:>8.4f}")
+    for result in report.failed:
+        print(f"failed: {result.message}", file=sys.stderr)
+    return 1 if report.failed else 0
 
 
 def _demo(args: argparse.Namespace) -> int:

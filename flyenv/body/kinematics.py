@@ -44,7 +44,8 @@ def leg_forward_kinematics(thc_mm: np.ndarray, lengths_mm: np.ndarray,
     Returns:
         (..., 5, 3) ThC, CTr, FTi, TiTa, Claw positions [mm].
     """
-    return _leg_chain(thc_mm, lengths_mm, angles_rad)[0]
+    points, _ = _leg_chain_components(thc_mm, lengths_mm, angles_rad)
+    return np.moveaxis(points, (0, 1), (-2, -1))
 
 
 def leg_jacobian(thc_mm: np.ndarray, lengths_mm: np.ndarray, angles_rad: np.ndarray,
@@ -57,41 +58,61 @@ def leg_jacobian(thc_mm: np.ndarray, lengths_mm: np.ndarray, angles_rad: np.ndar
         keypoints (..., 5, 3) [mm] and jacobian (..., 5, 3, 7) [mm/rad]: d keypoint / d angle,
         zero where a joint is distal to the keypoint.
     """
-    keypoints, axes = _leg_chain(thc_mm, lengths_mm, angles_rad)
-    # A hinge at point p with unit axis a moves a point x at a x (x - p).
-    # Each joint sits at the proximal keypoint of its segment (keypoint index = segment index).
-    pivots = keypoints[..., c.JOINT_SEGMENT, :]  # (..., 7, 3)
-    lever = keypoints[..., :, None, :] - pivots[..., None, :, :]  # (..., 5, 7, 3)
-    jacobian = np.cross(np.broadcast_to(axes[..., None, :, :], lever.shape), lever)
-    jacobian = jacobian * _DEPENDS[..., None]
-    return keypoints, np.swapaxes(jacobian, -1, -2)
+    points, axes = _leg_chain_components(thc_mm, lengths_mm, angles_rad)
+    jacobian = np.zeros((c.NUM_KEYPOINTS, 3, c.DOF_PER_LEG, *points.shape[2:]))
+    for j, segid in enumerate(c.JOINT_SEGMENT):
+        # A hinge at point p with unit axis a moves a point x at a x (x - p); each joint sits
+        # at the proximal keypoint of its segment (keypoint index = segment index).
+        lever = points[segid + 1:] - points[segid]
+        jacobian[segid + 1:, :, j] = _cross(axes[j], lever)
+    return np.moveaxis(points, (0, 1), (-2, -1)), np.moveaxis(jacobian, (0, 1, 2), (-3, -2, -1))
 
 
-# Which keypoints each joint moves, (5, 7): those distal to the joint's own keypoint.
-_DEPENDS = (np.arange(c.NUM_KEYPOINTS)[:, None] > np.asarray(c.JOINT_SEGMENT)[None, :]).astype(
-    float)
-_AXIS_NAMES = tuple("xyz"[int(np.argmax(axis))] for axis in c.JOINT_AXES)
+# For each joint axis (0 x, 1 y, 2 z), the other two columns (i, k) in cyclic order:
+# R @ R_axis(q) maps column i to cos q * c_i + sin q * c_k and column k to cos q * c_k - sin q * c_i.
+_ROTATED_COLUMNS = {0: (1, 2), 1: (2, 0), 2: (0, 1)}
+_AXIS_INDEX = tuple(int(np.argmax(axis)) for axis in c.JOINT_AXES)
 
 
-def _leg_chain(thc_mm: np.ndarray, lengths_mm: np.ndarray, angles_rad: np.ndarray,
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """Keypoints (..., 5, 3) and the world axis of each joint (..., 7, 3)."""
-    thc_mm = np.asarray(thc_mm, dtype=float)
-    lengths_mm = np.asarray(lengths_mm, dtype=float)
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a x b for a (3, ...) and b (m, 3, ...), components first (cheaper than np.cross)."""
+    b0, b1, b2 = b[:, 0], b[:, 1], b[:, 2]
+    return np.stack([a[1] * b2 - a[2] * b1, a[2] * b0 - a[0] * b2, a[0] * b1 - a[1] * b0],
+                    axis=1)
+
+
+def _leg_chain_components(thc_mm: np.ndarray, lengths_mm: np.ndarray, angles_rad: np.ndarray,
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints (5, 3, ...) and the world axis of each joint (7, 3, ...), components first.
+
+    The chain's rotation is carried as its three columns and updated in place of 3x3 products
+    (a rotation about a principal axis only mixes the other two columns), which keeps every
+    operation a flat elementwise one over the batch.
+    """
+    thc = np.asarray(thc_mm, dtype=float)
+    lengths = np.asarray(lengths_mm, dtype=float)
     q = np.asarray(angles_rad, dtype=float)
     if q.shape[-1:] != (c.DOF_PER_LEG,):
         raise ValueError(f"angles_rad must have shape (..., 7), got {q.shape}")
-    rot = np.broadcast_to(np.eye(3), (*q.shape[:-1], 3, 3))
-    axes, points = [], [thc_mm]
-    for j, (name, segid) in enumerate(zip(_AXIS_NAMES, c.JOINT_SEGMENT, strict=True)):
-        axes.append(rot @ np.asarray(c.JOINT_AXES[j]))
-        rot = rot @ rotation_matrix(name, q[..., j])
+    batch = np.broadcast_shapes(thc.shape[:-1], lengths.shape[:-1], q.shape[:-1])
+    q = np.moveaxis(np.broadcast_to(q, (*batch, c.DOF_PER_LEG)), -1, 0)
+    lengths = np.moveaxis(np.broadcast_to(lengths, (*batch, c.NUM_SEGMENTS)), -1, 0)
+    cos, sin = np.cos(q), np.sin(q)
+    eye = np.eye(3).reshape(3, 3, *(1,) * len(batch))
+    columns = [np.broadcast_to(eye[:, i], (3, *batch)) for i in range(3)]
+    points = [np.moveaxis(np.broadcast_to(thc, (*batch, 3)), -1, 0)]
+    axes = []
+    for j, segid in enumerate(c.JOINT_SEGMENT):
+        axis = _AXIS_INDEX[j]
+        axes.append(columns[axis])
+        i, k = _ROTATED_COLUMNS[axis]
+        col_i, col_k = columns[i], columns[k]
+        columns[i] = cos[j] * col_i + sin[j] * col_k
+        columns[k] = cos[j] * col_k - sin[j] * col_i
         if j + 1 == c.DOF_PER_LEG or c.JOINT_SEGMENT[j + 1] != segid:
-            # Last joint of the segment: it points along the -z axis of this frame.
-            points.append(points[-1] - lengths_mm[..., segid:segid + 1] * rot[..., :, 2])
-    claw_shape = points[-1].shape
-    points = [np.broadcast_to(p, claw_shape) for p in points]
-    return np.stack(points, axis=-2), np.stack(axes, axis=-2)
+            # Last joint of the segment: the segment points along -z of this frame.
+            points.append(points[-1] - lengths[segid] * columns[2])
+    return np.stack(points), np.stack(axes)
 
 
 def forward_kinematics(config: BodyConfig, angles_rad: np.ndarray) -> np.ndarray:

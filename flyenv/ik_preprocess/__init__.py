@@ -1,9 +1,15 @@
 """Offline inverse kinematics: 3D pose recordings to `ReferenceMotion` files.
 
-So far this package reads recordings (`load_recording`); the solvers and the parallel runner
-are tracked in the IK issue.
+`run(paths, out_dir, IkOptions(...), n_jobs=...)` reads recordings (`io`), optionally aligns
+them or measures the body from them (`align`), solves each leg (`solver`: `seqik`, SeqIKPy's
+stages in closed form, and `lm`, a joint fit seeded from it) in parallel over files x legs x time
+chunks (`runner`) and writes one `.npz` per recording; `flyenv ik` is the same from the shell.
 """
 
 from flyenv.ik_preprocess.io import Recording as Recording
 from flyenv.ik_preprocess.io import load_pickle_safely as load_pickle_safely
 from flyenv.ik_preprocess.io import load_recording as load_recording
+from flyenv.ik_preprocess.runner import IkOptions as IkOptions
+from flyenv.ik_preprocess.runner import IkReport as IkReport
+from flyenv.ik_preprocess.runner import run as run
+from flyenv.ik_preprocess.solver import LmOptions as LmOptions

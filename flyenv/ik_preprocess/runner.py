@@ -1,0 +1,441 @@
+"""Recordings to `ReferenceMotion` files, in parallel over files x legs x time chunks.
+
+One `Job` is one leg of one recording over one time chunk, extended by `overlap_frames` on both
+sides as warm-up (the solvers are frame-local except where an undetermined angle keeps the
+previous frame's value, and the optional smoothness term, which both settle inside the overlap).
+A job carries its own keypoints, so workers never read files. Files are read one at a time as
+jobs are dispatched and written as soon as their last job returns, so memory stays flat in the
+number of files. Results are stitched by chunk start, whatever order they finish in; `n_jobs=1`
+runs the same jobs in a plain loop.
+
+Backends: joblib's "loky" (processes, the default), "threading", "multiprocessing", or "dask":
+the same jobs on a `distributed` cluster (pass a `Client`, a scheduler address, or let a
+`LocalCluster` with `n_jobs` workers be started), at most 2 jobs per worker in flight.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+
+from flyenv._version import __version__
+from flyenv.body import constants as c
+from flyenv.body.config import BodyConfig
+from flyenv.body.kinematics import leg_forward_kinematics
+from flyenv.ik_preprocess import align as alignment
+from flyenv.ik_preprocess import solver as solvers
+from flyenv.ik_preprocess.io import Recording, load_recording
+from flyenv.motion import io as motion_io
+from flyenv.motion.format import ReferenceMotion
+
+SOLVERS = ("lm", "seqik")
+BODY_MODES = ("template", "data")
+BACKENDS = ("loky", "threading", "multiprocessing", "dask")
+# Bins of the error histogram behind the batch summary's p95 [mm].
+_HIST_EDGES = np.linspace(0.0, 5.0, 5001)
+
+
+@dataclasses.dataclass(frozen=True)
+class IkOptions:
+    """What to do with each recording.
+
+    Attributes:
+        solver: "lm" (joint fit, default) or "seqik" (SeqIKPy's stages).
+        body: "template" (the `template` body) or "data" (a body measured from each recording).
+        align: pin each leg's ThC to the body's and, with the template body, scale the leg to
+            the body's length (SeqIKPy's alignment). Off by default: aligned input is used as is.
+        fps: frame rate [Hz] for files that do not carry one.
+        chunk_frames: frames per job (None: one job per leg per file).
+        overlap_frames: warm-up frames added on each side of a chunk.
+        lm: settings of the lm solver.
+        template: the template body.
+    """
+
+    solver: str = "lm"
+    body: str = "template"
+    align: bool = False
+    fps: float | None = None
+    chunk_frames: int | None = None
+    overlap_frames: int = 20
+    lm: solvers.LmOptions = dataclasses.field(default_factory=solvers.LmOptions)
+    template: BodyConfig = dataclasses.field(default_factory=BodyConfig.default)
+
+    def __post_init__(self) -> None:
+        if self.solver not in SOLVERS:
+            raise ValueError(f"IkOptions.solver must be one of {SOLVERS}, got {self.solver!r}")
+        if self.body not in BODY_MODES:
+            raise ValueError(f"IkOptions.body must be one of {BODY_MODES}, got {self.body!r}")
+        if self.chunk_frames is not None and self.chunk_frames < 1:
+            raise ValueError(f"IkOptions.chunk_frames must be >= 1, got {self.chunk_frames}")
+        if self.overlap_frames < 0:
+            raise ValueError(f"IkOptions.overlap_frames must be >= 0, got {self.overlap_frames}")
+        if self.fps is not None and not self.fps > 0:
+            raise ValueError(f"IkOptions.fps must be > 0, got {self.fps}")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Job:
+    """One leg of one recording over frames [start, stop), solved over [lo, hi)."""
+
+    file_id: int
+    leg: str
+    start: int
+    stop: int
+    lo: int
+    keypoints: np.ndarray  # (hi - lo, 5, 3) gaps filled [mm]
+    tracked: np.ndarray  # (hi - lo, 5) bool
+    lengths: np.ndarray  # (4,) [mm]
+    bounds: np.ndarray  # (7, 2) [rad]
+    seed: np.ndarray  # (7,) [rad]
+    solver: str
+    lm: solvers.LmOptions
+
+
+@dataclasses.dataclass(frozen=True)
+class JobResult:
+    """Angles (stop - start, 7) [rad] of one job."""
+
+    file_id: int
+    leg: str
+    start: int
+    angles: np.ndarray
+
+
+@dataclasses.dataclass
+class FileResult:
+    """What happened to one recording.
+
+    Attributes:
+        path: the input.
+        output: the ReferenceMotion file (written, or found and skipped).
+        status: "written", "skipped" (output existed) or "failed".
+        message: the error, for failed files.
+        num_frames: frames in the recording.
+        error_mean_mm: (4,) mean fit error of CTr, FTi, TiTa, Claw over tracked keypoints.
+        error_p95_mm: (4,) their 95th percentiles.
+    """
+
+    path: Path
+    output: Path
+    status: str
+    message: str = ""
+    num_frames: int = 0
+    error_mean_mm: np.ndarray | None = None
+    error_p95_mm: np.ndarray | None = None
+
+
+@dataclasses.dataclass
+class IkReport:
+    """A batch: one `FileResult` per input, the error summary over all written files."""
+
+    files: list[FileResult]
+    error_mean_mm: np.ndarray  # (4,) CTr, FTi, TiTa, Claw
+    error_p95_mm: np.ndarray  # (4,)
+    leg_frames: int
+    seconds: float
+
+    @property
+    def failed(self) -> list[FileResult]:
+        """The files that could not be processed."""
+        return [f for f in self.files if f.status == "failed"]
+
+
+def output_path(path: str | Path, out_dir: str | Path) -> Path:
+    """Where the ReferenceMotion of a recording goes: `out_dir/<input stem>.npz`."""
+    return Path(out_dir) / f"{Path(path).stem}.npz"
+
+
+def chunks(num_frames: int, chunk_frames: int | None, overlap: int,
+           ) -> list[tuple[int, int, int, int]]:
+    """(start, stop, lo, hi) of each chunk: owned frames [start, stop), solved [lo, hi)."""
+    size = num_frames if chunk_frames is None else chunk_frames
+    out = []
+    for start in range(0, num_frames, size):
+        stop = min(start + size, num_frames)
+        out.append((start, stop, max(start - overlap, 0), min(stop + overlap, num_frames)))
+    return out
+
+
+def solve_job(job: Job) -> JobResult:
+    """Solves one job (runs in a worker)."""
+    keypoints = job.keypoints[:, None]
+    args = (job.lengths[None], job.bounds[None])
+    angles = solvers.seqik(keypoints, *args, job.seed[None])
+    if job.solver == "lm":
+        mask = job.tracked[:, None, 1:] & job.tracked[:, None, :1]
+        angles = solvers.lm(keypoints, *args, angles, keypoint_mask=mask, options=job.lm)
+    own = slice(job.start - job.lo, job.stop - job.lo)
+    return JobResult(job.file_id, job.leg, job.start, angles[own, 0])
+
+
+def run(paths: Sequence[str | Path], out_dir: str | Path, options: IkOptions | None = None, *,
+        n_jobs: int = 1, backend: str = "loky", overwrite: bool = False, plot: bool = False,
+        client: Any = None, progress: Callable[[FileResult], None] | None = None) -> IkReport:
+    """Solves IK for recordings and writes one `ReferenceMotion` per recording.
+
+    Outputs are `out_dir/<input stem>.npz`, written atomically; existing outputs are skipped
+    unless `overwrite`, so an interrupted batch resumes where it stopped. A file that cannot be
+    read or solved is reported as failed and the batch goes on.
+
+    Args:
+        paths: recordings (.pkl, .npz, .csv; see `flyenv.ik_preprocess.io`).
+        out_dir: folder for the outputs (created if needed).
+        options: what to do with each recording.
+        n_jobs: parallel workers (1: serial, -1: all cores).
+        backend: "loky", "threading", "multiprocessing" or "dask".
+        overwrite: replace existing outputs.
+        plot: also write `<stem>.png`: fit error per keypoint over time and the joint angles.
+        client: for the dask backend, a `distributed.Client` or a scheduler address.
+        progress: called with each file's result as it completes.
+
+    Raises:
+        ValueError: on bad options, or two inputs that would write the same output.
+    """
+    options = options or IkOptions()
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    paths = [Path(p) for p in paths]
+    outputs = [output_path(p, out_dir) for p in paths]
+    seen: dict[Path, Path] = {}
+    for path, out in zip(paths, outputs, strict=True):
+        if out in seen:
+            raise ValueError(f"{seen[out]} and {path} would both write {out}; give the "
+                             f"recordings distinct file names or process them separately")
+        seen[out] = path
+    out_dir.mkdir(parents=True, exist_ok=True)
+    batch = _Batch(paths, outputs, options, overwrite, plot, progress)
+    results = _execute(batch.jobs(), n_jobs, backend, client)
+    for result in results:
+        batch.add(result)
+    batch.flush()
+    return batch.report(time.perf_counter() - started)
+
+
+# -- internals ----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(eq=False)
+class _Pending:
+    """A recording whose jobs are in flight."""
+
+    recording: Recording
+    fps: float
+    body: BodyConfig
+    keypoints: np.ndarray  # (T, 6, 5, 3) in the body frame, NaN where untracked
+    filled: np.ndarray  # (T, 6, 5, 3) gaps filled
+    tracked: np.ndarray  # (T, 6, 5)
+    scale: np.ndarray  # (6,)
+    expected: int
+    results: list[JobResult] = dataclasses.field(default_factory=list)
+
+
+class _Batch:
+    """Turns recordings into jobs and finished jobs into files."""
+
+    def __init__(self, paths: list[Path], outputs: list[Path], options: IkOptions,
+                 overwrite: bool, plot: bool,
+                 progress: Callable[[FileResult], None] | None) -> None:
+        self.paths, self.outputs, self.options = paths, outputs, options
+        self.overwrite, self.plot, self.progress = overwrite, plot, progress
+        self.pending: dict[int, _Pending] = {}
+        self.files: dict[int, FileResult] = {}
+        self.sums = np.zeros(4)
+        self.counts = np.zeros(4)
+        self.hist = np.zeros((4, len(_HIST_EDGES) - 1))
+        self.leg_frames = 0
+
+    def jobs(self) -> Iterator[Job]:
+        for file_id, (path, out) in enumerate(zip(self.paths, self.outputs, strict=True)):
+            if out.exists() and not self.overwrite:
+                self._done(file_id, FileResult(path, out, "skipped"))
+                continue
+            try:
+                pending, jobs = self._prepare(file_id, path)
+            except (ValueError, FileNotFoundError, OSError) as err:
+                self._done(file_id, FileResult(path, out, "failed", str(err)))
+                continue
+            self.pending[file_id] = pending
+            yield from jobs
+
+    def _prepare(self, file_id: int, path: Path) -> tuple[_Pending, list[Job]]:
+        options = self.options
+        recording = load_recording(path)
+        fps = _frame_rate(recording, options.fps)
+        keypoints = recording.keypoints
+        body = options.template
+        scale = np.where(np.isin(c.LEGS, recording.legs_present), 1.0, np.nan)
+        if options.body == "data":
+            body = alignment.body_from_recording(keypoints, options.template,
+                                                 name=f"data:{path.name}")
+        if options.align:
+            keypoints, scale = alignment.align_to_body(keypoints, body,
+                                                       scale=options.body == "template")
+        filled, tracked = solvers.fill_gaps(keypoints)
+        legs = [c.LEGS.index(leg) for leg in recording.legs_present]
+        for legid in legs:
+            never = [c.KEYPOINTS[k] for k in range(c.NUM_KEYPOINTS)
+                     if not tracked[:, legid, k].any()]
+            if never:
+                raise ValueError(f"{path}: leg {c.LEGS[legid]}: keypoint(s) {never} are NaN in "
+                                 f"every frame; cannot fit that leg (drop the leg from the file "
+                                 f"to treat it as missing)")
+        bounds = body.bounds.reshape(c.NUM_LEGS, c.DOF_PER_LEG, 2)
+        jobs = []
+        for start, stop, lo, hi in chunks(recording.num_frames, options.chunk_frames,
+                                           options.overlap_frames):
+            for legid in legs:
+                jobs.append(Job(file_id, c.LEGS[legid], start, stop, lo,
+                                filled[lo:hi, legid], tracked[lo:hi, legid],
+                                body.lengths[legid], bounds[legid], solvers.SEQIKPY_SEED_RAD[legid],
+                                options.solver, options.lm))
+        pending = _Pending(recording, fps, body, keypoints, filled, tracked, scale, len(jobs))
+        return pending, jobs
+
+    def add(self, result: JobResult) -> None:
+        pending = self.pending[result.file_id]
+        pending.results.append(result)
+        if len(pending.results) == pending.expected:
+            self._finish(result.file_id)
+
+    def flush(self) -> None:
+        for file_id in list(self.pending):
+            self._finish(file_id)
+
+    def _finish(self, file_id: int) -> None:
+        pending = self.pending.pop(file_id)
+        path, out = self.paths[file_id], self.outputs[file_id]
+        try:
+            motion = _assemble(pending, self.options)
+            motion_io.save(motion, out, overwrite=self.overwrite)
+            if self.plot:
+                from flyenv.ik_preprocess.report import plot_ik
+
+                plot_ik(motion, out.with_suffix(".png"))
+        except (ValueError, OSError) as err:
+            self._done(file_id, FileResult(path, out, "failed", str(err)))
+            return
+        errors = motion.ik_error[:, :, 1:]
+        valid = np.isfinite(errors)
+        mean = np.array([errors[..., k][valid[..., k]].mean() for k in range(4)])
+        p95 = np.array([np.percentile(errors[..., k][valid[..., k]], 95) for k in range(4)])
+        for k in range(4):
+            values = errors[..., k][valid[..., k]]
+            self.sums[k] += values.sum()
+            self.counts[k] += values.size
+            self.hist[k] += np.histogram(np.minimum(values, _HIST_EDGES[-1]), _HIST_EDGES)[0]
+        self.leg_frames += motion.num_frames * int(motion.leg_mask.sum())
+        self._done(file_id, FileResult(path, out, "written", num_frames=motion.num_frames,
+                                       error_mean_mm=mean, error_p95_mm=p95))
+
+    def _done(self, file_id: int, result: FileResult) -> None:
+        self.files[file_id] = result
+        if self.progress is not None:
+            self.progress(result)
+
+    def report(self, seconds: float) -> IkReport:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = self.sums / self.counts
+        p95 = np.full(4, np.nan)
+        for k in range(4):
+            if self.counts[k]:
+                cdf = np.cumsum(self.hist[k]) / self.counts[k]
+                p95[k] = _HIST_EDGES[1:][np.searchsorted(cdf, 0.95)]
+        files = [self.files[i] for i in range(len(self.paths))]
+        return IkReport(files, mean, p95, self.leg_frames, seconds)
+
+
+def _frame_rate(recording: Recording, fps: float | None) -> float:
+    if recording.fps is not None and fps is not None and abs(recording.fps - fps) > 1e-9:
+        raise ValueError(f"{recording.path}: the file says {recording.fps} fps but {fps} was "
+                         f"given; drop the option or fix the file")
+    rate = recording.fps if recording.fps is not None else fps
+    if rate is None:
+        raise ValueError(f"{recording.path}: the file carries no frame rate; pass one "
+                         f"(--fps / IkOptions.fps)")
+    return float(rate)
+
+
+def _assemble(pending: _Pending, options: IkOptions) -> ReferenceMotion:
+    """Stitches a recording's job results into a ReferenceMotion."""
+    recording = pending.recording
+    num_frames = recording.num_frames
+    angles = np.full((num_frames, c.NUM_LEGS, c.DOF_PER_LEG), np.nan)
+    for result in sorted(pending.results, key=lambda r: (r.leg, r.start)):
+        legid = c.LEGS.index(result.leg)
+        angles[result.start:result.start + len(result.angles), legid] = result.angles
+    # A frame with no tracked keypoint beyond the ThC is interpolated from its neighbours.
+    unusable = ~pending.tracked[:, :, 1:].any(-1)
+    legs = [c.LEGS.index(leg) for leg in recording.legs_present]
+    angles[:, legs] = solvers.interpolate_frames(angles[:, legs], unusable[:, legs])
+    fk = leg_forward_kinematics(pending.filled[:, :, 0], pending.body.lengths, angles)
+    error = np.linalg.norm(fk - pending.keypoints, axis=-1)
+    metadata = {
+        "source": str(recording.path),
+        "flyenv_version": __version__,
+        "ik": {"solver": options.solver, "body": options.body, "align": options.align,
+               "chunk_frames": options.chunk_frames, "overlap_frames": options.overlap_frames,
+               "lm": dataclasses.asdict(options.lm) if options.solver == "lm" else None},
+        "body": pending.body.to_dict(),
+        "missing_legs": list(recording.missing_legs),
+        "align_scale": {c.LEGS[i]: float(pending.scale[i]) for i in legs},
+        "interpolated_frames": {c.LEGS[i]: np.flatnonzero(unusable[:, i]).tolist()
+                                for i in legs if unusable[:, i].any()},
+        "frames_with_untracked_keypoints": {
+            c.LEGS[i]: int((~pending.tracked[:, i]).any(-1).sum()) for i in legs},
+    }
+    return ReferenceMotion(fps=pending.fps, joint_angles=angles.reshape(num_frames, c.NUM_DOFS),
+                           keypoints=pending.keypoints, fk_keypoints=fk, ik_error=error,
+                           metadata=metadata)
+
+
+def _execute(jobs: Iterable[Job], n_jobs: int, backend: str, client: Any,
+             ) -> Iterator[JobResult]:
+    if backend == "dask":
+        yield from _execute_dask(jobs, n_jobs, client)
+    elif n_jobs == 1:
+        yield from map(solve_job, jobs)
+    else:
+        parallel = joblib.Parallel(n_jobs=n_jobs, backend=backend,
+                                   return_as="generator_unordered", pre_dispatch="2*n_jobs")
+        yield from parallel(joblib.delayed(solve_job)(job) for job in jobs)
+
+
+def _execute_dask(jobs: Iterable[Job], n_jobs: int, client: Any) -> Iterator[JobResult]:
+    try:
+        import distributed
+    except ImportError as err:
+        raise ValueError("the dask backend needs the optional extra: "
+                         "pip install 'flyenv[dask]'") from err
+    own_cluster = None
+    if client is None:
+        workers = joblib.cpu_count() if n_jobs < 1 else n_jobs
+        own_cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1,
+                                               processes=True, dashboard_address=None)
+        client = distributed.Client(own_cluster)
+    elif isinstance(client, str):
+        client = distributed.Client(client)
+    try:
+        window = 2 * max(sum(client.nthreads().values()), 1)
+        queue = distributed.as_completed()
+        source = iter(jobs)
+        for job in source:
+            queue.add(client.submit(solve_job, job, pure=False))
+            if queue.count() >= window:
+                break
+        for future in queue:
+            yield future.result()
+            job = next(source, None)
+            if job is not None:
+                queue.add(client.submit(solve_job, job, pure=False))
+    finally:
+        if own_cluster is not None:
+            client.close()
+            own_cluster.close()

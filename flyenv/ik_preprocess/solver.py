@@ -1,0 +1,429 @@
+"""Leg inverse kinematics: keypoints (T, L, 5, 3) -> joint angles (T, L, 7).
+
+Pure numpy functions, vectorized over frames and legs; the parallel runner splits work
+between them and never the other way round.
+
+Both solvers fit each leg relative to its own ThC keypoint (the chain's origin moves with the
+tracked ThC, as in SeqIKPy), so the fit error is the distance between the tracked CTr, FTi, TiTa
+and Claw and the chain's, with the chain built from the body's segment lengths.
+
+- `seqik` reproduces SeqIKPy's four stages (ThC yaw+pitch to CTr; ThC roll + CTr pitch to FTi;
+  CTr roll + FTi pitch to TiTa; TiTa pitch to Claw). Each stage points one segment of fixed
+  length at a target, i.e. maximizes `target_direction · segment_direction(a, b)` over one or two
+  hinge angles inside their bounds, which has a closed form: the unconstrained optimum (two
+  mirror branches), else the best point on the edges of the bound box, each edge a sinusoid in one
+  angle. Where both branches are inside the bounds the one nearer the seed wins (SeqIKPy starts
+  from the same seed and stays on its branch).
+- `lm` fits all seven angles of a leg at once to the four keypoints (weighted least squares,
+  analytic Jacobian, Levenberg-Marquardt with the bounds projected), seeded from `seqik`, with an
+  optional temporal smoothness term.
+
+Near singular configurations (a target on the axis of the joint that would turn it, or on the
+joint itself) leave that angle undetermined; it keeps the previous frame's value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from flyenv.body import constants as c
+from flyenv.body.kinematics import leg_forward_kinematics, leg_jacobian
+
+# Stages of `seqik`: (keypoint index of the target, joint indices (a, b) solved), where the
+# segment points along R_a(a) R_b(b) (-z) in its parent's frame; a single-joint stage has a=None.
+_STAGES: tuple[tuple[int, tuple[int | None, int]], ...] = (
+    (1, (0, 1)),  # ThC yaw (x), ThC pitch (y) -> CTr
+    (2, (2, 3)),  # ThC roll (z), CTr pitch (y) -> FTi
+    (3, (4, 5)),  # CTr roll (z), FTi pitch (y) -> TiTa
+    (4, (None, 6)),  # TiTa pitch (y) -> Claw
+)
+_AXIS = tuple(int(np.argmax(axis)) for axis in c.JOINT_AXES)
+# SeqIKPy's initial guesses (its NeuroMechFly locomotion configuration), (6, 7) in LEGS and
+# JOINTS order [rad]. Not a pose: the seed that picks between mirror solutions.
+SEQIKPY_SEED_RAD = np.array([
+    (-0.45, -0.07, 0.32, -2.14, 1.25, 1.48, 0.0),
+    (-0.45, 0.37, 0.32, -2.14, 1.25, 1.48, 0.0),
+    (-0.45, 0.07, 0.32, -2.14, 1.25, 1.48, 0.0),
+    (0.45, -0.07, -0.32, -2.14, -1.25, 1.48, 0.0),
+    (0.45, 0.37, -0.32, -2.14, -1.25, 1.48, 0.0),
+    (0.45, 0.07, -0.32, -2.14, -1.25, 1.48, 0.0),
+])
+SEQIKPY_SEED_RAD.setflags(write=False)
+# sin(angle between a target and a joint axis) below which the joint's angle is undetermined.
+SINGULAR_SIN = 1e-6
+
+
+@dataclasses.dataclass(frozen=True)
+class LmOptions:
+    """Settings of the `lm` solver.
+
+    The default objective is relative: each keypoint's squared error is divided by its squared
+    error under the seed (`seqik`, i.e. SeqIKPy's fit) plus `error_floor_mm`^2, so the joint fit
+    lowers the large distal errors without giving up much where the stage-wise fit was already
+    good. Measured on the df3d and Anipose recordings in ../shared/data, no keypoint's mean error
+    rises more than 10% over SeqIKPy's with the defaults (see benchmarks/ik_bench.py).
+
+    Attributes:
+        keypoint_weights: weights of CTr, FTi, TiTa, Claw in the squared error.
+        relative: divide each keypoint's squared error by its seed error^2 + floor^2.
+        error_floor_mm: floor of the relative weighting [mm].
+        smoothness: weight of the squared angle difference between neighbouring frames
+            [mm^2/rad^2]; 0 fits every frame on its own.
+        iterations: Levenberg-Marquardt iterations.
+        damping: initial damping, relative to the diagonal of J^T W J.
+    """
+
+    keypoint_weights: tuple[float, float, float, float] = (3.0, 1.0, 1.5, 6.0)
+    relative: bool = True
+    error_floor_mm: float = 0.01
+    smoothness: float = 0.0
+    iterations: int = 8
+    damping: float = 1e-3
+
+    def __post_init__(self) -> None:
+        weights = np.asarray(self.keypoint_weights, dtype=float)
+        if weights.shape != (4,) or not np.isfinite(weights).all() or (weights < 0).any():
+            raise ValueError(f"LmOptions.keypoint_weights must be 4 finite numbers >= 0 "
+                             f"(CTr, FTi, TiTa, Claw), got {self.keypoint_weights}")
+        if not self.error_floor_mm > 0:
+            raise ValueError(f"LmOptions.error_floor_mm must be > 0, got {self.error_floor_mm}")
+        if not self.smoothness >= 0:
+            raise ValueError(f"LmOptions.smoothness must be >= 0, got {self.smoothness}")
+        if self.iterations < 0:
+            raise ValueError(f"LmOptions.iterations must be >= 0, got {self.iterations}")
+
+
+def seqik(keypoints_mm: np.ndarray, lengths_mm: np.ndarray, bounds_rad: np.ndarray,
+          seed_rad: np.ndarray) -> np.ndarray:
+    """SeqIKPy's sequential IK in closed form.
+
+    Args:
+        keypoints_mm: (T, L, 5, 3) tracked ThC, CTr, FTi, TiTa, Claw of L legs [mm]; finite
+            (fill tracking gaps first, see `fill_gaps`).
+        lengths_mm: (L, 4) segment lengths [mm].
+        bounds_rad: (L, 7, 2) joint bounds [rad].
+        seed_rad: (L, 7) initial guess [rad]: picks the branch where two mirror solutions are
+            both inside the bounds, and the value of an angle undetermined from the first frame.
+
+    Returns:
+        (T, L, 7) joint angles [rad], inside the bounds.
+    """
+    keypoints_mm, lengths_mm, bounds_rad, seed_rad = _check(keypoints_mm, lengths_mm,
+                                                            bounds_rad, seed_rad)
+    num_frames, num_legs = keypoints_mm.shape[:2]
+    # Targets relative to the ThC, components first: (4, 3, T, L).
+    targets = np.moveaxis(keypoints_mm[:, :, 1:] - keypoints_mm[:, :, :1], (2, 3), (0, 1))
+    lo = bounds_rad[..., 0].T[:, None, :]  # (7, 1, L)
+    hi = bounds_rad[..., 1].T[:, None, :]
+    seed = seed_rad.T[:, None, :]
+    angles = np.empty((c.DOF_PER_LEG, num_frames, num_legs))
+    for stage, (kpid, (joint_a, joint_b)) in enumerate(_STAGES):
+        w = targets[stage]
+        if joint_a is None:
+            b, singular = _best_angle(w, _SEGMENT_DIR, _AXIS[joint_b], lo[joint_b], hi[joint_b])
+            angles[joint_b] = _keep_previous(b, singular, seed[joint_b])
+        else:
+            a, b = _two_joint_stage(w, joint_a, joint_b, lo, hi, seed)
+            angles[joint_a], angles[joint_b] = a, b
+        # Carry the remaining targets into the next segment's frame, relative to its start.
+        rest = targets[stage + 1:]
+        for joint in (joint_a, joint_b):
+            if joint is not None:
+                rest = _rotate(rest, _AXIS[joint], -angles[joint])
+        length = lengths_mm.T[kpid - 1][None, :]  # (1, L)
+        rest[:, 2] += length
+        targets = np.concatenate([targets[:stage + 1], rest])
+    return np.moveaxis(angles, 0, -1)
+
+
+def lm(keypoints_mm: np.ndarray, lengths_mm: np.ndarray, bounds_rad: np.ndarray,
+       seed_rad: np.ndarray, keypoint_mask: np.ndarray | None = None,
+       options: LmOptions | None = None) -> np.ndarray:
+    """Joint least-squares IK over the seven angles of each leg.
+
+    Args:
+        keypoints_mm: (T, L, 5, 3) tracked keypoints [mm], finite.
+        lengths_mm: (L, 4) segment lengths [mm].
+        bounds_rad: (L, 7, 2) joint bounds [rad].
+        seed_rad: (T, L, 7) starting angles [rad] (the `seqik` solution).
+        keypoint_mask: (T, L, 4) 1 where CTr, FTi, TiTa, Claw were tracked, 0 where not (their
+            residual gets weight 0); None when all were.
+        options: solver settings.
+
+    Returns:
+        (T, L, 7) joint angles [rad], inside the bounds.
+    """
+    options = options or LmOptions()
+    keypoints_mm = np.asarray(keypoints_mm, dtype=float)
+    seed = np.asarray(seed_rad, dtype=float)
+    if seed.shape != (*keypoints_mm.shape[:2], c.DOF_PER_LEG):
+        raise ValueError(f"seed_rad must have shape {(*keypoints_mm.shape[:2], 7)}, "
+                         f"got {seed.shape}")
+    keypoints_mm, lengths_mm, bounds_rad, _ = _check(keypoints_mm, lengths_mm, bounds_rad,
+                                                     seed[0])
+    targets = keypoints_mm[:, :, 1:] - keypoints_mm[:, :, :1]  # (T, L, 4, 3)
+    weights = np.broadcast_to(np.asarray(options.keypoint_weights, dtype=float),
+                              targets.shape[:3]).copy()
+    if keypoint_mask is not None:
+        weights *= np.asarray(keypoint_mask, dtype=float)
+    lo, hi = bounds_rad[..., 0], bounds_rad[..., 1]
+    thc = np.zeros(3)
+
+    def evaluate(q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        points, jac = leg_jacobian(thc, lengths_mm, q)
+        residual = points[:, :, 1:] - targets  # (T, L, 4, 3)
+        cost = np.einsum("tlk,tlkd,tlkd->tl", weights, residual, residual)
+        return residual, jac[:, :, 1:], cost
+
+    q = np.clip(seed, lo, hi)
+    if options.relative:
+        seed_error_sq = (np.square(leg_forward_kinematics(thc, lengths_mm, q)[:, :, 1:] - targets)
+                         .sum(-1))
+        weights /= seed_error_sq + options.error_floor_mm ** 2
+    residual, jac, cost = evaluate(q)
+    damping = np.full(q.shape[:2], options.damping)
+    eye = np.eye(c.DOF_PER_LEG)
+    smooth = options.smoothness
+    for _ in range(options.iterations):
+        wjac = jac * weights[..., None, None]
+        # Normal equations, (T, L, 7, 7) and (T, L, 7).
+        jtj = np.einsum("tlkdi,tlkdj->tlij", wjac, jac)
+        grad = np.einsum("tlkdi,tlkd->tli", wjac, residual)
+        if smooth > 0:
+            prior, prior_weight = _neighbour_mean(q)
+            jtj = jtj + (smooth * prior_weight)[..., None, None] * eye
+            grad = grad + (smooth * prior_weight)[..., None] * (q - prior)
+        diag = np.diagonal(jtj, axis1=-2, axis2=-1) + 1e-9
+        system = jtj + (damping[..., None] * diag)[..., None] * eye
+        step = np.linalg.solve(system, -grad[..., None])[..., 0]
+        trial = np.clip(q + step, lo, hi)
+        trial_residual, trial_jac, trial_cost = evaluate(trial)
+        if smooth > 0:
+            trial_cost = trial_cost + smooth * prior_weight * ((trial - prior) ** 2).sum(-1)
+            cost = cost + smooth * prior_weight * ((q - prior) ** 2).sum(-1)
+        better = trial_cost < cost
+        q = np.where(better[..., None], trial, q)
+        residual = np.where(better[..., None, None], trial_residual, residual)
+        jac = np.where(better[..., None, None, None], trial_jac, jac)
+        cost = np.where(better, trial_cost, cost)
+        if smooth > 0:
+            cost = np.einsum("tlk,tlkd,tlkd->tl", weights, residual, residual)
+        damping = np.where(better, damping / 3.0, damping * 4.0)
+    return q
+
+
+def fit_error(keypoints_mm: np.ndarray, lengths_mm: np.ndarray, angles_rad: np.ndarray,
+              ) -> np.ndarray:
+    """Distance between tracked keypoints and the chain's, both relative to the tracked ThC.
+
+    Args:
+        keypoints_mm: (T, L, 5, 3) [mm].
+        lengths_mm: (L, 4) [mm].
+        angles_rad: (T, L, 7) [rad].
+
+    Returns:
+        (T, L, 5) [mm]; the ThC column is 0 (NaN where the keypoint is NaN).
+    """
+    keypoints_mm = np.asarray(keypoints_mm, dtype=float)
+    points = leg_forward_kinematics(keypoints_mm[:, :, 0], lengths_mm, angles_rad)
+    return np.linalg.norm(points - keypoints_mm, axis=-1)
+
+
+def fill_gaps(keypoints_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fill tracking gaps (NaN keypoints) by linear interpolation in time.
+
+    Args:
+        keypoints_mm: (T, L, 5, 3) [mm], NaN where a keypoint was not tracked.
+
+    Returns:
+        filled (T, L, 5, 3) and tracked (T, L, 5) bool mask. A keypoint never tracked in the
+        whole clip stays NaN (the caller decides what that means).
+    """
+    keypoints_mm = np.asarray(keypoints_mm, dtype=float)
+    tracked = np.isfinite(keypoints_mm).all(axis=-1)
+    filled = keypoints_mm.copy()
+    frames = np.arange(keypoints_mm.shape[0])
+    for leg, kpid in zip(*np.nonzero(~tracked.all(axis=0)), strict=True):
+        good = tracked[:, leg, kpid]
+        if good.any():
+            for dim in range(3):
+                filled[:, leg, kpid, dim] = np.interp(frames, frames[good],
+                                                      keypoints_mm[good, leg, kpid, dim])
+    return filled, tracked
+
+
+def interpolate_frames(angles_rad: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """Replace the angles of bad frames by linear interpolation from good neighbours.
+
+    Args:
+        angles_rad: (T, L, 7).
+        bad: (T, L) bool, frames of a leg to replace.
+
+    Returns:
+        (T, L, 7); a leg with no good frame is returned unchanged.
+    """
+    out = np.array(angles_rad, dtype=float)
+    frames = np.arange(out.shape[0])
+    for leg in np.flatnonzero(bad.any(axis=0) & ~bad.all(axis=0)):
+        good = ~bad[:, leg]
+        for dof in range(out.shape[2]):
+            out[:, leg, dof] = np.interp(frames, frames[good], out[good, leg, dof])
+    return out
+
+
+# -- closed-form stages ---------------------------------------------------------------------------
+
+_SEGMENT_DIR = np.array([0.0, 0.0, -1.0])[:, None, None]  # segments point along -z, (3, 1, 1)
+
+
+def _two_joint_stage(w: np.ndarray, joint_a: int, joint_b: int, lo: np.ndarray, hi: np.ndarray,
+                     seed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Angles (a, b) maximizing w · R_a(a) R_b(b) (-z) inside the bounds, (T, L) each."""
+    axis_a, axis_b = _AXIS[joint_a], _AXIS[joint_b]
+    lo_a, hi_a, lo_b, hi_b = lo[joint_a], hi[joint_a], lo[joint_b], hi[joint_b]
+    norm = np.linalg.norm(w, axis=0)
+    unit = w / np.where(norm > 0, norm, 1.0)
+    # Rotating about a leaves the a-component alone: e_a · R_b(b) e = e_a · w_hat fixes b up to
+    # its mirror, alpha cos b + beta sin b = s.
+    e_perp, kxe = _parts(_SEGMENT_DIR, axis_b)
+    alpha, beta = e_perp[axis_a], kxe[axis_a]
+    phi = np.arctan2(beta, alpha)
+    spread = np.arccos(np.clip(unit[axis_a] / np.hypot(alpha, beta), -1.0, 1.0))
+    candidates = []
+    for sign in (1.0, -1.0):
+        b = _wrap(phi + sign * spread)
+        a, _ = _best_angle(unit, _rotate(_SEGMENT_DIR, axis_b, b), axis_a, -np.pi, np.pi)
+        inside = (a >= lo_a) & (a <= hi_a) & (b >= lo_b) & (b <= hi_b)
+        candidates.append((a, b, np.where(inside, 1.0 + 0 * a, -np.inf)))
+    # Both mirror branches are optimal; where both are feasible keep the one nearer the seed.
+    (a1, b1, v1), (a2, b2, v2) = candidates
+    nearer_first = (_angle_dist(a1, seed[joint_a]) + _angle_dist(b1, seed[joint_b])
+                    <= _angle_dist(a2, seed[joint_a]) + _angle_dist(b2, seed[joint_b]))
+    first = np.isfinite(v1) & (nearer_first | ~np.isfinite(v2))
+    best_a, best_b = np.where(first, a1, a2), np.where(first, b1, b2)
+    best_value = np.where(np.isfinite(v1) | np.isfinite(v2), 1.0, -np.inf)
+    # Otherwise the optimum lies on an edge of the bound box: fix one angle at a bound and
+    # point with the other (a sinusoid in one angle, clipped to its bounds).
+    edges = []
+    for bound_a in (lo_a, hi_a):
+        a = np.broadcast_to(bound_a, best_a.shape)
+        b, _ = _best_angle(_rotate(unit, axis_a, -a), _SEGMENT_DIR, axis_b, lo_b, hi_b)
+        edges.append((a, b))
+    for bound_b in (lo_b, hi_b):
+        b = np.broadcast_to(bound_b, best_b.shape)
+        a, _ = _best_angle(unit, _rotate(_SEGMENT_DIR, axis_b, b), axis_a, lo_a, hi_a)
+        edges.append((a, b))
+    unconstrained = np.isfinite(best_value)
+    best_value = np.where(unconstrained, np.inf, -np.inf)
+    for a, b in edges:
+        value = np.einsum("d...,d...->...", unit,
+                          _rotate(_rotate(_SEGMENT_DIR, axis_b, b), axis_a, a))
+        take = value > best_value
+        best_a, best_b = np.where(take, a, best_a), np.where(take, b, best_b)
+        best_value = np.where(take, value, best_value)
+    # Singular: the target on the a axis (any a points there) or on the joint itself.
+    _, kxd = _parts(_rotate(_SEGMENT_DIR, axis_b, best_b), axis_a)
+    singular = (np.linalg.norm(kxd, axis=0) * (norm > 0) < SINGULAR_SIN) | (norm == 0)
+    if singular.any():
+        best_a = _keep_previous(best_a, singular, seed[joint_a])
+        refit, _ = _best_angle(_rotate(unit, axis_a, -best_a), _SEGMENT_DIR, axis_b, lo_b, hi_b)
+        best_b = np.where(singular & (norm > 0), refit, best_b)
+        best_b = _keep_previous(best_b, norm == 0, seed[joint_b])
+    return best_a, best_b
+
+
+def _best_angle(w: np.ndarray, g: np.ndarray, axis: int, lo: np.ndarray, hi: np.ndarray,
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """theta in [lo, hi] maximizing w · R_axis(theta) g, and whether it is undetermined.
+
+    w · R(theta) g = w·g_par + cos(theta) w·g_perp + sin(theta) w·(k x g) is a sinusoid in theta,
+    so the constrained maximum is the unconstrained one moved to the nearer bound.
+    """
+    g_perp, kxg = _parts(g, axis)
+    cos_part = np.einsum("d...,d...->...", w, g_perp)
+    sin_part = np.einsum("d...,d...->...", w, kxg)
+    theta = np.arctan2(sin_part, cos_part)
+    singular = np.hypot(cos_part, sin_part) < SINGULAR_SIN * np.linalg.norm(w, axis=0)
+    below, above = theta < lo, theta > hi
+    to_lo = _angle_dist(theta, lo) <= _angle_dist(theta, hi)
+    theta = np.where(below | above, np.where(to_lo, lo, hi), theta)
+    return theta, singular | ~np.isfinite(theta)
+
+
+def _parts(g: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Part of g perpendicular to principal axis k and k x g, components first."""
+    i, k = (axis + 1) % 3, (axis + 2) % 3
+    g_perp = np.array(g, dtype=float, copy=True)
+    g_perp[axis] = 0.0
+    kxg = np.zeros_like(g_perp)
+    kxg[i], kxg[k] = -g[k], g[i]
+    return g_perp, kxg
+
+
+def _rotate(v: np.ndarray, axis: int, angle: np.ndarray) -> np.ndarray:
+    """R_axis(angle) v for v (..., 3, *batch) with components on axis -1 - batch.ndim."""
+    cos, sin = np.cos(angle), np.sin(angle)
+    i, k = (axis + 1) % 3, (axis + 2) % 3
+    comp = v.ndim - np.ndim(angle) - 1
+    vi, vk = np.take(v, i, axis=comp), np.take(v, k, axis=comp)
+    parts = [None, None, None]
+    parts[axis] = np.broadcast_to(np.take(v, axis, axis=comp), np.broadcast_shapes(
+        vi.shape, np.shape(cos)))
+    parts[i] = cos * vi - sin * vk
+    parts[k] = sin * vi + cos * vk
+    return np.stack(parts, axis=comp)
+
+
+def _keep_previous(values: np.ndarray, undetermined: np.ndarray, seed: np.ndarray) -> np.ndarray:
+    """(T, L) values with undetermined frames replaced by the last determined one (or seed)."""
+    if not undetermined.any():
+        return values
+    frames = np.arange(values.shape[0])[:, None]
+    last = np.maximum.accumulate(np.where(undetermined, -1, frames), axis=0)
+    held = np.take_along_axis(values, np.maximum(last, 0), axis=0)
+    return np.where(last >= 0, held, np.broadcast_to(seed, values.shape))
+
+
+def _neighbour_mean(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of each frame's neighbours (T, L, 7) and the prior's weight (T, L).
+
+    The smoothness term sum_t |q_t - q_{t-1}|^2 / 2 has the gradient 2 (q_t - mean of
+    neighbours) at interior frames, 1 x at the two ends, so each Gauss-Newton step treats it
+    as a prior toward the neighbours' current mean.
+    """
+    prior = np.empty_like(q)
+    weight = np.full(q.shape[:2], 2.0)
+    if q.shape[0] == 1:
+        return q.copy(), np.zeros(q.shape[:2])
+    prior[1:-1] = 0.5 * (q[:-2] + q[2:])
+    prior[0], prior[-1] = q[1], q[-2]
+    weight[0] = weight[-1] = 1.0
+    return prior, weight
+
+
+def _wrap(angle: np.ndarray) -> np.ndarray:
+    return (angle + np.pi) % (2 * np.pi) - np.pi
+
+
+def _angle_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.abs(_wrap(a - b))
+
+
+def _check(keypoints_mm: np.ndarray, lengths_mm: np.ndarray, bounds_rad: np.ndarray,
+           seed_rad: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    keypoints_mm = np.asarray(keypoints_mm, dtype=float)
+    if keypoints_mm.ndim != 4 or keypoints_mm.shape[2:] != (c.NUM_KEYPOINTS, 3):
+        raise ValueError(f"keypoints_mm must have shape (T, L, 5, 3), got {keypoints_mm.shape}")
+    num_legs = keypoints_mm.shape[1]
+    arrays = {"lengths_mm": (lengths_mm, (num_legs, c.NUM_SEGMENTS)),
+              "bounds_rad": (bounds_rad, (num_legs, c.DOF_PER_LEG, 2)),
+              "seed_rad": (seed_rad, (num_legs, c.DOF_PER_LEG))}
+    out = []
+    for name, (value, shape) in arrays.items():
+        value = np.asarray(value, dtype=float)
+        if value.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {value.shape}")
+        out.append(value)
+    return keypoints_mm, *out
