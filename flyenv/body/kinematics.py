@@ -69,13 +69,13 @@ def leg_jacobian(thc_mm: np.ndarray, lengths_mm: np.ndarray, angles_rad: np.ndar
 
 
 # For each joint axis (0 x, 1 y, 2 z), the other two columns (i, k) in cyclic order:
-# R @ R_axis(q) maps column i to cos q * c_i + sin q * c_k and column k to cos q * c_k - sin q * c_i.
+# R @ R_axis(q) maps column i to cos(q) c_i + sin(q) c_k and column k to cos(q) c_k - sin(q) c_i.
 _ROTATED_COLUMNS = {0: (1, 2), 1: (2, 0), 2: (0, 1)}
 _AXIS_INDEX = tuple(int(np.argmax(axis)) for axis in c.JOINT_AXES)
 
 
 def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a x b for a (3, ...) and b (m, 3, ...), components first (cheaper than np.cross)."""
+    """Cross product a x b, a (3, ...) and b (m, 3, ...), components first (vs np.cross: faster)."""
     b0, b1, b2 = b[:, 0], b[:, 1], b[:, 2]
     return np.stack([a[1] * b2 - a[2] * b1, a[2] * b0 - a[0] * b2, a[0] * b1 - a[1] * b0],
                     axis=1)

@@ -94,8 +94,10 @@ def body_from_recording(keypoints_mm: np.ndarray, base: BodyConfig, name: str = 
     thc[present] = robust_center(keypoints_mm[:, present, 0])
     half = c.NUM_LEGS // 2
     mirror = np.r_[half:c.NUM_LEGS, 0:half]  # LF<->RF, LM<->RM, LH<->RH
-    symmetric = np.nanmean(np.stack([lengths, lengths[mirror]]), axis=0)
-    symmetric = np.where(np.isfinite(symmetric), symmetric, base.lengths)
+    pair = np.stack([lengths, lengths[mirror]])
+    counts = np.isfinite(pair).sum(0)
+    symmetric = np.where(counts > 0, np.nansum(pair, axis=0) / np.maximum(counts, 1),
+                         base.lengths)
     mirrored_thc = thc[mirror] * np.array([1.0, -1.0, 1.0])
     thc = np.where(np.isfinite(thc), thc, mirrored_thc)
     thc = np.where(np.isfinite(thc), thc, base.thc)

@@ -297,10 +297,11 @@ def _two_joint_stage(w: np.ndarray, joint_a: int, joint_b: int, lo: np.ndarray, 
         a, _ = _best_angle(unit, _rotate(_SEGMENT_DIR, axis_b, b), axis_a, -np.pi, np.pi)
         inside = (a >= lo_a) & (a <= hi_a) & (b >= lo_b) & (b <= hi_b)
         candidates.append((a, b, np.where(inside, 1.0 + 0 * a, -np.inf)))
-    # Both mirror branches are optimal; where both are feasible keep the one nearer the seed.
+    # Both mirror branches are optimal; where both are feasible keep the one nearer the seed,
+    # measured inside the bounds as a warm-started optimizer moves (no wrapping at +-pi).
     (a1, b1, v1), (a2, b2, v2) = candidates
-    nearer_first = (_angle_dist(a1, seed[joint_a]) + _angle_dist(b1, seed[joint_b])
-                    <= _angle_dist(a2, seed[joint_a]) + _angle_dist(b2, seed[joint_b]))
+    nearer_first = (np.abs(a1 - seed[joint_a]) + np.abs(b1 - seed[joint_b])
+                    <= np.abs(a2 - seed[joint_a]) + np.abs(b2 - seed[joint_b]))
     first = np.isfinite(v1) & (nearer_first | ~np.isfinite(v2))
     best_a, best_b = np.where(first, a1, a2), np.where(first, b1, b2)
     best_value = np.where(np.isfinite(v1) | np.isfinite(v2), 1.0, -np.inf)
@@ -336,7 +337,7 @@ def _two_joint_stage(w: np.ndarray, joint_a: int, joint_b: int, lo: np.ndarray, 
 
 def _best_angle(w: np.ndarray, g: np.ndarray, axis: int, lo: np.ndarray, hi: np.ndarray,
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """theta in [lo, hi] maximizing w · R_axis(theta) g, and whether it is undetermined.
+    """The angle theta in [lo, hi] maximizing w · R_axis(theta) g, and whether it is undetermined.
 
     w · R(theta) g = w·g_par + cos(theta) w·g_perp + sin(theta) w·(k x g) is a sinusoid in theta,
     so the constrained maximum is the unconstrained one moved to the nearer bound.

@@ -1,0 +1,204 @@
+import os
+
+import numpy as np
+import pytest
+from conftest import SHARED_DATA
+
+from flyenv.body import constants as c
+from flyenv.cli import main
+from flyenv.ik_preprocess import IkOptions, LmOptions, load_recording, run
+from flyenv.ik_preprocess import runner as ik_runner
+from flyenv.motion import io as motion_io
+
+DF3D_1000 = SHARED_DATA / "df3d_210902_PR_Fly1" / "pose_result__210902_PR_Fly1_aligned.pkl"
+ANIPOSE = SHARED_DATA / "anipose_220525_aJO_Fly001_001" / "pose3d_aligned.pkl"
+
+
+def _write_npz(path, keypoints, legs=c.LEGS, fps=100.0):
+    np.savez(path, keypoints=keypoints, leg_names=np.array(legs), fps=fps)
+    return path
+
+
+@pytest.fixture(scope="module")
+def walking():
+    """(T, 6, 5, 3) keypoints of 240 frames of the 1000-frame DF3D recording."""
+    return load_recording(DF3D_1000).keypoints[:240]
+
+
+@pytest.fixture(scope="module")
+def serial(walking, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("serial")
+    path = _write_npz(folder / "walk.npz", walking)
+    report = run([path], folder / "out", IkOptions())
+    return motion_io.load(report.files[0].output)
+
+
+def _angles(report):
+    return motion_io.load(report.files[0].output).joint_angles
+
+
+def test_output_carries_angles_keypoints_fk_and_metadata(serial, walking):
+    assert serial.joint_angles.shape == (240, 42) and np.isfinite(serial.joint_angles).all()
+    np.testing.assert_array_equal(serial.keypoints, walking)
+    # fk_keypoints are the chain of the solved angles, from the tracked ThC.
+    np.testing.assert_allclose(serial.ik_error, np.linalg.norm(serial.fk_keypoints - walking,
+                                                               axis=-1))
+    assert serial.ik_error[..., 1:].mean() < 0.06
+    assert serial.bound_violations() == []
+    assert serial.metadata["ik"]["solver"] == "lm" and serial.fps == 100.0
+    assert serial.metadata["missing_legs"] == []
+
+
+@pytest.mark.parametrize("options", [
+    IkOptions(chunk_frames=37, overlap_frames=5),
+    IkOptions(chunk_frames=100, overlap_frames=20, lm=LmOptions(smoothness=1e-3)),
+    IkOptions(solver="seqik", chunk_frames=1, overlap_frames=0),
+])
+def test_chunked_equals_serial(walking, tmp_path, options):
+    path = _write_npz(tmp_path / "walk.npz", walking)
+    whole = IkOptions(solver=options.solver, lm=options.lm)
+    expected = _angles(run([path], tmp_path / "whole", whole))
+    chunked = _angles(run([path], tmp_path / "chunked", options))
+    assert np.degrees(np.abs(chunked - expected)).max() < 0.01
+
+
+@pytest.mark.parametrize("backend", ["loky", "threading"])
+def test_parallel_backends_match_serial(serial, walking, tmp_path, backend):
+    path = _write_npz(tmp_path / "walk.npz", walking)
+    report = run([path], tmp_path / "out", IkOptions(chunk_frames=60), n_jobs=2,
+                 backend=backend)
+    np.testing.assert_allclose(_angles(report), serial.joint_angles, atol=np.radians(0.01))
+
+
+def test_dask_backend_on_a_local_cluster(serial, walking, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    path = _write_npz(tmp_path / "walk.npz", walking)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        report = run([path], tmp_path / "out", IkOptions(chunk_frames=50), backend="dask",
+                     client=client)
+    np.testing.assert_allclose(_angles(report), serial.joint_angles, atol=np.radians(0.01))
+
+
+def test_missing_legs_stay_nan_and_listed(tmp_path):
+    report = run([ANIPOSE], tmp_path, IkOptions(fps=100.0))
+    motion = motion_io.load(report.files[0].output)
+    assert motion.missing_legs == ("LM", "LH", "RM", "RH")
+    front = [c.DOF_NAMES.index(f"{leg}_{j}") for leg in ("LF", "RF") for j in c.JOINTS]
+    assert np.isfinite(motion.joint_angles[:, front]).all()
+    assert np.isnan(np.delete(motion.joint_angles, front, axis=1)).all()
+
+
+def test_untracked_keypoints_are_ignored_flagged_and_gaps_interpolated(serial, walking,
+                                                                       tmp_path):
+    holes = walking.copy()
+    holes[50, 0, 4] = np.nan  # LF claw lost for one frame
+    holes[120, 3, 1:] = np.nan  # RF: nothing beyond the ThC tracked
+    path = _write_npz(tmp_path / "holes.npz", holes)
+    motion = motion_io.load(run([path], tmp_path / "out", IkOptions()).files[0].output)
+    assert np.isfinite(motion.joint_angles).all()
+    assert np.isnan(motion.keypoints[50, 0, 4]).all() and np.isnan(motion.ik_error[50, 0, 4])
+    assert motion.metadata["interpolated_frames"] == {"RF": [120]}
+    assert motion.metadata["frames_with_untracked_keypoints"]["LF"] == 1
+    rf = slice(3 * 7, 4 * 7)
+    np.testing.assert_allclose(motion.joint_angles[120, rf],
+                               0.5 * (motion.joint_angles[119, rf] + motion.joint_angles[121, rf]))
+    # Frames without holes are solved exactly as before.
+    untouched = np.setdiff1d(np.arange(240), [50, 120])
+    np.testing.assert_array_equal(motion.joint_angles[untouched], serial.joint_angles[untouched])
+
+
+def test_align_and_data_body_are_recorded(walking, tmp_path):
+    path = _write_npz(tmp_path / "walk.npz", walking * 1.3)
+    motion = motion_io.load(run([path], tmp_path / "a", IkOptions(align=True)).files[0].output)
+    np.testing.assert_allclose(motion.keypoints[:, :, 0], np.broadcast_to(
+        motion.body.thc, motion.keypoints[:, :, 0].shape))
+    assert motion.ik_error[..., 1:].mean() < 0.06
+    measured = motion_io.load(run([path], tmp_path / "d", IkOptions(body="data")).files[0]
+                              .output)
+    assert measured.metadata["body"]["name"] == "data:walk.npz"
+    # The body was measured from the scaled recording, so its legs are 1.3x the template's.
+    ratio = measured.body.lengths.sum(-1) / IkOptions().template.lengths.sum(-1)
+    assert np.all((ratio > 1.2) & (ratio < 1.4))
+    assert measured.ik_error[..., 1:].mean() < 0.06
+
+
+@pytest.mark.parametrize(("mutate", "match"), [
+    (lambda k: k.__setitem__((slice(None), 2, 3), np.nan), r"leg LH: keypoint\(s\) \['TiTa'\]"),
+])
+def test_unfittable_leg_is_a_clear_error(walking, tmp_path, mutate, match):
+    bad = walking.copy()
+    mutate(bad)
+    path = _write_npz(tmp_path / "bad.npz", bad)
+    report = run([path], tmp_path / "out", IkOptions())
+    assert report.files[0].status == "failed"
+    assert str(path) in report.files[0].message
+    assert pytest.importorskip("re").search(match, report.files[0].message)
+    assert not (tmp_path / "out" / "bad.npz").exists()
+
+
+def test_frame_rate_errors(walking, tmp_path):
+    no_fps = tmp_path / "nofps.npz"
+    np.savez(no_fps, keypoints=walking, leg_names=np.array(c.LEGS))
+    report = run([no_fps], tmp_path / "out", IkOptions())
+    assert "carries no frame rate" in report.files[0].message
+    clash = _write_npz(tmp_path / "clash.npz", walking, fps=50.0)
+    report = run([clash], tmp_path / "out", IkOptions(fps=100.0))
+    assert "50.0 fps but 100.0" in report.files[0].message
+
+
+def test_bad_options_and_name_clashes(walking, tmp_path):
+    with pytest.raises(ValueError, match="solver"):
+        IkOptions(solver="newton")
+    with pytest.raises(ValueError, match="chunk_frames"):
+        IkOptions(chunk_frames=0)
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    one = _write_npz(tmp_path / "a" / "walk.npz", walking)
+    two = _write_npz(tmp_path / "b" / "walk.npz", walking)
+    with pytest.raises(ValueError, match="would both write"):
+        run([one, two], tmp_path / "out")
+    with pytest.raises(ValueError, match="backend"):
+        run([one], tmp_path / "out", backend="spark")
+
+
+def test_chunks_cover_every_frame_once():
+    spans = ik_runner.chunks(103, 25, 7)
+    assert [s[:2] for s in spans] == [(0, 25), (25, 50), (50, 75), (75, 100), (100, 103)]
+    assert spans[1][2:] == (18, 57) and spans[-1][2:] == (93, 103)
+
+
+def test_cli_end_to_end_and_resume(walking, tmp_path, capsys):
+    inputs = [_write_npz(tmp_path / f"clip{i}.npz", walking[:40 + 10 * i]) for i in range(3)]
+    broken = tmp_path / "broken.pkl"
+    broken.write_bytes(b"not a pickle")
+    out = tmp_path / "out"
+    code = main(["ik", *map(str, inputs[:2]), str(broken), "-o", str(out), "--plot", "--quiet"])
+    printed = capsys.readouterr()
+    assert code == 1
+    assert "2 written, 0 skipped" in printed.out and "1 failed" in printed.out
+    assert "Claw" in printed.out and "broken.pkl" in printed.err
+    assert (out / "clip0.png").exists() and (out / "clip1.npz").exists()
+    assert not (out / "broken.npz").exists()
+    before = os.stat(out / "clip0.npz").st_mtime_ns
+    # Resume: the finished outputs are kept, only the new recording is solved.
+    code = main(["ik", *map(str, inputs), "-o", str(out), "--quiet", "--workers", "2",
+                 "--solver", "seqik"])
+    printed = capsys.readouterr()
+    assert code == 0 and "1 written, 2 skipped" in printed.out
+    assert os.stat(out / "clip0.npz").st_mtime_ns == before
+    assert motion_io.load(out / "clip2.npz").metadata["ik"]["solver"] == "seqik"
+    code = main(["ik", str(inputs[0]), "-o", str(out), "--quiet", "--overwrite"])
+    assert code == 0 and "1 written" in capsys.readouterr().out
+    assert os.stat(out / "clip0.npz").st_mtime_ns != before
+
+
+def test_cli_body_file_and_bad_option(walking, tmp_path, capsys):
+    body = tmp_path / "body.json"
+    body.write_text(IkOptions().template.replace(name="mine").to_json())
+    clip = _write_npz(tmp_path / "clip.npz", walking[:30])
+    assert main(["ik", str(clip), "-o", str(tmp_path / "out"), "--body", str(body),
+                 "--quiet"]) == 0
+    assert motion_io.load(tmp_path / "out" / "clip.npz").metadata["body"]["name"] == "mine"
+    assert main(["ik", str(clip), "-o", str(tmp_path / "o2"), "--chunk-frames", "0"]) == 2
+    assert "chunk_frames" in capsys.readouterr().err
