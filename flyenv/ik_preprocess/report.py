@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -14,6 +12,7 @@ import numpy as np  # noqa: E402
 
 from flyenv.body import constants as c  # noqa: E402
 from flyenv.motion.format import ReferenceMotion  # noqa: E402
+from flyenv.motion.io import atomic_write  # noqa: E402
 
 
 def plot_ik(motion: ReferenceMotion, path: str | Path) -> Path:
@@ -49,13 +48,9 @@ def plot_ik(motion: ReferenceMotion, path: str | Path) -> Path:
     axes[1].legend(ncol=7, fontsize=7, loc="upper right")
     axes[-1].set_xlabel("time [s]")
     fig.suptitle(str(motion.metadata.get("source", "IK result")), fontsize=9)
-    handle, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(handle)
     try:
-        fig.savefig(tmp, dpi=90)
-        os.replace(tmp, path)
+        with atomic_write(path) as f:
+            fig.savefig(f, dpi=90, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

@@ -99,12 +99,13 @@ class Job:
 
 @dataclasses.dataclass(frozen=True)
 class JobResult:
-    """Angles (stop - start, 7) [rad] of one job."""
+    """Angles (stop - start, 7) [rad] of one job and their keypoints (stop - start, 5, 3) [mm]."""
 
     file_id: int
     leg: str
     start: int
     angles: np.ndarray
+    fk: np.ndarray
 
 
 @dataclasses.dataclass
@@ -168,10 +169,13 @@ def solve_job(job: Job) -> JobResult:
     args = (job.lengths[None], job.bounds[None])
     angles = solvers.seqik(keypoints, *args, job.seed[None])
     if job.solver == "lm":
-        mask = job.tracked[:, None, 1:] & job.tracked[:, None, :1]
+        # An untracked ThC is interpolated (it barely moves); untracked others get weight 0.
+        mask = job.tracked[:, None, 1:]
         angles = solvers.lm(keypoints, *args, angles, keypoint_mask=mask, options=job.lm)
     own = slice(job.start - job.lo, job.stop - job.lo)
-    return JobResult(job.file_id, job.leg, job.start, angles[own, 0])
+    # Forward kinematics here rather than in the main process, which stitches files serially.
+    fk = leg_forward_kinematics(job.keypoints[own, 0], job.lengths, angles[own, 0])
+    return JobResult(job.file_id, job.leg, job.start, angles[own, 0], fk)
 
 
 def run(paths: Sequence[str | Path], out_dir: str | Path, options: IkOptions | None = None, *,
@@ -314,11 +318,11 @@ class _Batch:
         path, out = self.paths[file_id], self.outputs[file_id]
         try:
             motion = _assemble(pending, self.options)
-            motion_io.save(motion, out, overwrite=self.overwrite)
-            if self.plot:
+            if self.plot:  # before the .npz, so a resumed batch never lacks a figure
                 from flyenv.ik_preprocess.report import plot_ik
 
                 plot_ik(motion, out.with_suffix(".png"))
+            motion_io.save(motion, out, overwrite=self.overwrite, compress=False)
         except (ValueError, OSError) as err:
             self._done(file_id, FileResult(path, out, "failed", str(err)))
             return
@@ -368,14 +372,19 @@ def _assemble(pending: _Pending, options: IkOptions) -> ReferenceMotion:
     recording = pending.recording
     num_frames = recording.num_frames
     angles = np.full((num_frames, c.NUM_LEGS, c.DOF_PER_LEG), np.nan)
+    fk = np.full((num_frames, c.NUM_LEGS, c.NUM_KEYPOINTS, 3), np.nan)
     for result in sorted(pending.results, key=lambda r: (r.leg, r.start)):
         legid = c.LEGS.index(result.leg)
-        angles[result.start:result.start + len(result.angles), legid] = result.angles
+        frames = slice(result.start, result.start + len(result.angles))
+        angles[frames, legid], fk[frames, legid] = result.angles, result.fk
     # A frame with no tracked keypoint beyond the ThC is interpolated from its neighbours.
     unusable = ~pending.tracked[:, :, 1:].any(-1)
     legs = [c.LEGS.index(leg) for leg in recording.legs_present]
     angles[:, legs] = solvers.interpolate_frames(angles[:, legs], unusable[:, legs])
-    fk = leg_forward_kinematics(pending.filled[:, :, 0], pending.body.lengths, angles)
+    frames, legids = np.nonzero(unusable & np.isin(np.arange(c.NUM_LEGS), legs))
+    fk[frames, legids] = leg_forward_kinematics(pending.filled[frames, legids, 0],
+                                                pending.body.lengths[legids],
+                                                angles[frames, legids])
     error = np.linalg.norm(fk - pending.keypoints, axis=-1)
     metadata = {
         "source": str(recording.path),
