@@ -441,7 +441,7 @@ def save_seconds(motion_path: Path, workdir: Path) -> float:
     """Time to save the runner's output again (what its main process does per file)."""
     motion = motion_io.load(motion_path)
     start = time.perf_counter()
-    motion_io.save(motion, workdir / "resave.npz", overwrite=True)
+    motion_io.save(motion, workdir / "resave.npz", overwrite=True, compress=False)
     return time.perf_counter() - start
 
 
