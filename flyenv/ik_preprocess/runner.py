@@ -99,13 +99,17 @@ class Job:
 
 @dataclasses.dataclass(frozen=True)
 class JobResult:
-    """Angles (stop - start, 7) [rad] of one job and their keypoints (stop - start, 5, 3) [mm]."""
+    """Angles (n, 7) [rad] of one job's frames, their keypoints (n, 5, 3) and error (n, 5) [mm].
+
+    The error is NaN for untracked keypoints.
+    """
 
     file_id: int
     leg: str
     start: int
     angles: np.ndarray
     fk: np.ndarray
+    error: np.ndarray
 
 
 @dataclasses.dataclass
@@ -173,9 +177,11 @@ def solve_job(job: Job) -> JobResult:
         mask = job.tracked[:, None, 1:]
         angles = solvers.lm(keypoints, *args, angles, keypoint_mask=mask, options=job.lm)
     own = slice(job.start - job.lo, job.stop - job.lo)
-    # Forward kinematics here rather than in the main process, which stitches files serially.
+    # Forward kinematics and errors here rather than in the main process, which stitches and
+    # writes files serially.
     fk = leg_forward_kinematics(job.keypoints[own, 0], job.lengths, angles[own, 0])
-    return JobResult(job.file_id, job.leg, job.start, angles[own, 0], fk)
+    error = np.where(job.tracked[own], np.linalg.norm(fk - job.keypoints[own], axis=-1), np.nan)
+    return JobResult(job.file_id, job.leg, job.start, angles[own, 0], fk, error)
 
 
 def run(paths: Sequence[str | Path], out_dir: str | Path, options: IkOptions | None = None, *,
@@ -373,10 +379,12 @@ def _assemble(pending: _Pending, options: IkOptions) -> ReferenceMotion:
     num_frames = recording.num_frames
     angles = np.full((num_frames, c.NUM_LEGS, c.DOF_PER_LEG), np.nan)
     fk = np.full((num_frames, c.NUM_LEGS, c.NUM_KEYPOINTS, 3), np.nan)
+    error = np.full((num_frames, c.NUM_LEGS, c.NUM_KEYPOINTS), np.nan)
     for result in sorted(pending.results, key=lambda r: (r.leg, r.start)):
         legid = c.LEGS.index(result.leg)
         frames = slice(result.start, result.start + len(result.angles))
         angles[frames, legid], fk[frames, legid] = result.angles, result.fk
+        error[frames, legid] = result.error
     # A frame with no tracked keypoint beyond the ThC is interpolated from its neighbours.
     unusable = ~pending.tracked[:, :, 1:].any(-1)
     legs = [c.LEGS.index(leg) for leg in recording.legs_present]
@@ -385,7 +393,8 @@ def _assemble(pending: _Pending, options: IkOptions) -> ReferenceMotion:
     fk[frames, legids] = leg_forward_kinematics(pending.filled[frames, legids, 0],
                                                 pending.body.lengths[legids],
                                                 angles[frames, legids])
-    error = np.linalg.norm(fk - pending.keypoints, axis=-1)
+    error[frames, legids] = np.linalg.norm(fk[frames, legids]
+                                           - pending.keypoints[frames, legids], axis=-1)
     metadata = {
         "source": str(recording.path),
         "flyenv_version": __version__,
