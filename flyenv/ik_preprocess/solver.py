@@ -296,7 +296,7 @@ def _two_joint_stage(w: np.ndarray, joint_a: int, joint_b: int, lo: np.ndarray, 
         b = _wrap(phi + sign * spread)
         a, _ = _best_angle(unit, _rotate(_SEGMENT_DIR, axis_b, b), axis_a, -np.pi, np.pi)
         inside = (a >= lo_a) & (a <= hi_a) & (b >= lo_b) & (b <= hi_b)
-        candidates.append((a, b, np.where(inside, 1.0 + 0 * a, -np.inf)))
+        candidates.append((a, b, np.where(inside, 1.0, -np.inf)))
     # Both mirror branches are optimal; where both are feasible keep the one nearer the seed,
     # measured inside the bounds as a warm-started optimizer moves (no wrapping at +-pi).
     (a1, b1, v1), (a2, b2, v2) = candidates
