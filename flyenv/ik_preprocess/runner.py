@@ -243,6 +243,7 @@ class _Pending:
     filled: np.ndarray  # (T, 6, 5, 3) gaps filled
     tracked: np.ndarray  # (T, 6, 5)
     scale: np.ndarray  # (6,)
+    legs: list[int]  # indices into LEGS of the legs present
     expected: int
     results: list[JobResult] = dataclasses.field(default_factory=list)
 
@@ -306,7 +307,8 @@ class _Batch:
                                 filled[lo:hi, legid], tracked[lo:hi, legid],
                                 body.lengths[legid], bounds[legid], solvers.SEQIKPY_SEED_RAD[legid],
                                 options.solver, options.lm))
-        pending = _Pending(recording, fps, body, keypoints, filled, tracked, scale, len(jobs))
+        pending = _Pending(recording, fps, body, keypoints, filled, tracked, scale, legs,
+                           len(jobs))
         return pending, jobs
 
     def add(self, result: JobResult) -> None:
@@ -333,11 +335,10 @@ class _Batch:
             self._done(file_id, FileResult(path, out, "failed", str(err)))
             return
         errors = motion.ik_error[:, :, 1:]
-        valid = np.isfinite(errors)
-        mean = np.array([errors[..., k][valid[..., k]].mean() for k in range(4)])
-        p95 = np.array([np.percentile(errors[..., k][valid[..., k]], 95) for k in range(4)])
+        mean, p95 = np.empty(4), np.empty(4)
         for k in range(4):
-            values = errors[..., k][valid[..., k]]
+            values = errors[..., k][np.isfinite(errors[..., k])]
+            mean[k], p95[k] = values.mean(), np.percentile(values, 95)
             self.sums[k] += values.sum()
             self.counts[k] += values.size
             self.hist[k] += np.histogram(np.minimum(values, _HIST_EDGES[-1]), _HIST_EDGES)[0]
@@ -387,7 +388,7 @@ def _assemble(pending: _Pending, options: IkOptions) -> ReferenceMotion:
         error[frames, legid] = result.error
     # A frame with no tracked keypoint beyond the ThC is interpolated from its neighbours.
     unusable = ~pending.tracked[:, :, 1:].any(-1)
-    legs = [c.LEGS.index(leg) for leg in recording.legs_present]
+    legs = pending.legs
     angles[:, legs] = solvers.interpolate_frames(angles[:, legs], unusable[:, legs])
     frames, legids = np.nonzero(unusable & np.isin(np.arange(c.NUM_LEGS), legs))
     fk[frames, legids] = leg_forward_kinematics(pending.filled[frames, legids, 0],

@@ -132,9 +132,8 @@ def seqik(keypoints_mm: np.ndarray, lengths_mm: np.ndarray, bounds_rad: np.ndarr
         for joint in (joint_a, joint_b):
             if joint is not None:
                 rest = _rotate(rest, _AXIS[joint], -angles[joint])
-        length = lengths_mm.T[kpid - 1][None, :]  # (1, L)
-        rest[:, 2] += length
-        targets = np.concatenate([targets[:stage + 1], rest])
+        rest[:, 2] += lengths_mm.T[kpid - 1][None, :]  # (1, L)
+        targets[stage + 1:] = rest
     return np.moveaxis(angles, 0, -1)
 
 
@@ -171,18 +170,18 @@ def lm(keypoints_mm: np.ndarray, lengths_mm: np.ndarray, bounds_rad: np.ndarray,
     lo, hi = bounds_rad[..., 0], bounds_rad[..., 1]
     thc = np.zeros(3)
 
-    def evaluate(q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def evaluate(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         points, jac = leg_jacobian(thc, lengths_mm, q)
-        residual = points[:, :, 1:] - targets  # (T, L, 4, 3)
-        cost = np.einsum("tlk,tlkd,tlkd->tl", weights, residual, residual)
-        return residual, jac[:, :, 1:], cost
+        return points[:, :, 1:] - targets, jac[:, :, 1:]  # (T, L, 4, 3), (T, L, 4, 3, 7)
+
+    def data_cost(residual: np.ndarray) -> np.ndarray:
+        return np.einsum("tlk,tlkd,tlkd->tl", weights, residual, residual)
 
     q = np.clip(seed, lo, hi)
+    residual, jac = evaluate(q)
     if options.relative:
-        seed_error_sq = (np.square(leg_forward_kinematics(thc, lengths_mm, q)[:, :, 1:] - targets)
-                         .sum(-1))
-        weights /= seed_error_sq + options.error_floor_mm ** 2
-    residual, jac, cost = evaluate(q)
+        weights /= np.square(residual).sum(-1) + options.error_floor_mm ** 2
+    cost = data_cost(residual)
     damping = np.full(q.shape[:2], options.damping)
     eye = np.eye(c.DOF_PER_LEG)
     smooth = options.smoothness
@@ -193,23 +192,24 @@ def lm(keypoints_mm: np.ndarray, lengths_mm: np.ndarray, bounds_rad: np.ndarray,
         grad = np.einsum("tlkdi,tlkd->tli", wjac, residual)
         if smooth > 0:
             prior, prior_weight = _neighbour_mean(q)
-            jtj = jtj + (smooth * prior_weight)[..., None, None] * eye
-            grad = grad + (smooth * prior_weight)[..., None] * (q - prior)
+            prior_weight = smooth * prior_weight
+            jtj = jtj + prior_weight[..., None, None] * eye
+            grad = grad + prior_weight[..., None] * (q - prior)
         diag = np.diagonal(jtj, axis1=-2, axis2=-1) + 1e-9
         system = jtj + (damping[..., None] * diag)[..., None] * eye
         step = np.linalg.solve(system, -grad[..., None])[..., 0]
         trial = np.clip(q + step, lo, hi)
-        trial_residual, trial_jac, trial_cost = evaluate(trial)
-        if smooth > 0:
-            trial_cost = trial_cost + smooth * prior_weight * ((trial - prior) ** 2).sum(-1)
-            cost = cost + smooth * prior_weight * ((q - prior) ** 2).sum(-1)
-        better = trial_cost < cost
+        trial_residual, trial_jac = evaluate(trial)
+        trial_cost = data_cost(trial_residual)
+        if smooth > 0:  # compare with the prior this step was taken under
+            better = (trial_cost + prior_weight * np.square(trial - prior).sum(-1)
+                      < cost + prior_weight * np.square(q - prior).sum(-1))
+        else:
+            better = trial_cost < cost
         q = np.where(better[..., None], trial, q)
         residual = np.where(better[..., None, None], trial_residual, residual)
         jac = np.where(better[..., None, None, None], trial_jac, jac)
         cost = np.where(better, trial_cost, cost)
-        if smooth > 0:
-            cost = np.einsum("tlk,tlkd,tlkd->tl", weights, residual, residual)
         damping = np.where(better, damping / 3.0, damping * 4.0)
     return q
 
@@ -243,15 +243,7 @@ def fill_gaps(keypoints_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     keypoints_mm = np.asarray(keypoints_mm, dtype=float)
     tracked = np.isfinite(keypoints_mm).all(axis=-1)
-    filled = keypoints_mm.copy()
-    frames = np.arange(keypoints_mm.shape[0])
-    for leg, kpid in zip(*np.nonzero(~tracked.all(axis=0)), strict=True):
-        good = tracked[:, leg, kpid]
-        if good.any():
-            for dim in range(3):
-                filled[:, leg, kpid, dim] = np.interp(frames, frames[good],
-                                                      keypoints_mm[good, leg, kpid, dim])
-    return filled, tracked
+    return _interpolate_gaps(keypoints_mm, tracked), tracked
 
 
 def interpolate_frames(angles_rad: np.ndarray, bad: np.ndarray) -> np.ndarray:
@@ -264,12 +256,23 @@ def interpolate_frames(angles_rad: np.ndarray, bad: np.ndarray) -> np.ndarray:
     Returns:
         (T, L, 7); a leg with no good frame is returned unchanged.
     """
-    out = np.array(angles_rad, dtype=float)
-    frames = np.arange(out.shape[0])
-    for leg in np.flatnonzero(bad.any(axis=0) & ~bad.all(axis=0)):
-        good = ~bad[:, leg]
-        for dof in range(out.shape[2]):
-            out[:, leg, dof] = np.interp(frames, frames[good], out[good, leg, dof])
+    return _interpolate_gaps(np.asarray(angles_rad, dtype=float), ~np.asarray(bad, dtype=bool))
+
+
+def _interpolate_gaps(values: np.ndarray, good: np.ndarray) -> np.ndarray:
+    """A copy of values (T, *S, *F) with frames where good (T, *S) is False interpolated in time.
+
+    Each series of S is interpolated linearly from its own good frames; a series with no good
+    frame is left as it is.
+    """
+    out = values.copy()
+    series = out.reshape(good.shape[0], good[0].size, -1)  # a view of the copy
+    good = good.reshape(good.shape[0], -1)
+    frames = np.arange(good.shape[0])
+    for s in np.flatnonzero(good.any(axis=0) & ~good.all(axis=0)):
+        keep = good[:, s]
+        for dim in range(series.shape[2]):
+            series[:, s, dim] = np.interp(frames, frames[keep], series[keep, s, dim])
     return out
 
 
@@ -296,15 +299,14 @@ def _two_joint_stage(w: np.ndarray, joint_a: int, joint_b: int, lo: np.ndarray, 
         b = _wrap(phi + sign * spread)
         a, _ = _best_angle(unit, _rotate(_SEGMENT_DIR, axis_b, b), axis_a, -np.pi, np.pi)
         inside = (a >= lo_a) & (a <= hi_a) & (b >= lo_b) & (b <= hi_b)
-        candidates.append((a, b, np.where(inside, 1.0, -np.inf)))
+        candidates.append((a, b, inside))
     # Both mirror branches are optimal; where both are feasible keep the one nearer the seed,
     # measured inside the bounds as a warm-started optimizer moves (no wrapping at +-pi).
-    (a1, b1, v1), (a2, b2, v2) = candidates
+    (a1, b1, inside1), (a2, b2, inside2) = candidates
     nearer_first = (np.abs(a1 - seed[joint_a]) + np.abs(b1 - seed[joint_b])
                     <= np.abs(a2 - seed[joint_a]) + np.abs(b2 - seed[joint_b]))
-    first = np.isfinite(v1) & (nearer_first | ~np.isfinite(v2))
+    first = inside1 & (nearer_first | ~inside2)
     best_a, best_b = np.where(first, a1, a2), np.where(first, b1, b2)
-    best_value = np.where(np.isfinite(v1) | np.isfinite(v2), 1.0, -np.inf)
     # Otherwise the optimum lies on an edge of the bound box: fix one angle at a bound and
     # point with the other (a sinusoid in one angle, clipped to its bounds).
     edges = []
@@ -316,8 +318,8 @@ def _two_joint_stage(w: np.ndarray, joint_a: int, joint_b: int, lo: np.ndarray, 
         b = np.broadcast_to(bound_b, best_b.shape)
         a, _ = _best_angle(unit, _rotate(_SEGMENT_DIR, axis_b, b), axis_a, lo_a, hi_a)
         edges.append((a, b))
-    unconstrained = np.isfinite(best_value)
-    best_value = np.where(unconstrained, np.inf, -np.inf)
+    # Where a branch is feasible no edge can beat it.
+    best_value = np.where(inside1 | inside2, np.inf, -np.inf)
     for a, b in edges:
         value = np.einsum("d...,d...->...", unit,
                           _rotate(_rotate(_SEGMENT_DIR, axis_b, b), axis_a, a))
