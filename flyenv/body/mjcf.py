@@ -3,7 +3,8 @@
 Units are mm, g and s: gravity is -9810 mm/s², the whole fly weighs about 1 mg. Every leg is a
 chain of four capsule segments whose hinge joints reproduce `flyenv.body.kinematics` exactly
 (the joint angles of an IK solution are the simulator's `qpos`), with a site at each keypoint and
-a position actuator per DOF. Only the tarsi and the body touch the ground; nothing collides with
+a position actuator per DOF, and a touch sensor per tarsus (`TOUCH_SENSOR_NAMES`, the normal
+contact force on it [µN]). Only the tarsi and the body touch the ground; nothing collides with
 itself.
 
 Two variants come from the same builder: free-walking (a free root joint above a floor) and
@@ -195,8 +196,21 @@ def _add_leg(spec: mujoco.MjSpec, thorax: mujoco.MjsBody, leg: str, thc: np.ndar
                       conaffinity=_TOUCH_CONAFFINITY if touches else 0,
                       rgba=(0.7, 0.55, 0.35, 1), **_contact_params(options))
         body.add_site(name=f"{leg}_{c.KEYPOINTS[segid]}", size=(0.02, 0, 0))
+        if touches:
+            _add_touch_sensor(spec, body, leg, length, options.segment_radii_mm[segid])
         parent, pos = body, (0.0, 0.0, -length)
     parent.add_site(name=f"{leg}_Claw", pos=tuple(pos), size=(0.02, 0, 0))
+
+
+def _add_touch_sensor(spec: mujoco.MjSpec, tarsus: mujoco.MjsBody, leg: str, length: float,
+                      radius: float) -> None:
+    # A touch sensor sums the normal forces of the contacts inside its site's volume: a capsule
+    # around the tarsus geom, a little wider so contacts on its surface fall inside.
+    name = c.TOUCH_SENSOR_NAMES[c.LEGS.index(leg)]
+    tarsus.add_site(name=name, type=mujoco.mjtGeom.mjGEOM_CAPSULE, size=(1.5 * radius, 0, 0),
+                    fromto=(0, 0, 0, 0, 0, -length), group=4, rgba=(0, 0, 0, 0))
+    spec.add_sensor(name=name, type=mujoco.mjtSensor.mjSENS_TOUCH,
+                    objtype=mujoco.mjtObj.mjOBJ_SITE, objname=name)
 
 
 def _set_uniform_density(spec: mujoco.MjSpec, total_mass_g: float) -> None:

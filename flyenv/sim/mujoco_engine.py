@@ -1,0 +1,77 @@
+"""The CPU engine: C MuJoCo's `mujoco.batch.Batch`, many simulations of one model on threads.
+
+`Batch.bind(field)` returns live (nsim, ...) numpy arrays; `torch.from_numpy` turns them into
+tensors over the same memory, so the env reads and writes the simulations' state without copies.
+State fields (qpos, qvel, ctrl) are views of the simulations' rows; derived fields (site_xpos,
+sensordata) are refreshed in place by every call. All arrays are float64 (mjtNum).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import mujoco
+import mujoco.batch
+import numpy as np
+import torch
+
+from flyenv.sim.engine import Engine
+
+
+class MujocoEngine(Engine):
+    """`nworld` C MuJoCo simulations on a thread pool (see `flyenv.sim.engine.Engine`)."""
+
+    name = "mujoco"
+
+    def __init__(self, model: mujoco.MjModel, nworld: int, nsubstep: int, *,
+                 nthread: int = 0) -> None:
+        self.model = model
+        self.nworld = nworld
+        self.nsubstep = nsubstep
+        self.device = torch.device("cpu")
+        # persistent: each simulation keeps its MjData, so warm starts carry over between calls
+        # exactly as in one long mj_step loop.
+        self._batch = mujoco.batch.Batch(model, nworld, nthread=nthread, persistent=True)
+        self._batch.reset(keyframe=0 if model.nkey else -1)
+        with warnings.catch_warnings():
+            # Derived fields are read-only numpy arrays; torch warns about that, and the env
+            # only reads them.
+            warnings.simplefilter("ignore", UserWarning)
+            self.qpos = torch.from_numpy(self._batch.bind("qpos"))
+            self.qvel = torch.from_numpy(self._batch.bind("qvel"))
+            self.ctrl = torch.from_numpy(self._batch.bind("ctrl"))
+            self.site_xpos = torch.from_numpy(self._batch.bind("site_xpos"))
+            self.sensordata = torch.from_numpy(self._batch.bind("sensordata"))
+        self._failed = torch.zeros(nworld, dtype=torch.bool)
+
+    @property
+    def nthread(self) -> int:
+        """Threads of the batch's pool."""
+        return self._batch.nthread
+
+    def step(self) -> None:
+        """Advances every world by `nsubstep` physics steps with `ctrl` held."""
+        self._batch.step(nstep=self.nsubstep)
+        self._failed = torch.from_numpy(np.asarray(self._batch.status) != 0)
+
+    def reset(self, mask: torch.Tensor, qpos: torch.Tensor, qvel: torch.Tensor,
+              ctrl: torch.Tensor) -> None:
+        """Resets the worlds in `mask` (see `Engine.reset`)."""
+        ids = torch.nonzero(mask.to("cpu"), as_tuple=True)[0]
+        if len(ids) == 0:
+            return
+        ids_np = ids.numpy().astype(np.int32)
+        self._batch.reset(ids_np, stage=mujoco.mjtStage.mjSTAGE_NONE)
+        self.qpos[ids] = qpos[ids].to(self.qpos)
+        self.qvel[ids] = qvel[ids].to(self.qvel)
+        self.ctrl[ids] = ctrl[ids].to(self.ctrl)
+        self._batch.forward(ids_np)
+        self._failed[ids] = False
+
+    def overflow(self) -> torch.Tensor:
+        """(nworld,) bool: worlds whose last step failed (MuJoCo reported an error)."""
+        return self._failed
+
+    def error(self, worldid: int) -> str:
+        """MuJoCo's message for a failed world, or ''."""
+        return self._batch.error(worldid)

@@ -1,0 +1,157 @@
+"""The GPU engine: MuJoCo Warp, `nworld` worlds of one model in one `mujoco_warp.Data`.
+
+On CUDA the whole substep loop is captured once as a CUDA graph and `step()` only launches it, on
+torch's current stream: no host synchronization, no allocation, and the launch is ordered with
+the torch work around it. On the Warp CPU device the same loop runs uncaptured.
+
+Contact and constraint buffers are sized from the model (`contact_capacity`) rather than from
+MuJoCo Warp's generic defaults, and the per-world `Data.overflow` bits are cleared at the start
+of every step and reported by `overflow()`: an overflowing world is flagged, never silently wrong.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator
+
+import mujoco
+import mujoco_warp as mjw
+import torch
+import warp as wp
+
+from flyenv.sim.engine import Engine, contact_capacity
+
+# Overflow bits that mean lost contacts or constraints. Hitting the solver's iteration limit
+# (ITERATIONS, LS_ITERATIONS) is not an overflow: the step is still a valid, less converged one.
+_BUFFER_OVERFLOW = int(mjw.OverflowType.NEFC | mjw.OverflowType.NJMAX_NNZ
+                       | mjw.OverflowType.BROADPHASE | mjw.OverflowType.NARROWPHASE
+                       | mjw.OverflowType.CCD | mjw.OverflowType.NVMAX)
+
+
+class WarpEngine(Engine):
+    """`nworld` MuJoCo Warp worlds on one device (see `flyenv.sim.engine.Engine`).
+
+    Attributes:
+        use_cuda_graph: whether `step()` launches a captured CUDA graph.
+        nconmax: contacts allocated per world.
+        njmax: constraint rows allocated per world.
+    """
+
+    name = "warp"
+
+    def __init__(self, model: mujoco.MjModel, nworld: int, nsubstep: int,
+                 device: torch.device, *, cuda_graph: bool = True) -> None:
+        self.model = model
+        self.nworld = nworld
+        self.nsubstep = nsubstep
+        self.device = device
+        wp.init()
+        self._wp_device = wp.get_device("cpu" if device.type == "cpu" else f"cuda:{device.index}")
+        self.nconmax, self.njmax = contact_capacity(model)
+
+        data = mujoco.MjData(model)
+        mujoco.mj_resetDataKeyframe(model, data, 0) if model.nkey else mujoco.mj_resetData(
+            model, data)
+        mujoco.mj_forward(model, data)
+        with wp.ScopedDevice(self._wp_device):
+            # MuJoCo Warp never resets a diverged world on its own and refuses the flag that
+            # turns C MuJoCo's automatic reset off.
+            device_model = copy.copy(model)
+            device_model.opt.disableflags &= ~int(mujoco.mjtDisableBit.mjDSBL_AUTORESET)
+            self._m = mjw.put_model(device_model)
+            # Overflows are reported per world through overflow(); printing from kernels would
+            # only repeat it on stdout.
+            self._m.opt.warn_overflow = 0
+            self._d = mjw.put_data(model, data, nworld=nworld, nconmax=self.nconmax,
+                                   njmax=self.njmax)
+            self._reset_mask = wp.zeros(nworld, dtype=bool)
+
+        # Zero-copy views, created once.
+        self.qpos = wp.to_torch(self._d.qpos)
+        self.qvel = wp.to_torch(self._d.qvel)
+        self.ctrl = wp.to_torch(self._d.ctrl)
+        self.site_xpos = wp.to_torch(self._d.site_xpos)
+        self.sensordata = wp.to_torch(self._d.sensordata)
+        self._overflow = wp.to_torch(self._d.overflow)
+        self._reset_mask_t = wp.to_torch(self._reset_mask)
+
+        self.use_cuda_graph = (cuda_graph and self._wp_device.is_cuda
+                               and wp.is_mempool_enabled(self._wp_device))
+        self._graph = None
+        self._compile()
+
+    def _step_impl(self) -> None:
+        self._d.overflow.zero_()
+        for _ in range(self.nsubstep):
+            mjw.step(self._m, self._d)
+
+    def _compile(self) -> None:
+        # Kernels compile on their first launch, which must not happen inside a capture: run
+        # one step on a saved state, put the state back, then capture the loop (on Warp's own
+        # stream: a capture cannot use the legacy default stream torch may be on).
+        saved = [t.clone() for t in self._state()]
+        with self._on_torch_stream():
+            mjw.step(self._m, self._d)
+            for view, value in zip(self._state(), saved, strict=True):
+                view.copy_(value)
+            mjw.forward(self._m, self._d)
+            self._d.overflow.zero_()
+        if self.use_cuda_graph:
+            torch.cuda.synchronize(self.device)
+            with wp.ScopedDevice(self._wp_device), wp.ScopedCapture(
+                    device=self._wp_device) as capture:
+                self._step_impl()
+            self._graph = capture.graph
+            wp.synchronize_device(self._wp_device)
+
+    def _state(self) -> list[torch.Tensor]:
+        d = self._d
+        return [wp.to_torch(a) for a in (d.qpos, d.qvel, d.act, d.ctrl, d.time,
+                                          d.qacc_warmstart, d.qfrc_applied)]
+
+    @contextlib.contextmanager
+    def _on_torch_stream(self) -> Iterator[None]:
+        # Warp launches go on torch's current stream, so they are ordered with the torch work
+        # around them (reading obs, writing ctrl) with no host synchronization.
+        with wp.ScopedDevice(self._wp_device):
+            if not self._wp_device.is_cuda:
+                yield
+                return
+            torch_stream = wp.stream_from_torch(torch.cuda.current_stream(self.device))
+            with wp.ScopedStream(torch_stream, sync_enter=False):
+                yield
+
+    def step(self) -> None:
+        """Advances every world by `nsubstep` physics steps (one graph launch on CUDA)."""
+        with self._on_torch_stream():
+            if self._graph is not None:
+                wp.capture_launch(self._graph)
+            else:
+                self._step_impl()
+
+    def reset(self, mask: torch.Tensor, qpos: torch.Tensor, qvel: torch.Tensor,
+              ctrl: torch.Tensor) -> None:
+        """Resets the worlds in `mask` without reading the mask on the host (see `Engine.reset`).
+
+        `mujoco_warp.reset_data` clears the masked worlds, masked torch writes set their state,
+        and one `forward` recomputes derived fields; the derived fields the engine exposes are
+        restored for the other worlds, so they stay exactly what their last step left.
+        """
+        mask = mask.to(device=self.device, dtype=torch.bool)
+        rows = mask[:, None]
+        kept_sites, kept_sensors = self.site_xpos.clone(), self.sensordata.clone()
+        with self._on_torch_stream():
+            self._reset_mask_t.copy_(mask)
+            mjw.reset_data(self._m, self._d, reset=self._reset_mask)
+            self.qpos.copy_(torch.where(rows, qpos.to(self.qpos), self.qpos))
+            self.qvel.copy_(torch.where(rows, qvel.to(self.qvel), self.qvel))
+            self.ctrl.copy_(torch.where(rows, ctrl.to(self.ctrl), self.ctrl))
+            mjw.forward(self._m, self._d)
+            self.site_xpos.copy_(torch.where(rows[:, :, None], self.site_xpos, kept_sites))
+            self.sensordata.copy_(torch.where(rows, self.sensordata, kept_sensors))
+            self._overflow.copy_(torch.where(mask, 0, self._overflow))
+
+    def overflow(self) -> torch.Tensor:
+        """(nworld,) bool: worlds whose contact or constraint buffers overflowed last step."""
+        return (self._overflow & _BUFFER_OVERFLOW) != 0
