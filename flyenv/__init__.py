@@ -9,5 +9,7 @@ from flyenv.body import BodyConfig as BodyConfig
 from flyenv.body import ModelOptions as ModelOptions
 from flyenv.body import build_model as build_model
 from flyenv.body import forward_kinematics as forward_kinematics
+from flyenv.envs import ENV_ID as ENV_ID
+from flyenv.envs import FlyImitationConfig as FlyImitationConfig
 from flyenv.motion import ReferenceMotion as ReferenceMotion
 from flyenv.motion import tripod_gait as tripod_gait

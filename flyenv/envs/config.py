@@ -1,0 +1,177 @@
+"""Frozen configuration of the imitation environment: physics, actions, rewards, termination."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from gymnasium.vector import AutoresetMode
+
+from flyenv.motion.format import ReferenceMotion
+
+ReferenceSpec = str | os.PathLike | ReferenceMotion
+# The imitation terms, in the order they are reported.
+REWARD_TERMS = ("joint_pos", "joint_vel", "claw_pos", "upright", "root_vel")
+_AUTORESET = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP,
+              "disabled": AutoresetMode.DISABLED}
+
+
+def _default_weights() -> dict[str, float]:
+    return {"joint_pos": 0.5, "joint_vel": 0.1, "claw_pos": 0.2, "upright": 0.1, "root_vel": 0.1}
+
+
+def _default_scales() -> dict[str, float]:
+    return {"joint_pos": 40.0, "joint_vel": 0.005, "claw_pos": 50.0, "upright": 10.0,
+            "root_vel": 0.05}
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardConfig:
+    """DeepMimic-style imitation reward: `sum_k weights[k] * exp(-scales[k] * err_k)`.
+
+    Each error is a mean of squares: joint_pos over the present DOFs [rad²], joint_vel
+    [(rad/s)²], claw_pos over the claws of the present legs in the thorax frame [mm²], upright the
+    squared distance of gravity in the thorax frame from straight down [unitless], root_vel of the
+    thorax's world velocity [(mm/s)²]. `upright` and `root_vel` are dropped for a tethered fly and
+    `root_vel` for a reference without root motion; the env's `max_reward` is the sum of the
+    weights of the terms in use.
+
+    Attributes:
+        weights: weight of each term, keyed by the names in `REWARD_TERMS` (terms left out keep
+            their default).
+        scales: the `k` of each term's `exp(-k * err)`, keyed likewise.
+    """
+
+    weights: dict[str, float] = dataclasses.field(default_factory=_default_weights)
+    scales: dict[str, float] = dataclasses.field(default_factory=_default_scales)
+
+    def __post_init__(self) -> None:
+        for field in ("weights", "scales"):
+            value = dict(getattr(self, field))
+            unknown = sorted(set(value) - set(REWARD_TERMS))
+            if unknown:
+                raise ValueError(f"RewardConfig.{field}: unknown terms {unknown}; the terms are "
+                                 f"{list(REWARD_TERMS)}")
+            defaults = _default_weights() if field == "weights" else _default_scales()
+            full = {**defaults, **value}
+            bad = {k: v for k, v in full.items() if not (float(v) >= 0)}
+            if bad:
+                raise ValueError(f"RewardConfig.{field} must be >= 0, got {bad}")
+            object.__setattr__(self, field, {k: float(full[k]) for k in REWARD_TERMS})
+
+
+@dataclasses.dataclass(frozen=True)
+class FlyImitationConfig:
+    """Everything that defines a `FlyImitation-v0` environment (see `flyenv.envs` for its use).
+
+    Attributes:
+        reference: the clip(s) to imitate: a path to a `ReferenceMotion` .npz, a
+            `ReferenceMotion`, or a tuple of them; None for the embedded tripod gait (2 s). All
+            clips must be made for the same body; that body is simulated.
+        tethered: fix the thorax in space (no floor) instead of walking freely.
+        physics_dt_s: physics step [s].
+        control_decimation: physics steps per env step (policy rate = 1 / (dt * decimation)).
+        action_mode: "residual": actions are offsets [rad] added to the reference angles of the
+            next frame; "absolute": actions are the joint targets [rad].
+        residual_range_rad: half-width of the residual action box [rad].
+        future_frames: reference frames ahead of the current one in the observation (>= 1).
+        random_start: reference-state initialization: each episode starts at a random frame of
+            its clip; False starts every episode at frame 0 (evaluation, replay).
+        reward: the imitation reward.
+        min_height_mm: terminate when the thorax is lower than this [mm] (free fly only).
+        max_tilt_rad: terminate when the thorax tilts further than this from upright [rad].
+        max_joint_error_rad: terminate when the mean absolute joint error exceeds this [rad].
+        max_root_drift_mm: terminate when the thorax is further than this from the reference's
+            (horizontal distance, references with root motion only) [mm].
+        max_episode_steps: truncate after this many env steps (the clip's end truncates too).
+        device: "auto" (CUDA when present), "cpu" or "cuda[:N]".
+        engine: "auto" (MuJoCo Warp on CUDA, C MuJoCo on CPU), "warp" or "mujoco".
+        autoreset_mode: "next_step" (gymnasium's default), "same_step" or "disabled".
+        invalid_actions: what to do with NaN/inf actions: "zero" replaces them by 0 (the reference
+            in residual mode, clipped to the joint range in absolute mode) without a host sync and
+            flags the world in `info["invalid_action"]`; "raise" raises ValueError (one host
+            sync per step: for debugging).
+        nthread: threads of the C MuJoCo engine (0: all cores).
+        cuda_graph: capture the physics substeps as one CUDA graph (warp engine on CUDA).
+    """
+
+    reference: ReferenceSpec | tuple[ReferenceSpec, ...] | None = None
+    tethered: bool = False
+    physics_dt_s: float = 1e-4
+    control_decimation: int = 20
+    action_mode: Literal["residual", "absolute"] = "residual"
+    residual_range_rad: float = 0.5
+    future_frames: int = 3
+    random_start: bool = True
+    reward: RewardConfig = dataclasses.field(default_factory=RewardConfig)
+    min_height_mm: float = 0.45
+    max_tilt_rad: float = 1.0
+    max_joint_error_rad: float = 0.6
+    max_root_drift_mm: float = 5.0
+    max_episode_steps: int = 1000
+    device: str = "auto"
+    engine: Literal["auto", "mujoco", "warp"] = "auto"
+    autoreset_mode: Literal["next_step", "same_step", "disabled"] = "next_step"
+    invalid_actions: Literal["zero", "raise"] = "zero"
+    nthread: int = 0
+    cuda_graph: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.reward, Mapping):
+            object.__setattr__(self, "reward", RewardConfig(**self.reward))
+        if isinstance(self.autoreset_mode, AutoresetMode):
+            modes = {mode: name for name, mode in _AUTORESET.items()}
+            object.__setattr__(self, "autoreset_mode", modes[self.autoreset_mode])
+        if isinstance(self.reference, list):
+            object.__setattr__(self, "reference", tuple(self.reference))
+        _choice("action_mode", self.action_mode, ("residual", "absolute"))
+        _choice("autoreset_mode", self.autoreset_mode, tuple(_AUTORESET))
+        _choice("engine", self.engine, ("auto", "mujoco", "warp"))
+        _choice("invalid_actions", self.invalid_actions, ("zero", "raise"))
+        for name in ("physics_dt_s", "residual_range_rad", "min_height_mm", "max_tilt_rad",
+                     "max_joint_error_rad", "max_root_drift_mm"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and value > 0):
+                raise ValueError(f"FlyImitationConfig.{name} must be a number > 0, got {value!r}")
+        for name in ("control_decimation", "future_frames", "max_episode_steps"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"FlyImitationConfig.{name} must be an int >= 1, got {value!r}")
+        if not (isinstance(self.nthread, int) and self.nthread >= 0):
+            raise ValueError(f"FlyImitationConfig.nthread must be an int >= 0, got "
+                             f"{self.nthread!r}")
+
+    @property
+    def control_dt_s(self) -> float:
+        """Time between env steps [s]."""
+        return self.physics_dt_s * self.control_decimation
+
+    @property
+    def gym_autoreset_mode(self) -> AutoresetMode:
+        """The autoreset mode as gymnasium's enum."""
+        return _AUTORESET[self.autoreset_mode]
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> FlyImitationConfig:
+        """The config from keyword arguments, refusing unknown keys with the valid ones listed.
+
+        Raises:
+            ValueError: for an unknown key (with the closest valid name) or a bad value.
+        """
+        fields = [f.name for f in dataclasses.fields(cls)]
+        for key in kwargs:
+            if key not in fields:
+                close = difflib.get_close_matches(key, fields, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"FlyImitation-v0: unknown config key {key!r}{hint}; valid keys "
+                                 f"are {fields}")
+        return cls(**kwargs)
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"FlyImitationConfig.{name} must be one of {list(choices)}, "
+                         f"got {value!r}")

@@ -1,0 +1,340 @@
+"""`FlyImitation-v0`: many flies imitating reference clips, as a `gymnasium.vector.VectorEnv`.
+
+Actions and observations are torch tensors on the env's device; nothing in `step()` reads a
+device value on the host (with `invalid_actions="zero"`), so on CUDA a step queues work and
+returns. One step: check the action, set the joint targets, run the physics substeps, read the
+state, compute terminations and rewards, reset the worlds that have to be, build observations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import batch_space
+
+from flyenv.body import constants as c
+from flyenv.body.mjcf import ModelOptions, build_model
+from flyenv.envs import observations, rewards
+from flyenv.envs.config import FlyImitationConfig
+from flyenv.envs.reference import load_references
+from flyenv.sim.engine import make_engine, resolve_engine
+
+_CLAW_SITES = tuple(f"{leg}_Claw" for leg in c.LEGS)
+TERMINATIONS = ("nonfinite", "overflow", "fall", "tilt", "joint_error", "drift")
+
+
+class FlyImitationVecEnv(gym.vector.VectorEnv):
+    """`num_envs` simulated flies imitating reference motion (torch tensors in and out).
+
+    `info` carries, per world: `reward/<term>` for each imitation term in use, `termination/<cause>`
+    (bool) for each cause in `TERMINATIONS`, `clip` and `frame` (the reference clip and frame now
+    imitated), `invalid_action` (the action had NaN/inf entries). In SAME_STEP mode `final_obs` and
+    `final_info` hold the observation and info of the worlds that just ended (full tensors; the
+    rows that matter are marked by `_final_obs` / `_final_info`).
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+
+    def __init__(self, num_envs: int = 1, config: FlyImitationConfig | None = None,
+                 **kwargs: Any) -> None:
+        """Builds the model, the engine and the reference bank.
+
+        Args:
+            num_envs: number of flies (worlds).
+            config: the configuration (default `FlyImitationConfig()`).
+            **kwargs: `FlyImitationConfig` fields overriding `config`'s (as `gym.make_vec`
+                passes them); unknown keys are refused.
+        """
+        if not (isinstance(num_envs, int | np.integer) and num_envs >= 1):
+            raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
+        base = config if config is not None else FlyImitationConfig()
+        fields = {f: getattr(base, f) for f in base.__dataclass_fields__}
+        self.config = cfg = FlyImitationConfig.from_kwargs(**{**fields, **kwargs})
+        self.num_envs = int(num_envs)
+        self.autoreset_mode = cfg.gym_autoreset_mode
+        self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
+
+        options = ModelOptions(timestep_s=cfg.physics_dt_s)
+        engine, self.device = resolve_engine(cfg.engine, cfg.device)
+        # The simulated body is the one the clips were made for (they must all agree).
+        self.ref = load_references(cfg.reference, cfg.control_dt_s, self.device,
+                                   standing_height_mm=options.standing_height_mm)
+        self.engine = make_engine(
+            build_model(self.ref.body, tethered=cfg.tethered, options=options),
+            self.num_envs, nsubstep=cfg.control_decimation, engine=engine, device=str(self.device),
+            nthread=cfg.nthread, cuda_graph=cfg.cuda_graph)
+        self._setup_model_indices()
+        self._setup_spaces()
+        self._setup_buffers()
+
+    # Setup -------------------------------------------------------------------------------
+
+    def _setup_model_indices(self) -> None:
+        model, dev = self.engine.model, self.device
+        self._free = not self.config.tethered
+        self._claw_sites = torch.tensor([model.site(n).id for n in _CLAW_SITES], device=dev)
+        self._touch = torch.tensor([model.sensor_adr[model.sensor(n).id]
+                                    for n in c.TOUCH_SENSOR_NAMES], device=dev)
+        thorax = model.body("thorax").id
+        self._tether_pos = torch.tensor(model.body_pos[thorax], dtype=torch.float32, device=dev)
+        bounds = np.asarray(self.ref.body.bounds, dtype=np.float32)
+        self._bounds = torch.tensor(bounds, device=dev)
+        self.terms = tuple(t for t in ("joint_pos", "joint_vel", "claw_pos", "upright",
+                                       "root_vel") if self._term_in_use(t))
+        self.max_reward = float(sum(self.config.reward.weights[t] for t in self.terms))
+
+    def _term_in_use(self, term: str) -> bool:
+        if term == "upright":
+            return self._free
+        if term == "root_vel":
+            return self._free and self.ref.has_root
+        return True
+
+    def _setup_spaces(self) -> None:
+        cfg = self.config
+        obs_dim = observations.observation_dim(cfg.future_frames)
+        self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
+        if cfg.action_mode == "absolute":
+            low, high = self._bounds.cpu().numpy().T
+        else:
+            high = np.full(c.NUM_DOFS, cfg.residual_range_rad, dtype=np.float32)
+            low = -high
+        self.single_action_space = gym.spaces.Box(low, high, dtype=np.float32)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._action_low = torch.tensor(low, dtype=torch.float32, device=self.device)
+        self._action_high = torch.tensor(high, dtype=torch.float32, device=self.device)
+
+    def _setup_buffers(self) -> None:
+        n, dev = self.num_envs, self.device
+        self._generator = torch.Generator(device=dev)
+        self._generator.manual_seed(int(np.random.SeedSequence().generate_state(1)[0]))
+        self._clip = torch.zeros(n, dtype=torch.long, device=dev)
+        self._frame = torch.zeros(n, dtype=torch.long, device=dev)
+        self._steps = torch.zeros(n, dtype=torch.long, device=dev)
+        self._autoreset = torch.zeros(n, dtype=torch.bool, device=dev)
+        self._offsets = torch.arange(1, self.config.future_frames + 1, device=dev)
+
+    # Gymnasium API -------------------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None,
+              ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Starts new episodes at sampled reference frames (reference-state initialization).
+
+        Args:
+            seed: seeds the start-frame sampler (same seed, same clips, frames and observations).
+            options: `{"reset_mask": (num_envs,) bool tensor}` resets only those worlds (the way
+                to reset in DISABLED mode); the others keep their state.
+
+        Returns:
+            (obs (num_envs, obs_dim), info).
+        """
+        super().reset(seed=seed)
+        if seed is not None:
+            self._generator.manual_seed(int(seed))
+            self.action_space.seed(int(seed))
+        mask = self._reset_mask(options)
+        self._reset_worlds(mask)
+        state = self._read_state()
+        return self._observe(state), {"clip": self._clip.clone(), "frame": self._frame.clone()}
+
+    def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                   torch.Tensor, dict[str, Any]]:
+        """Advances every fly by one control step.
+
+        Args:
+            actions: (num_envs, 42) float tensor on the env's device: residuals [rad] or joint
+                targets [rad] (see `action_mode`); clipped to the action space.
+
+        Returns:
+            obs (num_envs, obs_dim) float32, reward (num_envs,) float32, terminated and
+            truncated (num_envs,) bool, info.
+        """
+        actions, invalid = self._check_actions(actions)
+        starting = self._autoreset.clone()
+        self.engine.ctrl.copy_(self._targets(actions))
+        self.engine.step()
+        last = self.ref.lengths[self._clip] - 1
+        # Clamped: a world that ended last step is stepped once more before its reset.
+        self._frame = torch.minimum(self._frame + 1, last)
+        self._steps += 1
+
+        state = self._read_state()
+        ended, info = self._terminations(state)
+        terms = self._reward_terms(state)
+        reward = rewards.combine(terms, self.config.reward.weights)
+        reward = torch.where(ended["nonfinite"], 0.0, reward)
+        terminated = torch.stack([ended[k] for k in TERMINATIONS]).any(dim=0)
+        truncated = ((self._frame >= last) | (self._steps >= self.config.max_episode_steps)
+                     ) & ~terminated
+        info.update({f"reward/{k}": v for k, v in terms.items()})
+        info["invalid_action"] = invalid
+        return self._finish_step(state, reward, terminated, truncated, info, starting)
+
+    # Step parts ----------------------------------------------------------------------------
+
+    def _check_actions(self, actions: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if not isinstance(actions, torch.Tensor):
+            raise TypeError(f"actions must be a torch.Tensor on {self.device}, got "
+                            f"{type(actions).__name__} (wrap the env for numpy actions)")
+        if tuple(actions.shape) != (self.num_envs, c.NUM_DOFS):
+            raise ValueError(f"actions must have shape ({self.num_envs}, {c.NUM_DOFS}), got "
+                             f"{tuple(actions.shape)}")
+        if not actions.dtype.is_floating_point:
+            raise ValueError(f"actions must be a floating point tensor (float32), got "
+                             f"{actions.dtype}")
+        if actions.device != self.device:
+            raise ValueError(f"actions must be on {self.device}, got {actions.device}")
+        actions = actions.to(torch.float32)
+        finite = torch.isfinite(actions)
+        invalid = ~finite.all(dim=1)
+        if self.config.invalid_actions == "raise" and bool(invalid.any()):
+            worlds = torch.nonzero(invalid).flatten().tolist()[:10]
+            raise ValueError(f"actions have NaN/inf entries in worlds {worlds}")
+        actions = torch.where(finite, actions, 0.0)
+        return torch.clamp(actions, self._action_low, self._action_high), invalid
+
+    def _targets(self, actions: torch.Tensor) -> torch.Tensor:
+        if self.config.action_mode == "absolute":
+            return actions
+        nxt = torch.minimum(self._frame + 1, self.ref.lengths[self._clip] - 1)
+        target = self.ref.joint_pos[self._clip, nxt] + actions
+        return torch.clamp(target, self._bounds[:, 0], self._bounds[:, 1])
+
+    def _read_state(self) -> observations.FlyState:
+        e, n = self.engine, self.num_envs
+        qpos, qvel = e.qpos.to(torch.float32), e.qvel.to(torch.float32)
+        site = e.site_xpos.to(torch.float32)[:, self._claw_sites]
+        if self._free:
+            root_pos, root_quat = qpos[:, :3], qpos[:, 3:7]
+            lin_vel, ang_vel = qvel[:, :3], qvel[:, 3:6]
+        else:
+            root_pos = self._tether_pos.expand(n, 3)
+            root_quat = torch.tensor([1.0, 0, 0, 0], device=self.device).expand(n, 4)
+            lin_vel = ang_vel = torch.zeros(n, 3, device=self.device)
+        claw_b = observations.quat_rotate_inverse(root_quat[:, None],
+                                                  site - root_pos[:, None])
+        return observations.FlyState(
+            joint_pos=qpos[:, -c.NUM_DOFS:], joint_vel=qvel[:, -c.NUM_DOFS:],
+            root_pos_w=root_pos, root_quat_w=root_quat, lin_vel_w=lin_vel, ang_vel_b=ang_vel,
+            claw_pos_b=claw_b, touch=e.sensordata.to(torch.float32)[:, self._touch])
+
+    def _terminations(self, state: observations.FlyState,
+                      ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        cfg, clip, frame = self.config, self._clip, self._frame
+        nonfinite = ~state.finite()
+        err = (state.joint_pos - self.ref.joint_pos[clip, frame]).abs()
+        joint_err = (err * self.ref.dof_mask[clip]).sum(1) / self.ref.dof_mask[clip].sum(1)
+        ended = {"nonfinite": nonfinite, "overflow": self.engine.overflow().to(self.device),
+                 "joint_error": joint_err > cfg.max_joint_error_rad}
+        no = torch.zeros_like(nonfinite)
+        if self._free:
+            tilt = torch.acos(torch.clamp(-state.gravity_b[:, 2], -1.0, 1.0))
+            ended["fall"] = state.root_pos_w[:, 2] < cfg.min_height_mm
+            ended["tilt"] = tilt > cfg.max_tilt_rad
+            drift = (state.root_pos_w[:, :2] - self.ref.root_pos_w[clip, frame, :2]).norm(dim=1)
+            ended["drift"] = drift > cfg.max_root_drift_mm if self.ref.has_root else no
+        else:
+            ended["fall"] = ended["tilt"] = ended["drift"] = no
+        # NaN compares False, so a diverged world is flagged by `nonfinite` alone.
+        info = {f"termination/{k}": ended[k] for k in TERMINATIONS}
+        return ended, info
+
+    def _reward_terms(self, state: observations.FlyState) -> dict[str, torch.Tensor]:
+        ref, clip, frame, k = self.ref, self._clip, self._frame, self.config.reward.scales
+        terms = {
+            "joint_pos": rewards.reward_joint_pos(state.joint_pos, ref.joint_pos[clip, frame],
+                                                  ref.dof_mask[clip], k["joint_pos"]),
+            "joint_vel": rewards.reward_joint_vel(state.joint_vel, ref.joint_vel[clip, frame],
+                                                  ref.dof_mask[clip], k["joint_vel"]),
+            "claw_pos": rewards.reward_claw_pos(state.claw_pos_b, ref.claw_pos_b[clip, frame],
+                                                ref.leg_mask[clip], k["claw_pos"]),
+            "upright": rewards.reward_upright(state.gravity_b, k["upright"]),
+            "root_vel": rewards.reward_root_vel(state.lin_vel_w, ref.root_lin_vel_w[clip, frame],
+                                                k["root_vel"]),
+        }
+        return {name: torch.nan_to_num(terms[name], nan=0.0) for name in self.terms}
+
+    def _finish_step(self, state: observations.FlyState, reward: torch.Tensor,
+                     terminated: torch.Tensor, truncated: torch.Tensor, info: dict[str, Any],
+                     starting: torch.Tensor) -> tuple:
+        done = terminated | truncated
+        mode = self.autoreset_mode
+        if mode == AutoresetMode.NEXT_STEP:
+            # Worlds that ended last step start over now; this step's action is ignored there.
+            self._reset_worlds(starting)
+            state = self._read_state()
+            reward = torch.where(starting, 0.0, reward)
+            terminated, truncated = terminated & ~starting, truncated & ~starting
+            self._autoreset = (terminated | truncated)
+        elif mode == AutoresetMode.SAME_STEP:
+            info["final_obs"] = self._observe(state)
+            info["_final_obs"] = done
+            info["final_info"] = {**info, "clip": self._clip.clone(),
+                                  "frame": self._frame.clone()}
+            info["final_info"].pop("final_obs")
+            info["final_info"].pop("_final_obs")
+            info["_final_info"] = done
+            self._reset_worlds(done)
+            state = self._read_state()
+        info["clip"], info["frame"] = self._clip.clone(), self._frame.clone()
+        return self._observe(state), reward, terminated, truncated, info
+
+    # Resets and observations ---------------------------------------------------------------
+
+    def _reset_mask(self, options: dict[str, Any] | None) -> torch.Tensor:
+        options = options or {}
+        unknown = sorted(set(options) - {"reset_mask"})
+        if unknown:
+            raise ValueError(f"reset options: unknown keys {unknown}; the only option is "
+                             f"'reset_mask'")
+        mask = options.get("reset_mask")
+        if mask is None:
+            return torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+        mask = torch.as_tensor(mask, device=self.device)
+        if mask.shape != (self.num_envs,) or mask.dtype != torch.bool:
+            raise ValueError(f"reset_mask must be a bool tensor of shape ({self.num_envs},), "
+                             f"got {mask.dtype} {tuple(mask.shape)}")
+        return mask
+
+    def _reset_worlds(self, mask: torch.Tensor) -> None:
+        # Samples for every world whatever the mask, so the random stream (and so a seeded run)
+        # does not depend on which worlds end when.
+        ref, n, gen = self.ref, self.num_envs, self._generator
+        clip = torch.randint(ref.nclip, (n,), generator=gen, device=self.device)
+        frame = (torch.rand(n, generator=gen, device=self.device)
+                 * (ref.lengths[clip] - 1)).long()
+        if not self.config.random_start:
+            frame = torch.zeros_like(frame)
+        self._clip = torch.where(mask, clip, self._clip)
+        self._frame = torch.where(mask, frame, self._frame)
+        self._steps = torch.where(mask, 0, self._steps)
+        self._autoreset = self._autoreset & ~mask
+        clip, frame = self._clip, self._frame
+
+        e = self.engine
+        qpos = torch.zeros(n, e.qpos.shape[1], device=self.device)
+        qvel = torch.zeros(n, e.qvel.shape[1], device=self.device)
+        joint_pos = ref.joint_pos[clip, frame]
+        qpos[:, -c.NUM_DOFS:] = joint_pos
+        qvel[:, -c.NUM_DOFS:] = ref.joint_vel[clip, frame]
+        if self._free:
+            quat = ref.root_quat_w[clip, frame]
+            qpos[:, :3] = ref.root_pos_w[clip, frame]
+            qpos[:, 3:7] = quat
+            qvel[:, :3] = ref.root_lin_vel_w[clip, frame]
+            qvel[:, 3:6] = observations.quat_rotate_inverse(quat, ref.root_ang_vel_w[clip, frame])
+        e.reset(mask, qpos, qvel, joint_pos)
+
+    def _observe(self, state: observations.FlyState) -> torch.Tensor:
+        last = self.ref.lengths[self._clip] - 1
+        ahead = torch.minimum(self._frame[:, None] + self._offsets, last[:, None])
+        obs = observations.build_observation(
+            state, self.ref.joint_pos[self._clip[:, None], ahead], self.ref.dof_mask[self._clip],
+            self._frame / last)
+        # A diverged world's observation is zeros, so no NaN reaches a policy or a normalizer.
+        return torch.where(torch.isfinite(obs).all(dim=1, keepdim=True), obs, 0.0)

@@ -1,0 +1,98 @@
+"""Pure torch: the fly's state in body terms, and the observation built from it.
+
+Every function takes and returns (num_envs, ...) float32 tensors. Quaternions are (w, x, y, z).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+# Touch force above which a tarsus counts as in contact [µN] (the fly weighs about 10 µN).
+CONTACT_THRESHOLD = 0.05
+
+
+@dataclasses.dataclass(frozen=True)
+class FlyState:
+    """The simulated fly, read from the engine once per step.
+
+    Attributes:
+        joint_pos: (num_envs, 42) [rad].
+        joint_vel: (num_envs, 42) [rad/s].
+        root_pos_w: (num_envs, 3) thorax position [mm].
+        root_quat_w: (num_envs, 4) thorax orientation.
+        lin_vel_w: (num_envs, 3) thorax velocity in the world frame [mm/s].
+        ang_vel_b: (num_envs, 3) thorax angular velocity in the thorax frame [rad/s].
+        claw_pos_b: (num_envs, 6, 3) claws in the thorax frame [mm].
+        touch: (num_envs, 6) normal contact force on each tarsus [µN].
+    """
+
+    joint_pos: torch.Tensor
+    joint_vel: torch.Tensor
+    root_pos_w: torch.Tensor
+    root_quat_w: torch.Tensor
+    lin_vel_w: torch.Tensor
+    ang_vel_b: torch.Tensor
+    claw_pos_b: torch.Tensor
+    touch: torch.Tensor
+
+    @property
+    def gravity_b(self) -> torch.Tensor:
+        """(num_envs, 3) unit gravity direction in the thorax frame ((0, 0, -1) upright)."""
+        down = torch.zeros_like(self.lin_vel_w)
+        down[:, 2] = -1.0
+        return quat_rotate_inverse(self.root_quat_w, down)
+
+    @property
+    def lin_vel_b(self) -> torch.Tensor:
+        """(num_envs, 3) thorax velocity in the thorax frame [mm/s]."""
+        return quat_rotate_inverse(self.root_quat_w, self.lin_vel_w)
+
+    def finite(self) -> torch.Tensor:
+        """(num_envs,) bool: every state value of the world is finite."""
+        parts = (self.joint_pos, self.joint_vel, self.root_pos_w, self.root_quat_w,
+                 self.lin_vel_w, self.ang_vel_b)
+        return torch.stack([torch.isfinite(p).all(dim=1) for p in parts]).all(dim=0)
+
+
+def quat_rotate(quat: torch.Tensor, vec: torch.Tensor) -> torch.Tensor:
+    """Rotates (..., 3) vectors by (..., 4) unit quaternions."""
+    w, xyz = quat[..., :1], quat[..., 1:]
+    t = 2.0 * torch.cross(xyz, vec, dim=-1)
+    return vec + w * t + torch.cross(xyz, t, dim=-1)
+
+
+def quat_rotate_inverse(quat: torch.Tensor, vec: torch.Tensor) -> torch.Tensor:
+    """Rotates (..., 3) vectors by the inverse of (..., 4) unit quaternions (world to body)."""
+    conj = torch.cat([quat[..., :1], -quat[..., 1:]], dim=-1)
+    return quat_rotate(conj, vec)
+
+
+def observation_dim(future_frames: int) -> int:
+    """Length of the observation vector for `future_frames` reference frames."""
+    return 42 + 42 + 3 + 3 + 3 + 6 + 42 * future_frames + 1
+
+
+def build_observation(state: FlyState, future_joint_pos: torch.Tensor, dof_mask: torch.Tensor,
+                      phase: torch.Tensor) -> torch.Tensor:
+    """The policy's observation.
+
+    Layout: joint angles (42) [rad], joint velocities (42) [rad/s], gravity in the thorax frame
+    (3), thorax velocity in the thorax frame (3) [mm/s], thorax angular velocity (3) [rad/s],
+    tarsus contact flags (6), the next K reference frames minus the current angles (K x 42)
+    [rad] (0 for legs missing from the clip), clip phase in [0, 1] (1).
+
+    Args:
+        state: the fly.
+        future_joint_pos: (num_envs, K, 42) reference angles of the next K frames [rad].
+        dof_mask: (num_envs, 42) 1.0 for DOFs the clip has.
+        phase: (num_envs,) current frame / last frame of the clip.
+
+    Returns:
+        (num_envs, obs_dim) float32.
+    """
+    ahead = (future_joint_pos - state.joint_pos[:, None]) * dof_mask[:, None]
+    contact = (state.touch > CONTACT_THRESHOLD).float()
+    return torch.cat([state.joint_pos, state.joint_vel, state.gravity_b, state.lin_vel_b,
+                      state.ang_vel_b, contact, ahead.flatten(1), phase[:, None]], dim=1)

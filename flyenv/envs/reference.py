@@ -1,0 +1,167 @@
+"""Reference clips for the environment: resampled to the control rate and stacked on the device."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from flyenv.body import constants as c
+from flyenv.body.config import BodyConfig
+from flyenv.body.kinematics import forward_kinematics
+from flyenv.motion.format import ReferenceMotion
+from flyenv.motion.gait import tripod_gait
+from flyenv.motion.io import load
+from flyenv.motion.resample import resample
+
+_CLAW = c.KEYPOINTS.index("Claw")
+
+
+@dataclasses.dataclass(frozen=True)
+class ReferenceBank:
+    """Clips at the control rate, padded to the longest one (padding repeats the last frame).
+
+    Attributes:
+        names: (nclip,) clip names (file stems, or "clip<i>").
+        body: the body every clip was made for.
+        has_root: whether the clips carry root (thorax) motion (all or none of them).
+        lengths: (nclip,) int64, frames of each clip.
+        joint_pos: (nclip, T, 42) reference angles [rad]; missing legs hold the standing pose.
+        joint_vel: (nclip, T, 42) [rad/s]; 0 for missing legs.
+        dof_mask: (nclip, 42) 1.0 for DOFs of legs present in the clip.
+        leg_mask: (nclip, 6) 1.0 for legs present.
+        claw_pos_b: (nclip, T, 6, 3) claws in the thorax frame, by forward kinematics [mm].
+        root_pos_w: (nclip, T, 3) thorax position [mm] (standing height, at the origin, without
+            root motion).
+        root_quat_w: (nclip, T, 4) thorax orientation (w, x, y, z).
+        root_lin_vel_w: (nclip, T, 3) [mm/s].
+        root_ang_vel_w: (nclip, T, 3) [rad/s].
+    """
+
+    names: tuple[str, ...]
+    body: BodyConfig
+    has_root: bool
+    lengths: torch.Tensor
+    joint_pos: torch.Tensor
+    joint_vel: torch.Tensor
+    dof_mask: torch.Tensor
+    leg_mask: torch.Tensor
+    claw_pos_b: torch.Tensor
+    root_pos_w: torch.Tensor
+    root_quat_w: torch.Tensor
+    root_lin_vel_w: torch.Tensor
+    root_ang_vel_w: torch.Tensor
+
+    @property
+    def nclip(self) -> int:
+        """Number of clips."""
+        return len(self.names)
+
+
+def load_references(spec: object, control_dt_s: float, device: torch.device, *,
+                    body: BodyConfig | None = None, standing_height_mm: float,
+                    ) -> ReferenceBank:
+    """Loads, checks and resamples the clips of a config's `reference` field.
+
+    Args:
+        spec: None (the embedded tripod gait), a path, a `ReferenceMotion`, or a sequence of them.
+        control_dt_s: env step [s]; the clips are resampled to it.
+        device: torch device of the stacked arrays.
+        body: the body to simulate; None takes the clips' own body. Every clip must be made for
+            it (same ThC positions, segment lengths and joint ranges).
+        standing_height_mm: thorax height used for clips without root motion [mm].
+
+    Raises:
+        ValueError: a clip made for another body, shorter than two env steps, with joint angles
+            outside the body's ranges, or clips that mix root motion and none.
+    """
+    items = _as_items(spec)
+    clips, names = [], []
+    for i, item in enumerate(items):
+        if isinstance(item, ReferenceMotion):
+            clips.append(item)
+            names.append(f"clip{i}")
+        elif isinstance(item, str | os.PathLike):
+            clips.append(load(item))
+            names.append(Path(item).stem)
+        else:
+            raise ValueError(f"FlyImitationConfig.reference[{i}] must be a path or a "
+                             f"ReferenceMotion, got {type(item).__name__}")
+    body = clips[0].body if body is None else body
+    for name, clip in zip(names, clips, strict=True):
+        _check_body(name, clip.body, body)
+        clip.validate(body)
+    if len({clip.has_root for clip in clips}) > 1:
+        raise ValueError(f"reference clips {names} mix clips with and without root motion; "
+                         f"make one environment per kind")
+    resampled = []
+    for name, clip in zip(names, clips, strict=True):
+        if clip.duration_s < 2 * control_dt_s:
+            raise ValueError(f"reference {name!r} lasts {clip.duration_s:.4g} s, shorter than "
+                             f"two env steps ({2 * control_dt_s:.4g} s)")
+        resampled.append(resample(clip, control_dt_s))
+    return _stack(tuple(names), body, resampled, device, standing_height_mm)
+
+
+def _as_items(spec: object) -> list:
+    if spec is None:
+        return [tripod_gait()]
+    if isinstance(spec, str | os.PathLike | ReferenceMotion):
+        return [spec]
+    if isinstance(spec, Sequence) and len(spec) > 0:
+        return list(spec)
+    raise ValueError(f"FlyImitationConfig.reference must be None, a path, a ReferenceMotion or "
+                     f"a non-empty sequence of them, got {spec!r}")
+
+
+def _check_body(name: str, clip_body: BodyConfig, body: BodyConfig) -> None:
+    for field in ("thc", "lengths", "bounds"):
+        if not np.allclose(getattr(clip_body, field), getattr(body, field), rtol=0, atol=1e-9):
+            raise ValueError(f"reference {name!r} was made for another body "
+                             f"({clip_body.name!r}: its {field} differ from the simulated body "
+                             f"{body.name!r}); solve it again for this body or simulate its own")
+
+
+def _stack(names: tuple[str, ...], body: BodyConfig, clips: list[ReferenceMotion],
+           device: torch.device, standing_height_mm: float) -> ReferenceBank:
+    nclip, length = len(clips), max(clip.num_frames for clip in clips)
+    stand = np.asarray(c.STANDING_POSE_RAD)
+    arrays = {key: np.zeros((nclip, length, *shape)) for key, shape in (
+        ("joint_pos", (c.NUM_DOFS,)), ("joint_vel", (c.NUM_DOFS,)),
+        ("claw_pos_b", (c.NUM_LEGS, 3)), ("root_pos_w", (3,)), ("root_quat_w", (4,)),
+        ("root_lin_vel_w", (3,)), ("root_ang_vel_w", (3,)))}
+    dof_mask = np.zeros((nclip, c.NUM_DOFS))
+    leg_mask = np.zeros((nclip, c.NUM_LEGS))
+    for clipid, clip in enumerate(clips):
+        present = np.repeat(clip.leg_mask > 0, c.DOF_PER_LEG)
+        q = np.where(present, clip.joint_angles, stand)
+        values = {
+            "joint_pos": q,
+            "joint_vel": np.where(present, clip.joint_velocities, 0.0),
+            "claw_pos_b": forward_kinematics(body, q)[:, :, _CLAW],
+            "root_pos_w": clip.root_pos if clip.has_root else np.broadcast_to(
+                [0.0, 0.0, standing_height_mm], (clip.num_frames, 3)),
+            "root_quat_w": clip.root_quat if clip.has_root else np.broadcast_to(
+                [1.0, 0.0, 0.0, 0.0], (clip.num_frames, 4)),
+            "root_lin_vel_w": clip.root_lin_vel if clip.has_root else 0.0,
+            "root_ang_vel_w": clip.root_ang_vel if clip.has_root else 0.0,
+        }
+        for key, value in values.items():
+            value = np.broadcast_to(value, (clip.num_frames, *arrays[key].shape[2:]))
+            arrays[key][clipid, :clip.num_frames] = value
+            arrays[key][clipid, clip.num_frames:] = value[-1]
+        dof_mask[clipid] = present
+        leg_mask[clipid] = clip.leg_mask
+
+    def tensor(value: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(value, dtype=torch.float32, device=device)
+
+    return ReferenceBank(
+        names=names, body=body, has_root=clips[0].has_root,
+        lengths=torch.tensor([clip.num_frames for clip in clips], device=device),
+        dof_mask=tensor(dof_mask), leg_mask=tensor(leg_mask),
+        **{key: tensor(value) for key, value in arrays.items()})
