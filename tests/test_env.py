@@ -1,0 +1,325 @@
+"""The imitation environment on the C MuJoCo engine (CPU); a MuJoCo Warp check at the end."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+from gymnasium.vector import AutoresetMode
+
+import flyenv  # noqa: F401  (registers the env)
+from flyenv.body import BodyConfig
+from flyenv.envs import (
+    ENV_ID,
+    TERMINATIONS,
+    FlyImitationConfig,
+    FlyImitationEnv,
+    FlyImitationVecEnv,
+    RewardConfig,
+)
+from flyenv.motion import tripod_gait
+
+N = 4
+
+
+@pytest.fixture(scope="module")
+def short_gait():
+    return tripod_gait(duration_s=0.5)
+
+
+def make(num_envs=N, **kwargs):
+    kwargs.setdefault("device", "cpu")
+    kwargs.setdefault("engine", "mujoco")
+    kwargs.setdefault("nthread", 1)
+    return FlyImitationVecEnv(num_envs=num_envs, **kwargs)
+
+
+def zeros(env):
+    return torch.zeros(env.num_envs, 42, device=env.device)
+
+
+def test_make_vec_gives_the_vector_env():
+    env = gym.make_vec(ENV_ID, num_envs=3, device="cpu", max_episode_steps=7)
+    assert isinstance(env, FlyImitationVecEnv)
+    assert env.num_envs == 3 and env.config.max_episode_steps == 7
+    assert env.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+    assert env.autoreset_mode == AutoresetMode.NEXT_STEP
+    assert env.engine.name == "mujoco"  # no GPU here: auto picks C MuJoCo
+
+
+def test_spaces_shapes_and_dtypes():
+    env = make(future_frames=2)
+    obs_dim = 42 * 2 + 9 + 6 + 42 * 2 + 1
+    assert env.single_observation_space.shape == (obs_dim,)
+    assert env.observation_space.shape == (N, obs_dim)
+    assert env.single_action_space.shape == (42,)
+    assert env.action_space.shape == (N, 42)
+    np.testing.assert_allclose(env.single_action_space.high, 0.5)
+    obs, info = env.reset(seed=0)
+    assert obs.shape == (N, obs_dim) and obs.dtype == torch.float32
+    obs, reward, terminated, truncated, info = env.step(zeros(env))
+    assert obs.shape == (N, obs_dim) and obs.dtype == torch.float32
+    assert reward.shape == (N,) and reward.dtype == torch.float32
+    assert terminated.dtype == torch.bool and truncated.dtype == torch.bool
+    for name in env.terms:
+        assert info[f"reward/{name}"].shape == (N,)
+    for cause in TERMINATIONS:
+        assert info[f"termination/{cause}"].dtype == torch.bool
+    # Observation layout: the joint angles come first, then velocities; the phase is last.
+    torch.testing.assert_close(obs[:, :42], env.engine.qpos[:, -42:].float())
+    assert ((obs[:, -1] >= 0) & (obs[:, -1] <= 1)).all()
+    absolute = make(1, action_mode="absolute")
+    np.testing.assert_allclose(absolute.single_action_space.low, absolute.ref.body.bounds[:, 0],
+                               rtol=1e-6)
+
+
+def test_reward_is_the_weighted_sum_of_the_reported_terms():
+    weights = {"joint_pos": 0.3, "joint_vel": 0.2, "claw_pos": 0.1, "upright": 0.25,
+               "root_vel": 0.15}
+    env = make(reward=RewardConfig(weights=weights))
+    assert env.terms == ("joint_pos", "joint_vel", "claw_pos", "upright", "root_vel")
+    assert env.max_reward == pytest.approx(1.0)
+    env.reset(seed=1)
+    for _ in range(5):
+        _, reward, _, _, info = env.step(0.05 * torch.randn(N, 42))
+        expected = sum(weights[k] * info[f"reward/{k}"] for k in env.terms)
+        torch.testing.assert_close(reward, expected)
+        for k in env.terms:
+            assert ((info[f"reward/{k}"] >= 0) & (info[f"reward/{k}"] <= 1)).all()
+    tethered = make(2, tethered=True)
+    assert tethered.terms == ("joint_pos", "joint_vel", "claw_pos")
+    assert tethered.max_reward == pytest.approx(0.8)
+
+
+def _is_reset_obs(env, obs, world):
+    # Right after a reset the joint angles are exactly the reference at the start frame.
+    return torch.equal(obs[world, :42], env.ref.joint_pos[env._clip[world], env._frame[world]])
+
+
+def test_next_step_autoreset_sequence():
+    env = make(2, max_episode_steps=3)
+    obs, info = env.reset(seed=0)
+    assert _is_reset_obs(env, obs, 0)
+    for step in (1, 2):
+        obs, reward, terminated, truncated, info = env.step(zeros(env))
+        assert not (terminated | truncated).any(), step
+        assert (reward > 0).all()
+    obs, reward, terminated, truncated, info = env.step(zeros(env))
+    assert truncated.all() and not terminated.any()
+    assert not _is_reset_obs(env, obs, 0)
+    # The step after the end: reset, reward 0, not done, the action ignored.
+    obs, reward, terminated, truncated, info = env.step(torch.full((2, 42), 0.3))
+    assert (reward == 0).all() and not (terminated | truncated).any()
+    assert _is_reset_obs(env, obs, 0) and _is_reset_obs(env, obs, 1)
+    _, reward, _, _, _ = env.step(zeros(env))
+    assert (reward > 0).all()
+
+
+def test_same_step_autoreset_sequence():
+    env = make(2, max_episode_steps=3, autoreset_mode="same_step")
+    assert env.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
+    env.reset(seed=0)
+    for _ in range(2):
+        obs, reward, terminated, truncated, info = env.step(zeros(env))
+        assert not info["_final_obs"].any()
+    obs, reward, terminated, truncated, info = env.step(zeros(env))
+    assert truncated.all() and info["_final_obs"].all() and info["_final_info"].all()
+    assert (reward > 0).all()
+    assert _is_reset_obs(env, obs, 0)  # the returned obs already starts the next episode
+    final = info["final_obs"]
+    assert not torch.equal(final[0, :42], obs[0, :42])
+    assert "reward/joint_pos" in info["final_info"]
+    obs, reward, terminated, truncated, info = env.step(zeros(env))
+    assert (reward > 0).all() and not (terminated | truncated).any()
+
+
+def test_disabled_autoreset_and_masked_reset():
+    env = make(3, max_episode_steps=2, autoreset_mode="disabled")
+    env.reset(seed=0)
+    env.step(zeros(env))
+    _, _, _, truncated, _ = env.step(zeros(env))
+    assert truncated.all()
+    frames = env._frame.clone()
+    obs, reward, _, truncated, _ = env.step(zeros(env))  # no reset happens on its own
+    assert (env._frame == frames + 1).all() and (reward > 0).all() and truncated.all()
+    mask = torch.tensor([False, True, False])
+    new_obs, info = env.reset(options={"reset_mask": mask})
+    assert torch.equal(new_obs[[0, 2]], obs[[0, 2]])
+    assert _is_reset_obs(env, new_obs, 1)
+    assert env._steps.tolist() == [3, 0, 3]
+
+
+def test_resetting_one_world_leaves_the_others_bit_identical():
+    envs = [make(3, autoreset_mode="disabled") for _ in range(2)]
+    actions = 0.05 * torch.randn(6, 3, 42, generator=torch.Generator().manual_seed(0))
+    for env in envs:
+        env.reset(seed=5)
+        for a in actions[:3]:
+            env.step(a)
+    envs[0].reset(options={"reset_mask": torch.tensor([True, False, False])})
+    for a in actions[3:]:
+        outs = [env.step(a) for env in envs]
+    (obs0, rew0, *_), (obs1, rew1, *_) = outs
+    assert torch.equal(obs0[1:], obs1[1:]) and torch.equal(rew0[1:], rew1[1:])
+    assert not torch.equal(obs0[0], obs1[0])
+
+
+def test_same_seed_same_start_frames_and_observations():
+    a, b = make(), make()
+    obs_a, info_a = a.reset(seed=42)
+    obs_b, info_b = b.reset(seed=42)
+    assert torch.equal(info_a["frame"], info_b["frame"]) and torch.equal(obs_a, obs_b)
+    _, info_c = b.reset(seed=43)
+    assert not torch.equal(info_a["frame"], info_c["frame"])
+    a.reset(seed=7)
+    b.reset(seed=7)
+    for _ in range(3):
+        out_a, out_b = a.step(zeros(a)), b.step(zeros(b))
+    assert torch.equal(out_a[0], out_b[0]) and torch.equal(out_a[1], out_b[1])
+
+
+def test_tethered_replay_tracks_the_reference(short_gait):
+    env = make(1, reference=short_gait, tethered=True, random_start=False)
+    env.reset(seed=0)
+    errors = []
+    while True:
+        obs, _, terminated, truncated, _ = env.step(zeros(env))
+        ref = env.ref.joint_pos[0, env._frame[0]]
+        errors.append((obs[0, :42] - ref).abs().mean().item())
+        assert not terminated.any()
+        if truncated.any():
+            break
+    assert len(errors) == env.ref.lengths[0].item() - 1
+    assert np.degrees(np.mean(errors)) < 2.0
+
+
+def test_free_fly_replaying_the_demo_gait_stays_upright():
+    env = make(1, random_start=False, max_episode_steps=10_000)
+    env.reset(seed=0)
+    for step in range(env.ref.lengths[0].item() - 1):
+        _, _, terminated, truncated, info = env.step(zeros(env))
+        assert not terminated.any(), (step, {k: v for k, v in info.items() if "termination" in k})
+    assert truncated.all()  # the clip's end
+    assert env.engine.qpos[0, 0] > 10.0  # it walked most of the 20 mm
+
+
+def test_nan_in_one_world_terminates_and_resets_only_that_world():
+    envs = [make(3) for _ in range(2)]
+    for env in envs:
+        env.reset(seed=3)
+    envs[0].engine.qvel[1, 8] = float("nan")
+    (obs, reward, terminated, _, info), (obs_ref, reward_ref, *_) = (env.step(zeros(env))
+                                                                      for env in envs)
+    assert terminated.tolist() == [False, True, False]
+    assert info["termination/nonfinite"].tolist() == [False, True, False]
+    assert torch.isfinite(obs).all() and torch.isfinite(reward).all() and reward[1] == 0
+    assert torch.equal(obs[[0, 2]], obs_ref[[0, 2]])
+    (obs, reward, terminated, _, _), (obs_ref, *_) = (env.step(zeros(env)) for env in envs)
+    assert not terminated.any() and _is_reset_obs(envs[0], obs, 1)
+    assert torch.isfinite(envs[0].engine.qpos).all()
+    assert torch.equal(obs[[0, 2]], obs_ref[[0, 2]])
+
+
+def test_invalid_actions_are_zeroed_and_flagged_or_refused():
+    env = make(2)
+    env.reset(seed=0)
+    actions = zeros(env)
+    actions[0, 3] = float("nan")
+    actions[1, 0] = float("inf")
+    _, reward, _, _, info = env.step(actions)
+    assert info["invalid_action"].tolist() == [True, True] and torch.isfinite(reward).all()
+    strict = make(2, invalid_actions="raise")
+    strict.reset(seed=0)
+    with pytest.raises(ValueError, match=r"NaN/inf entries in worlds \[0, 1\]"):
+        strict.step(actions)
+
+
+def test_bad_actions_get_clear_errors():
+    env = make(2)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"shape \(2, 42\), got \(2, 41\)"):
+        env.step(torch.zeros(2, 41))
+    with pytest.raises(ValueError, match="floating point"):
+        env.step(torch.zeros(2, 42, dtype=torch.int64))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        env.step(np.zeros((2, 42), np.float32))
+    with pytest.raises(ValueError, match="must be on cpu"):
+        env.step(torch.zeros(2, 42, device="meta"))
+    with pytest.raises(ValueError, match="reset_mask must be a bool tensor"):
+        env.reset(options={"reset_mask": torch.ones(3, dtype=torch.bool)})
+    with pytest.raises(ValueError, match="unknown keys"):
+        env.reset(options={"start": 3})
+
+
+def test_bad_config_gets_clear_errors(short_gait):
+    with pytest.raises(ValueError, match="unknown config key 'tetherd'.*'tethered'"):
+        make(1, tetherd=True)
+    with pytest.raises(ValueError, match="action_mode must be one of"):
+        make(1, action_mode="torque")
+    with pytest.raises(ValueError, match="control_decimation must be an int >= 1"):
+        make(1, control_decimation=0)
+    with pytest.raises(ValueError, match="unknown terms"):
+        RewardConfig(weights={"style": 1.0})
+    other = BodyConfig.default().replace(segment_lengths_mm=BodyConfig.default().lengths * 1.1,
+                                         name="bigger")
+    with pytest.raises(ValueError, match="made for another body"):
+        make(1, reference=(short_gait, tripod_gait(other, duration_s=0.5)))
+    with pytest.raises(ValueError, match="mix clips with and without root motion"):
+        make(1, reference=(short_gait, short_gait.replace(root_pos=None, root_quat=None,
+                                                          root_lin_vel=None, root_ang_vel=None)))
+    with pytest.raises(ValueError, match="num_envs must be an int >= 1"):
+        FlyImitationVecEnv(num_envs=0, device="cpu")
+
+
+def test_config_has_no_shared_mutable_defaults():
+    a, b = FlyImitationConfig(), FlyImitationConfig()
+    assert a.reward.weights is not b.reward.weights
+    with pytest.raises(AttributeError):
+        a.tethered = True
+
+
+def test_several_clips_are_sampled_per_world(short_gait, tmp_path):
+    from flyenv.motion import save
+
+    slow = tripod_gait(duration_s=0.4, step_freq_hz=6.0)
+    save(slow, tmp_path / "slow.npz")
+    env = make(16, reference=(short_gait, str(tmp_path / "slow.npz")))
+    assert env.ref.names == ("clip0", "slow") and env.ref.nclip == 2
+    _, info = env.reset(seed=0)
+    assert set(info["clip"].tolist()) == {0, 1}
+    lengths = env.ref.lengths[info["clip"]]
+    assert (info["frame"] < lengths - 1).all()
+
+
+def test_absolute_actions_at_the_reference_track_it():
+    env = make(2, action_mode="absolute", tethered=True)
+    env.reset(seed=0)
+    for _ in range(5):
+        nxt = torch.minimum(env._frame + 1, env.ref.lengths[env._clip] - 1)
+        _, _, _, _, info = env.step(env.ref.joint_pos[env._clip, nxt])
+    assert (info["reward/joint_pos"] > 0.95).all()
+
+
+def test_single_env_passes_check_env():
+    env = FlyImitationEnv(nthread=1)
+    check_env(env, skip_render_check=True)
+    made = gym.make(ENV_ID, nthread=1)
+    obs, _ = made.reset(seed=0)
+    assert isinstance(obs, np.ndarray) and obs.dtype == np.float32
+    obs, reward, terminated, truncated, info = made.step(made.action_space.sample())
+    assert isinstance(reward, float) and "reward/joint_pos" in info
+
+
+@pytest.mark.warp
+def test_warp_engine_env_agrees_with_c_mujoco(warp_device):
+    device = "cpu" if warp_device == "cpu" else "cuda"
+    warp = FlyImitationVecEnv(num_envs=2, engine="warp", device=device, control_decimation=5)
+    c_mujoco = make(2, control_decimation=5)
+    obs_w, _ = warp.reset(seed=1)
+    obs_c, _ = c_mujoco.reset(seed=1)
+    torch.testing.assert_close(obs_w.cpu(), obs_c, rtol=1e-4, atol=1e-4)
+    for _ in range(3):
+        obs_w, rew_w, *_ = warp.step(zeros(warp))
+        obs_c, rew_c, *_ = c_mujoco.step(zeros(c_mujoco))
+    torch.testing.assert_close(obs_w[:, :42].cpu(), obs_c[:, :42], rtol=0, atol=1e-4)
+    torch.testing.assert_close(rew_w.cpu(), rew_c, rtol=0, atol=2e-3)
