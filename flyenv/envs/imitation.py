@@ -81,6 +81,7 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
                                     for n in c.TOUCH_SENSOR_NAMES], device=dev)
         thorax = model.body("thorax").id
         self._tether_pos = torch.tensor(model.body_pos[thorax], dtype=torch.float32, device=dev)
+        self._identity_quat = torch.tensor([1.0, 0.0, 0.0, 0.0], device=dev)
         bounds = np.asarray(self.ref.body.bounds, dtype=np.float32)
         self._bounds = torch.tensor(bounds, device=dev)
         self.terms = tuple(t for t in ("joint_pos", "joint_vel", "claw_pos", "upright",
@@ -214,7 +215,7 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
             lin_vel, ang_vel = qvel[:, :3], qvel[:, 3:6]
         else:
             root_pos = self._tether_pos.expand(n, 3)
-            root_quat = torch.tensor([1.0, 0, 0, 0], device=self.device).expand(n, 4)
+            root_quat = self._identity_quat.expand(n, 4)
             lin_vel = ang_vel = torch.zeros(n, 3, device=self.device)
         claw_b = observations.quat_rotate_inverse(root_quat[:, None],
                                                   site - root_pos[:, None])

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import mujoco
 import mujoco_warp as mjw
 import torch
 import warp as wp
 
+from flyenv.sim import kernels
 from flyenv.sim.engine import Engine, contact_capacity
 
 # Overflow bits that mean lost contacts or constraints. Hitting the solver's iteration limit
@@ -51,8 +53,8 @@ class WarpEngine(Engine):
         self.nconmax, self.njmax = contact_capacity(model)
 
         data = mujoco.MjData(model)
-        mujoco.mj_resetDataKeyframe(model, data, 0) if model.nkey else mujoco.mj_resetData(
-            model, data)
+        if model.nkey:
+            mujoco.mj_resetDataKeyframe(model, data, 0)
         mujoco.mj_forward(model, data)
         with wp.ScopedDevice(self._wp_device):
             # MuJoCo Warp never resets a diverged world on its own and refuses the flag that
@@ -65,7 +67,14 @@ class WarpEngine(Engine):
             self._m.opt.warn_overflow = 0
             self._d = mjw.put_data(model, data, nworld=nworld, nconmax=self.nconmax,
                                    njmax=self.njmax)
+            # Inputs of the masked reset: the env fills them, one graph (or call) consumes them.
             self._reset_mask = wp.zeros(nworld, dtype=bool)
+            self._reset_qpos = wp.zeros_like(self._d.qpos)
+            self._reset_qvel = wp.zeros_like(self._d.qvel)
+            self._reset_ctrl = wp.zeros_like(self._d.ctrl)
+            self._kept_sites = wp.zeros_like(self._d.site_xpos)
+            self._kept_sensors = wp.zeros_like(self._d.sensordata)
+            self._kept_overflow = wp.zeros_like(self._d.overflow)
 
         # Zero-copy views, created once.
         self.qpos = wp.to_torch(self._d.qpos)
@@ -74,11 +83,12 @@ class WarpEngine(Engine):
         self.site_xpos = wp.to_torch(self._d.site_xpos)
         self.sensordata = wp.to_torch(self._d.sensordata)
         self._overflow = wp.to_torch(self._d.overflow)
-        self._reset_mask_t = wp.to_torch(self._reset_mask)
+        self._reset_inputs = [wp.to_torch(a) for a in (self._reset_mask, self._reset_qpos,
+                                                        self._reset_qvel, self._reset_ctrl)]
 
         self.use_cuda_graph = (cuda_graph and self._wp_device.is_cuda
                                and wp.is_mempool_enabled(self._wp_device))
-        self._graph = None
+        self._graph = self._reset_graph = None
         self._compile()
 
     def _step_impl(self) -> None:
@@ -86,10 +96,27 @@ class WarpEngine(Engine):
         for _ in range(self.nsubstep):
             mjw.step(self._m, self._d)
 
+    def _reset_impl(self) -> None:
+        # mujoco_warp.reset_data clears the masked worlds, a kernel writes their new state, one
+        # forward recomputes derived fields, and the derived fields the engine exposes are put
+        # back for the other worlds, so they stay exactly what their last step left.
+        m, d, mask = self._m, self._d, self._reset_mask
+        mjw.reset_data(m, d, reset=mask)
+        kernels.masked_set(mask, self._reset_qpos, d.qpos)
+        kernels.masked_set(mask, self._reset_qvel, d.qvel)
+        kernels.masked_set(mask, self._reset_ctrl, d.ctrl)
+        wp.copy(self._kept_sites, d.site_xpos)
+        wp.copy(self._kept_sensors, d.sensordata)
+        wp.copy(self._kept_overflow, d.overflow)
+        mjw.forward(m, d)
+        kernels.masked_keep(mask, self._kept_sites, d.site_xpos)
+        kernels.masked_keep(mask, self._kept_sensors, d.sensordata)
+        kernels.reset_flags(mask, self._kept_overflow, d.overflow)
+
     def _compile(self) -> None:
         # Kernels compile on their first launch, which must not happen inside a capture: run
-        # one step on a saved state, put the state back, then capture the loop (on Warp's own
-        # stream: a capture cannot use the legacy default stream torch may be on).
+        # one step on a saved state, put the state back, run an empty reset, then capture both
+        # (on Warp's own stream: a capture cannot use the legacy default stream torch may be on).
         saved = [t.clone() for t in self._state()]
         with self._on_torch_stream():
             mjw.step(self._m, self._d)
@@ -97,13 +124,18 @@ class WarpEngine(Engine):
                 view.copy_(value)
             mjw.forward(self._m, self._d)
             self._d.overflow.zero_()
+            self._reset_impl()  # the mask is all False: compiles, changes nothing
         if self.use_cuda_graph:
             torch.cuda.synchronize(self.device)
-            with wp.ScopedDevice(self._wp_device), wp.ScopedCapture(
-                    device=self._wp_device) as capture:
-                self._step_impl()
-            self._graph = capture.graph
+            self._graph = self._capture(self._step_impl)
+            self._reset_graph = self._capture(self._reset_impl)
             wp.synchronize_device(self._wp_device)
+
+    def _capture(self, function: Callable[[], None]) -> Any:
+        with wp.ScopedDevice(self._wp_device), wp.ScopedCapture(
+                device=self._wp_device) as capture:
+            function()
+        return capture.graph
 
     def _state(self) -> list[torch.Tensor]:
         d = self._d
@@ -134,23 +166,16 @@ class WarpEngine(Engine):
               ctrl: torch.Tensor) -> None:
         """Resets the worlds in `mask` without reading the mask on the host (see `Engine.reset`).
 
-        `mujoco_warp.reset_data` clears the masked worlds, masked torch writes set their state,
-        and one `forward` recomputes derived fields; the derived fields the engine exposes are
-        restored for the other worlds, so they stay exactly what their last step left.
+        The inputs are copied into the engine's reset buffers (torch, on torch's stream), then
+        one graph launch (CUDA) or the same calls uncaptured (CPU) does the rest.
         """
-        mask = mask.to(device=self.device, dtype=torch.bool)
-        rows = mask[:, None]
-        kept_sites, kept_sensors = self.site_xpos.clone(), self.sensordata.clone()
+        for buffer, value in zip(self._reset_inputs, (mask, qpos, qvel, ctrl), strict=True):
+            buffer.copy_(value)
         with self._on_torch_stream():
-            self._reset_mask_t.copy_(mask)
-            mjw.reset_data(self._m, self._d, reset=self._reset_mask)
-            self.qpos.copy_(torch.where(rows, qpos.to(self.qpos), self.qpos))
-            self.qvel.copy_(torch.where(rows, qvel.to(self.qvel), self.qvel))
-            self.ctrl.copy_(torch.where(rows, ctrl.to(self.ctrl), self.ctrl))
-            mjw.forward(self._m, self._d)
-            self.site_xpos.copy_(torch.where(rows[:, :, None], self.site_xpos, kept_sites))
-            self.sensordata.copy_(torch.where(rows, self.sensordata, kept_sensors))
-            self._overflow.copy_(torch.where(mask, 0, self._overflow))
+            if self._reset_graph is not None:
+                wp.capture_launch(self._reset_graph)
+            else:
+                self._reset_impl()
 
     def overflow(self) -> torch.Tensor:
         """(nworld,) bool: worlds whose contact or constraint buffers overflowed last step."""
