@@ -110,6 +110,7 @@ def test_next_step_autoreset_sequence():
     # The step after the end: reset, reward 0, not done, the action ignored.
     obs, reward, terminated, truncated, info = env.step(torch.full((2, 42), 0.3))
     assert (reward == 0).all() and not (terminated | truncated).any()
+    assert all((info[f"reward/{k}"] == 0).all() for k in env.terms)
     assert _is_reset_obs(env, obs, 0) and _is_reset_obs(env, obs, 1)
     _, reward, _, _, _ = env.step(zeros(env))
     assert (reward > 0).all()

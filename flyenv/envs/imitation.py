@@ -271,6 +271,11 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
             state = self._read_state()
             reward = torch.where(starting, 0.0, reward)
             terminated, truncated = terminated & ~starting, truncated & ~starting
+            for key, value in info.items():
+                if key.startswith("termination/"):
+                    info[key] = value & ~starting
+                elif key.startswith("reward/"):
+                    info[key] = torch.where(starting, 0.0, value)
             self._autoreset = (terminated | truncated)
         elif mode == AutoresetMode.SAME_STEP:
             info["final_obs"] = self._observe(state)
