@@ -6,6 +6,8 @@ Usage:
     flyenv ik RECORDING... -o OUT_DIR [--workers N] [--solver lm|seqik]
               [--body template|data|FILE.json] [--align] [--chunk-frames K] [--overlap F]
               [--backend loky|threading|multiprocessing|dask] [--plot] [--overwrite] [--fps HZ]
+    flyenv bench [--engine mujoco|warp|both] [--device DEV] [--num-envs N...] [--steps K]
+                 [--warmup K] [--min-time S] [--no-start-times] [--out DIR]
 
 Example:
     flyenv demo --output ./flyenv-demo
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from flyenv import benchmark
 from flyenv._version import __version__
 from flyenv.body import constants as c
 from flyenv.body.config import BodyConfig
@@ -87,6 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="replace existing outputs (default: skip them, so a batch resumes)")
     ik.add_argument("--quiet", action="store_true", help="no progress bar")
     ik.set_defaults(func=_ik)
+
+    bench = sub.add_parser("bench", help="throughput of the imitation env: physics alone and "
+                                         "full env steps against num_envs, and start times")
+    benchmark.add_arguments(bench)
+    bench.set_defaults(func=_bench)
 
     args = parser.parse_args(argv)
     try:
@@ -165,6 +173,13 @@ def _ik(args: argparse.Namespace) -> int:
     for result in report.failed:
         print(f"failed: {result.message}", file=sys.stderr)
     return 1 if report.failed else 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    results, json_path, png_path = benchmark.run_args(args)
+    print(benchmark.format_table(results))
+    print(f"wrote {json_path} and {png_path}")
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:

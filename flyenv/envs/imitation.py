@@ -267,8 +267,8 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         mode = self.autoreset_mode
         if mode == AutoresetMode.NEXT_STEP:
             # Worlds that ended last step start over now; this step's action is ignored there.
-            self._reset_worlds(starting)
-            state = self._read_state()
+            if self._reset_worlds(starting):
+                state = self._read_state()
             reward = torch.where(starting, 0.0, reward)
             terminated, truncated = terminated & ~starting, truncated & ~starting
             for key, value in info.items():
@@ -285,8 +285,8 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
             info["final_info"].pop("final_obs")
             info["final_info"].pop("_final_obs")
             info["_final_info"] = done
-            self._reset_worlds(done)
-            state = self._read_state()
+            if self._reset_worlds(done):
+                state = self._read_state()
         info["clip"], info["frame"] = self._clip.clone(), self._frame.clone()
         return self._observe(state), reward, terminated, truncated, info
 
@@ -307,9 +307,14 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
                              f"got {mask.dtype} {tuple(mask.shape)}")
         return mask
 
-    def _reset_worlds(self, mask: torch.Tensor) -> None:
-        # Samples for every world whatever the mask, so the random stream (and so a seeded run)
-        # does not depend on which worlds end when.
+    def _reset_worlds(self, mask: torch.Tensor) -> bool:
+        # Returns whether any world may have been reset. On the CPU an empty mask is skipped
+        # (reading it costs nothing there); on a GPU every step runs the same work, so that
+        # nothing waits on the device.
+        if self.device.type == "cpu" and not bool(mask.any()):
+            return False
+        # Samples for every world whatever the mask: the random stream (and so a seeded run)
+        # depends on when resets happen, not on which worlds they concern.
         ref, n, gen = self.ref, self.num_envs, self._generator
         clip = torch.randint(ref.nclip, (n,), generator=gen, device=self.device)
         frame = (torch.rand(n, generator=gen, device=self.device)
@@ -335,6 +340,7 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
             qvel[:, :3] = ref.root_lin_vel_w[clip, frame]
             qvel[:, 3:6] = observations.quat_rotate_inverse(quat, ref.root_ang_vel_w[clip, frame])
         e.reset(mask, qpos, qvel, joint_pos)
+        return True
 
     def _observe(self, state: observations.FlyState) -> torch.Tensor:
         last = self.ref.lengths[self._clip] - 1

@@ -6,6 +6,7 @@ Every function takes and returns (num_envs, ...) float32 tensors. Quaternions ar
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import torch
 
@@ -37,14 +38,14 @@ class FlyState:
     claw_pos_b: torch.Tensor
     touch: torch.Tensor
 
-    @property
+    @functools.cached_property
     def gravity_b(self) -> torch.Tensor:
         """(num_envs, 3) unit gravity direction in the thorax frame ((0, 0, -1) upright)."""
         down = torch.zeros_like(self.lin_vel_w)
         down[:, 2] = -1.0
         return quat_rotate_inverse(self.root_quat_w, down)
 
-    @property
+    @functools.cached_property
     def lin_vel_b(self) -> torch.Tensor:
         """(num_envs, 3) thorax velocity in the thorax frame [mm/s]."""
         return quat_rotate_inverse(self.root_quat_w, self.lin_vel_w)

@@ -1,0 +1,45 @@
+import json
+import math
+
+from flyenv.benchmark import format_table, sweep
+from flyenv.cli import main
+
+
+def test_sweep_structure_and_positive_rates():
+    result = sweep("mujoco", "cpu", [2], steps=3, warmup=1)
+    assert result["engine"] == "mujoco" and result["device"] == "cpu"
+    assert result["config"]["control_decimation"] == 20
+    (run,) = result["runs"]
+    assert run["num_envs"] == 2 and run["ok"] and run["nthread"] >= 1
+    for kind in ("bare", "full"):
+        rates = run[kind]
+        assert rates["steps"] == 3 and rates["wall_s"] > 0
+        for key in ("env_steps_per_s", "realtime_factor"):
+            assert math.isfinite(rates[key]) and rates[key] > 0
+        # realtime factor = env steps/s * control step (20 x 0.1 ms)
+        assert math.isclose(rates["realtime_factor"], rates["env_steps_per_s"] * 2e-3)
+    assert math.isfinite(run["overhead"]) and run["full_over_bare"] > 0
+    assert 0 < run["full"]["physics_wall_s"] < run["full"]["wall_s"]
+    assert run["env_overhead"] > 0
+    assert math.isclose(run["full_over_bare"], 1 / (1 + run["overhead"]))
+    assert 0 <= run["full"]["episode_ends_per_step"] <= 2
+    assert "gpu_mem_per_world_bytes" not in run
+
+
+def test_bench_cli_writes_json_and_png(tmp_path, capsys):
+    assert main(["bench", "--engine", "mujoco", "--no-start-times", "--num-envs", "2",
+                 "--steps", "2", "--warmup", "1", "--min-time", "0",
+                 "--out", str(tmp_path)]) == 0
+    (path,) = tmp_path.glob("env_bench_cpu-*.json")
+    results = json.loads(path.read_text())
+    assert path.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert results["environment"]["cpu_count"] >= 1
+    assert results["environment"]["packages"]["mujoco"]
+    assert results["sweeps"]["mujoco"]["runs"][0]["ok"]
+    summary = results["summary"]["mujoco"]
+    assert summary["best_num_envs"] == 2 and summary["best_full_realtime_factor"] > 0
+    assert set(summary["full_over_bare"]) == {"2"}
+    assert results["start_times"] == {}
+    out = capsys.readouterr().out
+    assert "full/bare" in out and str(path) in out
+    assert format_table(results).splitlines()[0] == out.splitlines()[0]
