@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+import torch
+
+from flyenv.envs import FlyImitationVecEnv
+from flyenv.wrappers import EpisodeStatistics, NormalizeObservation, NumpyView
+
+
+def make(num_envs=3, **kwargs):
+    return FlyImitationVecEnv(num_envs=num_envs, device="cpu", engine="mujoco", nthread=1,
+                              **kwargs)
+
+
+@pytest.mark.parametrize("mode", ["next_step", "same_step", "disabled"])
+def test_episode_statistics_match_the_rewards(mode):
+    env = EpisodeStatistics(make(max_episode_steps=3, autoreset_mode=mode))
+    env.reset(seed=0)
+    rewards, terms = [], []
+    for _ in range(3):
+        _, reward, _, truncated, info = env.step(torch.zeros(3, 42))
+        rewards.append(reward)
+        terms.append(info["reward/joint_pos"])
+        assert not info["_episode"].any() or truncated.all()
+    assert info["_episode"].all()
+    episode = info["episode"]
+    torch.testing.assert_close(episode["return"], sum(rewards))
+    torch.testing.assert_close(episode["reward/joint_pos"], sum(terms))
+    assert episode["length"].tolist() == [3, 3, 3]
+    assert not episode["termination/fall"].any()
+    if mode == "disabled":
+        env.reset(options={"reset_mask": torch.ones(3, dtype=torch.bool)})
+    # The next episode starts from zero; NEXT_STEP's reset step is in neither episode.
+    for _ in range(3):
+        _, reward, _, _, info = env.step(torch.zeros(3, 42))
+    assert info["_episode"].all() == (mode != "next_step")
+    expected_length = 2 if mode == "next_step" else 3
+    if mode == "next_step":
+        _, _, _, _, info = env.step(torch.zeros(3, 42))
+        expected_length = 3
+    assert info["episode"]["length"].tolist() == [expected_length] * 3
+    stats = env.pop()
+    assert stats["episodes"] == 6 and stats["length"] == 3
+    assert 0 < stats["return"] <= 3 * env.unwrapped.max_reward
+    assert env.pop() == {}
+
+
+def test_normalize_observation_tracks_the_exact_moments_and_saves_them():
+    env = NormalizeObservation(make(4))
+    raw = make(4)
+    seen = [raw.reset(seed=1)[0]]
+    normalized, _ = env.reset(seed=1)
+    actions = 0.05 * torch.randn(5, 4, 42, generator=torch.Generator().manual_seed(0))
+    for a in actions:
+        seen.append(raw.step(a)[0])
+        normalized = env.step(a)[0]
+    seen = torch.cat(seen).double()
+    torch.testing.assert_close(env.mean, seen.mean(0), rtol=1e-4, atol=1e-6)
+    # The prior (var 1 and mean 0 with count 1e-4) shifts the variance by ~count/n * mean^2.
+    torch.testing.assert_close(env.var, seen.var(0, unbiased=False), rtol=1e-3, atol=1e-4)
+    assert normalized.dtype == torch.float32 and normalized.abs().max() <= env.clip
+    other = NormalizeObservation(make(4))
+    other.load_state_dict(env.state_dict())
+    torch.testing.assert_close(other.normalize(seen[-4:].float()), normalized)
+    count = env.count.item()
+    env.reset(options={"reset_mask": torch.tensor([True, False, False, False])})
+    assert env.count.item() == pytest.approx(count + 1)
+    env.update = False
+    env.step(torch.zeros(4, 42))
+    assert env.count.item() == pytest.approx(count + 1)
+    with pytest.raises(ValueError, match="obs_dim"):
+        NormalizeObservation(make(1, future_frames=1)).load_state_dict(env.state_dict())
+
+
+def test_normalize_observation_normalizes_final_obs():
+    env = NormalizeObservation(make(2, max_episode_steps=2, autoreset_mode="same_step"))
+    env.reset(seed=0)
+    env.step(torch.zeros(2, 42))
+    _, _, _, truncated, info = env.step(torch.zeros(2, 42))
+    assert truncated.all() and info["final_obs"].abs().max() <= env.clip
+
+
+def test_numpy_view():
+    env = NumpyView(make(2, autoreset_mode="disabled"))
+    obs, info = env.reset(seed=0)
+    assert isinstance(obs, np.ndarray) and obs.dtype == np.float32 and obs.shape == (2, 226)
+    obs, reward, terminated, truncated, info = env.step(np.zeros((2, 42)))
+    assert isinstance(reward, np.ndarray) and terminated.dtype == bool
+    assert isinstance(info["reward/joint_pos"], np.ndarray)
+    obs, _ = env.reset(options={"reset_mask": np.array([True, False])})
+    assert obs.shape == (2, 226)
