@@ -1,6 +1,9 @@
+import json
 import subprocess
 import sys
 from pathlib import Path
+
+import torch
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -13,3 +16,17 @@ def test_replay_reference_example_runs(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "tethered: RMS" in result.stdout and "free: RMS" in result.stdout
     assert (tmp_path / "tracking.png").stat().st_size > 10_000
+
+
+def test_ppo_imitation_example_runs(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "ppo_imitation.py"), "--device", "cpu", "--num-envs",
+         "4", "--num-steps", "8", "--total-timesteps", "64", "--update-epochs", "1",
+         "--eval-steps", "3", "--output", str(tmp_path)],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "iter 2/2" in result.stdout and "evaluation: imitation score" in result.stdout
+    curve = json.loads((tmp_path / "curve.json").read_text())
+    assert len(curve["curve"]) == 2 and 0 < curve["evaluation"]["score"] <= 1
+    checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert set(checkpoint["obs_norm"]) == {"mean", "var", "count"}
