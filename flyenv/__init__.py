@@ -4,7 +4,14 @@ The pipeline runs `body -> motion -> ik_preprocess -> sim -> envs -> wrappers`; 
 re-exports the public entry points of the layers that exist.
 """
 
-from flyenv._version import __version__ as __version__
+import os
+
+# MuJoCo chooses its GL backend when it is first imported. On a machine without a display, make
+# offscreen rendering work by default (EGL: GPU drivers or Mesa); a MUJOCO_GL the user set wins.
+if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+    os.environ["MUJOCO_GL"] = "egl"
+
+from flyenv._version import __version__ as __version__  # noqa: E402
 from flyenv.body import BodyConfig as BodyConfig
 from flyenv.body import ModelOptions as ModelOptions
 from flyenv.body import build_model as build_model

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from flyenv.envs import FlyImitationVecEnv
-from flyenv.wrappers import EpisodeStatistics, NormalizeObservation, NumpyView
+from flyenv.wrappers import EpisodeStatistics, NormalizeObservation, NumpyView, RecordVideo
 
 
 def make(num_envs=3, **kwargs):
@@ -88,3 +88,46 @@ def test_numpy_view():
     assert isinstance(info["reward/joint_pos"], np.ndarray)
     obs, _ = env.reset(options={"reset_mask": np.array([True, False])})
     assert obs.shape == (2, 226)
+
+
+@pytest.fixture(scope="module")
+def gl():
+    import mujoco
+
+    try:
+        mujoco.Renderer(mujoco.MjModel.from_xml_string("<mujoco/>"), 8, 8).close()
+    except Exception as err:  # no GL backend on this machine (see MUJOCO_GL)
+        pytest.skip(f"no offscreen GL: {err}")
+
+
+def test_render_draws_the_chosen_worlds_with_a_ghost(gl):
+    env = make(3, render_mode="rgb_array", render_worlds=(0, 2), render_size=(160, 120))
+    env.reset(seed=0)
+    env.step(torch.zeros(3, 42))
+    frames = env.render()
+    assert len(frames) == 2 and frames[0].shape == (120, 160, 3) and frames[0].dtype == np.uint8
+    assert frames[0].std() > 5  # not a blank image
+    plain = make(3, render_mode="rgb_array", render_size=(160, 120), render_ghost=False)
+    plain.reset(seed=0)
+    plain.step(torch.zeros(3, 42))
+    assert not np.array_equal(plain.render()[0], frames[0])  # the ghost is drawn
+    assert make(1).render() is None
+    with pytest.raises(ValueError, match="render_worlds"):
+        make(2, render_mode="rgb_array", render_worlds=(2,))
+
+
+def test_record_video_writes_mp4s(gl, tmp_path):
+    import imageio.v2 as imageio
+
+    env = RecordVideo(make(2, render_mode="rgb_array", render_worlds=(0, 1),
+                           render_size=(96, 64)), tmp_path, video_length=5,
+                      step_trigger=lambda step: step % 8 == 0)
+    env.reset(seed=0)
+    for _ in range(10):
+        env.step(torch.zeros(2, 42))
+    env.close()
+    assert [p.name for p in env.written] == ["fly-step0.mp4", "fly-step8.mp4"]
+    frames = imageio.mimread(env.written[0])
+    assert len(frames) == 5 and frames[0].shape == (64, 192, 3)
+    with pytest.raises(ValueError, match="render_mode='rgb_array'"):
+        RecordVideo(make(1), tmp_path)

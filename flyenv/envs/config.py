@@ -95,6 +95,11 @@ class FlyImitationConfig:
             flags the world in `info["invalid_action"]`; "raise" raises ValueError (one host
             sync per step: for debugging).
         nthread: threads of the C MuJoCo engine (0: all cores).
+        render_mode: None or "rgb_array": `render()` returns one RGB frame per world in
+            `render_worlds` (MuJoCo's offscreen renderer, camera tracking the thorax).
+        render_worlds: the worlds `render()` draws (copied to the host; the rest never are).
+        render_size: (width, height) of a frame [px].
+        render_ghost: draw the reference pose as a translucent fly beside the simulated one.
         cuda_graph: capture the physics substeps as one CUDA graph (warp engine on CUDA).
     """
 
@@ -117,6 +122,10 @@ class FlyImitationConfig:
     autoreset_mode: Literal["next_step", "same_step", "disabled"] = "next_step"
     invalid_actions: Literal["zero", "raise"] = "zero"
     nthread: int = 0
+    render_mode: Literal["rgb_array"] | None = None
+    render_worlds: tuple[int, ...] = (0,)
+    render_size: tuple[int, int] = (480, 360)
+    render_ghost: bool = True
     cuda_graph: bool = True
 
     def __post_init__(self) -> None:
@@ -140,6 +149,13 @@ class FlyImitationConfig:
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"FlyImitationConfig.{name} must be an int >= 1, got {value!r}")
+        if self.render_mode not in (None, "rgb_array"):
+            raise ValueError(f"FlyImitationConfig.render_mode must be None or 'rgb_array', got "
+                             f"{self.render_mode!r}")
+        object.__setattr__(self, "render_worlds", tuple(int(w) for w in self.render_worlds))
+        if not self.render_worlds or min(self.render_worlds) < 0:
+            raise ValueError(f"FlyImitationConfig.render_worlds must be world indices >= 0, got "
+                             f"{self.render_worlds!r}")
         if not (isinstance(self.nthread, int) and self.nthread >= 0):
             raise ValueError(f"FlyImitationConfig.nthread must be an int >= 0, got "
                              f"{self.nthread!r}")

@@ -22,6 +22,7 @@ from flyenv.envs import observations, rewards
 from flyenv.envs.config import FlyImitationConfig
 from flyenv.envs.reference import load_references
 from flyenv.sim.engine import make_engine, resolve_engine
+from flyenv.sim.render import FlyRenderer
 
 _CLAW_SITES = tuple(f"{leg}_Claw" for leg in c.LEGS)
 TERMINATIONS = ("nonfinite", "overflow", "fall", "tilt", "joint_error", "drift")
@@ -37,7 +38,7 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
     rows that matter are marked by `_final_obs` / `_final_info`).
     """
 
-    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["rgb_array"]}
 
     def __init__(self, num_envs: int = 1, config: FlyImitationConfig | None = None,
                  **kwargs: Any) -> None:
@@ -70,6 +71,11 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         self._setup_model_indices()
         self._setup_spaces()
         self._setup_buffers()
+        self.render_mode = cfg.render_mode
+        if max(cfg.render_worlds) >= self.num_envs:
+            raise ValueError(f"render_worlds {cfg.render_worlds} must be below num_envs "
+                             f"{self.num_envs}")
+        self._renderer: FlyRenderer | None = None
 
     # Setup -------------------------------------------------------------------------------
 
@@ -162,7 +168,7 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         last = self.ref.lengths[self._clip] - 1
         # Clamped: a world that ended last step is stepped once more before its reset.
         self._frame = torch.minimum(self._frame + 1, last)
-        self._steps += 1
+        self._steps = self._steps + 1  # not in place: rsl_rl steps under inference_mode
 
         state = self._read_state()
         ended, info = self._terminations(state)
@@ -289,6 +295,33 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
                 state = self._read_state()
         info["clip"], info["frame"] = self._clip.clone(), self._frame.clone()
         return self._observe(state), reward, terminated, truncated, info
+
+    def render(self) -> tuple[np.ndarray, ...] | None:
+        """(H, W, 3) uint8 frames of the worlds in `render_worlds` (with `render_mode="rgb_array"`).
+
+        Copies those worlds' state to the host (a device sync): for videos, not training steps.
+        """
+        if self.render_mode is None:
+            gym.logger.warn("render() called without render_mode='rgb_array'; nothing drawn")
+            return None
+        cfg = self.config
+        if self._renderer is None:
+            self._renderer = FlyRenderer(self.engine.model, *cfg.render_size)
+        worlds = torch.tensor(cfg.render_worlds, device=self.device)
+        qpos = self.engine.qpos[worlds].double().cpu().numpy()
+        ghost = qpos.copy()
+        clip, frame = self._clip[worlds], self._frame[worlds]
+        ghost[:, -c.NUM_DOFS:] = self.ref.joint_pos[clip, frame].double().cpu().numpy()
+        if self._free:
+            ghost[:, 3:7] = self.ref.root_quat_w[clip, frame].double().cpu().numpy()
+        return tuple(self._renderer.render(q, g if cfg.render_ghost else None)
+                     for q, g in zip(qpos, ghost, strict=True))
+
+    def close_extras(self, **kwargs: Any) -> None:
+        """Frees the renderer's GL context."""
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
 
     # Resets and observations ---------------------------------------------------------------
 

@@ -22,12 +22,13 @@ class FlyImitationEnv(gym.Env):
     autoreset mode is always "disabled" (a single env does not reset itself).
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("device", "cpu")
         kwargs["autoreset_mode"] = "disabled"
         self.vec_env = FlyImitationVecEnv(num_envs=1, **kwargs)
+        self.render_mode = self.vec_env.render_mode
         self.observation_space = self.vec_env.single_observation_space
         self.action_space = self.vec_env.single_action_space
 
@@ -48,6 +49,11 @@ class FlyImitationEnv(gym.Env):
         obs, reward, terminated, truncated, info = self.vec_env.step(tensor)
         return (_numpy(obs)[0], float(reward[0]), bool(terminated[0]), bool(truncated[0]),
                 _unbatch(info))
+
+    def render(self) -> np.ndarray | None:
+        """The fly as an (H, W, 3) uint8 frame with `render_mode="rgb_array"`."""
+        frames = self.vec_env.render()
+        return None if frames is None else frames[0]
 
     def close(self) -> None:
         """Releases the simulation."""

@@ -1,4 +1,4 @@
-"""Vector-env wrappers for torch-native training: statistics, normalization, numpy view.
+"""Vector-env wrappers for torch-native training: statistics, normalization, numpy view, video.
 
 Each works on torch tensors on the env's device and in every gymnasium autoreset mode.
 """
@@ -6,3 +6,4 @@ Each works on torch tensors on the env's device and in every gymnasium autoreset
 from flyenv.wrappers.episode_statistics import EpisodeStatistics as EpisodeStatistics
 from flyenv.wrappers.normalize_observation import NormalizeObservation as NormalizeObservation
 from flyenv.wrappers.numpy_view import NumpyView as NumpyView
+from flyenv.wrappers.record_video import RecordVideo as RecordVideo
