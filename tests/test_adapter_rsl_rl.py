@@ -1,15 +1,11 @@
 import pytest
 import torch
+from rsl_rl.runners import OnPolicyRunner
+from tensordict import TensorDict
 
-pytest.importorskip("rsl_rl")
-pytest.importorskip("tensordict")
-
-from rsl_rl.runners import OnPolicyRunner  # noqa: E402
-from tensordict import TensorDict  # noqa: E402
-
-from flyenv.envs import FlyImitationVecEnv  # noqa: E402
-from flyenv.wrappers import EpisodeStatistics, NormalizeObservation  # noqa: E402
-from flyenv.wrappers.rsl_rl import RslRlVecEnv  # noqa: E402
+from flyenv.envs import FlyImitationVecEnv
+from flyenv.wrappers import EpisodeStatistics, NormalizeObservation
+from flyenv.wrappers.rsl_rl import RslRlVecEnv
 
 N = 4
 
