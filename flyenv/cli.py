@@ -1,7 +1,8 @@
 """The `flyenv` command line.
 
 Usage:
-    flyenv demo [--output DIR] [--duration S]
+    flyenv demo [--output DIR] [--recording FILE] [--duration S]
+    flyenv replay REFERENCE.npz [--output FILE.mp4] [--steps N] [--tethered]
     flyenv model [--tethered] [--body FILE] [--output FILE.xml]
     flyenv ik RECORDING... -o OUT_DIR [--workers N] [--solver lm|seqik]
               [--body template|data|FILE.json] [--align] [--chunk-frames K] [--overlap F]
@@ -29,12 +30,10 @@ from flyenv._version import __version__
 from flyenv.body import constants as c
 from flyenv.body.config import BodyConfig
 from flyenv.body.mjcf import build_spec
+from flyenv.demo import replay_video, run_demo
 from flyenv.ik_preprocess import runner
 from flyenv.ik_preprocess.solver import LmOptions
 from flyenv.motion import io as motion_io
-from flyenv.motion.gait import tripod_gait
-from flyenv.plots import plot_replay
-from flyenv.sim.replay import replay
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,12 +42,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"flyenv {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="generate the embedded walking reference and replay it")
+    demo = sub.add_parser("demo", help="the pipeline: keypoints -> IK -> reference -> env -> "
+                                       "video and plots")
     demo.add_argument("--output", type=Path, default=Path("flyenv-demo"),
-                      help="folder for the reference, model and plot (default: %(default)s)")
+                      help="folder for the artefacts (default: %(default)s)")
+    demo.add_argument("--recording", type=Path, default=None,
+                      help="your recording (pkl, npz, csv) instead of the synthetic one")
     demo.add_argument("--duration", type=float, default=2.0,
-                      help="length of the generated gait [s] (default: %(default)s)")
+                      help="length of the synthetic gait [s] (default: %(default)s)")
     demo.set_defaults(func=_demo)
+
+    replay_cmd = sub.add_parser("replay", help="video of the fly following a ReferenceMotion")
+    replay_cmd.add_argument("reference", type=Path, help="the ReferenceMotion .npz")
+    replay_cmd.add_argument("--output", type=Path, default=None,
+                            help="the mp4 (default: next to the reference)")
+    replay_cmd.add_argument("--steps", type=int, default=500, help="env steps (500 per second)")
+    replay_cmd.add_argument("--tethered", action="store_true", help="film the tethered fly")
+    replay_cmd.set_defaults(func=_replay)
 
     model = sub.add_parser("model", help="print the fly model; optionally write it as MJCF")
     model.add_argument("--tethered", action="store_true", help="thorax fixed in space")
@@ -186,43 +196,18 @@ def _demo(args: argparse.Namespace) -> int:
     out: Path = args.output
     start = time.perf_counter()
     print(f"flyenv {__version__} demo -> {out.resolve()}")
-    motion = tripod_gait(duration_s=args.duration)
-    info = motion.metadata
-    print(f"1. generated a tripod gait: {motion.num_frames} frames at {motion.fps:g} Hz "
-          f"({motion.duration_s:g} s), {info['generator']['step_freq_hz']:g} Hz stepping, "
-          f"thorax speed {info['speed_mm_s']:.1f} mm/s; FK check: stance claws within "
-          f"{info['stance_claw_height_max_mm']:.1e} mm of the ground")
-    path = motion_io.save(motion, out / "reference_tripod.npz")
-    if not np.array_equal(motion_io.load(path).joint_angles, motion.joint_angles):
-        raise RuntimeError(f"{path}: read back different joint angles than were written")
-    print(f"2. saved the reference (schema v{motion_io.SCHEMA_VERSION}) to {path} and read it back")
-
-    spec = build_spec(motion.body)
-    model = spec.compile()
-    (out / "fly.xml").write_text(spec.to_xml())
-    print(f"3. built the fly: {model.nu} position actuators, {model.nq - 7} joint DOFs, "
-          f"{sum(model.body_mass) * 1e3:.3f} mg; MJCF at {out / 'fly.xml'}")
-
-    results = []
-    for tethered in (True, False):
-        result = replay(motion, tethered=tethered)
-        results.append(result)
-        rms = result.tracking_rms_deg()
-        label = "tethered" if tethered else "free"
-        line = (f"   {label:>8}: {result.num_steps} physics steps in {result.wall_s:.1f} s "
-                f"({result.realtime_factor:.1f}x real time), joint tracking RMS "
-                f"{np.sqrt(np.mean(rms**2)):.2f} deg (worst {c.DOF_NAMES[int(np.argmax(rms))]} "
-                f"{rms.max():.2f} deg)")
-        if result.root_pos is not None:
-            walked = result.root_pos[-1, 0] - result.root_pos[0, 0]
-            ref_walked = result.reference_root_pos[-1, 0] - result.reference_root_pos[0, 0]
-            z = result.root_pos[:, 2]
-            line += (f"\n             walked {walked:.2f} mm of the reference's "
-                     f"{ref_walked:.2f} mm, thorax height {z.min():.2f}-{z.max():.2f} mm")
-        print(("4. replayed it in C MuJoCo with position control:\n" if tethered else "") + line)
-    plot = plot_replay(results, out / "tracking.png")
-    print(f"5. tracking plot: {plot}")
+    result = run_demo(out, recording=args.recording, duration_s=args.duration, log=print)
+    print(f"wrote:\n  video          {result.video}\n  IK error plot  {result.ik_plot}\n"
+          f"  tracking plot  {result.tracking_plot}\n  reference      {result.reference}")
     print(f"done in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    output = args.output or args.reference.with_suffix(".mp4")
+    video, mean_reward, max_reward = replay_video(args.reference, output, steps=args.steps,
+                                                  tethered=args.tethered)
+    print(f"mean imitation reward {mean_reward:.3f} of {max_reward:.2f} per step; wrote {video}")
     return 0
 
 

@@ -7,6 +7,11 @@ from pathlib import Path
 
 import pytest
 
+# Offscreen rendering (video tests): MuJoCo reads MUJOCO_GL when it is first imported, which
+# test modules may do before flyenv sets this default itself.
+if not os.environ.get("DISPLAY"):
+    os.environ.setdefault("MUJOCO_GL", "egl")
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 

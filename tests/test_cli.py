@@ -40,16 +40,32 @@ def test_model_reports_bad_body_file(tmp_path, capsys):
     assert "body.json" in err and "missing keys" in err
 
 
-def test_demo_writes_reference_model_and_plot(tmp_path):
+def test_demo_runs_the_pipeline_and_writes_its_artefacts(tmp_path):
+    import imageio.v2 as imageio
+
     out = tmp_path / "demo"
     result = subprocess.run([sys.executable, "-m", "flyenv.cli", "demo", "--output", str(out),
                              "--duration", "0.3"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert "tracking RMS" in result.stdout and "walked" in result.stdout
-    motion = load(out / "reference_tripod.npz")
-    assert motion.num_frames == 151 and motion.has_root
-    mujoco.MjModel.from_xml_path(str(out / "fly.xml"))
-    assert (out / "tracking.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for stage in ("1. keypoints", "2. IK", "3. replay", "4. vector env"):
+        assert stage in result.stdout
+    motion = load(out / "ik" / "recording_tripod.npz")
+    assert motion.ik_error is not None and motion.num_frames == 151
+    assert np.nanmean(motion.ik_error) < 0.02  # noise is 5 um
+    for png in (out / "ik" / "recording_tripod.png", out / "tracking.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    frames = imageio.mimread(out / "imitation.mp4")
+    assert len(frames) == 151 and frames[0].shape == (360, 480, 3)  # reset + 150 steps
+    assert str(out / "imitation.mp4") in result.stdout
+
+    # The same with a recording of one's own, and `flyenv replay` on the reference.
+    own = tmp_path / "own"
+    assert main(["demo", "--output", str(own), "--recording",
+                 str(out / "recording_tripod.npz")]) == 0
+    assert (own / "ik" / "recording_tripod.npz").exists()
+    assert main(["replay", str(own / "ik" / "recording_tripod.npz"), "--steps", "5",
+                 "--output", str(tmp_path / "r.mp4")]) == 0
+    assert len(imageio.mimread(tmp_path / "r.mp4")) == 6
 
 
 def test_replay_tracks_the_gait(gait):

@@ -1,0 +1,159 @@
+"""The whole pipeline on a CPU in a few minutes: keypoints -> IK -> reference -> env -> video.
+
+`run_demo` makes tracking-like keypoints from the embedded tripod gait (forward kinematics, plus
+Gaussian tracking noise and dropped keypoints), or takes a user's recording; solves IK
+(`flyenv.ik_preprocess.run`, with its error plot); replays the resulting reference in the
+tethered and free C MuJoCo fly (tracking plot); then runs it in `FlyImitationVecEnv` with the
+reference's own joint targets and writes an mp4 of the free fly beside its reference ghost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from flyenv.body import constants as c
+from flyenv.body.kinematics import forward_kinematics
+from flyenv.envs import FlyImitationVecEnv
+from flyenv.ik_preprocess import IkOptions
+from flyenv.ik_preprocess import run as run_ik
+from flyenv.motion import io as motion_io
+from flyenv.motion.gait import tripod_gait
+from flyenv.plots import plot_replay
+from flyenv.sim.render import write_video
+from flyenv.sim.replay import replay
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoResult:
+    """What the demo wrote.
+
+    Attributes:
+        recording: the keypoint recording the IK read.
+        reference: the ReferenceMotion .npz the IK wrote.
+        ik_plot: fit error per keypoint and joint angles (PNG).
+        tracking_plot: tethered and free replay tracking (PNG).
+        video: the free fly imitating the reference, its ghost beside it (mp4).
+        ik_error_mean_mm: (4,) mean fit error of CTr, FTi, TiTa, Claw.
+        mean_reward: mean imitation reward per step of the video's replay (of `max_reward`).
+        max_reward: the env's maximum reward per step.
+    """
+
+    recording: Path
+    reference: Path
+    ik_plot: Path
+    tracking_plot: Path
+    video: Path
+    ik_error_mean_mm: np.ndarray
+    mean_reward: float
+    max_reward: float
+
+
+def synthetic_recording(path: Path, *, duration_s: float = 2.0, noise_mm: float = 0.005,
+                        dropout: float = 0.01, seed: int = 0) -> Path:
+    """Writes tracking-like keypoints of the embedded gait as an `.npz` recording.
+
+    Args:
+        path: the .npz to write (`keypoints` (T, 6, 5, 3) in the thorax frame, `leg_names`,
+            `fps`).
+        duration_s: length of the gait [s].
+        noise_mm: standard deviation of the Gaussian tracking noise [mm].
+        dropout: fraction of keypoints dropped (NaN), as trackers lose points.
+        seed: seed of the noise and the dropouts.
+    """
+    gait = tripod_gait(duration_s=duration_s)
+    rng = np.random.default_rng(seed)
+    keypoints = forward_kinematics(gait.body, gait.joint_angles)
+    keypoints = keypoints + rng.normal(0.0, noise_mm, keypoints.shape)
+    dropped = rng.random(keypoints.shape[:3]) < dropout
+    dropped[:, :, 0] = False  # the ThC is fixed on the thorax; trackers rarely lose it
+    keypoints[dropped] = np.nan
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with motion_io.atomic_write(path) as f:
+        np.savez(f, keypoints=keypoints, leg_names=np.array(c.LEGS), fps=gait.fps)
+    return path
+
+
+def run_demo(out: Path, *, recording: Path | None = None, duration_s: float = 2.0,
+             num_envs: int = 2, video_steps: int = 300,
+             log: Callable[[str], None] = lambda line: None) -> DemoResult:
+    """Runs the pipeline and writes its artefacts into `out` (see the module doc).
+
+    Args:
+        out: output folder.
+        recording: a user's recording (pkl, npz, csv); None makes the synthetic one.
+        duration_s: length of the synthetic gait [s].
+        num_envs: flies in the vector env (world 0 is filmed).
+        video_steps: env steps filmed at most (500 per simulated second; the video plays them
+            10x slowed down).
+        log: receives one line per stage.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    if recording is None:
+        recording = synthetic_recording(out / "recording_tripod.npz", duration_s=duration_s)
+        log(f"1. keypoints from the embedded tripod gait by forward kinematics, with tracking "
+            f"noise and dropouts: {recording}")
+    else:
+        log(f"1. recording: {recording}")
+    report = run_ik([recording], out / "ik", IkOptions(), n_jobs=1, overwrite=True, plot=True)
+    if report.failed:
+        raise RuntimeError(f"IK failed for {recording}: {report.failed[0].error}")
+    reference = out / "ik" / f"{recording.stem}.npz"
+    errors = ", ".join(f"{k} {e * 1e3:.1f}" for k, e in zip(c.KEYPOINTS[1:],
+                                                              report.error_mean_mm, strict=True))
+    log(f"2. IK ({report.leg_frames} leg-frames in {report.seconds:.1f} s): mean fit error "
+        f"[um] {errors}; reference {reference}, plot {reference.with_suffix('.png')}")
+
+    motion = motion_io.load(reference)
+    results = [replay(motion, tethered=tethered) for tethered in (True, False)]
+    tracking_plot = plot_replay(results, out / "tracking.png")
+    rms = [np.sqrt(np.nanmean(r.tracking_rms_deg() ** 2)) for r in results]
+    log(f"3. replay in C MuJoCo: joint tracking RMS {rms[0]:.2f} deg tethered, {rms[1]:.2f} deg "
+        f"free; plot {tracking_plot}")
+
+    video, mean_reward, max_reward = replay_video(reference, out / "imitation.mp4",
+                                                  num_envs=num_envs, steps=video_steps)
+    log(f"4. vector env ({num_envs} flies), reference targets, zero residual: mean reward "
+        f"{mean_reward:.3f} of {max_reward:.2f} per step; video {video}")
+    return DemoResult(recording=recording, reference=reference,
+                      ik_plot=reference.with_suffix(".png"), tracking_plot=tracking_plot,
+                      video=video, ik_error_mean_mm=report.error_mean_mm,
+                      mean_reward=mean_reward, max_reward=max_reward)
+
+
+def replay_video(reference: Path, path: Path, *, num_envs: int = 1, steps: int = 300,
+                 tethered: bool = False, slowdown: float = 10.0) -> tuple[Path, float, float]:
+    """Films world 0 of the env following a reference with zero residual, ghost beside it.
+
+    Args:
+        reference: the ReferenceMotion .npz.
+        path: the mp4 to write.
+        num_envs: flies simulated (only world 0 is filmed).
+        steps: env steps filmed at most (the clip's end stops earlier).
+        tethered: film the tethered fly instead of the free one.
+        slowdown: the video plays this many times slower than real time.
+
+    Returns:
+        (the mp4, mean reward per step of world 0, the env's maximum reward per step).
+    """
+    env = FlyImitationVecEnv(num_envs=num_envs, reference=str(reference), device="cpu",
+                             engine="mujoco", random_start=False, autoreset_mode="disabled",
+                             tethered=tethered, render_mode="rgb_array", render_size=(480, 360))
+    try:
+        env.reset(seed=0)
+        frames, rewards = [env.render()[0]], []
+        actions = torch.zeros(num_envs, c.NUM_DOFS)
+        for _ in range(min(steps, int(env.ref.lengths[0]) - 1)):
+            _, reward, terminated, truncated, _ = env.step(actions)
+            rewards.append(float(reward[0]))
+            frames.append(env.render()[0])
+            if terminated[0] or truncated[0]:
+                break
+        video = write_video(frames, path, fps=1.0 / env.config.control_dt_s / slowdown)
+        return video, float(np.mean(rewards)), env.max_reward
+    finally:
+        env.close()
