@@ -43,6 +43,8 @@ class Args:
     """Env steps over all flies."""
     num_steps: int = 32
     """Rollout length per iteration."""
+    control_decimation: int = 20
+    """Physics steps (1e-4 s) per policy step: 20 is a 500 Hz policy, 50 a 200 Hz one."""
     reference: str = ""
     """ReferenceMotion .npz to imitate (the embedded tripod gait when empty)."""
     output: str = "ppo-out"
@@ -118,7 +120,8 @@ def main() -> None:
     torch.manual_seed(args.seed)
     kwargs = {"reference": args.reference} if args.reference else {}
     envs = gym.make_vec("flyenv/FlyImitation-v0", num_envs=args.num_envs, device=args.device,
-                        autoreset_mode="same_step", **kwargs)
+                        autoreset_mode="same_step", control_decimation=args.control_decimation,
+                        **kwargs)
     base = envs
     envs = NormalizeObservation(EpisodeStatistics(envs))
     stats: EpisodeStatistics = envs.env
