@@ -208,7 +208,8 @@ def main() -> None:
          "evaluation": evaluation}, indent=1))
     print(f"evaluation: imitation score {evaluation['score']:.3f} of the maximum reward "
           f"({evaluation['reward_per_step']:.3f} per step over {args.eval_steps} steps)")
-    print(f"wrote {out / 'checkpoint.pt'} and {out / 'curve.json'}")
+    _plot_curve(curve, evaluation, out / "curve.png")
+    print(f"wrote {out / 'checkpoint.pt'}, {out / 'curve.json'} and {out / 'curve.png'}")
 
 
 def _log(iteration: int, num_iterations: int, stats: EpisodeStatistics,
@@ -241,6 +242,24 @@ def _evaluate(agent: Agent, envs: gym.vector.VectorEnv, base: gym.vector.VectorE
             total += reward.mean()
     per_step = float(total) / steps
     return {"reward_per_step": per_step, "score": per_step / base.max_reward}
+
+
+def _plot_curve(curve: list[dict], evaluation: dict[str, float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["env_steps"] for r in curve]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, [r["score"] for r in curve], label="rollout reward / max (with exploration)")
+    ax.axhline(evaluation["score"], color="k", ls="--", label="final deterministic evaluation")
+    ax.set(xlabel="env steps", ylabel="imitation score", ylim=(0, 1))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def _tensorboard(out: Path) -> object:

@@ -28,5 +28,6 @@ def test_ppo_imitation_example_runs(tmp_path):
     assert "iter 2/2" in result.stdout and "evaluation: imitation score" in result.stdout
     curve = json.loads((tmp_path / "curve.json").read_text())
     assert len(curve["curve"]) == 2 and 0 < curve["evaluation"]["score"] <= 1
+    assert (tmp_path / "curve.png").stat().st_size > 5_000
     checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert set(checkpoint["obs_norm"]) == {"mean", "var", "count"}
