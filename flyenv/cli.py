@@ -3,6 +3,8 @@
 Usage:
     flyenv demo [--output DIR] [--recording FILE] [--duration S]
     flyenv replay REFERENCE.npz [--output FILE.mp4] [--steps N] [--tethered]
+    flyenv train [--reference FILE.npz] [--device DEV] [--num-envs N] [--total-timesteps N]
+                 [--output DIR] [--video-steps N] ... (every field of flyenv.train.PpoArgs)
     flyenv model [--tethered] [--body FILE] [--output FILE.xml]
     flyenv ik RECORDING... -o OUT_DIR [--workers N] [--solver lm|seqik]
               [--body template|data|FILE.json] [--align] [--chunk-frames K] [--overlap F]
@@ -26,6 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from flyenv import benchmark
+from flyenv import train as ppo
 from flyenv._version import __version__
 from flyenv.body import constants as c
 from flyenv.body.config import BodyConfig
@@ -59,6 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     replay_cmd.add_argument("--steps", type=int, default=500, help="env steps (500 per second)")
     replay_cmd.add_argument("--tethered", action="store_true", help="film the tethered fly")
     replay_cmd.set_defaults(func=_replay)
+
+    train_cmd = sub.add_parser("train", help="PPO on the imitation env (flyenv.train): "
+                                             "checkpoint, learning curve, evaluation, video")
+    ppo.add_arguments(train_cmd)
+    train_cmd.set_defaults(func=_train)
 
     model = sub.add_parser("model", help="print the fly model; optionally write it as MJCF")
     model.add_argument("--tethered", action="store_true", help="thorax fixed in space")
@@ -201,6 +209,11 @@ def _demo(args: argparse.Namespace) -> int:
           f"  tracking plot  {result.tracking_plot}\n  reference      {result.reference}")
     print(f"done in {time.perf_counter() - start:.1f} s")
     return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    result = ppo.train(ppo.args_from(args), log=print)
+    return 0 if result["evaluation"]["score"] > 0 else 1
 
 
 def _replay(args: argparse.Namespace) -> int:

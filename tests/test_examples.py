@@ -22,12 +22,22 @@ def test_ppo_imitation_example_runs(tmp_path):
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / "ppo_imitation.py"), "--device", "cpu", "--num-envs",
          "4", "--num-steps", "8", "--total-timesteps", "64", "--update-epochs", "1",
-         "--eval-steps", "3", "--output", str(tmp_path)],
+         "--eval-steps", "3", "--video-steps", "4", "--output", str(tmp_path)],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "iter 2/2" in result.stdout and "evaluation: imitation score" in result.stdout
     curve = json.loads((tmp_path / "curve.json").read_text())
     assert len(curve["curve"]) == 2 and 0 < curve["evaluation"]["score"] <= 1
     assert (tmp_path / "curve.png").stat().st_size > 5_000
+    assert (tmp_path / "policy.mp4").stat().st_size > 1_000
     checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert set(checkpoint["obs_norm"]) == {"mean", "var", "count"}
+
+
+def test_flyenv_train_cli(tmp_path):
+    from flyenv.cli import main
+
+    assert main(["train", "--device", "cpu", "--num-envs", "2", "--num-steps", "4",
+                 "--total-timesteps", "8", "--update-epochs", "1", "--eval-steps", "2",
+                 "--output", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "curve.json").read_text())["evaluation"]["score"] > 0

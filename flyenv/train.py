@@ -1,0 +1,322 @@
+"""PPO (CleanRL style, plain torch) on FlyImitation-v0: learn to imitate a reference motion.
+
+`train(PpoArgs(...), log=print)` is what `flyenv train` and `examples/ppo_imitation.py` run. The
+env runs in SAME_STEP autoreset mode; time-outs are bootstrapped with the value of
+`info["final_obs"]`. Observations are normalized on the device (`NormalizeObservation`, saved in
+the checkpoint), episode statistics come from `EpisodeStatistics`. It logs per iteration the
+mean episode return, each reward term and the imitation score (reward per step / the env's
+maximum reward) to stdout, to TensorBoard when installed, and to `OUTPUT/curve.json`; it saves
+`OUTPUT/checkpoint.pt`, ends with a deterministic evaluation and, optionally, writes
+`OUTPUT/policy.mp4` of the trained policy beside the reference ghost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from flyenv.envs import FlyImitationVecEnv
+from flyenv.sim.render import write_video
+from flyenv.wrappers import EpisodeStatistics, NormalizeObservation
+
+Log = Callable[[str], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class PpoArgs:
+    """PPO settings (each field is a command-line option of `flyenv train`)."""
+
+    device: str = "auto"
+    """Torch device of the env and the policy (auto: cuda when present)."""
+    num_envs: int = 64
+    """Simulated flies."""
+    total_timesteps: int = 100_000
+    """Env steps over all flies."""
+    num_steps: int = 32
+    """Rollout length per iteration."""
+    control_decimation: int = 20
+    """Physics steps (1e-4 s) per policy step: 20 is a 500 Hz policy, 50 a 200 Hz one."""
+    reference: str = ""
+    """ReferenceMotion .npz to imitate (the embedded tripod gait when empty)."""
+    output: str = "ppo-out"
+    """Folder for the checkpoint and the learning curve."""
+    seed: int = 1
+    """Seed of torch and the env."""
+    learning_rate: float = 3e-4
+    """Adam learning rate (annealed linearly to 0)."""
+    gamma: float = 0.99
+    """Discount."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+    num_minibatches: int = 4
+    """Minibatches per epoch."""
+    update_epochs: int = 5
+    """Epochs per iteration."""
+    clip_coef: float = 0.2
+    """PPO clip range."""
+    ent_coef: float = 0.0
+    """Entropy bonus."""
+    vf_coef: float = 0.5
+    """Value loss weight."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping."""
+    init_log_std: float = -2.0
+    """Initial log standard deviation of the actions, in units of the action range."""
+    hidden: int = 256
+    """Width of the two hidden layers."""
+    eval_steps: int = 200
+    """Steps of the final deterministic evaluation."""
+    video_steps: int = 0
+    """Env steps of the final video of the policy (0: no video)."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds an option `--field-name` for every field of `PpoArgs`, with its default."""
+    for field in dataclasses.fields(PpoArgs):
+        kind = {"int": int, "float": float}.get(field.type, str)
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind,
+                            default=field.default, help=f"(default: {field.default!r})")
+
+
+def args_from(namespace: argparse.Namespace) -> PpoArgs:
+    """The `PpoArgs` of parsed options (other attributes of the namespace are ignored)."""
+    return PpoArgs(**{f.name: getattr(namespace, f.name) for f in dataclasses.fields(PpoArgs)})
+
+
+class Agent(nn.Module):
+    """Gaussian policy (tanh-bounded mean, state-independent std) and value function (MLPs)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: int, action_scale: torch.Tensor,
+                 init_log_std: float) -> None:
+        super().__init__()
+
+        def mlp(out: int, gain: float) -> nn.Sequential:
+            layers = [nn.Linear(obs_dim, hidden), nn.ELU(), nn.Linear(hidden, hidden), nn.ELU(),
+                      nn.Linear(hidden, out)]
+            for layer in layers[::2]:
+                nn.init.orthogonal_(layer.weight, np.sqrt(2))
+                nn.init.zeros_(layer.bias)
+            nn.init.orthogonal_(layers[-1].weight, gain)
+            return nn.Sequential(*layers)
+
+        self.critic = mlp(1, 1.0)
+        self.actor = mlp(act_dim, 0.01)
+        self.log_std = nn.Parameter(torch.full((act_dim,), init_log_std))
+        self.register_buffer("action_scale", action_scale)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """(batch,) state values."""
+        return self.critic(obs).squeeze(-1)
+
+    def dist(self, obs: torch.Tensor) -> torch.distributions.Normal:
+        """The action distribution, (batch, act_dim)."""
+        mean = torch.tanh(self.actor(obs)) * self.action_scale
+        return torch.distributions.Normal(mean, self.log_std.exp() * self.action_scale)
+
+
+def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
+    """Trains, checkpoints and evaluates (see the module doc).
+
+    Args:
+        args: the settings.
+        log: receives one line per iteration and a summary.
+
+    Returns:
+        The contents of `OUTPUT/curve.json` (args, device, curve, evaluation, files).
+    """
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(args.seed)
+    kwargs = {"reference": args.reference} if args.reference else {}
+    envs = gym.make_vec("flyenv/FlyImitation-v0", num_envs=args.num_envs, device=args.device,
+                        autoreset_mode="same_step", control_decimation=args.control_decimation,
+                        **kwargs)
+    base = envs
+    envs = NormalizeObservation(EpisodeStatistics(envs))
+    stats: EpisodeStatistics = envs.env
+    device = base.device
+    obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
+    scale = torch.as_tensor(envs.single_action_space.high, device=device)
+    agent = Agent(obs_dim, act_dim, args.hidden, scale, args.init_log_std).to(device)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
+    writer = _tensorboard(out)
+
+    n, t = args.num_envs, args.num_steps
+    obs_buf = torch.zeros(t, n, obs_dim, device=device)
+    act_buf = torch.zeros(t, n, act_dim, device=device)
+    logp_buf, rew_buf, raw_rew_buf, done_buf, val_buf = (torch.zeros(t, n, device=device)
+                                                         for _ in range(5))
+    num_iterations = max(1, args.total_timesteps // (n * t))
+    batch_size = n * t
+    minibatch = max(1, batch_size // args.num_minibatches)
+    curve = []
+
+    obs, _ = envs.reset(seed=args.seed)
+    start = time.perf_counter()
+    for iteration in range(1, num_iterations + 1):
+        for group in optimizer.param_groups:
+            group["lr"] = args.learning_rate * (1 - (iteration - 1) / num_iterations)
+        for step in range(t):
+            with torch.no_grad():
+                dist = agent.dist(obs)
+                action = dist.sample()
+                obs_buf[step], act_buf[step] = obs, action
+                logp_buf[step] = dist.log_prob(action).sum(-1)
+                val_buf[step] = agent.value(obs)
+            obs, reward, terminated, truncated, info = envs.step(action)
+            with torch.no_grad():  # bootstrap time-outs from the last observation
+                final_value = agent.value(info["final_obs"])
+            raw_rew_buf[step] = reward
+            rew_buf[step] = reward + args.gamma * final_value * (truncated & ~terminated)
+            done_buf[step] = (terminated | truncated).float()
+
+        with torch.no_grad():
+            advantages = torch.zeros_like(rew_buf)
+            last_gae, next_value = 0.0, agent.value(obs)
+            for step in reversed(range(t)):
+                next_nonterminal = 1.0 - done_buf[step]
+                delta = rew_buf[step] + args.gamma * next_value * next_nonterminal - val_buf[step]
+                last_gae = delta + args.gamma * args.gae_lambda * next_nonterminal * last_gae
+                advantages[step] = last_gae
+                next_value = val_buf[step]
+            returns = advantages + val_buf
+
+        b_obs, b_act = obs_buf.reshape(batch_size, obs_dim), act_buf.reshape(batch_size, act_dim)
+        b_logp, b_adv = logp_buf.reshape(-1), advantages.reshape(-1)
+        b_ret = returns.reshape(-1)
+        for _ in range(args.update_epochs):
+            order = torch.randperm(batch_size, device=device)
+            for begin in range(0, batch_size, minibatch):
+                idx = order[begin:begin + minibatch]
+                dist = agent.dist(b_obs[idx])
+                ratio = (dist.log_prob(b_act[idx]).sum(-1) - b_logp[idx]).exp()
+                adv = (b_adv[idx] - b_adv[idx].mean()) / (b_adv[idx].std() + 1e-8)
+                pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(
+                    1 - args.clip_coef, 1 + args.clip_coef)).mean()
+                v_loss = 0.5 * ((agent.value(b_obs[idx]) - b_ret[idx]) ** 2).mean()
+                loss = pg_loss + args.vf_coef * v_loss - args.ent_coef * dist.entropy().sum(
+                    -1).mean()
+                optimizer.zero_grad()
+                loss.backward()
+                # Clipped per network: the critic's early, large gradients (returns of ~50
+                # against a value head starting at 0) must not scale the policy's away.
+                nn.utils.clip_grad_norm_(agent.critic.parameters(), args.max_grad_norm)
+                nn.utils.clip_grad_norm_([*agent.actor.parameters(), agent.log_std],
+                                         args.max_grad_norm)
+                optimizer.step()
+
+        score = raw_rew_buf.mean().item() / base.max_reward
+        curve.append(_log(log, iteration, num_iterations, stats, base, start, n * t * iteration,
+                          {"score": score, "value_loss": v_loss.item(),
+                           "action_std": agent.log_std.exp().mean().item()}, writer))
+    torch.save({"agent": agent.state_dict(), "obs_norm": envs.state_dict(),
+                "args": dataclasses.asdict(args)}, out / "checkpoint.pt")
+    evaluation = _evaluate(agent, envs, base, args.eval_steps)
+    log(f"evaluation: imitation score {evaluation['score']:.3f} of the maximum reward "
+        f"({evaluation['reward_per_step']:.3f} per step over {args.eval_steps} steps)")
+    files = {"checkpoint": out / "checkpoint.pt", "curve_json": out / "curve.json",
+             "curve_png": _plot_curve(curve, evaluation, out / "curve.png")}
+    if args.video_steps > 0:
+        files["video"] = policy_video(agent, envs.state_dict(), args, out / "policy.mp4")
+    result = {"args": dataclasses.asdict(args), "device": str(device), "curve": curve,
+              "evaluation": evaluation, "files": {k: str(v) for k, v in files.items()}}
+    (out / "curve.json").write_text(json.dumps(result, indent=1))
+    log("wrote " + ", ".join(str(v) for v in files.values()))
+    return result
+
+
+def policy_video(agent: Agent, obs_norm: dict[str, torch.Tensor], args: PpoArgs,
+                 path: Path, slowdown: float = 10.0) -> Path:
+    """Films the deterministic policy in one fly from the clip's start, beside its ghost.
+
+    Returns:
+        The mp4 written (`slowdown` times slower than real time).
+    """
+    kwargs = {"reference": args.reference} if args.reference else {}
+    env = NormalizeObservation(FlyImitationVecEnv(
+        num_envs=1, device=str(next(agent.parameters()).device), random_start=False,
+        autoreset_mode="disabled", control_decimation=args.control_decimation,
+        render_mode="rgb_array", **kwargs))
+    env.load_state_dict(obs_norm)
+    env.update = False
+    obs, _ = env.reset(seed=0)
+    frames = [env.render()[0]]
+    with torch.no_grad():
+        for _ in range(args.video_steps):
+            obs, _, terminated, truncated, _ = env.step(agent.dist(obs).mean)
+            frames.append(env.render()[0])
+            if bool(terminated[0] | truncated[0]):
+                break
+    fps = 1.0 / env.unwrapped.config.control_dt_s / slowdown
+    env.close()
+    return write_video(frames, path, fps)
+
+
+def _log(log: Log, iteration: int, num_iterations: int, stats: EpisodeStatistics,
+         base: gym.vector.VectorEnv, start: float, steps: int, scalars: dict[str, float],
+         writer: object) -> dict[str, float]:
+    # score: the rollout's mean reward per step over the env's maximum reward.
+    wall = time.perf_counter() - start
+    record = {"iteration": iteration, "env_steps": steps, "wall_s": wall, **scalars,
+              **{f"episode/{k}": v for k, v in stats.pop().items()}}
+    line = (f"iter {iteration}/{num_iterations}: {steps} steps, {steps / wall:.0f} sps, "
+            f"score {scalars['score']:.3f}, action std {scalars['action_std']:.3f}")
+    if "episode/return" in record:
+        line += (f", {record['episode/episodes']:.0f} episodes, return "
+                 f"{record['episode/return']:.1f}, length {record['episode/length']:.0f}")
+    log(line)
+    if writer is not None:
+        for key, value in record.items():
+            writer.add_scalar(key if "/" in key else f"charts/{key}", value, steps)
+    return record
+
+
+def _evaluate(agent: Agent, envs: gym.vector.VectorEnv, base: gym.vector.VectorEnv,
+              steps: int) -> dict[str, float]:
+    envs.update = False
+    obs, _ = envs.reset(seed=12345)
+    total = torch.zeros((), device=base.device)
+    with torch.no_grad():
+        for _ in range(steps):
+            obs, reward, *_ = envs.step(agent.dist(obs).mean)
+            total += reward.mean()
+    per_step = float(total) / steps
+    return {"reward_per_step": per_step, "score": per_step / base.max_reward}
+
+
+def _plot_curve(curve: list[dict], evaluation: dict[str, float], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["env_steps"] for r in curve]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, [r["score"] for r in curve], label="rollout reward / max (with exploration)")
+    ax.axhline(evaluation["score"], color="k", ls="--", label="final deterministic evaluation")
+    ax.set(xlabel="env steps", ylabel="imitation score", ylim=(0, 1))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _tensorboard(out: Path) -> object:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(out / "tb"))
+
+
