@@ -41,3 +41,15 @@ def test_flyenv_train_cli(tmp_path):
                  "--total-timesteps", "8", "--update-epochs", "1", "--eval-steps", "2",
                  "--output", str(tmp_path)]) == 0
     assert json.loads((tmp_path / "curve.json").read_text())["evaluation"]["score"] > 0
+
+
+def test_recording_to_policy_example_runs(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "recording_to_policy.py"), "--output", str(tmp_path),
+         "--device", "cpu", "--num-envs", "2", "--total-timesteps", "32", "--video-steps", "5",
+         "--duration", "0.4"],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "IK:" in result.stdout and "policy video" in result.stdout
+    assert (tmp_path / "ik" / "recording_tripod.png").exists()
+    assert (tmp_path / "train" / "policy.mp4").stat().st_size > 1_000

@@ -1,0 +1,78 @@
+"""From a 3D pose recording to a trained imitation policy and its video, in one script.
+
+Usage:
+    python examples/recording_to_policy.py [--recording FILE] [--fps HZ] [--output DIR]
+        [--device auto|cpu|cuda] [--num-envs N] [--total-timesteps N]
+
+Example:
+    python examples/recording_to_policy.py --output r2p
+    python examples/recording_to_policy.py --recording my_fly.pkl --fps 100 --device cuda \\
+        --num-envs 4096 --total-timesteps 50000000
+
+Steps: the recording (without --recording: synthetic tracking keypoints of flyenv's tripod gait)
+-> `flyenv.ik_preprocess.run` (IK, error plot) -> `flyenv.train.train` (PPO on the vector env
+imitating the IK output) -> `OUTPUT/train/policy.mp4` (the policy beside its reference ghost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from flyenv.demo import synthetic_recording
+from flyenv.ik_preprocess import IkOptions
+from flyenv.ik_preprocess import run as run_ik
+from flyenv.train import PpoArgs, train
+
+
+@dataclasses.dataclass(frozen=True)
+class Args:
+    recording: Path | None = None
+    """Recording (pkl, npz, csv); synthetic keypoints of the tripod gait when omitted."""
+    fps: float | None = None
+    """Frame rate of the recording when the file does not say [Hz]."""
+    output: Path = Path("recording-to-policy")
+    """Folder for the reference, the IK plot, the checkpoint and the video."""
+    device: str = "auto"
+    """Torch device of the env and the policy."""
+    num_envs: int = 32
+    """Simulated flies."""
+    total_timesteps: int = 20_000
+    """PPO env steps over all flies."""
+    video_steps: int = 200
+    """Env steps of the policy video."""
+    duration: float = 2.0
+    """Length of the synthetic gait [s] (without --recording)."""
+
+
+def parse_args() -> Args:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    kinds = {"recording": Path, "fps": float, "output": Path, "device": str, "num_envs": int,
+             "total_timesteps": int, "video_steps": int, "duration": float}
+    for field in dataclasses.fields(Args):
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=kinds[field.name],
+                            default=field.default)
+    return Args(**vars(parser.parse_args()))
+
+
+def main() -> None:
+    args = parse_args()
+    recording = args.recording or synthetic_recording(args.output / "recording_tripod.npz",
+                                                      duration_s=args.duration)
+    report = run_ik([recording], args.output / "ik", IkOptions(fps=args.fps), plot=True,
+                    overwrite=True)
+    if report.failed:
+        raise SystemExit(f"IK failed: {report.failed[0].error}")
+    reference = args.output / "ik" / f"{Path(recording).stem}.npz"
+    print(f"IK: {report.leg_frames} leg-frames, mean fit error "
+          f"{report.error_mean_mm.mean() * 1e3:.1f} um -> {reference}")
+    result = train(PpoArgs(device=args.device, num_envs=args.num_envs,
+                           total_timesteps=args.total_timesteps, num_steps=16,
+                           reference=str(reference), output=str(args.output / "train"),
+                           eval_steps=50, video_steps=args.video_steps), log=print)
+    print(f"policy video: {result['files']['video']}")
+
+
+if __name__ == "__main__":
+    main()
