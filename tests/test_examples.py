@@ -16,6 +16,8 @@ def test_replay_reference_example_runs(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "tethered: RMS" in result.stdout and "free: RMS" in result.stdout
     assert (tmp_path / "tracking.png").stat().st_size > 10_000
+    assert (tmp_path / "tethered.mp4").stat().st_size > 1_000
+    assert (tmp_path / "free.mp4").stat().st_size > 1_000
 
 
 def test_ppo_imitation_example_runs(tmp_path):
