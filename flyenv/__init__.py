@@ -1,7 +1,8 @@
 """flyenv: fly pose recordings to joint angles, and GPU-scale imitation environments.
 
 The pipeline runs `body -> motion -> ik_preprocess -> sim -> envs -> wrappers`; this module
-re-exports the public entry points of the layers that exist.
+re-exports the public entry points of the layers that exist, and registers
+`flyenv/FlyImitation-v0` with gymnasium (the env itself, and torch, load on first use).
 """
 
 import os
@@ -11,12 +12,11 @@ import os
 if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
     os.environ["MUJOCO_GL"] = "egl"
 
+from flyenv._registration import ENV_ID as ENV_ID
 from flyenv._version import __version__ as __version__  # noqa: E402
 from flyenv.body import BodyConfig as BodyConfig
 from flyenv.body import ModelOptions as ModelOptions
 from flyenv.body import build_model as build_model
 from flyenv.body import forward_kinematics as forward_kinematics
-from flyenv.envs import ENV_ID as ENV_ID
-from flyenv.envs import FlyImitationConfig as FlyImitationConfig
 from flyenv.motion import ReferenceMotion as ReferenceMotion
 from flyenv.motion import tripod_gait as tripod_gait

@@ -3,10 +3,11 @@
 `gym.make_vec("flyenv/FlyImitation-v0", num_envs=4096, reference="walk.npz", device="cuda")`
 gives a `FlyImitationVecEnv` (torch tensors on the device); `gym.make("flyenv/FlyImitation-v0")`
 gives the single-fly `FlyImitationEnv` (numpy). Keyword arguments are `FlyImitationConfig` fields.
+The registration itself lives in `flyenv._registration`, which `import flyenv` runs.
 """
 
-import gymnasium as gym
-
+from flyenv import _registration
+from flyenv._registration import ENV_ID as ENV_ID
 from flyenv.envs.config import REWARD_TERMS as REWARD_TERMS
 from flyenv.envs.config import FlyImitationConfig as FlyImitationConfig
 from flyenv.envs.config import RewardConfig as RewardConfig
@@ -15,12 +16,5 @@ from flyenv.envs.imitation import FlyImitationVecEnv as FlyImitationVecEnv
 from flyenv.envs.reference import ReferenceBank as ReferenceBank
 from flyenv.envs.single import FlyImitationEnv as FlyImitationEnv
 
-ENV_ID = "flyenv/FlyImitation-v0"
-
-if ENV_ID not in gym.registry:
-    gym.register(
-        id=ENV_ID,
-        entry_point="flyenv.envs.single:FlyImitationEnv",
-        vector_entry_point="flyenv.envs.imitation:FlyImitationVecEnv",
-        max_episode_steps=FlyImitationConfig.max_episode_steps,
-    )
+if FlyImitationConfig.max_episode_steps != _registration.MAX_EPISODE_STEPS:
+    raise RuntimeError("flyenv._registration.MAX_EPISODE_STEPS must equal the config default")
