@@ -41,7 +41,7 @@ class PpoArgs:
     """Simulated flies."""
     total_timesteps: int = 100_000
     """Env steps over all flies."""
-    num_steps: int = 32
+    num_steps: int = 64
     """Rollout length per iteration."""
     control_decimation: int = 20
     """Physics steps (1e-4 s) per policy step: 20 is a 500 Hz policy, 50 a 200 Hz one."""
@@ -51,7 +51,7 @@ class PpoArgs:
     """Folder for the checkpoint and the learning curve."""
     seed: int = 1
     """Seed of torch and the env."""
-    learning_rate: float = 3e-4
+    learning_rate: float = 1e-4
     """Adam learning rate (annealed linearly to 0)."""
     gamma: float = 0.99
     """Discount."""
@@ -59,7 +59,7 @@ class PpoArgs:
     """GAE lambda."""
     num_minibatches: int = 4
     """Minibatches per epoch."""
-    update_epochs: int = 5
+    update_epochs: int = 4
     """Epochs per iteration."""
     clip_coef: float = 0.2
     """PPO clip range."""
@@ -176,7 +176,11 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
             with torch.no_grad():  # bootstrap time-outs from the last observation
                 final_value = agent.value(info["final_obs"])
             raw_rew_buf[step] = reward
-            rew_buf[step] = reward + args.gamma * final_value * (truncated & ~terminated)
+            # Rewards scaled by (1 - gamma) keep returns (the critic's targets) near the reward
+            # per step, in [0, 1], rather than ~1 / (1 - gamma) times it; the advantages are
+            # normalized per minibatch, so only the critic's fit changes.
+            rew_buf[step] = ((1 - args.gamma) * reward
+                             + args.gamma * final_value * (truncated & ~terminated))
             done_buf[step] = (terminated | truncated).float()
 
         with torch.no_grad():
