@@ -24,8 +24,8 @@ from flyenv.ik_preprocess import run as run_ik
 from flyenv.motion import io as motion_io
 from flyenv.motion.gait import tripod_gait
 from flyenv.plots import plot_replay
-from flyenv.sim.render import write_video
 from flyenv.sim.replay import replay
+from flyenv.wrappers.record_video import record_episode
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,16 +144,9 @@ def replay_video(reference: Path, path: Path, *, num_envs: int = 1, steps: int =
                              engine="mujoco", random_start=False, autoreset_mode="disabled",
                              tethered=tethered, render_mode="rgb_array", render_size=(480, 360))
     try:
-        env.reset(seed=0)
-        frames, rewards = [env.render()[0]], []
-        actions = torch.zeros(num_envs, c.NUM_DOFS)
-        for _ in range(min(steps, int(env.ref.lengths[0]) - 1)):
-            _, reward, terminated, truncated, _ = env.step(actions)
-            rewards.append(float(reward[0]))
-            frames.append(env.render()[0])
-            if terminated[0] or truncated[0]:
-                break
-        video = write_video(frames, path, fps=1.0 / env.config.control_dt_s / slowdown)
+        zeros = torch.zeros(num_envs, c.NUM_DOFS)
+        video, rewards = record_episode(env, lambda obs: zeros, path, steps=steps,
+                                        slowdown=slowdown)
         return video, float(np.mean(rewards)), env.max_reward
     finally:
         env.close()

@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from flyenv.envs import FlyImitationVecEnv
-from flyenv.sim.render import write_video
 from flyenv.wrappers import EpisodeStatistics, NormalizeObservation
+from flyenv.wrappers.record_video import record_episode
 
 Log = Callable[[str], None]
 
@@ -252,17 +252,11 @@ def policy_video(agent: Agent, obs_norm: dict[str, torch.Tensor], args: PpoArgs,
         render_mode="rgb_array", **kwargs))
     env.load_state_dict(obs_norm)
     env.update = False
-    obs, _ = env.reset(seed=0)
-    frames = [env.render()[0]]
-    with torch.no_grad():
-        for _ in range(args.video_steps):
-            obs, _, terminated, truncated, _ = env.step(agent.dist(obs).mean)
-            frames.append(env.render()[0])
-            if bool(terminated[0] | truncated[0]):
-                break
-    fps = 1.0 / env.unwrapped.config.control_dt_s / slowdown
-    env.close()
-    return write_video(frames, path, fps)
+    try:
+        return record_episode(env, lambda obs: agent.dist(obs).mean, path,
+                              steps=args.video_steps, slowdown=slowdown)[0]
+    finally:
+        env.close()
 
 
 def _log(log: Log, iteration: int, num_iterations: int, stats: EpisodeStatistics,

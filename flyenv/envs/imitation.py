@@ -19,7 +19,7 @@ from gymnasium.vector.utils import batch_space
 from flyenv.body import constants as c
 from flyenv.body.mjcf import ModelOptions, build_model
 from flyenv.envs import observations, rewards
-from flyenv.envs.config import FlyImitationConfig
+from flyenv.envs.config import REWARD_TERMS, FlyImitationConfig
 from flyenv.envs.reference import load_references
 from flyenv.sim.engine import make_engine, resolve_engine
 from flyenv.sim.render import FlyRenderer
@@ -90,8 +90,7 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         self._identity_quat = torch.tensor([1.0, 0.0, 0.0, 0.0], device=dev)
         bounds = np.asarray(self.ref.body.bounds, dtype=np.float32)
         self._bounds = torch.tensor(bounds, device=dev)
-        self.terms = tuple(t for t in ("joint_pos", "joint_vel", "claw_pos", "upright",
-                                       "root_vel") if self._term_in_use(t))
+        self.terms = tuple(t for t in REWARD_TERMS if self._term_in_use(t))
         self.max_reward = float(sum(self.config.reward.weights[t] for t in self.terms))
 
     def _term_in_use(self, term: str) -> bool:
@@ -123,8 +122,13 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         self._clip = torch.zeros(n, dtype=torch.long, device=dev)
         self._frame = torch.zeros(n, dtype=torch.long, device=dev)
         self._steps = torch.zeros(n, dtype=torch.long, device=dev)
+        self._last = self.ref.lengths[self._clip] - 1  # last frame of each world's clip
         self._autoreset = torch.zeros(n, dtype=torch.bool, device=dev)
         self._offsets = torch.arange(1, self.config.future_frames + 1, device=dev)
+        # Reset states, filled in place (every entry a reset uses is written each time).
+        self._reset_qpos = torch.zeros(n, self.engine.qpos.shape[1], device=dev)
+        self._reset_qvel = torch.zeros(n, self.engine.qvel.shape[1], device=dev)
+        self._zero3 = torch.zeros(n, 3, device=dev)  # the tethered thorax's velocities
 
     # Gymnasium API -------------------------------------------------------------------------
 
@@ -165,9 +169,8 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         starting = self._autoreset.clone()
         self.engine.ctrl.copy_(self._targets(actions))
         self.engine.step()
-        last = self.ref.lengths[self._clip] - 1
         # Clamped: a world that ended last step is stepped once more before its reset.
-        self._frame = torch.minimum(self._frame + 1, last)
+        self._frame = torch.minimum(self._frame + 1, self._last)
         self._steps = self._steps + 1  # not in place: rsl_rl steps under inference_mode
 
         state = self._read_state()
@@ -176,7 +179,7 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         reward = rewards.combine(terms, self.config.reward.weights)
         reward = torch.where(ended["nonfinite"], 0.0, reward)
         terminated = torch.stack([ended[k] for k in TERMINATIONS]).any(dim=0)
-        truncated = ((self._frame >= last) | (self._steps >= self.config.max_episode_steps)
+        truncated = ((self._frame >= self._last) | (self._steps >= self.config.max_episode_steps)
                      ) & ~terminated
         info.update({f"reward/{k}": v for k, v in terms.items()})
         info["invalid_action"] = invalid
@@ -208,7 +211,7 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
     def _targets(self, actions: torch.Tensor) -> torch.Tensor:
         if self.config.action_mode == "absolute":
             return actions
-        nxt = torch.minimum(self._frame + 1, self.ref.lengths[self._clip] - 1)
+        nxt = torch.minimum(self._frame + 1, self._last)
         target = self.ref.joint_pos[self._clip, nxt] + actions
         return torch.clamp(target, self._bounds[:, 0], self._bounds[:, 1])
 
@@ -222,7 +225,7 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         else:
             root_pos = self._tether_pos.expand(n, 3)
             root_quat = self._identity_quat.expand(n, 4)
-            lin_vel = ang_vel = torch.zeros(n, 3, device=self.device)
+            lin_vel = ang_vel = self._zero3
         claw_b = observations.quat_rotate_inverse(root_quat[:, None],
                                                   site - root_pos[:, None])
         return observations.FlyState(
@@ -253,18 +256,18 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
 
     def _reward_terms(self, state: observations.FlyState) -> dict[str, torch.Tensor]:
         ref, clip, frame, k = self.ref, self._clip, self._frame, self.config.reward.scales
-        terms = {
-            "joint_pos": rewards.reward_joint_pos(state.joint_pos, ref.joint_pos[clip, frame],
-                                                  ref.dof_mask[clip], k["joint_pos"]),
-            "joint_vel": rewards.reward_joint_vel(state.joint_vel, ref.joint_vel[clip, frame],
-                                                  ref.dof_mask[clip], k["joint_vel"]),
-            "claw_pos": rewards.reward_claw_pos(state.claw_pos_b, ref.claw_pos_b[clip, frame],
-                                                ref.leg_mask[clip], k["claw_pos"]),
-            "upright": rewards.reward_upright(state.gravity_b, k["upright"]),
-            "root_vel": rewards.reward_root_vel(state.lin_vel_w, ref.root_lin_vel_w[clip, frame],
-                                                k["root_vel"]),
+        terms = {  # evaluated only for the terms in use
+            "joint_pos": lambda: rewards.reward_joint_pos(
+                state.joint_pos, ref.joint_pos[clip, frame], ref.dof_mask[clip], k["joint_pos"]),
+            "joint_vel": lambda: rewards.reward_joint_vel(
+                state.joint_vel, ref.joint_vel[clip, frame], ref.dof_mask[clip], k["joint_vel"]),
+            "claw_pos": lambda: rewards.reward_claw_pos(
+                state.claw_pos_b, ref.claw_pos_b[clip, frame], ref.leg_mask[clip], k["claw_pos"]),
+            "upright": lambda: rewards.reward_upright(state.gravity_b, k["upright"]),
+            "root_vel": lambda: rewards.reward_root_vel(
+                state.lin_vel_w, ref.root_lin_vel_w[clip, frame], k["root_vel"]),
         }
-        return {name: torch.nan_to_num(terms[name], nan=0.0) for name in self.terms}
+        return {name: torch.nan_to_num(terms[name](), nan=0.0) for name in self.terms}
 
     def _finish_step(self, state: observations.FlyState, reward: torch.Tensor,
                      terminated: torch.Tensor, truncated: torch.Tensor, info: dict[str, Any],
@@ -284,13 +287,10 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
                     info[key] = torch.where(starting, 0.0, value)
             self._autoreset = (terminated | truncated)
         elif mode == AutoresetMode.SAME_STEP:
-            info["final_obs"] = self._observe(state)
-            info["_final_obs"] = done
             info["final_info"] = {**info, "clip": self._clip.clone(),
                                   "frame": self._frame.clone()}
-            info["final_info"].pop("final_obs")
-            info["final_info"].pop("_final_obs")
-            info["_final_info"] = done
+            info["_final_info"] = info["_final_obs"] = done
+            info["final_obs"] = self._observe(state)
             if self._reset_worlds(done):
                 state = self._read_state()
         info["clip"], info["frame"] = self._clip.clone(), self._frame.clone()
@@ -357,12 +357,11 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         self._clip = torch.where(mask, clip, self._clip)
         self._frame = torch.where(mask, frame, self._frame)
         self._steps = torch.where(mask, 0, self._steps)
+        self._last = ref.lengths[self._clip] - 1
         self._autoreset = self._autoreset & ~mask
         clip, frame = self._clip, self._frame
 
-        e = self.engine
-        qpos = torch.zeros(n, e.qpos.shape[1], device=self.device)
-        qvel = torch.zeros(n, e.qvel.shape[1], device=self.device)
+        qpos, qvel = self._reset_qpos, self._reset_qvel
         joint_pos = ref.joint_pos[clip, frame]
         qpos[:, -c.NUM_DOFS:] = joint_pos
         qvel[:, -c.NUM_DOFS:] = ref.joint_vel[clip, frame]
@@ -372,14 +371,13 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
             qpos[:, 3:7] = quat
             qvel[:, :3] = ref.root_lin_vel_w[clip, frame]
             qvel[:, 3:6] = observations.quat_rotate_inverse(quat, ref.root_ang_vel_w[clip, frame])
-        e.reset(mask, qpos, qvel, joint_pos)
+        self.engine.reset(mask, qpos, qvel, joint_pos)
         return True
 
     def _observe(self, state: observations.FlyState) -> torch.Tensor:
-        last = self.ref.lengths[self._clip] - 1
-        ahead = torch.minimum(self._frame[:, None] + self._offsets, last[:, None])
+        ahead = torch.minimum(self._frame[:, None] + self._offsets, self._last[:, None])
         obs = observations.build_observation(
             state, self.ref.joint_pos[self._clip[:, None], ahead], self.ref.dof_mask[self._clip],
-            self._frame / last)
+            self._frame / self._last)
         # A diverged world's observation is zeros, so no NaN reaches a policy or a normalizer.
         return torch.where(torch.isfinite(obs).all(dim=1, keepdim=True), obs, 0.0)

@@ -41,9 +41,10 @@ class FlyState:
     @functools.cached_property
     def gravity_b(self) -> torch.Tensor:
         """(num_envs, 3) unit gravity direction in the thorax frame ((0, 0, -1) upright)."""
-        down = torch.zeros_like(self.lin_vel_w)
-        down[:, 2] = -1.0
-        return quat_rotate_inverse(self.root_quat_w, down)
+        # -R^T e_z, which is minus the third row of R(q), written out.
+        w, x, y, z = self.root_quat_w.unbind(dim=1)
+        return torch.stack([2 * (w * y - x * z), -2 * (y * z + w * x),
+                            2 * (x * x + y * y) - 1], dim=1)
 
     @functools.cached_property
     def lin_vel_b(self) -> torch.Tensor:

@@ -105,13 +105,15 @@ class WarpEngine(Engine):
         kernels.masked_set(mask, self._reset_qpos, d.qpos)
         kernels.masked_set(mask, self._reset_qvel, d.qvel)
         kernels.masked_set(mask, self._reset_ctrl, d.ctrl)
+        # reset_data has zeroed the reset worlds' overflow bits: keeping them all as they are
+        # now leaves those at 0 and the others as their last step left them.
         wp.copy(self._kept_sites, d.site_xpos)
         wp.copy(self._kept_sensors, d.sensordata)
         wp.copy(self._kept_overflow, d.overflow)
         mjw.forward(m, d)
         kernels.masked_keep(mask, self._kept_sites, d.site_xpos)
         kernels.masked_keep(mask, self._kept_sensors, d.sensordata)
-        kernels.reset_flags(mask, self._kept_overflow, d.overflow)
+        wp.copy(d.overflow, self._kept_overflow)
 
     def _compile(self) -> None:
         # Kernels compile on their first launch, which must not happen inside a capture: run

@@ -84,3 +84,31 @@ class RecordVideo(gym.vector.VectorWrapper):
         """Writes an unfinished video, then closes the env."""
         self._flush()
         super().close(**kwargs)
+
+
+def record_episode(env: gym.vector.VectorEnv, policy: Callable[[torch.Tensor], torch.Tensor],
+                   path: str | os.PathLike, *, steps: int, slowdown: float = 10.0,
+                   ) -> tuple[Path, list[float]]:
+    """Films world 0 of a freshly reset env (seed 0) for one episode and writes the mp4.
+
+    Args:
+        env: a vector env (or wrapper chain) with `render_mode="rgb_array"`.
+        policy: (num_envs, obs_dim) observations -> (num_envs, 42) actions.
+        path: the mp4 to write.
+        steps: env steps at most (world 0's episode end stops earlier).
+        slowdown: the video plays this many times slower than real time.
+
+    Returns:
+        (the mp4, world 0's reward at each step filmed).
+    """
+    obs, _ = env.reset(seed=0)
+    frames, rewards = [env.render()[0]], []
+    with torch.no_grad():
+        for _ in range(steps):
+            obs, reward, terminated, truncated, _ = env.step(policy(obs))
+            rewards.append(float(reward[0]))
+            frames.append(env.render()[0])
+            if bool(terminated[0] | truncated[0]):
+                break
+    fps = 1.0 / env.unwrapped.config.control_dt_s / slowdown
+    return write_video(frames, path, fps), rewards

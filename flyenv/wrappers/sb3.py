@@ -134,8 +134,10 @@ class Sb3VecEnv(VecEnv):
         return [found for _ in self._get_indices(indices)]
 
     def get_images(self) -> Sequence[np.ndarray | None]:
-        """The env does not render."""
-        raise NotImplementedError("FlyImitationVecEnv does not render images")
+        """The env's frames of its `render_worlds` (made with `render_mode="rgb_array"`)."""
+        if self.env.render_mode != "rgb_array":
+            raise NotImplementedError("make the env with render_mode='rgb_array' to get images")
+        return list(self.env.render())
 
     def _chain(self) -> list[gym.vector.VectorEnv]:
         envs = [self.env]
