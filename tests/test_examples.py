@@ -3,7 +3,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gymnasium as gym
+import pytest
 import torch
+
+import flyenv  # noqa: F401  (registers FlyImitation-v0)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -42,7 +46,16 @@ def test_flyenv_train_cli(tmp_path):
     assert main(["train", "--device", "cpu", "--num-envs", "2", "--num-steps", "4",
                  "--total-timesteps", "8", "--update-epochs", "1", "--eval-steps", "2",
                  "--output", str(tmp_path)]) == 0
-    assert json.loads((tmp_path / "curve.json").read_text())["evaluation"]["score"] > 0
+    evaluation = json.loads((tmp_path / "curve.json").read_text())["evaluation"]
+    assert evaluation["score"] > 0
+    # The replay baseline is the zero-residual rollout from the same seeded starts.
+    env = gym.make_vec("flyenv/FlyImitation-v0", num_envs=2, device="cpu",
+                       autoreset_mode="same_step")
+    env.reset(seed=12345)
+    rewards = [env.step(torch.zeros(2, 42))[1].mean() for _ in range(2)]
+    env.close()
+    assert evaluation["replay_score"] == pytest.approx(float(sum(rewards)) / 2 / env.max_reward,
+                                                       rel=1e-5)
 
 
 def test_recording_to_policy_example_runs(tmp_path):
