@@ -61,6 +61,14 @@ def test_arrays_are_read_only_copies():
     assert motion.joint_angles[0, 1] == STAND[1]
     with pytest.raises(ValueError):
         motion.joint_angles[0, 0] = 1.0
+    # A read-only view of writable memory is still copied; a frozen array owning its memory
+    # (what the IK runner hands over) is adopted without a copy.
+    view = angles.view()
+    view.setflags(write=False)
+    assert ReferenceMotion(fps=100, joint_angles=view).joint_angles is not view
+    frozen = np.tile(STAND, (10, 1)).copy()
+    frozen.setflags(write=False)
+    assert ReferenceMotion(fps=100, joint_angles=frozen).joint_angles is frozen
 
 
 def test_bound_violations_name_dofs_and_frames():

@@ -242,7 +242,7 @@ def _numeric(path: Path, field: str, value: Any) -> np.ndarray:
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number)
                                      or array.dtype == bool):
         raise ValueError(f"{path}: field '{field}' must be numeric, got dtype {array.dtype}")
-    return array.astype(np.float64)
+    return array.astype(np.float64, copy=False)
 
 
 def _assemble(path: Path, legs: dict[str, Any], fps: float | None,

@@ -5,8 +5,9 @@ sides as warm-up (the solvers are frame-local except where an undetermined angle
 previous frame's value, and the optional smoothness term, which both settle inside the overlap).
 A job carries its own keypoints, so workers never read files. Files are read one at a time as
 jobs are dispatched and written as soon as their last job returns, so memory stays flat in the
-number of files. Results are stitched by chunk start, whatever order they finish in; `n_jobs=1`
-runs the same jobs in a plain loop.
+number of files. Each result is written into the frames it owns as soon as it arrives, so the
+stitching overlaps the solving and the order jobs finish in does not matter; `n_jobs=1` runs the
+same jobs in a plain loop.
 
 Backends: joblib's "loky" (processes, the default), "threading", "multiprocessing", or "dask":
 the same jobs on a `distributed` cluster (pass a `Client`, a scheduler address, or let a
@@ -245,7 +246,12 @@ class _Pending:
     scale: np.ndarray  # (6,)
     legs: list[int]  # indices into LEGS of the legs present
     expected: int
-    results: list[JobResult] = dataclasses.field(default_factory=list)
+    # Job results are written here as they arrive (each owns its frames of one leg), so the
+    # stitching overlaps the workers' solving instead of following it; missing legs stay NaN.
+    angles: np.ndarray  # (T, 6, 7) [rad]
+    fk: np.ndarray  # (T, 6, 5, 3) [mm]
+    error: np.ndarray  # (T, 6, 5) [mm]
+    received: int = 0
 
 
 class _Batch:
@@ -307,14 +313,24 @@ class _Batch:
                                 filled[lo:hi, legid], tracked[lo:hi, legid],
                                 body.lengths[legid], bounds[legid], solvers.SEQIKPY_SEED_RAD[legid],
                                 options.solver, options.lm))
+        num_frames, missing = recording.num_frames, [i for i in range(c.NUM_LEGS) if i not in legs]
+        angles = np.empty((num_frames, c.NUM_LEGS, c.DOF_PER_LEG))
+        fk = np.empty((num_frames, c.NUM_LEGS, c.NUM_KEYPOINTS, 3))
+        error = np.empty((num_frames, c.NUM_LEGS, c.NUM_KEYPOINTS))
+        for array in (angles, fk, error):
+            array[:, missing] = np.nan
         pending = _Pending(recording, fps, body, keypoints, filled, tracked, scale, legs,
-                           len(jobs))
+                           len(jobs), angles, fk, error)
         return pending, jobs
 
     def add(self, result: JobResult) -> None:
         pending = self.pending[result.file_id]
-        pending.results.append(result)
-        if len(pending.results) == pending.expected:
+        legid = c.LEGS.index(result.leg)
+        frames = slice(result.start, result.start + len(result.angles))
+        pending.angles[frames, legid], pending.fk[frames, legid] = result.angles, result.fk
+        pending.error[frames, legid] = result.error
+        pending.received += 1
+        if pending.received == pending.expected:
             self._finish(result.file_id)
 
     def flush(self) -> None:
@@ -375,17 +391,10 @@ def _frame_rate(recording: Recording, fps: float | None) -> float:
 
 
 def _assemble(pending: _Pending, options: IkOptions) -> ReferenceMotion:
-    """Stitches a recording's job results into a ReferenceMotion."""
+    """A recording's stitched job results as a ReferenceMotion."""
     recording = pending.recording
     num_frames = recording.num_frames
-    angles = np.full((num_frames, c.NUM_LEGS, c.DOF_PER_LEG), np.nan)
-    fk = np.full((num_frames, c.NUM_LEGS, c.NUM_KEYPOINTS, 3), np.nan)
-    error = np.full((num_frames, c.NUM_LEGS, c.NUM_KEYPOINTS), np.nan)
-    for result in sorted(pending.results, key=lambda r: (r.leg, r.start)):
-        legid = c.LEGS.index(result.leg)
-        frames = slice(result.start, result.start + len(result.angles))
-        angles[frames, legid], fk[frames, legid] = result.angles, result.fk
-        error[frames, legid] = result.error
+    angles, fk, error = pending.angles, pending.fk, pending.error
     # A frame with no tracked keypoint beyond the ThC is interpolated from its neighbours.
     unusable = ~pending.tracked[:, :, 1:].any(-1)
     legs = pending.legs
@@ -410,6 +419,8 @@ def _assemble(pending: _Pending, options: IkOptions) -> ReferenceMotion:
         "frames_with_untracked_keypoints": {
             c.LEGS[i]: int((~pending.tracked[:, i]).any(-1).sum()) for i in legs},
     }
+    for array in (fk, error):  # frozen, so the motion adopts them instead of copying
+        array.setflags(write=False)
     return ReferenceMotion(fps=pending.fps, joint_angles=angles.reshape(num_frames, c.NUM_DOFS),
                            keypoints=pending.keypoints, fk_keypoints=fk, ik_error=error,
                            metadata=metadata)

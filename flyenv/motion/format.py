@@ -227,6 +227,11 @@ class ReferenceMotion:
 
 
 def _frozen_array(name: str, value: Any) -> np.ndarray:
+    # An array that is already float64, read-only and owns its memory is adopted as it is: no
+    # view of writable memory can change it, and large IK outputs are not copied again.
+    if (isinstance(value, np.ndarray) and value.dtype == np.float64
+            and not value.flags.writeable and value.flags.owndata):
+        return value
     try:
         array = np.array(value, dtype=np.float64)
     except (TypeError, ValueError) as err:
