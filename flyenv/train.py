@@ -41,6 +41,9 @@ class PpoArgs:
     """Simulated flies."""
     total_timesteps: int = 100_000
     """Env steps over all flies."""
+    time_limit_s: float = 0.0
+    """Stop training after the iteration that passes this wall time [s] (0: no limit); the
+    checkpoint, evaluation and video follow as usual."""
     num_steps: int = 64
     """Rollout length per iteration."""
     control_decimation: int = 20
@@ -225,6 +228,9 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
         curve.append(_log(log, iteration, num_iterations, stats, base, start, n * t * iteration,
                           {"score": score, "value_loss": v_loss.item(),
                            "action_std": agent.log_std.exp().mean().item()}, writer))
+        if 0 < args.time_limit_s <= time.perf_counter() - start and iteration < num_iterations:
+            log(f"time limit of {args.time_limit_s:.0f} s reached after {iteration} iterations")
+            break
     torch.save({"agent": agent.state_dict(), "obs_norm": envs.state_dict(),
                 "args": dataclasses.asdict(args)}, out / "checkpoint.pt")
     evaluation = _evaluate(agent, envs, base, args.eval_steps)

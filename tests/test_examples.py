@@ -43,10 +43,13 @@ def test_ppo_imitation_example_runs(tmp_path):
 def test_flyenv_train_cli(tmp_path):
     from flyenv.cli import main
 
+    # A wall-time limit below one iteration's time stops after the first of 3 iterations.
     assert main(["train", "--device", "cpu", "--num-envs", "2", "--num-steps", "4",
-                 "--total-timesteps", "8", "--update-epochs", "1", "--eval-steps", "2",
-                 "--output", str(tmp_path)]) == 0
-    evaluation = json.loads((tmp_path / "curve.json").read_text())["evaluation"]
+                 "--total-timesteps", "24", "--update-epochs", "1", "--eval-steps", "2",
+                 "--time-limit-s", "1e-6", "--output", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "curve.json").read_text())
+    assert [r["iteration"] for r in result["curve"]] == [1]
+    evaluation = result["evaluation"]
     assert evaluation["score"] > 0
     # The replay baseline is the zero-residual rollout from the same seeded starts.
     env = gym.make_vec("flyenv/FlyImitation-v0", num_envs=2, device="cpu",
