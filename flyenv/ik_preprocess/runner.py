@@ -313,12 +313,12 @@ class _Batch:
                                 filled[lo:hi, legid], tracked[lo:hi, legid],
                                 body.lengths[legid], bounds[legid], solvers.SEQIKPY_SEED_RAD[legid],
                                 options.solver, options.lm))
-        num_frames, missing = recording.num_frames, [i for i in range(c.NUM_LEGS) if i not in legs]
-        angles = np.empty((num_frames, c.NUM_LEGS, c.DOF_PER_LEG))
-        fk = np.empty((num_frames, c.NUM_LEGS, c.NUM_KEYPOINTS, 3))
-        error = np.empty((num_frames, c.NUM_LEGS, c.NUM_KEYPOINTS))
-        for array in (angles, fk, error):
-            array[:, missing] = np.nan
+        # NaN until a job fills its frames: a result that never came stays visible as NaN,
+        # which ReferenceMotion refuses for a leg that is present.
+        num_frames = recording.num_frames
+        angles = np.full((num_frames, c.NUM_LEGS, c.DOF_PER_LEG), np.nan)
+        fk = np.full((num_frames, c.NUM_LEGS, c.NUM_KEYPOINTS, 3), np.nan)
+        error = np.full((num_frames, c.NUM_LEGS, c.NUM_KEYPOINTS), np.nan)
         pending = _Pending(recording, fps, body, keypoints, filled, tracked, scale, legs,
                            len(jobs), angles, fk, error)
         return pending, jobs
