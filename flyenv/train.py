@@ -80,7 +80,7 @@ class PpoArgs:
     """Gradient clipping."""
     init_log_std: float = -1.386
     """Initial log standard deviation of the actions, in units of the action range (-1.386: 0.25
-    of it, 0.025 rad with the default range; 0.068 rad of noise alone costs a third of the
+    of it, 0.025 rad with the default range; 0.068 rad of noise alone costs a quarter of the
     reward at 500 Hz)."""
     hidden: int = 256
     """Width of the two hidden layers."""
