@@ -147,11 +147,8 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
-    kwargs = {"reference": args.reference} if args.reference else {}
     envs = gym.make_vec("flyenv/FlyImitation-v0", num_envs=args.num_envs, device=args.device,
-                        autoreset_mode="same_step", control_decimation=args.control_decimation,
-                        residual_range_rad=args.residual_range_rad,
-                        **kwargs)
+                        autoreset_mode="same_step", **_env_settings(args))
     base = envs
     envs = NormalizeObservation(EpisodeStatistics(envs))
     stats: EpisodeStatistics = envs.env
@@ -261,12 +258,9 @@ def policy_video(agent: Agent, obs_norm: dict[str, torch.Tensor], args: PpoArgs,
     Returns:
         The mp4 written (`slowdown` times slower than real time).
     """
-    kwargs = {"reference": args.reference} if args.reference else {}
     env = NormalizeObservation(FlyImitationVecEnv(
         num_envs=1, device=str(next(agent.parameters()).device), random_start=False,
-        autoreset_mode="disabled", control_decimation=args.control_decimation,
-        residual_range_rad=args.residual_range_rad,
-        render_mode="rgb_array", **kwargs))
+        autoreset_mode="disabled", render_mode="rgb_array", **_env_settings(args)))
     env.load_state_dict(obs_norm)
     env.update = False
     try:
@@ -274,6 +268,15 @@ def policy_video(agent: Agent, obs_norm: dict[str, torch.Tensor], args: PpoArgs,
                               steps=args.video_steps, slowdown=slowdown)[0]
     finally:
         env.close()
+
+
+def _env_settings(args: PpoArgs) -> dict[str, object]:
+    """The env config the policy is trained in (and filmed in)."""
+    settings = {"control_decimation": args.control_decimation,
+                "residual_range_rad": args.residual_range_rad}
+    if args.reference:
+        settings["reference"] = args.reference
+    return settings
 
 
 def _log(log: Log, iteration: int, num_iterations: int, stats: EpisodeStatistics,
@@ -300,9 +303,9 @@ def _evaluate(agent: Agent, envs: gym.vector.VectorEnv, base: gym.vector.VectorE
     """The deterministic policy's score, and the replay's (zero residuals) on the same starts."""
     envs.update = False
     per_step = {}
+    zeros = torch.zeros(base.action_space.shape, device=base.device)
     for name, policy in (("policy", lambda obs: agent.dist(obs).mean),
-                         ("replay", lambda obs: torch.zeros(obs.shape[0], base.single_action_space
-                                                            .shape[0], device=obs.device))):
+                         ("replay", lambda obs: zeros)):
         obs, _ = envs.reset(seed=12345)
         total = torch.zeros((), device=base.device)
         with torch.no_grad():

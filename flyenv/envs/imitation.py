@@ -174,8 +174,11 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         self._steps = self._steps + 1  # not in place: rsl_rl steps under inference_mode
 
         state = self._read_state()
-        ended, info = self._terminations(state)
-        terms = self._reward_terms(state)
+        # The reference at the current frame, gathered once for terminations and rewards.
+        ref_pos = self.ref.joint_pos[self._clip, self._frame]
+        dof_mask = self.ref.dof_mask[self._clip]
+        ended, info = self._terminations(state, ref_pos, dof_mask)
+        terms = self._reward_terms(state, ref_pos, dof_mask)
         reward = rewards.combine(terms, self.config.reward.weights)
         reward = torch.where(ended["nonfinite"], 0.0, reward)
         terminated = torch.stack([ended[k] for k in TERMINATIONS]).any(dim=0)
@@ -233,12 +236,11 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
             root_pos_w=root_pos, root_quat_w=root_quat, lin_vel_w=lin_vel, ang_vel_b=ang_vel,
             claw_pos_b=claw_b, touch=e.sensordata.to(torch.float32)[:, self._touch])
 
-    def _terminations(self, state: observations.FlyState,
-                      ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    def _terminations(self, state: observations.FlyState, ref_pos: torch.Tensor,
+                      dof_mask: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         cfg, clip, frame = self.config, self._clip, self._frame
         nonfinite = ~state.finite()
-        err = (state.joint_pos - self.ref.joint_pos[clip, frame]).abs()
-        joint_err = (err * self.ref.dof_mask[clip]).sum(1) / self.ref.dof_mask[clip].sum(1)
+        joint_err = ((state.joint_pos - ref_pos).abs() * dof_mask).sum(1) / dof_mask.sum(1)
         ended = {"nonfinite": nonfinite, "overflow": self.engine.overflow().to(self.device),
                  "joint_error": joint_err > cfg.max_joint_error_rad}
         no = torch.zeros_like(nonfinite)
@@ -254,13 +256,14 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         info = {f"termination/{k}": ended[k] for k in TERMINATIONS}
         return ended, info
 
-    def _reward_terms(self, state: observations.FlyState) -> dict[str, torch.Tensor]:
+    def _reward_terms(self, state: observations.FlyState, ref_pos: torch.Tensor,
+                      dof_mask: torch.Tensor) -> dict[str, torch.Tensor]:
         ref, clip, frame, k = self.ref, self._clip, self._frame, self.config.reward.scales
         terms = {  # evaluated only for the terms in use
             "joint_pos": lambda: rewards.reward_joint_pos(
-                state.joint_pos, ref.joint_pos[clip, frame], ref.dof_mask[clip], k["joint_pos"]),
+                state.joint_pos, ref_pos, dof_mask, k["joint_pos"]),
             "joint_vel": lambda: rewards.reward_joint_vel(
-                state.joint_vel, ref.joint_vel[clip, frame], ref.dof_mask[clip], k["joint_vel"]),
+                state.joint_vel, ref.joint_vel[clip, frame], dof_mask, k["joint_vel"]),
             "claw_pos": lambda: rewards.reward_claw_pos(
                 state.claw_pos_b, ref.claw_pos_b[clip, frame], ref.leg_mask[clip], k["claw_pos"]),
             "upright": lambda: rewards.reward_upright(state.gravity_b, k["upright"]),
