@@ -123,18 +123,31 @@ def test_resolve_engine_choices():
 
 
 @pytest.fixture(scope="module")
-def warp_engines(model, warp_device):
+def warp_kwargs(warp_device):
+    # On CUDA, float atomics make two runs differ in the last bits: tests that compare two warp
+    # runs bit for bit use MuJoCo Warp's deterministic mode there. The CPU runs kernels serially,
+    # so it is deterministic as it is (and the deterministic kernels need a compile of their own).
     device = "cpu" if warp_device == "cpu" else "cuda"
-    return [make_engine(model, NWORLD, nsubstep=NSUB, engine="warp", device=device)
-            for _ in range(2)]
+    return {"engine": "warp", "device": device, "deterministic": device != "cpu"}
+
+
+@pytest.fixture(scope="module")
+def warp_engines(model, warp_kwargs):
+    return [make_engine(model, NWORLD, nsubstep=NSUB, **warp_kwargs) for _ in range(2)]
 
 
 @pytest.mark.warp
-def test_warp_engine_agrees_with_c_mujoco(model, warp_engines):
-    warp = make_engine(model, NWORLD, nsubstep=NSUB, engine="warp",
-                       device=str(warp_engines[0].device))
+def test_warp_engine_runs_captured_graphs_on_every_device(warp_engines):
+    # The CPU tests exercise the graphs a GPU runs: step and reset are captured on the Warp CPU
+    # device too.
+    assert all(engine.use_cuda_graph for engine in warp_engines)
+
+
+@pytest.mark.warp
+def test_warp_engine_agrees_with_c_mujoco(model, warp_kwargs):
+    warp = make_engine(model, NWORLD, nsubstep=NSUB, **warp_kwargs)
     c_mujoco = make_engine(model, NWORLD, nsubstep=NSUB, engine="mujoco", device="cpu")
-    assert warp.qpos.dtype == torch.float32 and warp.qpos.device == warp_engines[0].device
+    assert warp.qpos.dtype == torch.float32 and warp.qpos.device.type == warp_kwargs["device"]
     for _ in range(4):
         _drive(warp, 1)
         _drive(c_mujoco, 1)
@@ -152,14 +165,72 @@ def test_warp_masked_reset_leaves_other_worlds_bit_identical(warp_engines):
 
 
 @pytest.mark.warp
-def test_warp_overflow_is_flagged(model, warp_engines, monkeypatch):
+def test_captured_and_uncaptured_steps_and_resets_agree(model, warp_kwargs):
+    # Several steps with different worlds reset midway, through the captured step and reset
+    # graphs and through the same calls made one by one.
+    captured = make_engine(model, 4, nsubstep=NSUB, **warp_kwargs)
+    plain = make_engine(model, 4, nsubstep=NSUB, cuda_graph=False, **warp_kwargs)
+    assert captured.use_cuda_graph and not plain.use_cuda_graph
+    device = captured.device
+    masks = {2: [True, False, False, True], 4: [False, False, False, False],
+             5: [False, True, False, False]}
+    for step in range(8):
+        for engine in (captured, plain):
+            if step in masks:
+                qpos, qvel, ctrl = _reset_state(engine)
+                qpos[:, -42:] += 0.02 * step
+                engine.reset(torch.tensor(masks[step], device=device), qpos, qvel, ctrl)
+            _drive(engine, 1, offset=0.01 * step)
+        for a, b in zip(_snapshot(captured), _snapshot(plain), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0 if device.type == "cpu" else 1e-6)
+        assert torch.equal(captured.overflow(), plain.overflow())
+
+
+@pytest.mark.warp
+def test_empty_reset_does_no_work(warp_engines):
+    # The reset graph's work (reset_data, forward, restores) runs only when a world is reset:
+    # after moving a world's qpos by hand, an empty reset must not recompute its body poses.
+    import warp as wp
+
+    engine = warp_engines[0]
+    xpos = wp.to_torch(engine._d.xpos)
+    before = xpos.clone()
+    engine.qpos[0, 2] += 1.0
+    engine.reset(torch.zeros(NWORLD, dtype=torch.bool, device=engine.device), engine.qpos,
+                 engine.qvel, engine.ctrl)
+    assert torch.equal(xpos, before)
+    # A non-empty mask runs it (forward recomputes every world's body poses; the fields the
+    # engine exposes are restored for the others).
+    engine.reset(torch.tensor([True] + [False] * (NWORLD - 1), device=engine.device),
+                 engine.qpos.clone(), engine.qvel.clone(), engine.ctrl.clone())
+    torch.testing.assert_close(xpos[0, 1], engine.qpos[0, :3])  # the thorax, lifted
+    engine.qpos[0, 2] -= 1.0
+
+
+@pytest.mark.warp
+def test_deterministic_mode_runs_and_repeats(model, warp_kwargs):
+    # MuJoCo Warp's deterministic mode compiles and steps; two runs are bit-identical, and on
+    # the CPU (serial, deterministic either way) it equals the default mode.
+    kwargs = {**warp_kwargs, "deterministic": True}
+    runs = [make_engine(model, NWORLD, nsubstep=NSUB, **kwargs) for _ in range(2)]
+    default = make_engine(model, NWORLD, nsubstep=NSUB, **{**warp_kwargs,
+                                                            "deterministic": False})
+    assert runs[0].deterministic and not default.deterministic
+    for engine in (*runs, default):
+        _drive(engine, 3)
+    assert torch.equal(runs[0].qpos, runs[1].qpos)
+    if runs[0].device.type == "cpu":
+        assert torch.equal(runs[0].qpos, default.qpos)
+
+
+@pytest.mark.warp
+def test_warp_overflow_is_flagged(model, warp_kwargs, monkeypatch):
     # One contact per world cannot hold a landing fly's six: the overflow must be reported.
     import flyenv.sim.warp_engine as warp_engine
 
     monkeypatch.setattr(warp_engine, "contact_capacity", lambda m: (1, 8))
     lifted = build_model(options=ModelOptions(standing_height_mm=1.5))
-    engine = make_engine(lifted, 2, nsubstep=50, engine="warp",
-                         device=str(warp_engines[0].device))
+    engine = make_engine(lifted, 2, nsubstep=50, **warp_kwargs)
     assert engine.nconmax == 1
     engine.step()
     assert not engine.overflow().any()  # still in the air
@@ -171,15 +242,55 @@ def test_warp_overflow_is_flagged(model, warp_engines, monkeypatch):
     assert engine.overflow().tolist() == [False, True]
 
 
-@pytest.mark.gpu
 @pytest.mark.warp
-def test_captured_and_uncaptured_steps_agree(model):
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA device")
-    captured = make_engine(model, 8, nsubstep=NSUB, engine="warp", device="cuda")
-    plain = make_engine(model, 8, nsubstep=NSUB, engine="warp", device="cuda", cuda_graph=False)
-    assert captured.use_cuda_graph and not plain.use_cuda_graph
+def test_contact_pool_overflow_is_flagged(model, warp_kwargs, monkeypatch):
+    # MuJoCo Warp drops contacts past its shared pool (nconmax * nworld) without an overflow
+    # bit; with room for every constraint row, only the engine's own check can see it.
+    import mujoco_warp as mjw
+
+    import flyenv.sim.warp_engine as warp_engine
+
+    lifted = build_model(options=ModelOptions(standing_height_mm=1.5))
+    monkeypatch.setattr(warp_engine, "contact_capacity", lambda m: (1, 400))
+    engine = make_engine(lifted, 2, nsubstep=50, **warp_kwargs)
+    monkeypatch.undo()
+    roomy = make_engine(lifted, 2, nsubstep=50, **warp_kwargs)
+    engine.step()
+    assert not engine.overflow().any()  # still in the air
+    for _ in range(4):
+        engine.step()
+        roomy.step()
+    assert engine.overflow().all()
+    bits = engine._overflow.cpu()
+    # The broadphase's candidate pairs share the pool's size and are dropped past it too.
+    pool = int(mjw.OverflowType.NARROWPHASE | mjw.OverflowType.BROADPHASE)
+    assert (bits & pool).all()
+    assert not (bits & int(mjw.OverflowType.NEFC)).any()
+    # The same landing with the engine's own capacity: nothing flagged.
+    assert not roomy.overflow().any()
+
+
+@pytest.mark.warp
+def test_nonfinite_world_does_not_raise_the_solver_cost(model, warp_kwargs):
+    # The solver loop runs until the slowest world converges: a diverged world must not make
+    # it run to the iteration limit for everyone. Twin engines, one world NaN in one of them.
+    engines = [make_engine(model, 4, nsubstep=1, **warp_kwargs) for _ in range(2)]
+    for engine in engines:
+        _drive(engine, 20)
+    engines[0].qvel[1, 0] = float("nan")
     for _ in range(5):
-        _drive(captured, 1)
-        _drive(plain, 1)
-    torch.testing.assert_close(captured.qpos, plain.qpos, rtol=0, atol=1e-6)
+        for engine in engines:
+            _drive(engine, 1)
+        sick, healthy = (e.solver_iterations().cpu() for e in engines)
+        assert not torch.isfinite(engines[0].qpos[1]).all()
+        assert torch.equal(sick[[0, 2, 3]], healthy[[0, 2, 3]])
+        assert sick[1] <= healthy.max()
+    assert healthy.max() < model.opt.iterations
+
+
+def test_mujoco_engine_reports_solver_iterations(model):
+    engine = make_engine(model, NWORLD, nsubstep=NSUB, engine="mujoco", device="cpu")
+    _drive(engine, 2)
+    iterations = engine.solver_iterations()
+    assert iterations.shape == (NWORLD,) and iterations.dtype == torch.int32
+    assert (iterations >= 1).all() and (iterations < model.opt.iterations).all()

@@ -100,7 +100,12 @@ class FlyImitationConfig:
         render_worlds: the worlds `render()` draws (copied to the host; the rest never are).
         render_size: (width, height) of a frame [px].
         render_ghost: draw the reference pose as a translucent fly beside the simulated one.
-        cuda_graph: capture the physics substeps as one CUDA graph (warp engine on CUDA).
+        cuda_graph: capture the physics substeps and the masked reset as graphs (warp engine:
+            CUDA graphs on a GPU, Warp's CPU graphs on the Warp CPU device).
+        deterministic: run MuJoCo Warp in its deterministic mode (fixed contact and constraint
+            order, ordered float atomics), so that two runs on a GPU with the same seed and
+            actions are bit-identical; off, CUDA's float atomics make runs differ in the last
+            bits. C MuJoCo is always deterministic.
     """
 
     reference: ReferenceSpec | tuple[ReferenceSpec, ...] | None = None
@@ -127,6 +132,7 @@ class FlyImitationConfig:
     render_size: tuple[int, int] = (480, 360)
     render_ghost: bool = True
     cuda_graph: bool = True
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.reward, Mapping):

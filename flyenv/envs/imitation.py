@@ -67,7 +67,7 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         self.engine = make_engine(
             build_model(self.ref.body, tethered=cfg.tethered, options=options),
             self.num_envs, nsubstep=cfg.control_decimation, engine=engine, device=str(self.device),
-            nthread=cfg.nthread, cuda_graph=cfg.cuda_graph)
+            nthread=cfg.nthread, cuda_graph=cfg.cuda_graph, deterministic=cfg.deterministic)
         self._setup_model_indices()
         self._setup_spaces()
         self._setup_buffers()
@@ -344,10 +344,11 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         return mask
 
     def _reset_worlds(self, mask: torch.Tensor) -> bool:
-        # Returns whether any world may have been reset. On the CPU an empty mask is skipped
-        # (reading it costs nothing there); on a GPU every step runs the same work, so that
-        # nothing waits on the device.
-        if self.device.type == "cpu" and not bool(mask.any()):
+        # Returns whether any world may have been reset. The C engine reads the mask on the host
+        # anyway, so an empty one is skipped; the warp engine's reset never reads it (its graph
+        # skips the work on the device), so every step does the same work on any device and
+        # nothing waits on it.
+        if self.engine.reads_mask_on_host and not bool(mask.any()):
             return False
         # Samples for every world whatever the mask: the random stream (and so a seeded run)
         # depends on when resets happen, not on which worlds they concern.

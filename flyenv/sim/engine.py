@@ -10,9 +10,10 @@ torch tensors that alias the engine's own memory (created once, never reallocate
     sensordata (nworld, nsensor)      sensor outputs
 
 `step()` advances every world by `nsubstep` physics steps with `ctrl` held; `reset(mask, ...)`
-puts only the worlds in a boolean mask into a given state. Derived fields (`site_xpos`,
-`sensordata`) describe the state before the last substep, as after `mj_step`; after `reset` they
-describe the reset state.
+puts only the worlds in a boolean mask into a given state; `overflow()` flags the worlds whose
+last step cannot be trusted; `solver_iterations()` tells how hard the constraint solver worked.
+Derived fields (`site_xpos`, `sensordata`) describe the state before the last substep, as after
+`mj_step`; after `reset` they describe the reset state.
 
 Two engines implement it: `MujocoEngine` (C MuJoCo's `mujoco.batch.Batch` on a thread pool, the
 CPU engine) and `WarpEngine` (MuJoCo Warp; CUDA, or the Warp CPU device for parity tests).
@@ -41,9 +42,12 @@ class Engine(abc.ABC):
         nworld: number of simulations.
         nsubstep: physics steps per `step()` call.
         device: torch device of the state tensors.
+        reads_mask_on_host: whether `reset` reads its mask on the host anyway (the C engine);
+            then a caller may skip an empty reset, which elsewhere would cost a sync.
     """
 
     name: str
+    reads_mask_on_host: bool
     model: mujoco.MjModel
     nworld: int
     nsubstep: int
@@ -79,6 +83,14 @@ class Engine(abc.ABC):
 
         Returns:
             (nworld,) bool; the state of a flagged world is not trustworthy.
+        """
+
+    @abc.abstractmethod
+    def solver_iterations(self) -> torch.Tensor:
+        """Constraint-solver iterations of each world's last physics step.
+
+        Returns:
+            (nworld,) int32 (a view: read it before the next step).
         """
 
 
@@ -148,7 +160,7 @@ def resolve_engine(engine: EngineName, device: str) -> tuple[str, torch.device]:
 
 def make_engine(model: mujoco.MjModel, nworld: int, *, nsubstep: int = 1,
                 engine: EngineName = "auto", device: str = "auto", nthread: int = 0,
-                cuda_graph: bool = True) -> Engine:
+                cuda_graph: bool = True, deterministic: bool = False) -> Engine:
     """Builds an engine for `nworld` copies of `model`, all in the model's first keyframe.
 
     Args:
@@ -159,7 +171,9 @@ def make_engine(model: mujoco.MjModel, nworld: int, *, nsubstep: int = 1,
         device: "auto", "cpu" or "cuda[:N]"; "cpu" with engine "warp" runs MuJoCo Warp on the
             Warp CPU device (slow: for parity tests).
         nthread: threads of the C MuJoCo engine (0: all cores).
-        cuda_graph: capture the substep loop as one CUDA graph (warp engine on CUDA only).
+        cuda_graph: capture the substep loop and the masked reset as graphs (warp engine: CUDA
+            graphs on a GPU, Warp's CPU graphs on the CPU); False runs the same calls one by one.
+        deterministic: MuJoCo Warp's deterministic mode (warp engine; C MuJoCo always is).
 
     Returns:
         The engine.
@@ -174,7 +188,8 @@ def make_engine(model: mujoco.MjModel, nworld: int, *, nsubstep: int = 1,
         return MujocoEngine(model, int(nworld), int(nsubstep), nthread=nthread)
     from flyenv.sim.warp_engine import WarpEngine
 
-    return WarpEngine(model, int(nworld), int(nsubstep), torch_device, cuda_graph=cuda_graph)
+    return WarpEngine(model, int(nworld), int(nsubstep), torch_device, cuda_graph=cuda_graph,
+                      deterministic=deterministic)
 
 
 def _copy_model(model: mujoco.MjModel) -> mujoco.MjModel:

@@ -22,6 +22,7 @@ class MujocoEngine(Engine):
     """`nworld` C MuJoCo simulations on a thread pool (see `flyenv.sim.engine.Engine`)."""
 
     name = "mujoco"
+    reads_mask_on_host = True
 
     def __init__(self, model: mujoco.MjModel, nworld: int, nsubstep: int, *,
                  nthread: int = 0) -> None:
@@ -42,6 +43,8 @@ class MujocoEngine(Engine):
             self.ctrl = torch.from_numpy(self._batch.bind("ctrl"))
             self.site_xpos = torch.from_numpy(self._batch.bind("site_xpos"))
             self.sensordata = torch.from_numpy(self._batch.bind("sensordata"))
+            # One count per constraint island; the fly's contacts and joints form one.
+            self._solver_niter = torch.from_numpy(self._batch.bind("solver_niter"))
         self._failed = torch.zeros(nworld, dtype=torch.bool)
 
     @property
@@ -71,6 +74,10 @@ class MujocoEngine(Engine):
     def overflow(self) -> torch.Tensor:
         """(nworld,) bool: worlds whose last step failed (MuJoCo reported an error)."""
         return self._failed
+
+    def solver_iterations(self) -> torch.Tensor:
+        """(nworld,) int32: solver iterations of each world's last physics step (all islands)."""
+        return self._solver_niter.sum(dim=1, dtype=torch.int32)
 
     def error(self, worldid: int) -> str:
         """MuJoCo's message for a failed world, or ''."""

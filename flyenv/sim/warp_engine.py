@@ -1,18 +1,25 @@
 """The GPU engine: MuJoCo Warp, `nworld` worlds of one model in one `mujoco_warp.Data`.
 
-On CUDA the whole substep loop is captured once as a CUDA graph and `step()` only launches it, on
-torch's current stream: no host synchronization, no allocation, and the launch is ordered with
-the torch work around it. On the Warp CPU device the same loop runs uncaptured.
+The whole substep loop is captured once as a graph and `step()` only launches it, on torch's
+current stream: no host synchronization, no allocation, and the launch is ordered with the torch
+work around it. The masked reset is a second graph, whose work runs only when some world is
+reset (a conditional node on a device-side count). Warp 1.19 captures and replays graphs on its
+CPU device too, so the CPU tests run the very graphs a GPU runs (`cuda_graph=False` runs the same
+calls uncaptured).
 
 Contact and constraint buffers are sized from the model (`contact_capacity`) rather than from
 MuJoCo Warp's generic defaults, and the per-world `Data.overflow` bits are cleared at the start
 of every step and reported by `overflow()`: an overflowing world is flagged, never silently wrong.
+MuJoCo Warp drops contacts past its shared contact pool without a bit; a kernel after every
+substep compares the pool's count with its size and flags that too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import gc
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -29,25 +36,33 @@ from flyenv.sim.engine import Engine, contact_capacity
 _BUFFER_OVERFLOW = int(mjw.OverflowType.NEFC | mjw.OverflowType.NJMAX_NNZ
                        | mjw.OverflowType.BROADPHASE | mjw.OverflowType.NARROWPHASE
                        | mjw.OverflowType.CCD | mjw.OverflowType.NVMAX)
+_warned_no_mempool: set[str] = set()
 
 
 class WarpEngine(Engine):
     """`nworld` MuJoCo Warp worlds on one device (see `flyenv.sim.engine.Engine`).
 
     Attributes:
-        use_cuda_graph: whether `step()` launches a captured CUDA graph.
-        nconmax: contacts allocated per world.
+        use_cuda_graph: whether `step()` and `reset()` launch captured graphs (CUDA graphs on a
+            GPU, Warp's CPU graphs on the Warp CPU device).
+        deterministic: whether MuJoCo Warp runs in its deterministic mode (contacts and
+            constraint rows in a fixed order, float atomics in a fixed order), so that two runs
+            on a GPU are bit-identical.
+        nconmax: contacts allocated per world (one pool of `nconmax * nworld` for all worlds).
         njmax: constraint rows allocated per world.
     """
 
     name = "warp"
+    reads_mask_on_host = False
 
     def __init__(self, model: mujoco.MjModel, nworld: int, nsubstep: int,
-                 device: torch.device, *, cuda_graph: bool = True) -> None:
+                 device: torch.device, *, cuda_graph: bool = True,
+                 deterministic: bool = False) -> None:
         self.model = model
         self.nworld = nworld
         self.nsubstep = nsubstep
         self.device = device
+        self.deterministic = bool(deterministic)
         wp.init()
         self._wp_device = wp.get_device("cpu" if device.type == "cpu" else f"cuda:{device.index}")
         self.nconmax, self.njmax = contact_capacity(model)
@@ -56,6 +71,9 @@ class WarpEngine(Engine):
         if model.nkey:
             mujoco.mj_resetDataKeyframe(model, data, 0)
         mujoco.mj_forward(model, data)
+        # Conditional graph nodes (the solver's loop, the reset's branch) need CUDA 12.4+; on
+        # older drivers every world runs every solver iteration and every reset does the work.
+        self._conditional = not self._wp_device.is_cuda or wp.is_conditional_graph_supported()
         with wp.ScopedDevice(self._wp_device):
             # MuJoCo Warp never resets a diverged world on its own and refuses the flag that
             # turns C MuJoCo's automatic reset off.
@@ -65,16 +83,26 @@ class WarpEngine(Engine):
             # Overflows are reported per world through overflow(); printing from kernels would
             # only repeat it on stdout.
             self._m.opt.warn_overflow = 0
+            self._m.opt.graph_conditional = self._conditional
+            self._m.opt.deterministic = (mjw.DeterminismType.ALL if self.deterministic
+                                         else mjw.DeterminismType.NONE)
             self._d = mjw.put_data(model, data, nworld=nworld, nconmax=self.nconmax,
                                    njmax=self.njmax)
             # Inputs of the masked reset: the env fills them, one graph (or call) consumes them.
             self._reset_mask = wp.zeros(nworld, dtype=bool)
+            self._reset_count = wp.zeros(1, dtype=wp.int32)
             self._reset_qpos = wp.zeros_like(self._d.qpos)
             self._reset_qvel = wp.zeros_like(self._d.qvel)
             self._reset_ctrl = wp.zeros_like(self._d.ctrl)
             self._kept_sites = wp.zeros_like(self._d.site_xpos)
             self._kept_sensors = wp.zeros_like(self._d.sensordata)
             self._kept_overflow = wp.zeros_like(self._d.overflow)
+        # put_data and the buffers above were written on Warp's stream; everything after runs on
+        # torch's, so wait for them once here.
+        wp.synchronize_device(self._wp_device)
+        # The site positions as flat float rows, for the masked copies.
+        self._site_rows, self._kept_site_rows = (kernels.flat(a) for a in (self._d.site_xpos,
+                                                                          self._kept_sites))
 
         # Zero-copy views, created once.
         self.qpos = wp.to_torch(self._d.qpos)
@@ -83,20 +111,51 @@ class WarpEngine(Engine):
         self.site_xpos = wp.to_torch(self._d.site_xpos)
         self.sensordata = wp.to_torch(self._d.sensordata)
         self._overflow = wp.to_torch(self._d.overflow)
+        self._solver_niter = wp.to_torch(self._d.solver_niter)
         self._reset_inputs = [wp.to_torch(a) for a in (self._reset_mask, self._reset_qpos,
                                                         self._reset_qvel, self._reset_ctrl)]
 
-        self.use_cuda_graph = (cuda_graph and self._wp_device.is_cuda
-                               and wp.is_mempool_enabled(self._wp_device))
+        self.use_cuda_graph = bool(cuda_graph) and self._graphs_possible()
         self._graph = self._reset_graph = None
         self._compile()
 
+    def _graphs_possible(self) -> bool:
+        # MuJoCo Warp allocates inside its step (solver scratch), which a CUDA graph can only
+        # capture from a memory pool; without one every step would run uncaptured, with a host
+        # synchronization per solver iteration. Say so once per device rather than run slowly.
+        if not self._wp_device.is_cuda or wp.is_mempool_enabled(self._wp_device):
+            return True
+        if self._wp_device.alias not in _warned_no_mempool:
+            _warned_no_mempool.add(self._wp_device.alias)
+            warnings.warn(
+                f"flyenv: Warp's memory pool is off on {self._wp_device.alias}, so the physics "
+                f"cannot be captured as a CUDA graph and runs uncaptured: every step launches "
+                f"hundreds of kernels from Python and the solver synchronizes the host at each "
+                f"iteration (many times slower). Turn the pool on with "
+                f"wp.set_mempool_enabled('{self._wp_device.alias}', True) before building the "
+                f"env, or check that the driver supports memory pools.",
+                RuntimeWarning, stacklevel=4)
+        return False
+
     def _step_impl(self) -> None:
-        self._d.overflow.zero_()
+        m, d = self._m, self._d
+        d.overflow.zero_()
         for _ in range(self.nsubstep):
-            mjw.step(self._m, self._d)
+            mjw.step(m, d)
+            kernels.flag_contact_overflow(d.nacon, d.ncollision, d.naconmax,
+                                          int(mjw.OverflowType.NARROWPHASE),
+                                          int(mjw.OverflowType.BROADPHASE), d.overflow)
 
     def _reset_impl(self) -> None:
+        # The reset work runs only when some world is in the mask (a conditional graph node on
+        # a device-side count: no host read), so a step without resets costs one tiny kernel.
+        kernels.count_true(self._reset_mask, self._reset_count)
+        if self._conditional:
+            wp.capture_if(self._reset_count, on_true=self._reset_worlds)
+        else:
+            self._reset_worlds()
+
+    def _reset_worlds(self) -> None:
         # mujoco_warp.reset_data clears the masked worlds, a kernel writes their new state, one
         # forward recomputes derived fields, and the derived fields the engine exposes are put
         # back for the other worlds, so they stay exactly what their last step left.
@@ -111,14 +170,15 @@ class WarpEngine(Engine):
         wp.copy(self._kept_sensors, d.sensordata)
         wp.copy(self._kept_overflow, d.overflow)
         mjw.forward(m, d)
-        kernels.masked_keep(mask, self._kept_sites, d.site_xpos)
+        kernels.masked_keep(mask, self._kept_site_rows, self._site_rows)
         kernels.masked_keep(mask, self._kept_sensors, d.sensordata)
         wp.copy(d.overflow, self._kept_overflow)
 
     def _compile(self) -> None:
         # Kernels compile on their first launch, which must not happen inside a capture: run
-        # one step on a saved state, put the state back, run an empty reset, then capture both
-        # (on Warp's own stream: a capture cannot use the legacy default stream torch may be on).
+        # one step on a saved state, put the state back, run the reset's count and its work with
+        # an all-False mask (which changes nothing), then capture both (on Warp's own stream: a
+        # capture cannot use the legacy default stream torch may be on).
         saved = [t.clone() for t in self._state()]
         with self._on_torch_stream():
             mjw.step(self._m, self._d)
@@ -126,17 +186,29 @@ class WarpEngine(Engine):
                 view.copy_(value)
             mjw.forward(self._m, self._d)
             self._d.overflow.zero_()
-            self._reset_impl()  # the mask is all False: compiles, changes nothing
+            kernels.flag_contact_overflow(self._d.nacon, self._d.ncollision, self._d.naconmax,
+                                          0, 0, self._d.overflow)
+            self._reset_impl()
+            self._reset_worlds()
         if self.use_cuda_graph:
-            torch.cuda.synchronize(self.device)
+            if self._wp_device.is_cuda:
+                torch.cuda.synchronize(self.device)
             self._graph = self._capture(self._step_impl)
             self._reset_graph = self._capture(self._reset_impl)
             wp.synchronize_device(self._wp_device)
 
     def _capture(self, function: Callable[[], None]) -> Any:
-        with wp.ScopedDevice(self._wp_device), wp.ScopedCapture(
-                device=self._wp_device) as capture:
-            function()
+        # Python's garbage collector running inside a capture can free a stale graph's memory
+        # and corrupt the one being recorded (upstream: CUDA error 901): no collection here.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            with wp.ScopedDevice(self._wp_device), wp.ScopedCapture(
+                    device=self._wp_device) as capture:
+                function()
+        finally:
+            if collecting:
+                gc.enable()
         return capture.graph
 
     def _state(self) -> list[torch.Tensor]:
@@ -157,7 +229,7 @@ class WarpEngine(Engine):
                 yield
 
     def step(self) -> None:
-        """Advances every world by `nsubstep` physics steps (one graph launch on CUDA)."""
+        """Advances every world by `nsubstep` physics steps (one graph launch)."""
         with self._on_torch_stream():
             if self._graph is not None:
                 wp.capture_launch(self._graph)
@@ -169,7 +241,7 @@ class WarpEngine(Engine):
         """Resets the worlds in `mask` without reading the mask on the host (see `Engine.reset`).
 
         The inputs are copied into the engine's reset buffers (torch, on torch's stream), then
-        one graph launch (CUDA) or the same calls uncaptured (CPU) does the rest.
+        one graph launch (or the same calls uncaptured) does the rest.
         """
         for buffer, value in zip(self._reset_inputs, (mask, qpos, qvel, ctrl), strict=True):
             buffer.copy_(value)
@@ -182,3 +254,7 @@ class WarpEngine(Engine):
     def overflow(self) -> torch.Tensor:
         """(nworld,) bool: worlds whose contact or constraint buffers overflowed last step."""
         return (self._overflow & _BUFFER_OVERFLOW) != 0
+
+    def solver_iterations(self) -> torch.Tensor:
+        """(nworld,) int32: constraint-solver iterations of each world's last substep."""
+        return self._solver_niter
