@@ -7,7 +7,11 @@ the checkpoint), episode statistics come from `EpisodeStatistics`. It logs per i
 mean episode return, each reward term and the imitation score (reward per step / the env's
 maximum reward) to stdout, to TensorBoard when installed, and to `OUTPUT/curve.json`; it saves
 `OUTPUT/checkpoint.pt`, ends with a deterministic evaluation and, optionally, writes
-`OUTPUT/policy.mp4` of the trained policy beside the reference ghost.
+`OUTPUT/policy.mp4` of the trained policy beside the reference ghost (last, after the checkpoint
+and the curve: a machine without OpenGL loses only the video, with a warning).
+
+One iteration is `collect` (a rollout) and `update` (GAE and the clipped update), neither of which
+reads a device value on the host; the log reads a few scalars once per iteration.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import argparse
 import dataclasses
 import json
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -131,7 +136,128 @@ class Agent(nn.Module):
     def dist(self, obs: torch.Tensor) -> torch.distributions.Normal:
         """The action distribution, (batch, act_dim)."""
         mean = torch.tanh(self.actor(obs)) * self.action_scale
-        return torch.distributions.Normal(mean, self.log_std.exp() * self.action_scale)
+        # Valid by construction (the scale is an exponential): argument validation would read
+        # device values on the host at every call, three times per env step.
+        return torch.distributions.Normal(mean, self.log_std.exp() * self.action_scale,
+                                          validate_args=False)
+
+
+@dataclasses.dataclass
+class Rollout:
+    """One iteration's experience, (num_steps, num_envs, ...) tensors on the device.
+
+    `reward` is what the critic learns from: the env's reward scaled by (1 - gamma), plus the
+    discounted value of the final observation where an episode was truncated (time-out
+    bootstrapping); `raw_reward` is the env's.
+    """
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    logp: torch.Tensor
+    values: torch.Tensor
+    reward: torch.Tensor
+    raw_reward: torch.Tensor
+    done: torch.Tensor
+
+    @classmethod
+    def zeros(cls, num_steps: int, num_envs: int, obs_dim: int, act_dim: int,
+              device: torch.device) -> Rollout:
+        """Buffers for `num_steps` steps of `num_envs` worlds, allocated once."""
+        def zeros(*shape: int) -> torch.Tensor:
+            return torch.zeros(num_steps, num_envs, *shape, device=device)
+
+        return cls(obs=zeros(obs_dim), actions=zeros(act_dim), logp=zeros(), values=zeros(),
+                   reward=zeros(), raw_reward=zeros(), done=zeros())
+
+
+def collect(agent: Agent, envs: gym.vector.VectorEnv, obs: torch.Tensor, rollout: Rollout,
+            gamma: float) -> torch.Tensor:
+    """Fills `rollout` with one rollout of the stochastic policy (no host read of any value).
+
+    Args:
+        agent: the policy and critic.
+        envs: the (wrapped) env in SAME_STEP autoreset mode.
+        obs: (num_envs, obs_dim) the current observations.
+        rollout: the buffers to fill, of `num_steps` steps.
+        gamma: the discount, for the reward scale and the time-out bootstrap.
+
+    Returns:
+        (num_envs, obs_dim) the observations after the rollout.
+    """
+    for step in range(rollout.obs.shape[0]):
+        with torch.no_grad():
+            dist = agent.dist(obs)
+            action = dist.sample()
+            rollout.obs[step], rollout.actions[step] = obs, action
+            rollout.logp[step] = dist.log_prob(action).sum(-1)
+            rollout.values[step] = agent.value(obs)
+        obs, reward, terminated, truncated, info = envs.step(action)
+        with torch.no_grad():  # bootstrap time-outs from the last observation
+            final_value = agent.value(info["final_obs"])
+        rollout.raw_reward[step] = reward
+        # Rewards scaled by (1 - gamma) keep returns (the critic's targets) near the reward per
+        # step, in [0, 1], rather than ~1 / (1 - gamma) times it; the advantages are normalized
+        # per minibatch, so only the critic's fit changes.
+        rollout.reward[step] = ((1 - gamma) * reward
+                                + gamma * final_value * (truncated & ~terminated))
+        rollout.done[step] = (terminated | truncated).float()
+    return obs
+
+
+def update(agent: Agent, optimizer: torch.optim.Optimizer, rollout: Rollout,
+           next_obs: torch.Tensor, args: PpoArgs) -> dict[str, torch.Tensor]:
+    """GAE and the clipped PPO update over `update_epochs` epochs of minibatches.
+
+    Reads no value on the host (use a fused optimizer: Adam's default keeps its step count in a
+    CPU tensor and reads it every step).
+
+    Returns:
+        The last minibatch's losses as device tensors (`policy_loss`, `value_loss`), for logging.
+    """
+    t, n = rollout.reward.shape
+    with torch.no_grad():
+        advantages = torch.zeros_like(rollout.reward)
+        last_gae, next_value = 0.0, agent.value(next_obs)
+        for step in reversed(range(t)):
+            next_nonterminal = 1.0 - rollout.done[step]
+            delta = (rollout.reward[step] + args.gamma * next_value * next_nonterminal
+                     - rollout.values[step])
+            last_gae = delta + args.gamma * args.gae_lambda * next_nonterminal * last_gae
+            advantages[step] = last_gae
+            next_value = rollout.values[step]
+        returns = advantages + rollout.values
+
+    batch_size = t * n
+    minibatch = max(1, batch_size // args.num_minibatches)
+    b_obs = rollout.obs.reshape(batch_size, -1)
+    b_act = rollout.actions.reshape(batch_size, -1)
+    b_logp, b_adv, b_ret = rollout.logp.reshape(-1), advantages.reshape(-1), returns.reshape(-1)
+    for _ in range(args.update_epochs):
+        order = torch.randperm(batch_size, device=b_obs.device)
+        for begin in range(0, batch_size, minibatch):
+            idx = order[begin:begin + minibatch]
+            dist = agent.dist(b_obs[idx])
+            ratio = (dist.log_prob(b_act[idx]).sum(-1) - b_logp[idx]).exp()
+            adv = (b_adv[idx] - b_adv[idx].mean()) / (b_adv[idx].std() + 1e-8)
+            pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(
+                1 - args.clip_coef, 1 + args.clip_coef)).mean()
+            v_loss = 0.5 * ((agent.value(b_obs[idx]) - b_ret[idx]) ** 2).mean()
+            loss = pg_loss + args.vf_coef * v_loss - args.ent_coef * dist.entropy().sum(
+                -1).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            # Clipped per network: the critic's early, large gradients (returns of ~50 against
+            # a value head starting at 0) must not scale the policy's away.
+            nn.utils.clip_grad_norm_(agent.critic.parameters(), args.max_grad_norm)
+            nn.utils.clip_grad_norm_([*agent.actor.parameters(), agent.log_std],
+                                     args.max_grad_norm)
+            optimizer.step()
+    return {"policy_loss": pg_loss.detach(), "value_loss": v_loss.detach()}
+
+
+def make_optimizer(agent: Agent, learning_rate: float) -> torch.optim.Optimizer:
+    """Adam, fused: one kernel per step, its step count on the device (no host read)."""
+    return torch.optim.Adam(agent.parameters(), lr=learning_rate, eps=1e-5, fused=True)
 
 
 def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
@@ -156,17 +282,12 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
     obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     scale = torch.as_tensor(envs.single_action_space.high, device=device)
     agent = Agent(obs_dim, act_dim, args.hidden, scale, args.init_log_std).to(device)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
+    optimizer = make_optimizer(agent, args.learning_rate)
     writer = _tensorboard(out)
 
     n, t = args.num_envs, args.num_steps
-    obs_buf = torch.zeros(t, n, obs_dim, device=device)
-    act_buf = torch.zeros(t, n, act_dim, device=device)
-    logp_buf, rew_buf, raw_rew_buf, done_buf, val_buf = (torch.zeros(t, n, device=device)
-                                                         for _ in range(5))
+    rollout = Rollout.zeros(t, n, obs_dim, act_dim, device)
     num_iterations = max(1, args.total_timesteps // (n * t))
-    batch_size = n * t
-    minibatch = max(1, batch_size // args.num_minibatches)
     curve = []
 
     obs, _ = envs.reset(seed=args.seed)
@@ -174,62 +295,12 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
     for iteration in range(1, num_iterations + 1):
         for group in optimizer.param_groups:
             group["lr"] = args.learning_rate * (1 - (iteration - 1) / num_iterations)
-        for step in range(t):
-            with torch.no_grad():
-                dist = agent.dist(obs)
-                action = dist.sample()
-                obs_buf[step], act_buf[step] = obs, action
-                logp_buf[step] = dist.log_prob(action).sum(-1)
-                val_buf[step] = agent.value(obs)
-            obs, reward, terminated, truncated, info = envs.step(action)
-            with torch.no_grad():  # bootstrap time-outs from the last observation
-                final_value = agent.value(info["final_obs"])
-            raw_rew_buf[step] = reward
-            # Rewards scaled by (1 - gamma) keep returns (the critic's targets) near the reward
-            # per step, in [0, 1], rather than ~1 / (1 - gamma) times it; the advantages are
-            # normalized per minibatch, so only the critic's fit changes.
-            rew_buf[step] = ((1 - args.gamma) * reward
-                             + args.gamma * final_value * (truncated & ~terminated))
-            done_buf[step] = (terminated | truncated).float()
-
-        with torch.no_grad():
-            advantages = torch.zeros_like(rew_buf)
-            last_gae, next_value = 0.0, agent.value(obs)
-            for step in reversed(range(t)):
-                next_nonterminal = 1.0 - done_buf[step]
-                delta = rew_buf[step] + args.gamma * next_value * next_nonterminal - val_buf[step]
-                last_gae = delta + args.gamma * args.gae_lambda * next_nonterminal * last_gae
-                advantages[step] = last_gae
-                next_value = val_buf[step]
-            returns = advantages + val_buf
-
-        b_obs, b_act = obs_buf.reshape(batch_size, obs_dim), act_buf.reshape(batch_size, act_dim)
-        b_logp, b_adv = logp_buf.reshape(-1), advantages.reshape(-1)
-        b_ret = returns.reshape(-1)
-        for _ in range(args.update_epochs):
-            order = torch.randperm(batch_size, device=device)
-            for begin in range(0, batch_size, minibatch):
-                idx = order[begin:begin + minibatch]
-                dist = agent.dist(b_obs[idx])
-                ratio = (dist.log_prob(b_act[idx]).sum(-1) - b_logp[idx]).exp()
-                adv = (b_adv[idx] - b_adv[idx].mean()) / (b_adv[idx].std() + 1e-8)
-                pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(
-                    1 - args.clip_coef, 1 + args.clip_coef)).mean()
-                v_loss = 0.5 * ((agent.value(b_obs[idx]) - b_ret[idx]) ** 2).mean()
-                loss = pg_loss + args.vf_coef * v_loss - args.ent_coef * dist.entropy().sum(
-                    -1).mean()
-                optimizer.zero_grad()
-                loss.backward()
-                # Clipped per network: the critic's early, large gradients (returns of ~50
-                # against a value head starting at 0) must not scale the policy's away.
-                nn.utils.clip_grad_norm_(agent.critic.parameters(), args.max_grad_norm)
-                nn.utils.clip_grad_norm_([*agent.actor.parameters(), agent.log_std],
-                                         args.max_grad_norm)
-                optimizer.step()
-
-        score = raw_rew_buf.mean().item() / base.max_reward
+        obs = collect(agent, envs, obs, rollout, args.gamma)
+        losses = update(agent, optimizer, rollout, obs, args)
+        # The iteration's only host reads: a few scalars for the log.
+        score = rollout.raw_reward.mean().item() / base.max_reward
         curve.append(_log(log, iteration, num_iterations, stats, base, start, n * t * iteration,
-                          {"score": score, "value_loss": v_loss.item(),
+                          {"score": score, "value_loss": losses["value_loss"].item(),
                            "action_std": agent.log_std.exp().mean().item()}, writer))
         if 0 < args.time_limit_s <= time.perf_counter() - start and iteration < num_iterations:
             log(f"time limit of {args.time_limit_s:.0f} s reached after {iteration} iterations")
@@ -242,11 +313,22 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
         f"replaying the reference (zero residuals) scores {evaluation['replay_score']:.3f}")
     files = {"checkpoint": out / "checkpoint.pt", "curve_json": out / "curve.json",
              "curve_png": _plot_curve(curve, evaluation, out / "curve.png")}
-    if args.video_steps > 0:
-        files["video"] = policy_video(agent, envs.state_dict(), args, out / "policy.mp4")
     result = {"args": dataclasses.asdict(args), "device": str(device), "curve": curve,
               "evaluation": evaluation, "files": {k: str(v) for k, v in files.items()}}
+    # The run's results are on disk before the video is tried: rendering needs an OpenGL
+    # context (EGL/OSMesa) that a training machine may lack, and must not cost the curve.
     (out / "curve.json").write_text(json.dumps(result, indent=1))
+    if args.video_steps > 0:
+        try:
+            files["video"] = policy_video(agent, envs.state_dict(), args, out / "policy.mp4")
+        except Exception as err:  # any rendering failure costs the video only
+            message = f"policy video not written ({type(err).__name__}: {err})"
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            log(f"warning: {message}")
+            result["video_error"] = message
+        else:
+            result["files"]["video"] = str(files["video"])
+        (out / "curve.json").write_text(json.dumps(result, indent=1))
     log("wrote " + ", ".join(str(v) for v in files.values()))
     return result
 

@@ -71,3 +71,25 @@ def test_recording_to_policy_example_runs(tmp_path):
     assert "IK:" in result.stdout and "policy video" in result.stdout
     assert (tmp_path / "ik" / "recording_tripod.png").exists()
     assert (tmp_path / "train" / "policy.mp4").stat().st_size > 1_000
+
+
+def test_train_keeps_checkpoint_and_curve_when_the_video_fails(tmp_path, monkeypatch):
+    # Rendering needs EGL/OSMesa, which a training machine may lack: the run's results come
+    # first, and a failed video is a warning.
+    import flyenv.train as train_module
+
+    def no_gl(*args, **kwargs):
+        raise RuntimeError("no OpenGL context")
+
+    monkeypatch.setattr(train_module, "policy_video", no_gl)
+    lines = []
+    args = train_module.PpoArgs(device="cpu", num_envs=2, num_steps=4, total_timesteps=8,
+                                update_epochs=1, eval_steps=2, video_steps=3,
+                                output=str(tmp_path))
+    with pytest.warns(RuntimeWarning, match="no OpenGL context"):
+        result = train_module.train(args, log=lines.append)
+    saved = json.loads((tmp_path / "curve.json").read_text())
+    assert saved["video_error"] == result["video_error"] and "video" not in saved["files"]
+    assert len(saved["curve"]) == 1 and (tmp_path / "checkpoint.pt").exists()
+    assert (tmp_path / "curve.png").exists()
+    assert any(line.startswith("warning: policy video not written") for line in lines)

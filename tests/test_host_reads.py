@@ -1,0 +1,105 @@
+"""No host reads on the warp engine's path: env step/reset, wrappers, a PPO iteration.
+
+These run MuJoCo Warp on the Warp CPU device with its captured graphs (the code a GPU runs)
+under `no_host_reads()`, which fails at the first read of a tensor value by the host.
+"""
+
+import pytest
+import torch
+from host_reads import HostReadError, no_host_reads
+
+from flyenv.envs import FlyImitationVecEnv
+from flyenv.wrappers import EpisodeStatistics, NormalizeObservation
+
+pytestmark = pytest.mark.warp
+NENV = 4
+
+
+def test_guard_catches_host_reads():
+    values = torch.arange(5.0)
+    mask = values > 2
+    for read in (lambda: values.sum().item(), lambda: bool(mask.any()), lambda: values[mask],
+                 lambda: values.cpu(), lambda: values.numpy(), lambda: values.tolist(),
+                 lambda: torch.nonzero(mask), lambda: float(values[0]),
+                 lambda: values.to("cpu"), lambda: torch.equal(values, values),
+                 lambda: torch.distributions.Normal(values, torch.ones(5)).sample()):
+        with pytest.raises(HostReadError), no_host_reads():
+            read()
+    with no_host_reads():  # device-side equivalents
+        torch.where(mask, values, 0.0).sum()
+        values.masked_fill(mask, 0.0)
+        values[torch.tensor([1, 2])]
+        torch.distributions.Normal(values, torch.ones(5), validate_args=False).sample()
+
+
+@pytest.fixture(scope="module")
+def warp_env(warp_device):
+    envs = {}
+
+    def make(mode):
+        if mode not in envs:
+            # Short episodes, so that episodes end (and worlds reset) inside the guarded steps.
+            envs[mode] = FlyImitationVecEnv(
+                num_envs=NENV, engine="warp", device="cpu" if warp_device == "cpu" else "cuda",
+                control_decimation=2, max_episode_steps=3, autoreset_mode=mode)
+        return envs[mode]
+
+    yield make
+    for env in envs.values():
+        env.close()
+
+
+def _actions(env, step):
+    actions = torch.full((env.num_envs, 42), 0.01 * step, device=env.device)
+    actions[0, 0] = float("nan")  # zeroed and flagged on the device, no sync
+    return actions
+
+
+@pytest.mark.parametrize("mode", ["next_step", "same_step", "disabled"])
+def test_env_step_and_reset_read_nothing_on_the_host(warp_env, mode):
+    env = warp_env(mode)
+    assert env.engine.use_cuda_graph
+    ended = torch.zeros(env.num_envs, dtype=torch.bool, device=env.device)
+    with no_host_reads():
+        env.reset(seed=0)
+        for step in range(8):
+            _, _, terminated, truncated, info = env.step(_actions(env, step))
+            done = terminated | truncated
+            ended |= done
+            if mode == "disabled":
+                env.reset(options={"reset_mask": done})
+    assert ended.all()  # every world ended (and was reset) at least once
+    assert info["invalid_action"][0] and not info["invalid_action"][1:].any()
+
+
+@pytest.mark.parametrize("mode", ["next_step", "same_step", "disabled"])
+def test_wrappers_read_nothing_on_the_host(warp_env, mode):
+    env = NormalizeObservation(EpisodeStatistics(warp_env(mode)))
+    with no_host_reads():
+        env.reset(seed=1)
+        for step in range(8):
+            _, _, terminated, truncated, info = env.step(_actions(env.unwrapped, step))
+            if mode == "disabled":
+                env.reset(options={"reset_mask": terminated | truncated})
+    assert env.env.pop()["episodes"] >= NENV  # the one read, once per logging interval
+
+
+def test_ppo_iteration_reads_nothing_on_the_host(warp_env):
+    from flyenv.train import Agent, PpoArgs, Rollout, collect, make_optimizer, update
+
+    base = warp_env("same_step")
+    envs = NormalizeObservation(EpisodeStatistics(base))
+    args = PpoArgs(num_envs=NENV, num_steps=6, num_minibatches=2, update_epochs=2)
+    obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
+    scale = torch.as_tensor(envs.single_action_space.high, device=base.device)
+    agent = Agent(obs_dim, act_dim, 32, scale, args.init_log_std).to(base.device)
+    optimizer = make_optimizer(agent, args.learning_rate)
+    rollout = Rollout.zeros(args.num_steps, NENV, obs_dim, act_dim, base.device)
+    before = [p.detach().clone() for p in agent.parameters()]
+    obs, _ = envs.reset(seed=2)
+    for _ in range(2):  # the second iteration runs Adam with its state in place
+        with no_host_reads():
+            obs = collect(agent, envs, obs, rollout, args.gamma)
+            losses = update(agent, optimizer, rollout, obs, args)
+    assert torch.isfinite(losses["value_loss"]) and rollout.done.any()
+    assert any(not torch.equal(a, b) for a, b in zip(before, agent.parameters(), strict=True))
