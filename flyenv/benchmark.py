@@ -317,7 +317,8 @@ def summarize(sweeps: dict[str, Any], starts: dict[str, Any]) -> dict[str, Any]:
 
 def run(engines: list[str], device: str | None, num_envs: list[int] | None, steps: int,
         warmup: int, out_dir: str | Path, *, min_time_s: float = 0.0,
-        measure_start: bool = True) -> tuple[dict[str, Any], Path, Path]:
+        measure_start: bool = True, env_kwargs: dict[str, Any] | None = None,
+        ) -> tuple[dict[str, Any], Path, Path]:
     """`sweep` (and `start_times` at the smallest size) per engine, written as JSON and PNG.
 
     Args:
@@ -330,6 +331,8 @@ def run(engines: list[str], device: str | None, num_envs: list[int] | None, step
         out_dir: folder for `env_bench_<device slug>.json` and `.png`.
         min_time_s: see `sweep`.
         measure_start: also run `start_times`.
+        env_kwargs: other `FlyImitationConfig` fields of every env (e.g. `deterministic`);
+            recorded in the JSON and in its name.
 
     Returns:
         (results, JSON path, PNG path).
@@ -347,15 +350,17 @@ def run(engines: list[str], device: str | None, num_envs: list[int] | None, step
     for engine in engines:
         sizes = list(num_envs or DEFAULT_NUM_ENVS[engine])
         sweeps[engine] = sweep(engine, devices[engine], sizes, steps, warmup,
-                               min_time_s=min_time_s)
+                               min_time_s=min_time_s, **(env_kwargs or {}))
         if measure_start:
             starts[engine] = start_times(engine, devices[engine], min(sizes))
     results = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": environment,
-               "sweeps": sweeps, "start_times": starts, "skipped": skipped,
+               "env_kwargs": env_kwargs or {}, "sweeps": sweeps, "start_times": starts,
+               "skipped": skipped,
                "summary": summarize(sweeps, starts)}
     slug = re.sub(r"[^a-z0-9]+", "-", results["environment"]["device"].lower()).strip("-")
     cpu = "" if torch.device(main).type == "cuda" else "cpu-"
-    stem = Path(out_dir) / f"env_bench_{cpu}{slug}"
+    variant = "".join(f"_{k}" for k, v in sorted((env_kwargs or {}).items()) if v is True)
+    stem = Path(out_dir) / f"env_bench_{cpu}{slug}{variant}"
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     return results, stem.with_suffix(".json"), plot(results, stem.with_suffix(".png"))
@@ -402,6 +407,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--min-time", type=float, default=1.0,
         help="redo a measurement shorter than this [s] with more steps (default: 1.0)")
     add("--no-start-times", action="store_true", help="skip the cold/warm start measurement")
+    add("--deterministic", action="store_true",
+        help="MuJoCo Warp's deterministic mode (its cost; the JSON name ends in _deterministic)")
     add("--out", type=Path, default=Path("benchmarks/results"),
         help="folder for env_bench_<device>.json and .png (default: benchmarks/results)")
 
@@ -409,8 +416,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_args(args: argparse.Namespace) -> tuple[dict[str, Any], Path, Path]:
     """`run` with the options `add_arguments` parsed."""
     engines = ["mujoco", "warp"] if args.engine == "both" else [args.engine]
+    env_kwargs = {"deterministic": True} if args.deterministic else None
     return run(engines, args.device, args.num_envs, args.steps, args.warmup, args.out,
-               min_time_s=args.min_time, measure_start=not args.no_start_times)
+               min_time_s=args.min_time, measure_start=not args.no_start_times,
+               env_kwargs=env_kwargs)
 
 
 def plot(results: dict[str, Any], path: str | Path) -> Path:

@@ -54,6 +54,10 @@ class ModelOptions:
         contact_solimp: solimp of the ground contacts.
         standing_height_mm: initial thorax height of the free fly [mm].
         tether_height_mm: thorax height of the tethered fly [mm].
+        solver_iterations: most Newton iterations of the constraint solver per physics step.
+            MuJoCo Warp's solver loop runs until the slowest world converges, so this bounds
+            what one hard world costs the whole batch.
+        linesearch_iterations: most line-search iterations per solver iteration.
     """
 
     timestep_s: float = 1e-4
@@ -71,6 +75,8 @@ class ModelOptions:
     contact_solimp: tuple[float, float, float, float, float] = (0.98, 0.99, 1e-5, 0.5, 3.0)
     standing_height_mm: float = c.STANDING_HEIGHT_MM
     tether_height_mm: float = 2.0
+    solver_iterations: int = 100
+    linesearch_iterations: int = 50
 
     def __post_init__(self) -> None:
         positive = ("timestep_s", "total_mass_g", "actuator_kp", "actuator_force_limit",
@@ -81,6 +87,10 @@ class ModelOptions:
         if min(self.segment_radii_mm) <= 0 or len(self.segment_radii_mm) != c.NUM_SEGMENTS:
             raise ValueError(f"ModelOptions.segment_radii_mm must be 4 values > 0, "
                              f"got {self.segment_radii_mm}")
+        for name in ("solver_iterations", "linesearch_iterations"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                raise ValueError(f"ModelOptions.{name} must be an int >= 1, got "
+                                 f"{getattr(self, name)!r}")
         if self.joint_damping < 0 or self.joint_armature < 0:
             raise ValueError("ModelOptions.joint_damping and joint_armature must be >= 0")
 
@@ -111,6 +121,8 @@ def build_spec(config: BodyConfig | None = None, *, tethered: bool = False,
     spec.option.gravity = (0.0, 0.0, -c.GRAVITY_MM_S2)
     spec.option.integrator = mujoco.mjtIntegrator.mjINT_EULER
     spec.option.solver = mujoco.mjtSolver.mjSOL_NEWTON
+    spec.option.iterations = options.solver_iterations
+    spec.option.ls_iterations = options.linesearch_iterations
     spec.stat.meansize = 0.5
     spec.stat.extent = 5.0
     spec.visual.map.znear = 0.01

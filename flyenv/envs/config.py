@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from gymnasium.vector import AutoresetMode
 
+from flyenv.body.mjcf import ModelOptions
 from flyenv.motion.format import ReferenceMotion
 
 ReferenceSpec = str | os.PathLike | ReferenceMotion
@@ -73,6 +74,8 @@ class FlyImitationConfig:
             clips must be made for the same body; that body is simulated.
         tethered: fix the thorax in space (no floor) instead of walking freely.
         physics_dt_s: physics step [s].
+        model_options: other `flyenv.body.mjcf.ModelOptions` fields of the simulated model, by
+            name (e.g. `{"solver_iterations": 50}`); the defaults when empty.
         control_decimation: physics steps per env step (policy rate = 1 / (dt * decimation)).
         action_mode: "residual": actions are offsets [rad] added to the reference angles of the
             next frame; "absolute": actions are the joint targets [rad].
@@ -111,6 +114,7 @@ class FlyImitationConfig:
     reference: ReferenceSpec | tuple[ReferenceSpec, ...] | None = None
     tethered: bool = False
     physics_dt_s: float = 1e-4
+    model_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     control_decimation: int = 20
     action_mode: Literal["residual", "absolute"] = "residual"
     residual_range_rad: float = 0.5
@@ -137,6 +141,8 @@ class FlyImitationConfig:
     def __post_init__(self) -> None:
         if isinstance(self.reward, Mapping):
             object.__setattr__(self, "reward", RewardConfig(**self.reward))
+        object.__setattr__(self, "model_options", dict(self.model_options))
+        self.physics_options()  # refuses unknown or bad fields now, not at env construction
         if isinstance(self.autoreset_mode, AutoresetMode):
             modes = {mode: name for name, mode in _AUTORESET.items()}
             object.__setattr__(self, "autoreset_mode", modes[self.autoreset_mode])
@@ -165,6 +171,15 @@ class FlyImitationConfig:
         if not (isinstance(self.nthread, int) and self.nthread >= 0):
             raise ValueError(f"FlyImitationConfig.nthread must be an int >= 0, got "
                              f"{self.nthread!r}")
+
+    def physics_options(self) -> ModelOptions:
+        """The `ModelOptions` of the simulated model (`physics_dt_s` and `model_options`)."""
+        fields = {f.name for f in dataclasses.fields(ModelOptions)} - {"timestep_s"}
+        unknown = sorted(set(self.model_options) - fields)
+        if unknown:
+            raise ValueError(f"FlyImitationConfig.model_options: unknown fields {unknown}; the "
+                             f"fields are {sorted(fields)} (the step is physics_dt_s)")
+        return ModelOptions(timestep_s=self.physics_dt_s, **self.model_options)
 
     @property
     def control_dt_s(self) -> float:

@@ -17,7 +17,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from flyenv.body import constants as c
-from flyenv.body.mjcf import ModelOptions, build_model
+from flyenv.body.mjcf import build_model
 from flyenv.envs import observations, rewards
 from flyenv.envs.config import REWARD_TERMS, FlyImitationConfig
 from flyenv.envs.reference import load_references
@@ -59,7 +59,7 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         self.autoreset_mode = cfg.gym_autoreset_mode
         self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
 
-        options = ModelOptions(timestep_s=cfg.physics_dt_s)
+        options = cfg.physics_options()
         engine, self.device = resolve_engine(cfg.engine, cfg.device)
         # The simulated body is the one the clips were made for (they must all agree).
         self.ref = load_references(cfg.reference, cfg.control_dt_s, self.device,

@@ -255,6 +255,14 @@ class WarpEngine(Engine):
         """(nworld,) bool: worlds whose contact or constraint buffers overflowed last step."""
         return (self._overflow & _BUFFER_OVERFLOW) != 0
 
+    def overflow_bits(self) -> torch.Tensor:
+        """(nworld,) int32: MuJoCo Warp's `OverflowType` bits of each world's last step.
+
+        Unlike `overflow()`, these include the solver's iteration limits (ITERATIONS,
+        LS_ITERATIONS), which leave a valid but less converged step.
+        """
+        return self._overflow
+
     def solver_iterations(self) -> torch.Tensor:
         """(nworld,) int32: constraint-solver iterations of each world's last substep."""
         return self._solver_niter
