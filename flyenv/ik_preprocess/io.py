@@ -27,7 +27,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
+import tokenize
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,9 @@ _KINDS = {"fiu": "real numbers (float or integer)", "US": "text"}
 _NPZ_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
                        (2, 0): np.lib.format.read_array_header_2_0}
 _MAX_NAME_CHARS = 64
+# What zipfile and numpy's header parser raise for a corrupt entry.
+_CORRUPT_NPY = (zipfile.BadZipFile, OSError, EOFError, zlib.error, ValueError, SyntaxError,
+                tokenize.TokenError)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -208,8 +213,18 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         raise RecordingError(path, f"not a readable .npz (zip) archive ({err})") from err
     with archive:
         members = {info.filename: info for info in archive.infolist()}
-        return {name: _read_member(path, archive, members[f"{name}.npy"], name, kinds)
-                for name, kinds in _NPZ_FIELDS.items() if f"{name}.npy" in members}
+        arrays = {}
+        for name, kinds in _NPZ_FIELDS.items():
+            if f"{name}.npy" not in members:
+                continue
+            try:
+                arrays[name] = _read_member(path, archive, members[f"{name}.npy"], name, kinds)
+            except RecordingError:
+                raise
+            except _CORRUPT_NPY as err:
+                raise RecordingError(path, f"field '{name}': corrupt npy entry "
+                                           f"({type(err).__name__}: {err})", name) from err
+        return arrays
 
 
 def _read_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, field: str,
