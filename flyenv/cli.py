@@ -9,6 +9,7 @@ Usage:
     flyenv ik RECORDING... -o OUT_DIR [--workers N] [--solver lm|seqik]
               [--body template|data|FILE.json] [--align] [--chunk-frames K] [--overlap F]
               [--backend loky|threading|multiprocessing|dask] [--plot] [--overwrite] [--fps HZ]
+              [--fps-range LOW HIGH]
     flyenv bench [--engine mujoco|warp|both] [--device DEV] [--num-envs N...] [--steps K]
                  [--warmup K] [--min-time S] [--no-start-times] [--out DIR]
 
@@ -35,6 +36,7 @@ from flyenv.body.config import BodyConfig
 from flyenv.body.mjcf import build_spec
 from flyenv.demo import replay_video, run_demo
 from flyenv.ik_preprocess import runner
+from flyenv.ik_preprocess.limits import FPS_RANGE_HZ
 from flyenv.ik_preprocess.solver import LmOptions
 from flyenv.motion import io as motion_io
 
@@ -100,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="with --backend dask: a scheduler address (default: a local cluster)")
     ik.add_argument("--fps", type=float, default=None,
                     help="frame rate [Hz] of recordings that do not carry one")
+    ik.add_argument("--fps-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                    default=FPS_RANGE_HZ,
+                    help="frame rates [Hz] accepted (default: %(default)s, what pose tracking "
+                         "uses)")
     ik.add_argument("--smoothness", type=float, default=0.0,
                     help="lm: weight of frame-to-frame angle changes [mm^2/rad^2] (default: 0)")
     ik.add_argument("--plot", action="store_true",
@@ -164,6 +170,7 @@ def _ik(args: argparse.Namespace) -> int:
     if body not in runner.BODY_MODES:
         template, body = _load_body(Path(body)), "template"
     options = runner.IkOptions(solver=args.solver, body=body, align=args.align, fps=args.fps,
+                               fps_range=tuple(args.fps_range),
                                chunk_frames=args.chunk_frames, overlap_frames=args.overlap,
                                lm=LmOptions(smoothness=args.smoothness), template=template)
     bar = tqdm(total=len(args.recordings), unit="file", disable=args.quiet)
@@ -172,6 +179,8 @@ def _ik(args: argparse.Namespace) -> int:
         bar.update()
         if result.status == "failed":
             tqdm.write(f"failed: {result.message}", file=sys.stderr)
+        elif result.message:
+            tqdm.write(result.message, file=sys.stderr)
 
     with bar:
         report = runner.run(args.recordings, args.output, options, n_jobs=args.workers,
@@ -179,6 +188,9 @@ def _ik(args: argparse.Namespace) -> int:
                             client=args.scheduler, progress=progress)
     counts = {s: sum(f.status == s for f in report.files) for s in ("written", "skipped",
                                                                      "failed")}
+    if report.removed_temporaries:
+        print(f"removed {len(report.removed_temporaries)} temporary file(s) of an interrupted "
+              f"run")
     print(f"{counts['written']} written, {counts['skipped']} skipped (output exists; "
           f"--overwrite to redo), {counts['failed']} failed -> {args.output}")
     if counts["written"]:
@@ -188,6 +200,8 @@ def _ik(args: argparse.Namespace) -> int:
         print(f"fit error [mm] {'mean':>8}{'p95':>8}")
         for k, name in enumerate(c.KEYPOINTS[1:]):
             print(f"  {name:<12}{report.error_mean_mm[k]:>8.4f}{report.error_p95_mm[k]:>8.4f}")
+    if report.failed:
+        print(f"{counts['failed']} file(s) failed:", file=sys.stderr)
     for result in report.failed:
         print(f"failed: {result.message}", file=sys.stderr)
     return 1 if report.failed else 0

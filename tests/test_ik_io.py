@@ -1,12 +1,14 @@
+import io
 import os
 import pickle
+import zipfile
 
 import numpy as np
 import pytest
 from conftest import SHARED_DATA
 
 from flyenv.body import KEYPOINTS, LEGS
-from flyenv.ik_preprocess import load_pickle_safely, load_recording
+from flyenv.ik_preprocess import RecordingError, load_pickle_safely, load_recording
 
 DF3D = SHARED_DATA / "df3d_210902_PR_Fly1" / "pose3d_aligned.pkl"
 DF3D_NESTED = SHARED_DATA / "df3d_210902_PR_Fly1" / "pose_result__210902_PR_Fly1_aligned.pkl"
@@ -154,3 +156,121 @@ def test_unknown_suffix_and_missing_file(tmp_path):
         load_recording(tmp_path / "r.h5")
     with pytest.raises(FileNotFoundError, match="nope.pkl"):
         load_recording(tmp_path / "nope.pkl")
+
+
+# Hostile and odd inputs: each is a valid recording or a RecordingError naming the file -------
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_every_pickle_protocol_of_plain_arrays_loads(tmp_path, protocol):
+    kp = np.random.default_rng(protocol).normal(size=(4, 5, 3))
+    path = tmp_path / "r.pkl"
+    path.write_bytes(pickle.dumps({"RF_leg": kp, "Neck": np.ones((1, 1, 3))}, protocol=protocol))
+    rec = load_recording(path)
+    np.testing.assert_array_equal(rec.keypoints[:, LEGS.index("RF")], kp)
+
+
+@pytest.mark.parametrize(("data", "match"), [
+    # numpy.ndarray called directly would allocate any shape (here 10^12 bytes).
+    (b"\x80\x02cnumpy\nndarray\n(\x8a\x06\x00\x10\xa5\xd4\xe8\x00\x85tR.", "not callable"),
+    # A bytes8 claiming 10^12 bytes, which CPython would allocate before reading.
+    (b"\x80\x04\x8e" + (10**12).to_bytes(8, "little") + b"ab.", "expected 1000000000000 bytes"),
+    # A memo index CPython would grow its memo list to.
+    (b"\x80\x02]r\xff\xff\xff\xff.", "memo index 4294967295"),
+    # _codecs.encode is admitted for latin1 only.
+    (b"c_codecs\nencode\n(Vx\nVrot13\ntR.", r"encode\(str, 'latin1'\)"),
+    (b"", "pickle exhausted"),
+])
+def test_hostile_pickles_are_refused_without_allocating(tmp_path, data, match):
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(data)
+    with pytest.raises(RecordingError, match=match) as info:
+        load_recording(path)
+    assert str(path) in str(info.value)
+
+
+def test_pickled_array_larger_than_its_data_is_refused(tmp_path):
+    # The state tuple of an ndarray claims (10^6, 5, 3) float64 with 120 bytes of data.
+    data = pickle.dumps({"RF_leg": np.zeros((1, 5, 3))}, protocol=2)
+    assert data.count(b"K\x01K\x05K\x03\x87") == 1  # BININT1 1, 5, 3, TUPLE3
+    data = data.replace(b"K\x01K\x05K\x03\x87", b"J" + (10**6).to_bytes(4, "little")
+                        + b"K\x05K\x03\x87")
+    path = tmp_path / "big.pkl"
+    path.write_bytes(data)
+    with pytest.raises(RecordingError, match=r"claims 120000000 bytes but the pickle holds 120"):
+        load_recording(path)
+
+
+def _npz_bytes(**arrays):
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("fps", "match"), [
+    (np.array([]), r"field 'fps' must be one number \[Hz\], got shape \(0,\)"),
+    (np.array([100.0, 50.0]), r"got shape \(2,\)"),
+    (np.array(True), "field 'fps' must hold real numbers"),
+    (np.array(1e-300), r"frame rate 1e-300 Hz is outside \[1, 100000\] Hz"),
+    (np.array(np.inf), "frame rate inf Hz"),
+    (np.array(100 + 1j), "got dtype complex128"),
+])
+def test_npz_frame_rate_must_be_one_plausible_number(tmp_path, fps, match):
+    path = tmp_path / "r.npz"
+    path.write_bytes(_npz_bytes(keypoints=np.zeros((3, 1, 5, 3)), leg_names=np.array(["RF"]),
+                                fps=fps))
+    with pytest.raises(RecordingError, match=match):
+        load_recording(path)
+    # An option widens the range.
+    if fps.dtype == float and fps.shape == () and 0 < fps < 1:
+        assert load_recording(path, fps_range=(0.0, 1.0)).fps == fps
+
+
+def test_npz_header_claiming_terabytes_is_refused_before_reading(tmp_path):
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False,
+                                                  "shape": (10**7, 6, 5, 3)})
+    path = tmp_path / "huge.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("keypoints.npy", header.getvalue() + bytes(64))
+    with pytest.raises(RecordingError, match=r"field 'keypoints': the header claims shape "
+                                             r"\(10000000, 6, 5, 3\) of float64 \(7200000000 "
+                                             r"bytes\) but the entry holds 64 bytes"):
+        load_recording(path)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("keypoints.npy", header.getvalue().replace(b"10000000", b"99999999"))
+    with pytest.raises(RecordingError, match="more than the 900000000 allowed"):
+        load_recording(path)
+
+
+@pytest.mark.parametrize(("keypoints", "match"), [
+    (np.zeros((3, 5, 3), complex), "must be numeric .* got dtype complex128"),
+    (np.zeros((3, 5, 3), bool), "got dtype bool"),
+    (np.full((3, 5, 3), 1e30), "coordinates beyond 10000 mm"),
+])
+def test_pickle_values_must_be_plausible_coordinates(tmp_path, keypoints, match):
+    with pytest.raises(RecordingError, match=match):
+        load_recording(_write_pickle(tmp_path / "r.pkl", {"RF_leg": keypoints}))
+
+
+@pytest.mark.parametrize(("times", "match"), [
+    (["0", "5e-324", "1e-323"], "frame rate inf Hz"),
+    (["0", "1e30", "2e30"], "frame rate 1e-30 Hz"),
+    (["0", "0.01", "nan"], "'time' must increase"),
+])
+def test_csv_frame_rate_must_be_plausible(tmp_path, times, match):
+    header = ["time"] + [f"RF_{kp}_{axis}" for kp in KEYPOINTS for axis in "xyz"]
+    lines = [",".join(header)] + [",".join([t] + ["1"] * 15) for t in times]
+    path = tmp_path / "r.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(RecordingError, match=match):
+        load_recording(path)
+
+
+def test_csv_not_utf8_and_repeated_columns(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_bytes(b"RF_ThC_x\n\xff\xfe\n1\n")
+    with pytest.raises(RecordingError, match="r.csv: not UTF-8 text"):
+        load_recording(path)
+    path.write_text("RF_ThC_x,RF_ThC_x\n1,2\n3,4\n")
+    with pytest.raises(RecordingError, match=r"columns \['RF_ThC_x'\] appear more than once"):
+        load_recording(path)

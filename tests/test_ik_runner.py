@@ -202,3 +202,137 @@ def test_cli_body_file_and_bad_option(walking, tmp_path, capsys):
     assert motion_io.load(tmp_path / "out" / "clip.npz").metadata["body"]["name"] == "mine"
     assert main(["ik", str(clip), "-o", str(tmp_path / "o2"), "--chunk-frames", "0"]) == 2
     assert "chunk_frames" in capsys.readouterr().err
+
+
+def test_untracked_tita_or_claw_is_interpolated_and_listed(serial, walking, tmp_path):
+    holes = walking.copy()
+    holes[60:71, 0, 4] = np.nan  # LF claw lost for 11 frames: its TiTa pitch is free
+    holes[100:106, 4, 3] = np.nan  # RM TiTa lost: CTr roll, FTi pitch, TiTa pitch are free
+    path = _write_npz(tmp_path / "holes.npz", holes)
+    motion = motion_io.load(run([path], tmp_path / "out", IkOptions()).files[0].output)
+    expected = np.zeros((240, 6), bool)
+    expected[60:71, 0] = expected[100:106, 4] = True
+    np.testing.assert_array_equal(motion.underdetermined, expected)
+    assert motion.metadata["underdetermined_frames"] == {leg: int(expected[:, i].sum())
+                                                         for i, leg in enumerate(c.LEGS)}
+    tita = motion.joint_angles[:, c.DOF_NAMES.index("LF_TiTa_pitch")]
+    # Linear between the last and next frames where the claw was tracked, never the bound (0).
+    np.testing.assert_allclose(tita[60:71], np.interp(np.arange(60, 71), [59, 71],
+                                                      tita[[59, 71]]))
+    assert tita[60:71].max() < -0.1
+    rm = [c.DOF_NAMES.index(f"RM_{j}") for j in ("CTr_roll", "FTi_pitch", "TiTa_pitch")]
+    for dof in rm:
+        np.testing.assert_allclose(motion.joint_angles[100:106, dof], np.interp(
+            np.arange(100, 106), [99, 106], motion.joint_angles[[99, 106], dof]))
+    # The other angles of those frames are fitted to the keypoints still tracked.
+    assert motion.ik_error[60:71, 0, 1:4].max() < 2 * serial.ik_error[:, 0, 1:4].max()
+    assert np.isnan(motion.ik_error[60:71, 0, 4]).all()
+
+
+def _bad_inputs(folder, walking):
+    good = _write_npz(folder / "zz_good.npz", walking[:30])
+    good_bytes = good.read_bytes()
+    pickled = folder / "flipped.pkl"
+    import pickle
+
+    data = bytearray(pickle.dumps({"RF_leg": walking[:10, 3]}, protocol=2))
+    data[40] ^= 0xFF
+    pickled.write_bytes(bytes(data))
+    (folder / "empty.npz").write_bytes(b"")
+    (folder / "truncated.npz").write_bytes(good_bytes[: len(good_bytes) // 2])
+    np.savez(folder / "nofps.npz", keypoints=walking[:10], leg_names=np.array(c.LEGS),
+             fps=np.array([]))
+    np.savez(folder / "slow.npz", keypoints=walking[:10], leg_names=np.array(c.LEGS),
+             fps=np.array(1e-300))
+    return [folder / n for n in ("empty.npz", "truncated.npz", "nofps.npz", "slow.npz",
+                                 "flipped.pkl")]
+
+
+@pytest.mark.parametrize(("workers", "backend"), [(1, "loky"), (2, "loky"), (2, "threading")])
+def test_a_batch_writes_every_good_file_and_reports_every_bad_one(walking, tmp_path, workers,
+                                                                   backend):
+    bad = _bad_inputs(tmp_path, walking)
+    good = [_write_npz(tmp_path / f"good{i}.npz", walking[:20 + i]) for i in range(3)]
+    inputs = [good[0], *bad[:3], good[1], *bad[3:], good[2]]
+    report = run(inputs, tmp_path / "out", IkOptions(chunk_frames=8), n_jobs=workers,
+                 backend=backend)
+    status = {r.path.name: r.status for r in report.files}
+    assert [r.path for r in report.files] == inputs
+    assert {n for n, s in status.items() if s == "written"} == {p.name for p in good}
+    for result in report.failed:
+        assert str(result.path) in result.message
+    assert {r.path for r in report.failed} == set(bad)
+    for path in good:
+        assert motion_io.load(tmp_path / "out" / path.name).num_frames == int(path.stem[-1]) + 20
+
+
+def test_a_failing_job_fails_its_file_only(walking, tmp_path, monkeypatch):
+    solve = ik_runner.solve_job
+
+    def flaky(job):
+        if job.file_id == 0 and job.leg == "RM":
+            raise np.linalg.LinAlgError("Singular matrix")
+        return solve(job)
+
+    monkeypatch.setattr(ik_runner, "solve_job", flaky)
+    paths = [_write_npz(tmp_path / f"c{i}.npz", walking[:20]) for i in range(2)]
+    report = run(paths, tmp_path / "out", IkOptions(chunk_frames=5))
+    assert [r.status for r in report.files] == ["failed", "written"]
+    assert report.files[0].message.startswith(f"{paths[0]}: IK of leg RM, frames 0-5 failed: "
+                                              f"LinAlgError: Singular matrix")
+    assert not (tmp_path / "out" / "c0.npz").exists()
+
+
+def test_resume_redoes_corrupt_outputs_and_removes_stale_temporaries(walking, tmp_path):
+    paths = [_write_npz(tmp_path / f"c{i}.npz", walking[:20]) for i in range(3)]
+    out = tmp_path / "out"
+    run(paths, out)
+    data = (out / "c1.npz").read_bytes()
+    (out / "c1.npz").write_bytes(data[: len(data) // 3])  # a crash mid-copy
+    stale = out / ".c2.npz.k3_x9abc.tmp"
+    stale.write_bytes(data[:100])
+    keep = out / ".notes.txt.tmp"
+    keep.write_text("not ours")
+    report = run(paths, out)
+    assert [r.status for r in report.files] == ["skipped", "written", "skipped"]
+    assert "c1.npz did not load, so it was redone" in report.files[1].message
+    assert motion_io.load(out / "c1.npz").num_frames == 20
+    assert report.removed_temporaries == [stale] and not stale.exists() and keep.exists()
+
+
+def test_unwritable_output_is_a_per_file_error(walking, tmp_path, monkeypatch):
+    import errno
+    import pathlib
+
+    paths = [_write_npz(tmp_path / f"c{i}.npz", walking[:20]) for i in range(2)]
+
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pathlib.Path, "mkdir", read_only)
+        report = run(paths, tmp_path / "ro" / "out")
+    assert [r.status for r in report.files] == ["failed", "failed"]
+    assert all(f"cannot create the output folder {tmp_path / 'ro' / 'out'}" in r.message
+               and "Read-only file system" in r.message for r in report.files)
+    calls = []
+
+    def full_once(fd):
+        calls.append(fd)
+        if len(calls) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_once)
+    report = run(paths, tmp_path / "out")
+    assert [r.status for r in report.files] == ["failed", "written"]
+    assert f"No space left on device: '{tmp_path / 'out' / 'c0.npz'}'" in report.files[0].message
+
+
+def test_fps_range_option(walking, tmp_path):
+    slow = _write_npz(tmp_path / "slow.npz", walking[:20], fps=0.5)
+    report = run([slow], tmp_path / "out", IkOptions())
+    assert r"frame rate 0.5 Hz is outside [1, 100000] Hz" in report.files[0].message
+    report = run([slow], tmp_path / "out", IkOptions(fps_range=(0.1, 1e3)))
+    assert report.files[0].status == "written"
+    with pytest.raises(ValueError, match="fps must be in fps_range"):
+        IkOptions(fps=1e6)

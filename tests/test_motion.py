@@ -1,4 +1,7 @@
+import errno
+import io
 import json
+import os
 import zipfile
 
 import numpy as np
@@ -7,6 +10,7 @@ import pytest
 from flyenv.body import DOF_NAMES, BodyConfig, forward_kinematics
 from flyenv.body import constants as c
 from flyenv.motion import ReferenceMotion, load, resample, save, tripod_gait
+from flyenv.motion.io import stale_temporaries
 
 STAND = np.asarray(c.STANDING_POSE_RAD)
 
@@ -22,6 +26,12 @@ def _motion(num_frames=50, fps=100.0, **kwargs):
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"fps": 0}, "fps must be"),
     ({"fps": np.nan}, "fps must be"),
+    ({"fps": 1e-6}, r"fps must be a number in \[0.1, 1e\+06\] Hz"),
+    ({"fps": np.inf}, "fps must be"),
+    ({"fps": [100, 50]}, "fps must be one number"),
+    ({"fps": True}, "fps must be a number"),
+    ({"root_pos": np.full((10, 3), 2e4)}, "root_pos must stay within 10000 mm"),
+    ({"underdetermined": np.zeros((10, 6))}, "underdetermined must be a bool array"),
     ({"joint_angles": np.zeros((10, 41))}, r"joint_angles must have shape \(T, 42\)"),
     ({"joint_angles": np.zeros((1, 42))}, "T >= 2"),
     ({"joint_angles": [["a"] * 42] * 3}, "joint_angles must be numeric"),
@@ -131,7 +141,11 @@ def _rewrite(path, **changes):
 
 
 @pytest.mark.parametrize(("changes", "match"), [
-    ({"schema_version": np.array(2)}, "schema_version 2 is newer"),
+    ({"schema_version": np.array(3)}, "schema_version 3 is newer"),
+    ({"underdetermined": np.zeros((50, 6), bool)}, r"unknown keys \['underdetermined'\] for "
+                                                   r"schema_version 1"),
+    ({"fps": np.array(True)}, "fps must be one real number"),
+    ({"fps": np.array(1e-6)}, r"fps must be a number in \[0.1, 1e\+06\] Hz"),
     ({"schema_version": np.array(1.5)}, "schema_version must be an integer"),
     ({"joint_angles": None}, r"missing keys \['joint_angles'\]"),
     ({"extra": np.zeros(3)}, r"unknown keys \['extra'\]"),
@@ -250,3 +264,54 @@ def test_gait_is_a_tripod_within_bounds(gait):
 def test_gait_rejects_bad_parameters(kwargs, match):
     with pytest.raises((ValueError, RuntimeError), match=match):
         tripod_gait(duration_s=0.2, **kwargs)
+
+
+def test_underdetermined_round_trips_as_schema_2(tmp_path):
+    flags = np.zeros((50, 6), bool)
+    flags[[3, 4], 2] = True
+    path = save(_motion(underdetermined=flags), tmp_path / "u.npz")
+    with np.load(path, allow_pickle=False) as archive:
+        assert int(archive["schema_version"]) == 2
+    again = load(path)
+    np.testing.assert_array_equal(again.underdetermined, flags)
+    assert not again.underdetermined.flags.writeable
+    assert load(save(_motion(), tmp_path / "plain.npz")).underdetermined is None
+
+
+def test_load_refuses_a_header_claiming_more_than_the_file_holds(tmp_path):
+    path = save(_motion(), tmp_path / "big.npz", compress=False)
+    data = path.read_bytes()
+    assert data.count(b"(50, 42)") == 1
+    path.write_bytes(data.replace(b"(50, 42)", b"(90, 42)"))  # a truncated file looks so
+    with pytest.raises(ValueError, match=r"big.npz: .*claims shape \(90, 42\) of float64 "
+                                         r"\(30240 bytes\) but holds 16800"):
+        load(path)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False,
+                                                  "shape": (10**9, 42)})
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("joint_angles.npy", header.getvalue())
+    with pytest.raises(ValueError, match=r"big.npz: .*'joint_angles.npy' claims shape "
+                                         r"\(1000000000, 42\)"):
+        load(path)
+
+
+def test_atomic_write_names_the_file_on_a_full_disk(tmp_path, monkeypatch):
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match=r"No space left on device: '.*m\.npz'") as info:
+        save(_motion(), tmp_path / "m.npz")
+    assert info.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stale_temporaries_are_only_atomic_write_leftovers(tmp_path):
+    target = tmp_path / "clip.npz"
+    stale = [tmp_path / ".clip.npz.ab_12xyz.tmp", tmp_path / ".clip.npz.00000000.tmp"]
+    others = [".clip.npz.short.tmp", "clip.npz.abcdefgh.tmp", ".clip2.npz.abcdefgh.tmp",
+              ".clip.npz.abcdefgh.tmp.bak"]
+    for name in [*stale, *others]:
+        (tmp_path / name).write_bytes(b"")
+    assert stale_temporaries(target) == sorted(stale)

@@ -7,9 +7,10 @@ chunks (`runner`) and writes one `.npz` per recording; `flyenv ik` is the same f
 """
 
 from flyenv.ik_preprocess.io import Recording as Recording
-from flyenv.ik_preprocess.io import load_pickle_safely as load_pickle_safely
 from flyenv.ik_preprocess.io import load_recording as load_recording
+from flyenv.ik_preprocess.limits import RecordingError as RecordingError
 from flyenv.ik_preprocess.runner import IkOptions as IkOptions
 from flyenv.ik_preprocess.runner import IkReport as IkReport
 from flyenv.ik_preprocess.runner import run as run
 from flyenv.ik_preprocess.solver import LmOptions as LmOptions
+from flyenv.ik_preprocess.unpickle import load_pickle_safely as load_pickle_safely

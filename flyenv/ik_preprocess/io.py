@@ -15,34 +15,50 @@ Formats:
 - `.csv`: a header row and one row per frame; columns `{leg}_{keypoint}_{x|y|z}` (e.g.
   `RF_ThC_x`, `RF_Claw_z`) for every leg present, optional `frame` and `time` columns (the
   frame rate is taken from `time` when present); empty cells are missing keypoints.
+
+Errors: a reader returns a valid `Recording` or raises `RecordingError` (a `ValueError`) naming
+the file, the field and what was expected; nothing else escapes, whatever the bytes. The limits
+(`flyenv.ik_preprocess.limits`: frames, elements, frame rate, coordinates) are checked from
+headers before arrays are allocated.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-import pickle
+import math
+import tokenize
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from flyenv.body import constants as c
+from flyenv.ik_preprocess.limits import (
+    FPS_RANGE_HZ,
+    MAX_COORD_MM,
+    MAX_DEFLATE_RATIO,
+    MAX_ELEMENTS,
+    MAX_FRAMES,
+    RecordingError,
+    check_fps,
+)
+from flyenv.ik_preprocess.unpickle import load_pickle_safely
 
 MIN_FRAMES = 2
 # SeqIKPy's names for the keypoint rows of its nested alignment pickles.
 _NESTED_KEYPOINTS = ("Coxa", "Femur", "Tibia", "Tarsus", "Claw")
-_SAFE_GLOBALS = {
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"),
-    ("numpy._core.numeric", "_frombuffer"),
-    ("collections", "OrderedDict"),
-}
+# The npz fields read: name -> dtype kinds accepted ('f' float, 'i'/'u' integer, 'U'/'S' text).
+_NPZ_FIELDS = {"keypoints": "fiu", "leg_names": "US", "fps": "fiu"}
+_KINDS = {"fiu": "real numbers (float or integer)", "US": "text"}
+_NPZ_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}
+_MAX_NAME_CHARS = 64
+# What zipfile and numpy's header parser raise for a corrupt entry.
+_CORRUPT_NPY = (zipfile.BadZipFile, OSError, EOFError, zlib.error, ValueError, SyntaxError,
+                tokenize.TokenError)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -80,66 +96,63 @@ class Recording:
         return np.isfinite(self.keypoints).any(axis=(0, 2, 3))
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _SAFE_GLOBALS:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(
-            f"refused to load global '{module}.{name}': only numpy arrays, dtypes, dicts, lists "
-            f"and numbers are allowed in a pose pickle")
-
-
-def load_pickle_safely(path: str | Path) -> Any:
-    """Unpickles a file admitting only numpy arrays, dtypes, dicts, lists and numbers.
-
-    Raises:
-        ValueError: naming the file, for any other object or a corrupt pickle.
-    """
-    path = Path(path)
-    try:
-        with path.open("rb") as f:
-            return _RestrictedUnpickler(f).load()
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError,
-            TypeError, ValueError) as err:
-        raise ValueError(f"{path}: cannot load pickle: {err}") from err
-
-
-def load_recording(path: str | Path) -> Recording:
+def load_recording(path: str | Path, *,
+                   fps_range: tuple[float, float] = FPS_RANGE_HZ) -> Recording:
     """Reads a recording, choosing the reader by file suffix.
+
+    Args:
+        path: a `.pkl`/`.pickle`, `.npz` or `.csv` file.
+        fps_range: frame rates [Hz] accepted from the file (`FPS_RANGE_HZ` by default).
+
+    Returns:
+        The recording, with finite keypoints within `MAX_COORD_MM` (NaN where untracked).
 
     Raises:
         FileNotFoundError: if the file does not exist.
-        ValueError: naming the file, the field and what was expected, for unknown formats,
-            unknown legs, wrong shapes, non-numeric data or too few frames.
+        RecordingError: (a ValueError) naming the file, the field and what was expected, for
+            unknown formats, corrupt or truncated files, unknown legs, wrong shapes or dtypes,
+            implausible values or frame rates, too few frames, or arrays larger than the file
+            holds or than the limits in `flyenv.ik_preprocess.limits`.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     suffix = path.suffix.lower()
-    if suffix in (".pkl", ".pickle"):
-        return _from_dict(path, load_pickle_safely(path))
-    if suffix == ".npz":
-        return _from_npz(path)
-    if suffix == ".csv":
-        return _from_csv(path)
-    raise ValueError(f"{path}: unknown recording format '{suffix}'; expected .pkl, .pickle, "
-                     f".npz or .csv")
+    readers = {".pkl": _from_pickle, ".pickle": _from_pickle, ".npz": _from_npz,
+               ".csv": _from_csv}
+    if suffix not in readers:
+        raise RecordingError(path, f"unknown recording format '{suffix}'; expected .pkl, "
+                                   f".pickle, .npz or .csv")
+    try:
+        return readers[suffix](path, fps_range)
+    except RecordingError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the one error type of a bad file
+        # The readers check what they can name; what is left (an OSError on read, a numpy
+        # error on a malformed array) is still this file's fault.
+        raise RecordingError(path, f"cannot read the file ({type(err).__name__}: {err})"
+                             ) from err
+
+
+def _from_pickle(path: Path, fps_range: tuple[float, float]) -> Recording:
+    return _from_dict(path, load_pickle_safely(path))
 
 
 def _from_dict(path: Path, data: Any) -> Recording:
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a dict of '<leg>_leg' arrays, got "
-                         f"{type(data).__name__}")
+        raise RecordingError(path, f"expected a dict of '<leg>_leg' arrays, got "
+                                   f"{type(data).__name__}")
     legs, extra = {}, {}
     for key, value in data.items():
+        name = str(key)[:_MAX_NAME_CHARS]
         if isinstance(key, str) and key.endswith("_leg"):
             leg = key[: -len("_leg")]
             if leg not in c.LEGS:
-                raise ValueError(f"{path}: field '{key}': unknown leg '{leg}'; expected one of "
-                                 f"{[f'{name}_leg' for name in c.LEGS]}")
+                raise RecordingError(path, f"field '{name}': unknown leg '{leg[:16]}'; expected "
+                                           f"one of {[f'{n}_leg' for n in c.LEGS]}", name)
             legs[leg] = _nested_leg(path, key, value) if isinstance(value, dict) else value
         else:
-            extra[str(key)] = _numeric(path, str(key), value)
+            extra[name] = _numeric(path, name, value)
     return _assemble(path, legs, fps=None, extra=extra)
 
 
@@ -147,75 +160,132 @@ def _nested_leg(path: Path, key: str, value: dict) -> np.ndarray:
     missing = [name for name in _NESTED_KEYPOINTS
                if not (isinstance(value.get(name), dict) and "raw_pos_aligned" in value[name])]
     if missing:
-        raise ValueError(f"{path}: field '{key}' is a nested dict but lacks 'raw_pos_aligned' "
-                         f"for {missing}; expected keys {list(_NESTED_KEYPOINTS)}")
+        raise RecordingError(path, f"field '{key}' is a nested dict but lacks 'raw_pos_aligned' "
+                                   f"for {missing}; expected keys {list(_NESTED_KEYPOINTS)}", key)
     tracks = [_numeric(path, f"{key}.{name}.raw_pos_aligned", value[name]["raw_pos_aligned"])
               for name in _NESTED_KEYPOINTS]
     shapes = {t.shape for t in tracks}
     if len(shapes) != 1 or tracks[0].ndim != 2 or tracks[0].shape[1] != 3:
-        raise ValueError(f"{path}: field '{key}': raw_pos_aligned arrays must all have shape "
-                         f"(T, 3), got {[t.shape for t in tracks]}")
+        raise RecordingError(path, f"field '{key}': raw_pos_aligned arrays must all have shape "
+                                   f"(T, 3), got {[t.shape for t in tracks]}", key)
     return np.stack(tracks, axis=1)
 
 
-def _from_npz(path: Path) -> Recording:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: not a readable .npz ({err})") from err
+def _from_npz(path: Path, fps_range: tuple[float, float]) -> Recording:
+    arrays = _read_npz(path)
     for name in ("keypoints", "leg_names"):
         if name not in arrays:
-            raise ValueError(f"{path}: missing field '{name}'; expected 'keypoints' "
-                             f"(T, n_legs, 5, 3), 'leg_names' (n_legs,) and optional 'fps'")
+            raise RecordingError(path, f"missing field '{name}'; expected 'keypoints' "
+                                       f"(T, n_legs, 5, 3), 'leg_names' (n_legs,) and optional "
+                                       f"'fps'", name)
     keypoints = _numeric(path, "keypoints", arrays["keypoints"])
-    names = [str(n) for n in np.atleast_1d(arrays["leg_names"])]
+    leg_names = arrays["leg_names"]
+    if leg_names.ndim > 1 or leg_names.size > c.NUM_LEGS:
+        raise RecordingError(path, f"field 'leg_names' must hold at most {c.NUM_LEGS} names, "
+                                   f"got shape {leg_names.shape}", "leg_names")
+    names = [n.decode("latin1") if isinstance(n, bytes) else str(n)
+             for n in np.atleast_1d(leg_names)]
     if keypoints.ndim != 4 or keypoints.shape[1:] != (len(names), c.NUM_KEYPOINTS, 3):
-        raise ValueError(f"{path}: field 'keypoints' must have shape (T, {len(names)}, 5, 3) "
-                         f"for leg_names {names}, got {keypoints.shape}")
+        raise RecordingError(path, f"field 'keypoints' must have shape (T, {len(names)}, 5, 3) "
+                                   f"for leg_names {names}, got {keypoints.shape}", "keypoints")
     fps = None
     if "fps" in arrays:
-        fps = float(_numeric(path, "fps", arrays["fps"]).reshape(-1)[0])
-        if not (np.isfinite(fps) and fps > 0):
-            raise ValueError(f"{path}: field 'fps' must be > 0, got {fps}")
+        value = arrays["fps"]
+        if value.size != 1:
+            raise RecordingError(path, f"field 'fps' must be one number [Hz], got shape "
+                                       f"{value.shape}", "fps")
+        fps = check_fps(path, "fps", float(value.reshape(-1)[0]), fps_range)
     for name in names:
         if name not in c.LEGS:
-            raise ValueError(f"{path}: field 'leg_names': unknown leg '{name}'; expected names "
-                             f"from {list(c.LEGS)}")
+            raise RecordingError(path, f"field 'leg_names': unknown leg '{name[:16]}'; expected "
+                                       f"names from {list(c.LEGS)}", "leg_names")
     if len(set(names)) != len(names):
-        raise ValueError(f"{path}: field 'leg_names' repeats a leg: {names}")
+        raise RecordingError(path, f"field 'leg_names' repeats a leg: {names}", "leg_names")
     legs = {name: keypoints[:, i] for i, name in enumerate(names)}
     return _assemble(path, legs, fps=fps, extra={})
 
 
-def _from_csv(path: Path) -> Recording:
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f))
-    if len(rows) < 1 + MIN_FRAMES:
-        raise ValueError(f"{path}: needs a header row and at least {MIN_FRAMES} frames, got "
-                         f"{max(len(rows) - 1, 0)} data rows")
-    header = [h.strip() for h in rows[0]]
-    columns = {name: i for i, name in enumerate(header)}
-    known = {f"{leg}_{kp}_{axis}" for leg in c.LEGS for kp in c.KEYPOINTS for axis in "xyz"}
-    unknown = [h for h in header if h not in known and h not in ("frame", "time")]
-    if unknown:
-        raise ValueError(f"{path}: unknown columns {unknown[:5]}; expected "
-                         f"'<leg>_<keypoint>_<x|y|z>' with leg in {list(c.LEGS)} and keypoint "
-                         f"in {list(c.KEYPOINTS)}, or 'frame'/'time'")
-    values = np.full((len(rows) - 1, len(header)), np.nan)
-    for rowid, row in enumerate(rows[1:]):
-        if len(row) != len(header):
-            raise ValueError(f"{path}: row {rowid + 2} has {len(row)} cells, the header "
-                             f"{len(header)}")
-        for colid, cell in enumerate(row):
-            cell = cell.strip()
-            if not cell or cell.lower() == "nan":
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The fields of `_NPZ_FIELDS` in the archive, each checked from its npy header first."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        raise RecordingError(path, f"not a readable .npz (zip) archive ({err})") from err
+    with archive:
+        members = {info.filename: info for info in archive.infolist()}
+        arrays = {}
+        for name, kinds in _NPZ_FIELDS.items():
+            if f"{name}.npy" not in members:
                 continue
             try:
-                values[rowid, colid] = float(cell)
-            except ValueError:
-                raise ValueError(f"{path}: row {rowid + 2}, column '{header[colid]}': "
-                                 f"'{cell}' is not a number") from None
+                arrays[name] = _read_member(path, archive, members[f"{name}.npy"], name, kinds)
+            except RecordingError:
+                raise
+            except _CORRUPT_NPY as err:
+                raise RecordingError(path, f"field '{name}': corrupt npy entry "
+                                           f"({type(err).__name__}: {err})", name) from err
+        return arrays
+
+
+def _read_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, field: str,
+                 kinds: str) -> np.ndarray:
+    """One npy member: header, dtype and size checked before its data is read."""
+    stored = info.compress_type == zipfile.ZIP_STORED
+    if not stored and info.compress_type != zipfile.ZIP_DEFLATED:
+        raise RecordingError(path, f"field '{field}': zip compression method "
+                                   f"{info.compress_type} is not one numpy writes (stored or "
+                                   f"deflated)", field)
+    limit = info.compress_size if stored else MAX_DEFLATE_RATIO * max(info.compress_size, 1)
+    if info.file_size > limit:
+        raise RecordingError(path, f"field '{field}': the zip entry claims {info.file_size} "
+                                   f"bytes from {info.compress_size} stored, more than it can "
+                                   f"hold (corrupt archive)", field)
+    with archive.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version not in _NPZ_HEADER_READERS:
+            raise RecordingError(path, f"field '{field}': npy format version {version} is not "
+                                       f"supported; expected 1.0 or 2.0", field)
+        shape, fortran, dtype = _NPZ_HEADER_READERS[version](f)
+        if dtype.kind not in kinds or dtype.hasobject or dtype.names or dtype.subdtype:
+            raise RecordingError(path, f"field '{field}' must hold {_KINDS[kinds]}, got dtype "
+                                       f"{dtype}", field)
+        count = math.prod(shape)
+        if count > MAX_ELEMENTS:
+            raise RecordingError(path, f"field '{field}': shape {shape} has {count} elements, "
+                                       f"more than the {MAX_ELEMENTS} allowed for pose data",
+                                 field)
+        nbytes, header = count * dtype.itemsize, f.tell()
+        if header + nbytes > info.file_size:
+            raise RecordingError(path, f"field '{field}': the header claims shape {shape} of "
+                                       f"{dtype} ({nbytes} bytes) but the entry holds "
+                                       f"{info.file_size - header} bytes of data", field)
+        data = f.read(nbytes)
+    if len(data) != nbytes:
+        raise RecordingError(path, f"field '{field}': truncated, {len(data)} of {nbytes} bytes",
+                             field)
+    if nbytes == 0:
+        return np.zeros(shape, dtype)
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def _from_csv(path: Path, fps_range: tuple[float, float]) -> Recording:
+    rows = _read_csv_rows(path)
+    if len(rows) < 1 + MIN_FRAMES:
+        raise RecordingError(path, f"needs a header row and at least {MIN_FRAMES} frames, got "
+                                   f"{max(len(rows) - 1, 0)} data rows")
+    header = [h.strip() for h in rows[0]]
+    known = {f"{leg}_{kp}_{axis}" for leg in c.LEGS for kp in c.KEYPOINTS for axis in "xyz"}
+    unknown = [h[:_MAX_NAME_CHARS] for h in header if h not in known and h not in ("frame",
+                                                                                   "time")]
+    if unknown:
+        raise RecordingError(path, f"unknown columns {unknown[:5]}; expected "
+                                   f"'<leg>_<keypoint>_<x|y|z>' with leg in {list(c.LEGS)} and "
+                                   f"keypoint in {list(c.KEYPOINTS)}, or 'frame'/'time'")
+    if len(set(header)) != len(header):
+        repeated = sorted({h for h in header if header.count(h) > 1})
+        raise RecordingError(path, f"columns {repeated[:5]} appear more than once")
+    columns = {name: i for i, name in enumerate(header)}
+    values = _csv_values(path, header, rows[1:])
     legs = {}
     for leg in c.LEGS:
         wanted = [f"{leg}_{kp}_{axis}" for kp in c.KEYPOINTS for axis in "xyz"]
@@ -224,48 +294,98 @@ def _from_csv(path: Path) -> Recording:
             continue
         if len(present) != len(wanted):
             missing = [w for w in wanted if w not in columns]
-            raise ValueError(f"{path}: leg {leg} has only some of its columns; missing "
-                             f"{missing[:6]}")
+            raise RecordingError(path, f"leg {leg} has only some of its columns; missing "
+                                       f"{missing[:6]}")
         legs[leg] = values[:, [columns[w] for w in wanted]].reshape(-1, c.NUM_KEYPOINTS, 3)
     fps = None
     if "time" in columns:
-        time = values[:, columns["time"]]
-        step = np.diff(time)
+        step = np.diff(values[:, columns["time"]])
         if not (np.isfinite(step).all() and (step > 0).all()):
-            raise ValueError(f"{path}: column 'time' must increase strictly from row to row")
-        fps = float(1.0 / np.median(step))
+            raise RecordingError(path, "column 'time' must increase strictly from row to row "
+                                       "[s]", "time")
+        with np.errstate(divide="ignore", over="ignore"):
+            fps = check_fps(path, "time", 1.0 / np.median(step), fps_range)
     return _assemble(path, legs, fps=fps, extra={})
 
 
+def _read_csv_rows(path: Path) -> list[list[str]]:
+    rows = []
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            for row in csv.reader(f):
+                rows.append(row)
+                if len(rows) > MAX_FRAMES + 1:
+                    raise RecordingError(path, f"more than {MAX_FRAMES} rows; at most "
+                                               f"{MAX_FRAMES} frames are read")
+    except UnicodeDecodeError as err:
+        raise RecordingError(path, f"not UTF-8 text ({err})") from err
+    except csv.Error as err:
+        raise RecordingError(path, f"not a readable CSV file ({err})") from err
+    return rows
+
+
+def _csv_values(path: Path, header: list[str], rows: list[list[str]]) -> np.ndarray:
+    values = np.full((len(rows), len(header)), np.nan)
+    for rowid, row in enumerate(rows):
+        if len(row) != len(header):
+            raise RecordingError(path, f"row {rowid + 2} has {len(row)} cells, the header "
+                                       f"{len(header)}")
+        for colid, cell in enumerate(row):
+            cell = cell.strip()
+            if not cell or cell.lower() == "nan":
+                continue
+            try:
+                values[rowid, colid] = float(cell)
+            except ValueError:
+                raise RecordingError(path, f"row {rowid + 2}, column '{header[colid]}': "
+                                           f"'{cell[:20]}' is not a number",
+                                     header[colid]) from None
+    return values
+
+
 def _numeric(path: Path, field: str, value: Any) -> np.ndarray:
-    array = np.asarray(value)
-    if array.dtype == object or not (np.issubdtype(array.dtype, np.number)
-                                     or array.dtype == bool):
-        raise ValueError(f"{path}: field '{field}' must be numeric, got dtype {array.dtype}")
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise RecordingError(path, f"field '{field}' must be a numeric array ({err})",
+                             field) from err
+    if array.dtype.kind not in "fiu":
+        raise RecordingError(path, f"field '{field}' must be numeric (real integers or floats), "
+                                   f"got dtype {array.dtype}", field)
     return array.astype(np.float64, copy=False)
 
 
 def _assemble(path: Path, legs: dict[str, Any], fps: float | None,
               extra: dict[str, np.ndarray]) -> Recording:
     if not legs:
-        raise ValueError(f"{path}: no leg found; expected fields named "
-                         f"{[f'{leg}_leg' for leg in c.LEGS]} (any subset)")
+        raise RecordingError(path, f"no leg found; expected fields named "
+                                   f"{[f'{leg}_leg' for leg in c.LEGS]} (any subset)")
     arrays = {leg: _numeric(path, f"{leg}_leg", value) for leg, value in legs.items()}
     for leg, array in arrays.items():
         if array.ndim != 3 or array.shape[1:] != (c.NUM_KEYPOINTS, 3):
-            raise ValueError(f"{path}: field '{leg}_leg' must have shape (T, 5, 3) (keypoints "
-                             f"{list(c.KEYPOINTS)} in x, y, z), got {array.shape}")
+            raise RecordingError(path, f"field '{leg}_leg' must have shape (T, 5, 3) (keypoints "
+                                       f"{list(c.KEYPOINTS)} in x, y, z), got {array.shape}",
+                                 f"{leg}_leg")
     lengths = {leg: array.shape[0] for leg, array in arrays.items()}
     if len(set(lengths.values())) != 1:
-        raise ValueError(f"{path}: legs have different numbers of frames: {lengths}")
+        raise RecordingError(path, f"legs have different numbers of frames: {lengths}")
     num_frames = next(iter(lengths.values()))
-    if num_frames < MIN_FRAMES:
-        raise ValueError(f"{path}: too few frames ({num_frames}); at least {MIN_FRAMES} needed")
+    if not MIN_FRAMES <= num_frames <= MAX_FRAMES:
+        raise RecordingError(path, f"too few frames ({num_frames}); at least {MIN_FRAMES} needed"
+                             if num_frames < MIN_FRAMES else
+                             f"too many frames ({num_frames}); at most {MAX_FRAMES}")
     keypoints = np.full((num_frames, c.NUM_LEGS, c.NUM_KEYPOINTS, 3), np.nan)
     for leg, array in arrays.items():
         if np.isinf(array).any():
-            raise ValueError(f"{path}: field '{leg}_leg' has infinite values; use NaN for "
-                             f"missing keypoints")
+            raise RecordingError(path, f"field '{leg}_leg' has infinite values; use NaN for "
+                                       f"missing keypoints", f"{leg}_leg")
+        with np.errstate(invalid="ignore"):
+            beyond = np.abs(array) > MAX_COORD_MM
+        if beyond.any():
+            largest = np.nanmax(np.abs(array))
+            raise RecordingError(path, f"field '{leg}_leg' has coordinates beyond "
+                                       f"{MAX_COORD_MM:g} mm (largest {largest:.3g}); keypoints "
+                                       f"are mm from the thorax", f"{leg}_leg")
         keypoints[:, c.LEGS.index(leg)] = array
     keypoints.setflags(write=False)
     return Recording(path=path, keypoints=keypoints, fps=fps, extra=extra)

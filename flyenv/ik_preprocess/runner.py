@@ -32,6 +32,7 @@ from flyenv.body.kinematics import leg_forward_kinematics
 from flyenv.ik_preprocess import align as alignment
 from flyenv.ik_preprocess import solver as solvers
 from flyenv.ik_preprocess.io import Recording, load_recording
+from flyenv.ik_preprocess.limits import FPS_RANGE_HZ, RecordingError, check_fps
 from flyenv.motion import io as motion_io
 from flyenv.motion.format import ReferenceMotion
 
@@ -52,6 +53,8 @@ class IkOptions:
         align: pin each leg's ThC to the body's and, with the template body, scale the leg to
             the body's length (SeqIKPy's alignment). Off by default: aligned input is used as is.
         fps: frame rate [Hz] for files that do not carry one.
+        fps_range: frame rates [Hz] accepted, from files or `fps` (default 1 Hz to 100 kHz,
+            what pose tracking uses); widen it for unusual data.
         chunk_frames: frames per job (None: one job per leg per file).
         overlap_frames: warm-up frames added on each side of a chunk.
         lm: settings of the lm solver.
@@ -62,6 +65,7 @@ class IkOptions:
     body: str = "template"
     align: bool = False
     fps: float | None = None
+    fps_range: tuple[float, float] = FPS_RANGE_HZ
     chunk_frames: int | None = None
     overlap_frames: int = 20
     lm: solvers.LmOptions = dataclasses.field(default_factory=solvers.LmOptions)
@@ -76,8 +80,13 @@ class IkOptions:
             raise ValueError(f"IkOptions.chunk_frames must be >= 1, got {self.chunk_frames}")
         if self.overlap_frames < 0:
             raise ValueError(f"IkOptions.overlap_frames must be >= 0, got {self.overlap_frames}")
-        if self.fps is not None and not self.fps > 0:
-            raise ValueError(f"IkOptions.fps must be > 0, got {self.fps}")
+        lo, hi = self.fps_range
+        if not 0 < lo <= hi < np.inf:
+            raise ValueError(f"IkOptions.fps_range must be (low, high) with 0 < low <= high < "
+                             f"inf, got {self.fps_range}")
+        if self.fps is not None and not lo <= self.fps <= hi:
+            raise ValueError(f"IkOptions.fps must be in fps_range [{lo:g}, {hi:g}] Hz, got "
+                             f"{self.fps}")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -111,6 +120,7 @@ class JobResult:
     angles: np.ndarray
     fk: np.ndarray
     error: np.ndarray
+    failure: str | None = None  # what went wrong in the worker; the arrays are then empty
 
 
 @dataclasses.dataclass
@@ -120,8 +130,9 @@ class FileResult:
     Attributes:
         path: the input.
         output: the ReferenceMotion file (written, or found and skipped).
-        status: "written", "skipped" (output existed) or "failed".
-        message: the error, for failed files.
+        status: "written", "skipped" (a valid output existed) or "failed".
+        message: the error, for failed files; for written ones, why an existing output was
+            redone (it did not load).
         num_frames: frames in the recording.
         error_mean_mm: (4,) mean fit error of CTr, FTi, TiTa, Claw over tracked keypoints.
         error_p95_mm: (4,) their 95th percentiles.
@@ -138,13 +149,18 @@ class FileResult:
 
 @dataclasses.dataclass
 class IkReport:
-    """A batch: one `FileResult` per input, the error summary over all written files."""
+    """A batch: one `FileResult` per input, the error summary over all written files.
+
+    `removed_temporaries` lists the `.<output>.XXXXXXXX.tmp` files of a killed earlier run that
+    were deleted.
+    """
 
     files: list[FileResult]
     error_mean_mm: np.ndarray  # (4,) CTr, FTi, TiTa, Claw
     error_p95_mm: np.ndarray  # (4,)
     leg_frames: int
     seconds: float
+    removed_temporaries: list[Path] = dataclasses.field(default_factory=list)
 
     @property
     def failed(self) -> list[FileResult]:
@@ -166,6 +182,20 @@ def chunks(num_frames: int, chunk_frames: int | None, overlap: int,
         stop = min(start + size, num_frames)
         out.append((start, stop, max(start - overlap, 0), min(stop + overlap, num_frames)))
     return out
+
+
+def solve_job_safely(job: Job) -> JobResult:
+    """`solve_job`, with any exception returned as the result's `failure` (runs in a worker).
+
+    A job that fails (odd data that breaks a solver) fails its file, not the batch.
+    """
+    try:
+        return solve_job(job)
+    except Exception as err:  # noqa: BLE001 - reported per file, the batch goes on
+        empty = np.empty((0,))
+        return JobResult(job.file_id, job.leg, job.start, empty, empty, empty,
+                         failure=f"IK of leg {job.leg}, frames {job.start}-{job.stop} failed: "
+                                 f"{type(err).__name__}: {err}")
 
 
 def solve_job(job: Job) -> JobResult:
@@ -190,9 +220,12 @@ def run(paths: Sequence[str | Path], out_dir: str | Path, options: IkOptions | N
         client: Any = None, progress: Callable[[FileResult], None] | None = None) -> IkReport:
     """Solves IK for recordings and writes one `ReferenceMotion` per recording.
 
-    Outputs are `out_dir/<input stem>.npz`, written atomically; existing outputs are skipped
-    unless `overwrite`, so an interrupted batch resumes where it stopped. A file that cannot be
-    read or solved is reported as failed and the batch goes on.
+    Outputs are `out_dir/<input stem>.npz`, written atomically; existing outputs that load are
+    skipped unless `overwrite`, so an interrupted batch resumes where it stopped (one that does
+    not load is redone, saying so in its `FileResult.message`), and temporary files a killed run
+    left for these outputs are removed. A file that cannot be read, solved or written (bad data,
+    a full disk, an output folder that cannot be created) is reported as failed with the reason
+    and the batch goes on, with any number of workers and any backend.
 
     Args:
         paths: recordings (.pkl, .npz, .csv; see `flyenv.ik_preprocess.io`).
@@ -205,8 +238,12 @@ def run(paths: Sequence[str | Path], out_dir: str | Path, options: IkOptions | N
         client: for the dask backend, a `distributed.Client` or a scheduler address.
         progress: called with each file's result as it completes.
 
+    Returns:
+        The report, one `FileResult` per input in input order.
+
     Raises:
-        ValueError: on bad options, or two inputs that would write the same output.
+        ValueError: on bad options, or two inputs that would write the same output (nothing is
+            done then).
     """
     options = options or IkOptions()
     if backend not in BACKENDS:
@@ -221,13 +258,31 @@ def run(paths: Sequence[str | Path], out_dir: str | Path, options: IkOptions | N
             raise ValueError(f"{seen[out]} and {path} would both write {out}; give the "
                              f"recordings distinct file names or process them separately")
         seen[out] = path
-    out_dir.mkdir(parents=True, exist_ok=True)
     batch = _Batch(paths, outputs, options, overwrite, plot, progress)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # every file fails with the reason; nothing is solved in vain
+        batch.unwritable = f"cannot create the output folder {out_dir}: {err}"
+    else:
+        batch.removed = _remove_stale_temporaries(outputs, plot)
     results = _execute(batch.jobs(), n_jobs, backend, client)
     for result in results:
         batch.add(result)
     batch.flush()
     return batch.report(time.perf_counter() - started)
+
+
+def _remove_stale_temporaries(outputs: list[Path], plot: bool) -> list[Path]:
+    removed = []
+    for out in outputs:
+        for target in (out, out.with_suffix(".png")) if plot else (out,):
+            for tmp in motion_io.stale_temporaries(target):
+                try:
+                    tmp.unlink()
+                    removed.append(tmp)
+                except OSError:
+                    pass  # not ours to fight over; it is only clutter
+    return removed
 
 
 # -- internals ----------------------------------------------------------------------------------
@@ -252,6 +307,8 @@ class _Pending:
     fk: np.ndarray  # (T, 6, 5, 3) [mm]
     error: np.ndarray  # (T, 6, 5) [mm]
     received: int = 0
+    failure: str | None = None  # the first job failure; the file then fails
+    note: str = ""  # why an existing output is being redone
 
 
 class _Batch:
@@ -268,24 +325,32 @@ class _Batch:
         self.counts = np.zeros(4)
         self.hist = np.zeros((4, len(_HIST_EDGES) - 1))
         self.leg_frames = 0
+        self.unwritable: str | None = None
+        self.removed: list[Path] = []
 
     def jobs(self) -> Iterator[Job]:
         for file_id, (path, out) in enumerate(zip(self.paths, self.outputs, strict=True)):
-            if out.exists() and not self.overwrite:
+            if self.unwritable is not None:
+                self._done(file_id, FileResult(path, out, "failed", f"{path}: "
+                                               f"{self.unwritable}"))
+                continue
+            note = "" if self.overwrite else _check_existing(out)
+            if note is None:
                 self._done(file_id, FileResult(path, out, "skipped"))
                 continue
             try:
                 pending, jobs = self._prepare(file_id, path)
-            except (ValueError, FileNotFoundError, OSError) as err:
-                self._done(file_id, FileResult(path, out, "failed", str(err)))
+            except Exception as err:  # noqa: BLE001 - one file's failure, reported by name
+                self._done(file_id, FileResult(path, out, "failed", _message(path, err)))
                 continue
+            pending.note = note
             self.pending[file_id] = pending
             yield from jobs
 
     def _prepare(self, file_id: int, path: Path) -> tuple[_Pending, list[Job]]:
         options = self.options
-        recording = load_recording(path)
-        fps = _frame_rate(recording, options.fps)
+        recording = load_recording(path, fps_range=options.fps_range)
+        fps = _frame_rate(recording, options)
         keypoints = recording.keypoints
         body = options.template
         scale = np.where(np.isin(c.LEGS, recording.legs_present), 1.0, np.nan)
@@ -325,10 +390,14 @@ class _Batch:
 
     def add(self, result: JobResult) -> None:
         pending = self.pending[result.file_id]
-        legid = c.LEGS.index(result.leg)
-        frames = slice(result.start, result.start + len(result.angles))
-        pending.angles[frames, legid], pending.fk[frames, legid] = result.angles, result.fk
-        pending.error[frames, legid] = result.error
+        if result.failure is not None or pending.failure is not None:
+            # The file fails; its other jobs are still counted so it finishes once.
+            pending.failure = pending.failure or result.failure
+        else:
+            legid = c.LEGS.index(result.leg)
+            frames = slice(result.start, result.start + len(result.angles))
+            pending.angles[frames, legid], pending.fk[frames, legid] = result.angles, result.fk
+            pending.error[frames, legid] = result.error
         pending.received += 1
         if pending.received == pending.expected:
             self._finish(result.file_id)
@@ -340,15 +409,21 @@ class _Batch:
     def _finish(self, file_id: int) -> None:
         pending = self.pending.pop(file_id)
         path, out = self.paths[file_id], self.outputs[file_id]
+        if pending.failure is not None or pending.received < pending.expected:
+            reason = pending.failure or "some IK jobs never returned"
+            self._done(file_id, FileResult(path, out, "failed", f"{path}: {reason}"))
+            return
         try:
             motion = _assemble(pending, self.options)
             if self.plot:  # before the .npz, so a resumed batch never lacks a figure
                 from flyenv.ik_preprocess.report import plot_ik
 
                 plot_ik(motion, out.with_suffix(".png"))
-            motion_io.save(motion, out, overwrite=self.overwrite, compress=False)
-        except (ValueError, OSError) as err:
-            self._done(file_id, FileResult(path, out, "failed", str(err)))
+            # Replaces an output only found corrupt (note) or when overwriting.
+            motion_io.save(motion, out, overwrite=self.overwrite or bool(pending.note),
+                           compress=False)
+        except Exception as err:  # noqa: BLE001 - one file's failure, reported by name
+            self._done(file_id, FileResult(path, out, "failed", _message(path, err)))
             return
         errors = motion.ik_error[:, :, 1:]
         mean, p95 = np.empty(4), np.empty(4)
@@ -359,8 +434,9 @@ class _Batch:
             self.counts[k] += values.size
             self.hist[k] += np.histogram(np.minimum(values, _HIST_EDGES[-1]), _HIST_EDGES)[0]
         self.leg_frames += motion.num_frames * int(motion.leg_mask.sum())
-        self._done(file_id, FileResult(path, out, "written", num_frames=motion.num_frames,
-                                       error_mean_mm=mean, error_p95_mm=p95))
+        self._done(file_id, FileResult(path, out, "written", pending.note,
+                                       num_frames=motion.num_frames, error_mean_mm=mean,
+                                       error_p95_mm=p95))
 
     def _done(self, file_id: int, result: FileResult) -> None:
         self.files[file_id] = result
@@ -376,18 +452,42 @@ class _Batch:
                 cdf = np.cumsum(self.hist[k]) / self.counts[k]
                 p95[k] = _HIST_EDGES[1:][np.searchsorted(cdf, 0.95)]
         files = [self.files[i] for i in range(len(self.paths))]
-        return IkReport(files, mean, p95, self.leg_frames, seconds)
+        return IkReport(files, mean, p95, self.leg_frames, seconds, self.removed)
 
 
-def _frame_rate(recording: Recording, fps: float | None) -> float:
+def _check_existing(out: Path) -> str | None:
+    """None if `out` is a loadable ReferenceMotion (skip it), else why it is (re)done."""
+    if not out.exists():
+        return ""
+    try:
+        motion_io.load(out)
+    except Exception as err:  # noqa: BLE001 - a corrupt output of a crash is redone
+        return f"the existing output {out} did not load, so it was redone ({_message(out, err)})"
+    return None
+
+
+def _message(path: Path, err: BaseException) -> str:
+    """The error as a message that names `path` (the file's reader usually did)."""
+    text = str(err)
+    if isinstance(err, OSError) and err.filename is not None:
+        return f"{path}: {text}"
+    if str(path) in text:
+        return text
+    if isinstance(err, ValueError | OSError):
+        return f"{path}: {text}"
+    return f"{path}: unexpected {type(err).__name__}: {text}"
+
+
+def _frame_rate(recording: Recording, options: IkOptions) -> float:
+    fps = options.fps
     if recording.fps is not None and fps is not None and abs(recording.fps - fps) > 1e-9:
         raise ValueError(f"{recording.path}: the file says {recording.fps} fps but {fps} was "
                          f"given; drop the option or fix the file")
     rate = recording.fps if recording.fps is not None else fps
     if rate is None:
-        raise ValueError(f"{recording.path}: the file carries no frame rate; pass one "
-                         f"(--fps / IkOptions.fps)")
-    return float(rate)
+        raise RecordingError(recording.path, "the file carries no frame rate; pass one (--fps / "
+                                             "IkOptions.fps)", "fps")
+    return check_fps(recording.path, "fps", rate, options.fps_range)
 
 
 def _assemble(pending: _Pending, options: IkOptions) -> ReferenceMotion:
@@ -395,11 +495,16 @@ def _assemble(pending: _Pending, options: IkOptions) -> ReferenceMotion:
     recording = pending.recording
     num_frames = recording.num_frames
     angles, fk, error = pending.angles, pending.fk, pending.error
-    # A frame with no tracked keypoint beyond the ThC is interpolated from its neighbours.
-    unusable = ~pending.tracked[:, :, 1:].any(-1)
+    # Angles the tracked keypoints of a frame cannot determine (a free angle would end anywhere
+    # in its range, often on a bound) are interpolated from the frames where they were, and
+    # the leg-frames affected are flagged in `underdetermined`.
     legs = pending.legs
-    angles[:, legs] = solvers.interpolate_frames(angles[:, legs], unusable[:, legs])
-    frames, legids = np.nonzero(unusable & np.isin(np.arange(c.NUM_LEGS), legs))
+    present = np.isin(np.arange(c.NUM_LEGS), legs)
+    undetermined = solvers.undetermined_angles(pending.tracked) & present[None, :, None]
+    angles[:, legs] = solvers.interpolate_frames(angles[:, legs], undetermined[:, legs])
+    underdetermined = undetermined.any(-1)
+    unusable = undetermined.all(-1)  # nothing beyond the ThC tracked
+    frames, legids = np.nonzero(underdetermined)
     fk[frames, legids] = leg_forward_kinematics(pending.filled[frames, legids, 0],
                                                 pending.body.lengths[legids],
                                                 angles[frames, legids])
@@ -418,12 +523,13 @@ def _assemble(pending: _Pending, options: IkOptions) -> ReferenceMotion:
                                 for i in legs if unusable[:, i].any()},
         "frames_with_untracked_keypoints": {
             c.LEGS[i]: int((~pending.tracked[:, i]).any(-1).sum()) for i in legs},
+        "underdetermined_frames": {c.LEGS[i]: int(underdetermined[:, i].sum()) for i in legs},
     }
     for array in (fk, error):  # frozen, so the motion adopts them instead of copying
         array.setflags(write=False)
     return ReferenceMotion(fps=pending.fps, joint_angles=angles.reshape(num_frames, c.NUM_DOFS),
                            keypoints=pending.keypoints, fk_keypoints=fk, ik_error=error,
-                           metadata=metadata)
+                           underdetermined=underdetermined, metadata=metadata)
 
 
 def _execute(jobs: Iterable[Job], n_jobs: int, backend: str, client: Any,
@@ -431,11 +537,11 @@ def _execute(jobs: Iterable[Job], n_jobs: int, backend: str, client: Any,
     if backend == "dask":
         yield from _execute_dask(jobs, n_jobs, client)
     elif n_jobs == 1:
-        yield from map(solve_job, jobs)
+        yield from map(solve_job_safely, jobs)
     else:
         parallel = joblib.Parallel(n_jobs=n_jobs, backend=backend,
                                    return_as="generator_unordered", pre_dispatch="2*n_jobs")
-        yield from parallel(joblib.delayed(solve_job)(job) for job in jobs)
+        yield from parallel(joblib.delayed(solve_job_safely)(job) for job in jobs)
 
 
 def _execute_dask(jobs: Iterable[Job], n_jobs: int, client: Any) -> Iterator[JobResult]:
@@ -457,14 +563,14 @@ def _execute_dask(jobs: Iterable[Job], n_jobs: int, client: Any) -> Iterator[Job
         queue = distributed.as_completed()
         source = iter(jobs)
         for job in source:
-            queue.add(client.submit(solve_job, job, pure=False))
+            queue.add(client.submit(solve_job_safely, job, pure=False))
             if queue.count() >= window:
                 break
         for future in queue:
             yield future.result()
             job = next(source, None)
             if job is not None:
-                queue.add(client.submit(solve_job, job, pure=False))
+                queue.add(client.submit(solve_job_safely, job, pure=False))
     finally:
         if own_cluster is not None:
             client.close()

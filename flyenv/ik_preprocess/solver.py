@@ -246,15 +246,40 @@ def fill_gaps(keypoints_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _interpolate_gaps(keypoints_mm, tracked), tracked
 
 
+def undetermined_angles(tracked: np.ndarray) -> np.ndarray:
+    """Which angles the tracked keypoints of each frame cannot determine.
+
+    The angles of a stage (ThC yaw and pitch; ThC roll and CTr pitch; CTr roll and FTi pitch;
+    TiTa pitch) point one segment, so they need both its keypoints: the distal one and its
+    parent (the ThC excepted, which the solvers interpolate). Where either is untracked the fit
+    has nothing to go on for them (a free angle may end anywhere in its range, often on a
+    bound), so they are taken from neighbouring frames instead (`interpolate_frames`).
+
+    Args:
+        tracked: (T, L, 5) bool, ThC, CTr, FTi, TiTa, Claw tracked.
+
+    Returns:
+        (T, L, 7) bool, True for an angle that is undetermined in that frame.
+    """
+    tracked = np.asarray(tracked, dtype=bool)
+    undetermined = np.zeros((*tracked.shape[:2], c.DOF_PER_LEG), dtype=bool)
+    for stage, (kpid, (joint_a, joint_b)) in enumerate(_STAGES):
+        seen = tracked[..., kpid] & (tracked[..., kpid - 1] if stage > 0 else True)
+        for joint in (joint_a, joint_b):
+            if joint is not None:
+                undetermined[..., joint] = ~seen
+    return undetermined
+
+
 def interpolate_frames(angles_rad: np.ndarray, bad: np.ndarray) -> np.ndarray:
     """Replace the angles of bad frames by linear interpolation from good neighbours.
 
     Args:
         angles_rad: (T, L, 7).
-        bad: (T, L) bool, frames of a leg to replace.
+        bad: (T, L) bool, frames of a leg to replace, or (T, L, 7) single angles to replace.
 
     Returns:
-        (T, L, 7); a leg with no good frame is returned unchanged.
+        (T, L, 7); a leg (or angle) with no good frame is returned unchanged.
     """
     return _interpolate_gaps(np.asarray(angles_rad, dtype=float), ~np.asarray(bad, dtype=bool))
 

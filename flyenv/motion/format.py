@@ -4,6 +4,10 @@ Angles are radians in the body's `DOF_NAMES` order, positions millimetres, quate
 (w, x, y, z) in the world frame, times in seconds. A leg missing from the recording is listed in
 `metadata["missing_legs"]` and its seven angles are NaN in every frame; NaN anywhere else is an
 error, so nothing downstream can mistake a missing leg for zeros.
+
+Limits checked on construction: `fps` within [`MIN_FPS_HZ`, `MAX_FPS_HZ`] (0.1 Hz to 1 MHz: a
+clip resampled to the physics step included), `root_pos` finite and within `MAX_ROOT_POS_MM`
+(10 m) of the origin.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ OPTIONAL_ARRAYS: dict[str, tuple[int, ...]] = {
     "fk_keypoints": (c.NUM_LEGS, c.NUM_KEYPOINTS, 3),
     "ik_error": (c.NUM_LEGS, c.NUM_KEYPOINTS),
 }
+MIN_FPS_HZ = 0.1
+MAX_FPS_HZ = 1e6
+MAX_ROOT_POS_MM = 1e4
 # Arrays that may hold NaN where data is missing (tracking dropouts, missing legs).
 _NAN_ALLOWED = ("keypoints", "fk_keypoints", "ik_error")
 _ROOT_ARRAYS = ("root_pos", "root_quat", "root_lin_vel", "root_ang_vel")
@@ -65,6 +72,9 @@ class ReferenceMotion:
             tracking dropped out).
         fk_keypoints: (T, 6, 5, 3) forward kinematics of `joint_angles` [mm] or None.
         ik_error: (T, 6, 5) distance between keypoints and fk_keypoints [mm] or None.
+        underdetermined: (T, 6) bool or None: True where the IK fit of a leg had too little to
+            go on in that frame (a keypoint beyond the ThC untracked), so the angles the data
+            could not determine were interpolated from neighbouring frames.
         metadata: JSON-able dict: source, `body` (a `BodyConfig.to_dict()`), tool versions,
             `missing_legs`, anything else.
     """
@@ -80,13 +90,11 @@ class ReferenceMotion:
     keypoints: np.ndarray | None = None
     fk_keypoints: np.ndarray | None = None
     ik_error: np.ndarray | None = None
+    underdetermined: np.ndarray | None = None
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        fps = float(self.fps)
-        if not (np.isfinite(fps) and fps > 0):
-            raise ValueError(f"ReferenceMotion: fps must be a finite number > 0, got {self.fps}")
-        object.__setattr__(self, "fps", fps)
+        object.__setattr__(self, "fps", _check_fps(self.fps))
         if tuple(self.dof_names) != c.DOF_NAMES:
             pairs = zip(self.dof_names, c.DOF_NAMES, strict=False)
             diff = [(i, a, b) for i, (a, b) in enumerate(pairs) if a != b][:3]
@@ -115,7 +123,14 @@ class ReferenceMotion:
                 raise ValueError(f"ReferenceMotion: {name} has non-finite values in frames "
                                  f"{_bad_frames(value)}")
             object.__setattr__(self, name, value)
+        if self.underdetermined is not None:
+            object.__setattr__(self, "underdetermined",
+                               _frozen_flags(self.underdetermined, num_frames))
         self._check_missing_legs()
+        far = None if self.root_pos is None else np.abs(self.root_pos) > MAX_ROOT_POS_MM
+        if far is not None and far.any():
+            raise ValueError(f"ReferenceMotion: root_pos must stay within {MAX_ROOT_POS_MM:g} mm "
+                             f"of the origin; frames {_bad_frames(far)} do not")
         if self.root_quat is not None:
             norm = np.linalg.norm(self.root_quat, axis=1)
             if np.abs(norm - 1).max() > 1e-6:
@@ -224,6 +239,28 @@ class ReferenceMotion:
     def replace(self, **changes: Any) -> ReferenceMotion:
         """A copy with some fields changed (validated like a new motion)."""
         return dataclasses.replace(self, **changes)
+
+
+def _check_fps(value: Any) -> float:
+    try:
+        fps = float(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"ReferenceMotion: fps must be one number [Hz], got "
+                         f"{type(value).__name__} ({err})") from err
+    if isinstance(value, bool | np.bool_) or not MIN_FPS_HZ <= fps <= MAX_FPS_HZ:
+        raise ValueError(f"ReferenceMotion: fps must be a number in [{MIN_FPS_HZ:g}, "
+                         f"{MAX_FPS_HZ:g}] Hz, got {value!r}")
+    return fps
+
+
+def _frozen_flags(value: Any, num_frames: int) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype != bool or array.shape != (num_frames, c.NUM_LEGS):
+        raise ValueError(f"ReferenceMotion: underdetermined must be a bool array of shape "
+                         f"{(num_frames, c.NUM_LEGS)}, got {array.dtype} {array.shape}")
+    array = array.copy()
+    array.setflags(write=False)
+    return array
 
 
 def _frozen_array(name: str, value: Any) -> np.ndarray:

@@ -3,15 +3,24 @@
 The archive's keys are the field names of `ReferenceMotion` plus `schema_version`; `metadata` is
 stored as JSON text and `dof_names` as a string array, so files load with `allow_pickle=False`
 and can be read from any language with an npz reader.
+
+Schema versions: 1 has the fields up to `ik_error`; 2 adds `underdetermined` (T, 6) bool. A file
+is written with the lowest version that holds it, so files without the new field still load in
+older flyenv versions; `load` reads both.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
+import math
 import os
+import re
 import tempfile
+import tokenize
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -20,8 +29,15 @@ import numpy as np
 
 from flyenv.motion.format import OPTIONAL_ARRAYS, ReferenceMotion
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _REQUIRED = ("schema_version", "fps", "dof_names", "joint_angles", "metadata")
+# Optional keys by the schema version that introduced them.
+_ADDED_IN = {**dict.fromkeys(OPTIONAL_ARRAYS, 1), "underdetermined": 2}
+# What numpy and zipfile raise for a corrupt or truncated archive.
+_CORRUPT = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, SyntaxError,
+            tokenize.TokenError)
+# Deflate compresses at most 1032:1; a member claiming more is corrupt.
+_MAX_DEFLATE_RATIO = 1100
 
 
 def save(motion: ReferenceMotion, path: str | os.PathLike, *, overwrite: bool = True,
@@ -46,14 +62,15 @@ def save(motion: ReferenceMotion, path: str | os.PathLike, *, overwrite: bool = 
         path = path.with_name(path.name + ".npz")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: exists (pass overwrite=True to replace it)")
+    version = 1 if motion.underdetermined is None else 2
     arrays = {
-        "schema_version": np.array(SCHEMA_VERSION),
+        "schema_version": np.array(version),
         "fps": np.array(motion.fps),
         "dof_names": np.array(motion.dof_names, dtype=str),
         "joint_angles": motion.joint_angles,
         "metadata": np.array(json.dumps(motion.metadata)),
     }
-    for name in OPTIONAL_ARRAYS:
+    for name in _ADDED_IN:
         if getattr(motion, name) is not None:
             arrays[name] = getattr(motion, name)
     with atomic_write(path) as f:
@@ -67,23 +84,60 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
 
     The data goes to a temporary file beside `path`, is flushed to disk and renamed over
     `path`; on any error the temporary file is removed and `path` is untouched. The file gets
-    the usual permissions (0666 less the umask), not the temporary file's private ones.
+    the usual permissions (0666 less the umask), not the temporary file's private ones. The
+    temporary file is named `.<name>.<8 random characters>.tmp` (`stale_temporaries` finds those
+    a killed process left).
+
+    Raises:
+        OSError: naming `path` (a full disk, a read-only folder), of the same type and errno.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with _naming(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except FileExistsError as err:  # the parent is a file
+        raise NotADirectoryError(err.errno, "not a folder", str(path.parent)) from err
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
-            f.flush()
-            os.fsync(f.fileno())
+            with _naming(path):
+                f.flush()
+                os.fsync(f.fileno())
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
+        with _naming(path):
+            os.chmod(tmp, 0o666 & ~umask)
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Temporary files that `atomic_write(path)` left beside `path` when its process was killed.
+
+    Only names of the exact form `atomic_write` creates are returned; a live writer's file has
+    the same form, so call this only when no other process writes `path`.
+    """
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
+    try:
+        return sorted(p for p in path.parent.glob(f".{glob.escape(path.name)}.*.tmp")
+                      if pattern.fullmatch(p.name) and p.is_file())
+    except OSError:
+        return []
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """Re-raises an OSError without a file name (ENOSPC from a write) with `path` in it."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is not None or err.errno is None:
+            raise
+        raise type(err)(err.errno, err.strerror, str(path)) from err
 
 
 def load(path: str | os.PathLike) -> ReferenceMotion:
@@ -96,11 +150,19 @@ def load(path: str | os.PathLike) -> ReferenceMotion:
     """
     path = Path(path)
     try:
+        _check_sizes(path)
         archive = np.load(path, allow_pickle=False)
+        return _from_archive(path, archive)
     except FileNotFoundError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path}: not a readable .npz file ({err})") from err
+    except _CORRUPT as err:
+        if isinstance(err, ValueError) and str(err).startswith(f"{path}: "):
+            raise
+        raise ValueError(f"{path}: not a readable .npz file ({type(err).__name__}: {err})"
+                         ) from err
+
+
+def _from_archive(path: Path, archive: np.lib.npyio.NpzFile) -> ReferenceMotion:
     with archive:
         keys = set(archive.files)
         missing = [k for k in _REQUIRED if k not in keys]
@@ -109,24 +171,58 @@ def load(path: str | os.PathLike) -> ReferenceMotion:
         version = archive["schema_version"]
         if version.shape != () or not np.issubdtype(version.dtype, np.integer):
             raise ValueError(f"{path}: schema_version must be an integer scalar")
-        if int(version) > SCHEMA_VERSION:
-            raise ValueError(f"{path}: schema_version {int(version)} is newer than this flyenv "
+        version = int(version)
+        if version > SCHEMA_VERSION:
+            raise ValueError(f"{path}: schema_version {version} is newer than this flyenv "
                              f"reads ({SCHEMA_VERSION}); upgrade flyenv")
-        if int(version) < 1:
-            raise ValueError(f"{path}: schema_version must be >= 1, got {int(version)}")
-        unknown = sorted(keys - set(_REQUIRED) - set(OPTIONAL_ARRAYS))
+        if version < 1:
+            raise ValueError(f"{path}: schema_version must be >= 1, got {version}")
+        known = {name for name, added in _ADDED_IN.items() if added <= version}
+        unknown = sorted(keys - set(_REQUIRED) - known)
         if unknown:
-            raise ValueError(f"{path}: unknown keys {unknown} for schema_version "
-                             f"{SCHEMA_VERSION}")
+            raise ValueError(f"{path}: unknown keys {unknown} for schema_version {version}")
+        fps = archive["fps"]
+        if fps.shape != () or fps.dtype.kind not in "fiu":
+            raise ValueError(f"{path}: fps must be one real number [Hz], got {fps.dtype} "
+                             f"{fps.shape}")
         try:
             metadata = json.loads(str(archive["metadata"]))
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}: metadata is not valid JSON ({err})") from err
-        fields = {name: archive[name] for name in OPTIONAL_ARRAYS if name in keys}
+        fields = {name: archive[name] for name in known if name in keys}
         try:
-            return ReferenceMotion(fps=float(archive["fps"]),
+            return ReferenceMotion(fps=float(fps),
                                    dof_names=tuple(str(n) for n in archive["dof_names"]),
                                    joint_angles=archive["joint_angles"], metadata=metadata,
                                    **fields)
         except (TypeError, ValueError) as err:
             raise ValueError(f"{path}: {err}") from err
+
+
+def _check_sizes(path: Path) -> None:
+    """Refuses npy members whose header claims more data than the archive holds (no allocation).
+
+    Raises:
+        ValueError: naming the file and member.
+    """
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            stored = info.compress_type == zipfile.ZIP_STORED
+            ratio = 1 if stored else _MAX_DEFLATE_RATIO
+            if info.file_size > ratio * max(info.compress_size, 1):
+                raise ValueError(f"{path}: member {info.filename!r} claims {info.file_size} "
+                                 f"bytes from {info.compress_size} (corrupt archive)")
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                if version not in ((1, 0), (2, 0)):
+                    continue  # numpy's reader refuses or handles it; nothing large is read
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(f)
+                nbytes = math.prod(shape) * dtype.itemsize
+                if f.tell() + nbytes > info.file_size:
+                    raise ValueError(f"{path}: member {info.filename!r} claims shape {shape} "
+                                     f"of {dtype} ({nbytes} bytes) but holds "
+                                     f"{info.file_size - f.tell()}")

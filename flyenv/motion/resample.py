@@ -18,8 +18,8 @@ def resample(motion: ReferenceMotion, dt: float, *, smooth_frames: int = 7,
     frames, then interpolated with a cubic spline whose derivative gives the velocities; the root
     orientation is interpolated with a `scipy` rotation spline. Angles are clipped to the body's
     joint ranges afterwards (a cubic can overshoot a bound the data touches). Per-frame
-    measurements (`keypoints`, `fk_keypoints`, `ik_error`) do not exist at the new times and are
-    dropped. NaN columns of missing legs stay NaN.
+    measurements (`keypoints`, `fk_keypoints`, `ik_error`, `underdetermined`) do not exist at the
+    new times and are dropped. NaN columns of missing legs stay NaN.
 
     Args:
         motion: the clip.
