@@ -221,6 +221,44 @@ def test_nan_in_one_world_terminates_and_resets_only_that_world():
     assert torch.equal(obs[[0, 2]], obs_ref[[0, 2]])
 
 
+def test_huge_state_counts_as_diverged():
+    # MuJoCo only warns about a huge (finite) qpos; the env must still terminate the world.
+    env = make(2)
+    env.reset(seed=4)
+    env.engine.qpos[1, 0] = 1e30
+    obs, reward, terminated, _, info = env.step(zeros(env))
+    assert info["termination/nonfinite"].tolist() == [False, True]
+    assert reward[1] == 0 and obs.abs().max() < 1e6
+    env.step(zeros(env))  # NEXT_STEP: the world starts over
+    assert env.engine.qpos[:, 0].abs().max() < 100
+
+
+def test_any_float_dtype_of_actions_is_converted_and_others_refused():
+    # The rule: actions are float32; other real float dtypes are converted (no copy to the
+    # host); integer, bool and complex tensors are refused.
+    envs = [make(2) for _ in range(3)]
+    actions = torch.full((2, 42), 0.0625)  # exact in every float dtype
+    results = []
+    for env, dtype in zip(envs, (torch.float32, torch.float64, torch.bfloat16), strict=True):
+        env.reset(seed=5)
+        results.append(env.step(actions.to(dtype))[0])
+    assert torch.equal(results[0], results[1])
+    assert torch.equal(results[0], results[2])
+    for dtype in (torch.int32, torch.bool, torch.complex64):
+        with pytest.raises(ValueError, match="real floating point"):
+            envs[0].step(torch.zeros(2, 42, dtype=dtype))
+
+
+def test_step_and_reset_after_close_raise():
+    env = make(1)
+    env.reset(seed=0)
+    env.close()
+    with pytest.raises(RuntimeError, match="after close"):
+        env.step(zeros(env))
+    with pytest.raises(RuntimeError, match="after close"):
+        env.reset()
+
+
 def test_invalid_actions_are_zeroed_and_flagged_or_refused():
     env = make(2)
     env.reset(seed=0)

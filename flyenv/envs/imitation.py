@@ -144,6 +144,7 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         Returns:
             (obs (num_envs, obs_dim), info).
         """
+        self._check_open()
         super().reset(seed=seed)
         if seed is not None:
             self._generator.manual_seed(int(seed))
@@ -165,6 +166,7 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
             obs (num_envs, obs_dim) float32, reward (num_envs,) float32, terminated and
             truncated (num_envs,) bool, info.
         """
+        self._check_open()
         actions, invalid = self._check_actions(actions)
         starting = self._autoreset.clone()
         self.engine.ctrl.copy_(self._targets(actions))
@@ -190,6 +192,11 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
 
     # Step parts ----------------------------------------------------------------------------
 
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RuntimeError("FlyImitationVecEnv: step() or reset() after close(); make a new "
+                               "env")
+
     def _check_actions(self, actions: Any) -> tuple[torch.Tensor, torch.Tensor]:
         if not isinstance(actions, torch.Tensor):
             raise TypeError(f"actions must be a torch.Tensor on {self.device}, got "
@@ -197,9 +204,9 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         if tuple(actions.shape) != (self.num_envs, c.NUM_DOFS):
             raise ValueError(f"actions must have shape ({self.num_envs}, {c.NUM_DOFS}), got "
                              f"{tuple(actions.shape)}")
-        if not actions.dtype.is_floating_point:
-            raise ValueError(f"actions must be a floating point tensor (float32), got "
-                             f"{actions.dtype}")
+        if not actions.dtype.is_floating_point:  # int, bool and complex are refused
+            raise ValueError(f"actions must be a real floating point tensor (float32; other "
+                             f"float dtypes are converted), got {actions.dtype}")
         if actions.device != self.device:
             raise ValueError(f"actions must be on {self.device}, got {actions.device}")
         actions = actions.to(torch.float32)
@@ -383,5 +390,7 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         obs = observations.build_observation(
             state, self.ref.joint_pos[self._clip[:, None], ahead], self.ref.dof_mask[self._clip],
             self._frame / self._last)
-        # A diverged world's observation is zeros, so no NaN reaches a policy or a normalizer.
-        return torch.where(torch.isfinite(obs).all(dim=1, keepdim=True), obs, 0.0)
+        # A diverged world's observation is zeros, so no NaN (or 1e30) reaches a policy or a
+        # normalizer.
+        sound = (obs.abs() < observations.MJ_MAXVAL).all(dim=1, keepdim=True)
+        return torch.where(sound, obs, 0.0)

@@ -52,10 +52,17 @@ class FlyState:
         return quat_rotate_inverse(self.root_quat_w, self.lin_vel_w)
 
     def finite(self) -> torch.Tensor:
-        """(num_envs,) bool: every state value of the world is finite."""
+        """(num_envs,) bool: the world's state is sound.
+
+        Every value must be finite and below MuJoCo's `mjMAXVAL` (1e10), past which MuJoCo
+        itself calls a simulation unstable (and warns without failing it).
+        """
         parts = (self.joint_pos, self.joint_vel, self.root_pos_w, self.root_quat_w,
                  self.lin_vel_w, self.ang_vel_b)
-        return torch.stack([torch.isfinite(p).all(dim=1) for p in parts]).all(dim=0)
+        return torch.stack([(p.abs() < MJ_MAXVAL).all(dim=1) for p in parts]).all(dim=0)
+
+
+MJ_MAXVAL = 1e10  # MuJoCo's bound for "NaN, Inf or huge value" (mj_checkPos / mj_checkVel)
 
 
 def quat_rotate(quat: torch.Tensor, vec: torch.Tensor) -> torch.Tensor:
