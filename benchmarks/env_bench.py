@@ -7,7 +7,7 @@ the full step; on CUDA also GPU memory per world. Cold start (env construction +
 an empty Warp kernel cache) and warm start (with the filled cache) are timed in fresh
 interpreters. Defaults: the C MuJoCo engine on the CPU with all cores over 4..256 flies, then
 MuJoCo Warp on CUDA over 256..32768 (skipped without a GPU; a size that runs out of GPU memory is
-recorded as failed). This is `flyenv bench`; the code is `flyenv.benchmark`.
+recorded as failed). This is `flyenv bench`; the code is `flyenv.apps.bench`.
 
 Run from the repository root:
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 
-from flyenv import benchmark
+from flyenv.apps import bench as benchmark
 
 
 def main(argv: list[str] | None = None) -> int:

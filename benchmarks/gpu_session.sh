@@ -1,61 +1,134 @@
 #!/usr/bin/env bash
-# What flyenv measures on a lent GPU machine (Python 3.12 + torch, no network), one step per call.
+# flyenv's one GPU check: everything a lent GPU machine should measure, in one call of < 9 min.
 #
-# Here, on the CPU machine, once per session:
-#   bash benchmarks/gpu_session.sh prepare      # wheels of flyenv's dependencies -> .gpu/p0..pN
-# Then carry the parts to the GPU machine, one `run` each, in quick succession (the machine stays
-# warm ~30 s between calls): carry [".gpu/p1"] with command `true`, ..., carry [".gpu/pN"], and
-# for each step below carry [".gpu/p0"] with:
-#   bash .gpu/p0/install.sh && bash benchmarks/gpu_session.sh STEP
-# STEP (each fits in one 10-minute call):
-#   tests  the GPU and MuJoCo Warp tests on cuda:0 (kernels compile on the first one)
-#   bench  the warp sweep (256..32768 worlds; cold/warm start) -> env_bench_<device>.json/.png
-#   train  PPO, 4096 flies, TRAIN_SECONDS of training (default 420) -> ppo_gpu/curve.json/.png,
-#          checkpoint and policy video
-# Results go to $OUT (the device tool brings them back), or benchmarks/results without it;
-# commit the JSON and PNG under benchmarks/results/ with the device name.
-set -euo pipefail
+# The machine (Python 3.12 with torch, numpy, scipy, matplotlib, pytest, hypothesis; no network)
+# lacks MuJoCo, MuJoCo Warp, Warp and Gymnasium. Here, on the CPU machine:
+#   bash benchmarks/gpu_session.sh prepare     # their wheels -> .gpu/p0..pN (gpu-wheels)
+# It prints the device calls to make, in quick succession (the machine stays warm ~30 s): one
+# `run` per part p1..pN with carry [".gpu/pK"] and command `true`, then the check itself with
+# carry [".gpu/p0"]:
+#   bash benchmarks/gpu_session.sh run         # timeout_s 600
+# Stages, each under its own time limit and writing its files as it ends, so that a cut-short
+# call still returns what finished ($OUT/stages.txt lists each stage's exit code and seconds):
+#   env      GPU, driver and package versions                        -> env.txt
+#   install  the carried wheels into /tmp/site                       -> install.log
+#   tests    the warp and gpu tests on cuda:0 (kernels compile here)  -> tests.log, tests.xml
+#   bench    env benchmark, warp: 1024/4096/16384 flies, bare physics and full step, x real
+#            time, GPU memory per world                              -> env_bench_<gpu>.json/png
+#   determinism  the same at 4096 in MuJoCo Warp's deterministic mode -> ..._deterministic.json
+#   solver   solver iterations per world and per batch at 4096 flies -> solver_iterations_*.json
+#   start    cold (empty kernel cache) and warm start, one fresh interpreter each -> start.json
+#   train    PPO, 4096 flies, TRAIN_SECONDS (90) of training + evaluation -> ppo_gpu/curve.*
+# `bash benchmarks/gpu_session.sh run --dry-run` runs the same stages here on the CPU (MuJoCo
+# Warp on the Warp CPU device, tiny sizes, no install) to test this script.
+# Results go to $OUT (the device tool brings them back; benchmarks/results/gpu without it);
+# commit them under benchmarks/results/ with the device name.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 
-# flyenv's runtime dependencies and theirs (gpu-wheels downloads with --no-deps), plus pytest.
+# What the GPU image lacks (checked against its package list), pinned like pyproject.toml.
 SPECS=(warp-lang==1.19.0 mujoco==4.0.0 mujoco-core==4.0.0 mujoco-studio==4.0.0 websockets glfw
-       pyopengl mujoco-warp==4.0.0 absl-py etils gymnasium==1.4.0 farama-notifications
-       cloudpickle ikpy matplotlib contourpy cycler fonttools kiwisolver pyparsing
-       python-dateutil six pillow packaging imageio imageio-ffmpeg pytest iniconfig pluggy
-       pygments)
+       pyopengl mujoco-warp==4.0.0 gymnasium==1.4.0 farama-notifications ikpy imageio-ffmpeg)
 
-step=${1:-}
-if [ "$step" = prepare ]; then
+cmd=${1:-}
+if [ "$cmd" = prepare ]; then
   mkdir -p "$(git rev-parse --git-dir)/info"  # gpu-wheels records .gpu/ in .git/info/exclude
-  exec ../shared/tools/gpu-wheels prepare "${SPECS[@]}"
+  ../shared/tools/gpu-wheels prepare "${SPECS[@]}" || exit 1
+  echo "device calls, one right after the other:"
+  for part in $(ls -d .gpu/p* | sort -V); do
+    [ "$part" = .gpu/p0 ] && continue
+    echo "  run carry=[\"$part\"] command='true'"
+  done
+  echo "  run carry=[\".gpu/p0\"] timeout_s=600 command='bash benchmarks/gpu_session.sh run'"
+  exit 0
+fi
+if [ "$cmd" != run ]; then
+  echo "usage: bash benchmarks/gpu_session.sh prepare | run [--dry-run]" >&2
+  exit 2
+fi
+dry=0
+[ "${2:-}" = --dry-run ] && dry=1
+
+out=${OUT:-benchmarks/results/gpu}
+mkdir -p "$out"
+export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+cache=/tmp/flyenv-warp-cache; [ "$dry" = 1 ] && cache=$PWD/.cache/warp
+export WARP_CACHE_PATH=${WARP_CACHE_PATH:-$cache}  # shared by the stages
+export MUJOCO_GL=${MUJOCO_GL:-egl}
+PY=${PYTHON:-python3}
+TOTAL=${TOTAL_SECONDS:-530}  # the call's 600 s less start-up and the copy back
+begin=$(date +%s)
+
+if [ "$dry" = 1 ]; then
+  device=cpu; sizes="4 8"; det_size=4; solver_args="--num-envs 4 --steps 3"
+  train_args="--num-envs 2 --num-steps 4 --total-timesteps 16 --eval-steps 2"
+  test_args=(--cpu -k "captured or host or deterministic")
+else
+  device=cuda; sizes="1024 4096 16384"; det_size=4096
+  solver_args="--num-envs 4096 --steps 40"
+  train_args="--num-envs 4096 --total-timesteps 1000000000 --time-limit-s ${TRAIN_SECONDS:-90}"
+  train_args+=" --eval-steps 200"
+  test_args=()
 fi
 
-export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
-export WARP_CACHE_PATH=${WARP_CACHE_PATH:-/tmp/flyenv-warp-cache}  # shared by the steps
-out=${OUT:-benchmarks/results}
-mkdir -p "$out"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/gpu.txt" || true
-python -c "import torch, warp, mujoco, mujoco_warp; print('torch', torch.__version__, \
-torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no CUDA device', \
-'warp', warp.__version__, 'mujoco', mujoco.__version__)"
+# stage NAME SECONDS COMMAND...: runs COMMAND with its output in $out/NAME.log, cut at SECONDS
+# or at what is left of TOTAL, whichever is less; records the exit code and the time.
+stage() {
+  local name=$1 limit=$2; shift 2
+  local left=$((TOTAL - ($(date +%s) - begin)))
+  [ "$left" -lt "$limit" ] && limit=$left
+  if [ "$limit" -le 5 ]; then
+    echo "$name skipped: out of time" | tee -a "$out/stages.txt"
+    return
+  fi
+  local t0=$(date +%s)
+  timeout --kill-after=5 "$limit" "$@" > "$out/$name.log" 2>&1
+  local rc=$?
+  echo "$name rc=$rc ${limit}s-limit $(( $(date +%s) - t0 ))s" | tee -a "$out/stages.txt"
+}
 
-case "$step" in
-  tests)
-    # Only the modules with GPU/Warp tests: the others import the RL libraries (not carried).
-    # addopts is cleared because pytest-xdist is not installed there.
-    python -m pytest -o addopts="-ra" -m "gpu or warp" --kernel-cache-dir "$WARP_CACHE_PATH" \
-      tests/test_sim.py tests/test_env.py tests/test_mjcf.py 2>&1 | tee "$out/gpu_tests.txt"
-    ;;
-  bench)
-    python benchmarks/env_bench.py --engine warp --out "$out"
-    ;;
-  train)
-    python -m flyenv.cli train --device cuda --num-envs 4096 --total-timesteps 1000000000 \
-      --time-limit-s "${TRAIN_SECONDS:-420}" --video-steps 500 --output "$out/ppo_gpu"
-    rm -rf "$out/ppo_gpu/tb"
-    ;;
-  *)
-    echo "usage: bash benchmarks/gpu_session.sh prepare|tests|bench|train" >&2
-    exit 2
-    ;;
-esac
+versions() {
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 || true
+  "$PY" -c "import sys, torch, warp, mujoco, mujoco_warp, gymnasium; \
+print(sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, \
+torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no CUDA device'); \
+print('warp', warp.__version__, 'mujoco', mujoco.__version__, 'mujoco_warp', \
+mujoco_warp.__version__, 'gymnasium', gymnasium.__version__)" 2>&1
+}
+
+export PY device out
+start_times() {
+  "$PY" - "$device" "$out/start.json" <<'PY'
+import json, sys
+from flyenv.apps import bench as benchmark
+device, path = sys.argv[1], sys.argv[2]
+result = benchmark.start_times("warp", device, 1024 if device == "cuda" else 4)
+open(path, "w").write(json.dumps(result, indent=1))
+print(result)
+PY
+}
+
+export -f versions start_times
+: > "$out/stages.txt"
+if [ "$dry" = 0 ]; then
+  stage install 60 bash .gpu/p0/install.sh
+fi
+stage env 20 bash -c versions
+cp "$out/env.log" "$out/env.txt"
+stage tests 170 "$PY" -m pytest -p no:cacheprovider -o addopts="-ra -p no:benchmark" \
+  -m "gpu or warp" --kernel-cache-dir "$WARP_CACHE_PATH" --junitxml "$out/tests.xml" \
+  "${test_args[@]}" tests/test_sim.py tests/test_env.py tests/test_host_reads.py
+# shellcheck disable=SC2086
+stage bench 100 "$PY" benchmarks/env_bench.py --engine warp --device "$device" \
+  --num-envs $sizes --steps 20 --warmup 3 --min-time 0.5 --no-start-times --out "$out"
+stage determinism 45 "$PY" benchmarks/env_bench.py --engine warp --device "$device" \
+  --num-envs "$det_size" --steps 20 --warmup 3 --no-start-times --deterministic --out "$out"
+# shellcheck disable=SC2086
+stage solver 45 "$PY" benchmarks/solver_iterations.py --device "$device" $solver_args \
+  --candidates 100/50,default --output "$out/solver_iterations.json"
+stage start 60 bash -c start_times
+# shellcheck disable=SC2086
+stage train 150 "$PY" -m flyenv.cli train --device "$device" $train_args --video-steps 0 \
+  --output "$out/ppo_gpu"
+rm -rf "$out/ppo_gpu/tb"
+echo "done in $(( $(date +%s) - begin )) s; results in $out" | tee -a "$out/stages.txt"

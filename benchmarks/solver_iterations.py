@@ -80,7 +80,8 @@ def run_scenario(name: str, limits: dict[str, int], args: argparse.Namespace) ->
                              "histogram": np.bincount(niter).tolist()},
         "batch_max_iterations": {"mean": float(batch.mean()), "max": int(batch.max())},
         "worlds_at_iteration_limit": hit_iter, "worlds_at_linesearch_limit": hit_ls,
-        "mean_reward_over_max": reward_sum / args.steps, "wall_s": wall, "env_steps_per_s": args.steps * args.num_envs / wall,
+        "mean_reward_over_max": reward_sum / args.steps, "wall_s": wall,
+        "env_steps_per_s": args.steps * args.num_envs / wall,
     }
 
 
@@ -90,13 +91,17 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, default=32)
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--candidates", default="100/50,30/10,20/8",
-                        help="solver/linesearch iteration limits to compare")
+                        help="solver/linesearch iteration limits to compare ('default': "
+                             "flyenv's ModelOptions defaults)")
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
     results = []
     for candidate in args.candidates.split(","):
-        iterations, linesearch = (int(v) for v in candidate.split("/"))
-        limits = {"solver_iterations": iterations, "linesearch_iterations": linesearch}
+        if candidate == "default":  # flyenv's defaults (ModelOptions)
+            limits = {}
+        else:
+            iterations, linesearch = (int(v) for v in candidate.split("/"))
+            limits = {"solver_iterations": iterations, "linesearch_iterations": linesearch}
         for name in SCENARIOS:
             result = run_scenario(name, limits, args)
             results.append(result)

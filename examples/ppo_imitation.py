@@ -8,16 +8,16 @@ Example:
     python examples/ppo_imitation.py --device cuda --num-envs 4096 --total-timesteps 200000000
     python examples/ppo_imitation.py --device cpu --num-envs 64 --total-timesteps 200000
 
-The algorithm is `flyenv.train` (one file: the agent, the rollout, GAE, the clipped update,
+The algorithm is `flyenv.apps.train` (one file: the agent, the rollout, GAE, the clipped update,
 logging, checkpoint, evaluation, video), which `flyenv train` runs too; every field of
-`flyenv.train.PpoArgs` is an option here.
+`flyenv.apps.train.PpoArgs` is an option here.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from flyenv.train import add_arguments, args_from, train
+from flyenv.apps.train import add_arguments, args_from, train
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

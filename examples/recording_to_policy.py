@@ -10,7 +10,7 @@ Example:
         --num-envs 4096 --total-timesteps 50000000
 
 Steps: the recording (without --recording: synthetic tracking keypoints of flyenv's tripod gait)
--> `flyenv.ik_preprocess.run` (IK, error plot) -> `flyenv.train.train` (PPO on the vector env
+-> `flyenv.ik_preprocess.run` (IK, error plot) -> `flyenv.apps.train.train` (PPO on the vector env
 imitating the IK output) -> `OUTPUT/train/policy.mp4` (the policy beside its reference ghost).
 """
 
@@ -20,10 +20,10 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from flyenv.demo import synthetic_recording
+from flyenv.apps.demo import synthetic_recording
+from flyenv.apps.train import PpoArgs, train
 from flyenv.ik_preprocess import IkOptions
 from flyenv.ik_preprocess import run as run_ik
-from flyenv.train import PpoArgs, train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,12 +58,12 @@ def parse_args() -> Args:
 
 def main() -> None:
     args = parse_args()
-    recording = args.recording or synthetic_recording(args.output / "recording_tripod.npz",
+    recording = args.recording or synthetic_recording(args.output / "keypoints_tripod.npz",
                                                       duration_s=args.duration)
     report = run_ik([recording], args.output / "ik", IkOptions(fps=args.fps), plot=True,
                     overwrite=True)
     if report.failed:
-        raise SystemExit(f"IK failed: {report.failed[0].error}")
+        raise SystemExit(f"IK failed: {report.failed[0].message}")
     reference = args.output / "ik" / f"{Path(recording).stem}.npz"
     print(f"IK: {report.leg_frames} leg-frames, mean fit error "
           f"{report.error_mean_mm.mean() * 1e3:.1f} um -> {reference}")

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from flyenv.apps.plots import plot_tracking
+from flyenv.apps.replay import replay_video
 from flyenv.body import DOF_NAMES
-from flyenv.demo import replay_video
 from flyenv.motion import load, save, tripod_gait
-from flyenv.plots import plot_replay
-from flyenv.sim import replay
+from flyenv.sim import track_reference
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,14 +56,14 @@ def main() -> None:
           f"frames at {motion.fps:g} Hz, missing legs: {list(motion.missing_legs) or 'none'}")
     results = []
     for tethered in (True, False):
-        result = replay(motion, tethered=tethered)
+        result = track_reference(motion, tethered=tethered)
         rms = result.tracking_rms_deg()
         worst = int(np.nanargmax(rms))
         label = "tethered" if tethered else "free"
         print(f"{label:>8}: RMS {np.sqrt(np.nanmean(rms**2)):.2f} deg, worst "
               f"{DOF_NAMES[worst]} {rms[worst]:.2f} deg, {result.realtime_factor:.1f}x real time")
         results.append(result)
-    path = plot_replay(results, args.output / "tracking.png", leg=args.leg)
+    path = plot_tracking(results, args.output / "tracking.png", leg=args.leg)
     print(f"wrote {path}")
     reference = args.reference or save(motion, args.output / "reference.npz")
     for tethered in (True, False):

@@ -4,7 +4,7 @@ Usage:
     flyenv demo [--output DIR] [--recording FILE] [--duration S]
     flyenv replay REFERENCE.npz [--output FILE.mp4] [--steps N] [--tethered]
     flyenv train [--reference FILE.npz] [--device DEV] [--num-envs N] [--total-timesteps N]
-                 [--output DIR] [--video-steps N] ... (every field of flyenv.train.PpoArgs)
+                 [--output DIR] [--video-steps N] ... (every field of flyenv.apps.train.PpoArgs)
     flyenv model [--tethered] [--body FILE] [--output FILE.xml]
     flyenv ik RECORDING... -o OUT_DIR [--workers N] [--solver lm|seqik]
               [--body template|data|FILE.json] [--align] [--chunk-frames K] [--overlap F]
@@ -22,42 +22,33 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-from tqdm import tqdm
-
-from flyenv import benchmark
-from flyenv import train as ppo
 from flyenv._version import __version__
-from flyenv.body import constants as c
-from flyenv.body.config import BodyConfig
-from flyenv.body.mjcf import build_spec
-from flyenv.demo import replay_video, run_demo
-from flyenv.ik_preprocess import runner
-from flyenv.ik_preprocess.limits import FPS_RANGE_HZ
-from flyenv.ik_preprocess.solver import LmOptions
-from flyenv.motion import io as motion_io
+
+if TYPE_CHECKING:
+    from flyenv.body.config import BodyConfig
+
+# Each subcommand declares its options and imports its modules only when it is the one run, so
+# that `flyenv ik` loads neither torch, gymnasium nor matplotlib (unless --plot).
+Command = tuple[str, Callable[[argparse.ArgumentParser], None]]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `flyenv` console script."""
-    parser = argparse.ArgumentParser(prog="flyenv", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--version", action="version", version=f"flyenv {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    demo = sub.add_parser("demo", help="the pipeline: keypoints -> IK -> reference -> env -> "
-                                       "video and plots")
+def _add_demo(demo: argparse.ArgumentParser) -> None:
     demo.add_argument("--output", type=Path, default=Path("flyenv-demo"),
                       help="folder for the artefacts (default: %(default)s)")
     demo.add_argument("--recording", type=Path, default=None,
                       help="your recording (pkl, npz, csv) instead of the synthetic one")
+    demo.add_argument("--fps", type=float, default=None,
+                      help="frame rate [Hz] of a --recording that does not carry one")
     demo.add_argument("--duration", type=float, default=2.0,
                       help="length of the synthetic gait [s] (default: %(default)s)")
     demo.set_defaults(func=_demo)
 
-    replay_cmd = sub.add_parser("replay", help="video of the fly following a ReferenceMotion")
+
+def _add_replay(replay_cmd: argparse.ArgumentParser) -> None:
     replay_cmd.add_argument("reference", type=Path, help="the ReferenceMotion .npz")
     replay_cmd.add_argument("--output", type=Path, default=None,
                             help="the mp4 (default: next to the reference)")
@@ -65,19 +56,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     replay_cmd.add_argument("--tethered", action="store_true", help="film the tethered fly")
     replay_cmd.set_defaults(func=_replay)
 
-    train_cmd = sub.add_parser("train", help="PPO on the imitation env (flyenv.train): "
-                                             "checkpoint, learning curve, evaluation, video")
-    ppo.add_arguments(train_cmd)
+
+def _add_train(train_cmd: argparse.ArgumentParser) -> None:
+    from flyenv.apps import train
+
+    train.add_arguments(train_cmd)
     train_cmd.set_defaults(func=_train)
 
-    model = sub.add_parser("model", help="print the fly model; optionally write it as MJCF")
+
+def _add_model(model: argparse.ArgumentParser) -> None:
     model.add_argument("--tethered", action="store_true", help="thorax fixed in space")
     model.add_argument("--body", type=Path, default=None,
                        help="a body config .json or a ReferenceMotion .npz whose body to build")
     model.add_argument("--output", type=Path, default=None, help="write the model as MJCF here")
     model.set_defaults(func=_model)
 
-    ik = sub.add_parser("ik", help="3D pose recordings -> ReferenceMotion files (offline IK)")
+
+def _add_ik(ik: argparse.ArgumentParser) -> None:
+    from flyenv.ik_preprocess import runner
+    from flyenv.ik_preprocess.limits import FPS_RANGE_HZ
+
     ik.add_argument("recordings", nargs="+", type=Path,
                     help=".pkl / .npz / .csv recordings (x anterior, y left, z up, mm)")
     ik.add_argument("-o", "--output", type=Path, required=True,
@@ -115,11 +113,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     ik.add_argument("--quiet", action="store_true", help="no progress bar")
     ik.set_defaults(func=_ik)
 
-    bench = sub.add_parser("bench", help="throughput of the imitation env: physics alone and "
-                                         "full env steps against num_envs, and start times")
+
+def _add_bench(bench: argparse.ArgumentParser) -> None:
+    from flyenv.apps import bench as benchmark
+
     benchmark.add_arguments(bench)
     bench.set_defaults(func=_bench)
 
+
+COMMANDS: dict[str, Command] = {
+    "demo": ("the pipeline: keypoints -> IK -> reference -> env -> video and plots", _add_demo),
+    "replay": ("video of the fly replaying a ReferenceMotion (zero residuals)", _add_replay),
+    "train": ("PPO on the imitation env (flyenv.apps.train): checkpoint, learning curve, "
+              "evaluation, video", _add_train),
+    "model": ("print the fly model; optionally write it as MJCF", _add_model),
+    "ik": ("3D pose recordings -> ReferenceMotion files (offline IK)", _add_ik),
+    "bench": ("throughput of the imitation env: physics alone and full env steps against "
+              "num_envs, and start times", _add_bench),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `flyenv` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="flyenv", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"flyenv {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (help_text, add) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text)
+        if name == chosen:  # only the command run declares (and imports) its options
+            add(command)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
@@ -129,6 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _load_body(path: Path | None) -> BodyConfig:
+    from flyenv.body.config import BodyConfig
+    from flyenv.motion import io as motion_io
+
     if path is None:
         return BodyConfig.default()
     if path.suffix == ".npz":
@@ -137,6 +164,11 @@ def _load_body(path: Path | None) -> BodyConfig:
 
 
 def _model(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from flyenv.body import constants as c
+    from flyenv.body.mjcf import build_spec
+
     spec = build_spec(_load_body(args.body), tethered=args.tethered)
     model = spec.compile()
     variant = "tethered" if args.tethered else "free-walking"
@@ -165,6 +197,13 @@ def _model(args: argparse.Namespace) -> int:
 
 
 def _ik(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from flyenv.body import constants as c
+    from flyenv.body.config import BodyConfig
+    from flyenv.ik_preprocess import runner
+    from flyenv.ik_preprocess.solver import LmOptions
+
     template = BodyConfig.default()
     body = args.body
     if body not in runner.BODY_MODES:
@@ -208,6 +247,8 @@ def _ik(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    from flyenv.apps import bench as benchmark
+
     results, json_path, png_path = benchmark.run_args(args)
     print(benchmark.format_table(results))
     print(f"wrote {json_path} and {png_path}")
@@ -215,10 +256,13 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from flyenv.apps.demo import run_demo
+
     out: Path = args.output
     start = time.perf_counter()
     print(f"flyenv {__version__} demo -> {out.resolve()}")
-    result = run_demo(out, recording=args.recording, duration_s=args.duration, log=print)
+    result = run_demo(out, recording=args.recording, fps=args.fps, duration_s=args.duration,
+                      log=print)
     print(f"wrote:\n  video          {result.video}\n  IK error plot  {result.ik_plot}\n"
           f"  tracking plot  {result.tracking_plot}\n  reference      {result.reference}")
     print(f"done in {time.perf_counter() - start:.1f} s")
@@ -226,11 +270,15 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    result = ppo.train(ppo.args_from(args), log=print)
+    from flyenv.apps import train
+
+    result = train.train(train.args_from(args), log=print)
     return 0 if result["evaluation"]["score"] > 0 else 1
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from flyenv.apps.replay import replay_video
+
     output = args.output or args.reference.with_suffix(".mp4")
     video, mean_reward, max_reward = replay_video(args.reference, output, steps=args.steps,
                                                   tethered=args.tethered)

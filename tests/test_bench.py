@@ -1,7 +1,7 @@
 import json
 import math
 
-from flyenv.benchmark import format_table, sweep
+from flyenv.apps.bench import format_table, sweep
 from flyenv.cli import main
 
 

@@ -8,7 +8,7 @@ import pytest
 from flyenv.body import DOF_NAMES, BodyConfig
 from flyenv.cli import main
 from flyenv.motion import load, save
-from flyenv.sim import replay
+from flyenv.sim import track_reference
 
 
 def test_model_prints_42_dofs_and_writes_loadable_mjcf(tmp_path, capsys):
@@ -49,10 +49,10 @@ def test_demo_runs_the_pipeline_and_writes_its_artefacts(tmp_path):
     assert result.returncode == 0, result.stderr
     for stage in ("1. keypoints", "2. IK", "3. replay", "4. vector env"):
         assert stage in result.stdout
-    motion = load(out / "ik" / "recording_tripod.npz")
+    motion = load(out / "reference_tripod.npz")
     assert motion.ik_error is not None and motion.num_frames == 151
     assert np.nanmean(motion.ik_error) < 0.02  # noise is 5 um
-    for png in (out / "ik" / "recording_tripod.png", out / "tracking.png"):
+    for png in (out / "ik_fit_tripod.png", out / "tracking.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     frames = imageio.mimread(out / "imitation.mp4")
     assert len(frames) == 151 and frames[0].shape == (360, 480, 3)  # reset + 150 steps
@@ -61,30 +61,32 @@ def test_demo_runs_the_pipeline_and_writes_its_artefacts(tmp_path):
     # The same with a recording of one's own, and `flyenv replay` on the reference.
     own = tmp_path / "own"
     assert main(["demo", "--output", str(own), "--recording",
-                 str(out / "recording_tripod.npz")]) == 0
-    assert (own / "ik" / "recording_tripod.npz").exists()
-    assert main(["replay", str(own / "ik" / "recording_tripod.npz"), "--steps", "5",
+                 str(out / "keypoints_tripod.npz")]) == 0
+    assert sorted(p.name for p in own.iterdir()) == [
+        "ik_fit_keypoints_tripod.png", "imitation.mp4", "reference_keypoints_tripod.npz",
+        "tracking.png"]
+    assert main(["replay", str(own / "reference_keypoints_tripod.npz"), "--steps", "5",
                  "--output", str(tmp_path / "r.mp4")]) == 0
     assert len(imageio.mimread(tmp_path / "r.mp4")) == 6
 
 
-def test_replay_tracks_the_gait(gait):
-    tethered = replay(gait, tethered=True)
+def test_tracking_the_gait(gait):
+    tethered = track_reference(gait, tethered=True)
     assert tethered.root_pos is None and tethered.num_steps == 10_000
     assert np.sqrt(np.mean(tethered.tracking_rms_deg() ** 2)) < 1.5
-    free = replay(gait)
+    free = track_reference(gait)
     walked = free.root_pos[-1, 0] - free.root_pos[0, 0]
     assert 0.5 * 9.99 < walked < 1.1 * 9.99  # the reference walks 10 mm in 1 s
     assert 0.6 < free.root_pos[:, 2].min() and free.root_pos[:, 2].max() < 1.0
 
 
-def test_replay_holds_missing_legs_in_standing_pose(gait):
+def test_tracking_holds_missing_legs_in_standing_pose(gait):
     angles = np.array(gait.joint_angles)
     angles[:, 35:42] = np.nan
     motion = gait.replace(joint_angles=angles, fk_keypoints=None,
                           metadata={**gait.metadata, "missing_legs": ["RH"]})
-    result = replay(motion, tethered=True)
+    result = track_reference(motion, tethered=True)
     assert np.isnan(result.tracking_rms_deg()[35:]).all()
     assert np.isfinite(result.joint_angles).all()
     with pytest.raises(ValueError, match="record_every"):
-        replay(motion, record_every=0)
+        track_reference(motion, record_every=0)

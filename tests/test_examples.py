@@ -69,14 +69,14 @@ def test_recording_to_policy_example_runs(tmp_path):
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "IK:" in result.stdout and "policy video" in result.stdout
-    assert (tmp_path / "ik" / "recording_tripod.png").exists()
+    assert (tmp_path / "ik" / "keypoints_tripod.png").exists()
     assert (tmp_path / "train" / "policy.mp4").stat().st_size > 1_000
 
 
 def test_train_keeps_checkpoint_and_curve_when_the_video_fails(tmp_path, monkeypatch):
     # Rendering needs EGL/OSMesa, which a training machine may lack: the run's results come
     # first, and a failed video is a warning.
-    import flyenv.train as train_module
+    import flyenv.apps.train as train_module
 
     def no_gl(*args, **kwargs):
         raise RuntimeError("no OpenGL context")

@@ -85,7 +85,7 @@ def test_wrappers_read_nothing_on_the_host(warp_env, mode):
 
 
 def test_ppo_iteration_reads_nothing_on_the_host(warp_env):
-    from flyenv.train import Agent, PpoArgs, Rollout, collect, make_optimizer, update
+    from flyenv.apps.train import Agent, PpoArgs, Rollout, collect, make_optimizer, update
 
     base = warp_env("same_step")
     envs = NormalizeObservation(EpisodeStatistics(base))

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from flyenv.body.mjcf import ModelOptions, build_model
-from flyenv.sim import contact_capacity, make_engine, resolve_engine
+from flyenv.sim import make_engine, resolve_engine
+from flyenv.sim.warp_engine import contact_capacity
 
 NWORLD, NSUB = 3, 5
 

@@ -6,7 +6,6 @@ gives the single-fly `FlyImitationEnv` (numpy). Keyword arguments are `FlyImitat
 The registration itself lives in `flyenv._registration`, which `import flyenv` runs.
 """
 
-from flyenv import _registration
 from flyenv._registration import ENV_ID as ENV_ID
 from flyenv.envs.config import REWARD_TERMS as REWARD_TERMS
 from flyenv.envs.config import FlyImitationConfig as FlyImitationConfig
@@ -14,7 +13,6 @@ from flyenv.envs.config import RewardConfig as RewardConfig
 from flyenv.envs.imitation import TERMINATIONS as TERMINATIONS
 from flyenv.envs.imitation import FlyImitationVecEnv as FlyImitationVecEnv
 from flyenv.envs.reference import ReferenceBank as ReferenceBank
+from flyenv.envs.rewards import TERMS as TERMS
+from flyenv.envs.rewards import RewardTerm as RewardTerm
 from flyenv.envs.single import FlyImitationEnv as FlyImitationEnv
-
-if FlyImitationConfig.max_episode_steps != _registration.MAX_EPISODE_STEPS:
-    raise RuntimeError("flyenv._registration.MAX_EPISODE_STEPS must equal the config default")

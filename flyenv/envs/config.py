@@ -10,35 +10,34 @@ from typing import Any, Literal
 
 from gymnasium.vector import AutoresetMode
 
+from flyenv import _registration
 from flyenv.body.mjcf import ModelOptions
+from flyenv.envs import rewards
 from flyenv.motion.format import ReferenceMotion
 
 ReferenceSpec = str | os.PathLike | ReferenceMotion
-# The imitation terms, in the order they are reported.
-REWARD_TERMS = ("joint_pos", "joint_vel", "claw_pos", "upright", "root_vel")
+# The imitation terms, in the order they are reported (declared in flyenv.envs.rewards).
+REWARD_TERMS = rewards.TERM_NAMES
 _AUTORESET = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP,
               "disabled": AutoresetMode.DISABLED}
 
 
 def _default_weights() -> dict[str, float]:
-    return {"joint_pos": 0.5, "joint_vel": 0.1, "claw_pos": 0.2, "upright": 0.1, "root_vel": 0.1}
+    return {term.name: term.weight for term in rewards.TERMS}
 
 
 def _default_scales() -> dict[str, float]:
-    return {"joint_pos": 40.0, "joint_vel": 0.005, "claw_pos": 50.0, "upright": 10.0,
-            "root_vel": 0.05}
+    return {term.name: term.scale for term in rewards.TERMS}
 
 
 @dataclasses.dataclass(frozen=True)
 class RewardConfig:
     """DeepMimic-style imitation reward: `sum_k weights[k] * exp(-scales[k] * err_k)`.
 
-    Each error is a mean of squares: joint_pos over the present DOFs [rad²], joint_vel
-    [(rad/s)²], claw_pos over the claws of the present legs in the thorax frame [mm²], upright the
-    squared distance of gravity in the thorax frame from straight down [unitless], root_vel of the
-    thorax's world velocity [(mm/s)²]. `upright` and `root_vel` are dropped for a tethered fly and
-    `root_vel` for a reference without root motion; the env's `max_reward` is the sum of the
-    weights of the terms in use.
+    The terms, their errors (means of squares), default weights and scales and when they apply
+    are declared in `flyenv.envs.rewards.TERMS`: joint_pos, joint_vel and claw_pos always,
+    upright for a free fly, root_vel for a free fly imitating a clip with root motion. The env's
+    `max_reward` is the sum of the weights of the terms in use.
 
     Attributes:
         weights: weight of each term, keyed by the names in `REWARD_TERMS` (terms left out keep
@@ -125,7 +124,7 @@ class FlyImitationConfig:
     max_tilt_rad: float = 1.0
     max_joint_error_rad: float = 0.6
     max_root_drift_mm: float = 5.0
-    max_episode_steps: int = 1000
+    max_episode_steps: int = _registration.MAX_EPISODE_STEPS
     device: str = "auto"
     engine: Literal["auto", "mujoco", "warp"] = "auto"
     autoreset_mode: Literal["next_step", "same_step", "disabled"] = "next_step"

@@ -19,9 +19,9 @@ from gymnasium.vector.utils import batch_space
 from flyenv.body import constants as c
 from flyenv.body.mjcf import build_model
 from flyenv.envs import observations, rewards
-from flyenv.envs.config import REWARD_TERMS, FlyImitationConfig
+from flyenv.envs.config import FlyImitationConfig
 from flyenv.envs.reference import load_references
-from flyenv.sim.engine import make_engine, resolve_engine
+from flyenv.sim.factory import make_engine, resolve_engine
 from flyenv.sim.render import FlyRenderer
 
 _CLAW_SITES = tuple(f"{leg}_Claw" for leg in c.LEGS)
@@ -90,18 +90,14 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         self._identity_quat = torch.tensor([1.0, 0.0, 0.0, 0.0], device=dev)
         bounds = np.asarray(self.ref.body.bounds, dtype=np.float32)
         self._bounds = torch.tensor(bounds, device=dev)
-        self.terms = tuple(t for t in REWARD_TERMS if self._term_in_use(t))
+        self._terms = tuple(t for t in rewards.TERMS
+                            if t.in_use(free=self._free, has_root=self.ref.has_root))
+        self.terms = tuple(t.name for t in self._terms)
         self.max_reward = float(sum(self.config.reward.weights[t] for t in self.terms))
-
-    def _term_in_use(self, term: str) -> bool:
-        if term == "upright":
-            return self._free
-        if term == "root_vel":
-            return self._free and self.ref.has_root
-        return True
 
     def _setup_spaces(self) -> None:
         cfg = self.config
+        self.observation_layout = observations.observation_layout(cfg.future_frames)
         obs_dim = observations.observation_dim(cfg.future_frames)
         self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
         if cfg.action_mode == "absolute":
@@ -265,19 +261,13 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
 
     def _reward_terms(self, state: observations.FlyState, ref_pos: torch.Tensor,
                       dof_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        ref, clip, frame, k = self.ref, self._clip, self._frame, self.config.reward.scales
-        terms = {  # evaluated only for the terms in use
-            "joint_pos": lambda: rewards.reward_joint_pos(
-                state.joint_pos, ref_pos, dof_mask, k["joint_pos"]),
-            "joint_vel": lambda: rewards.reward_joint_vel(
-                state.joint_vel, ref.joint_vel[clip, frame], dof_mask, k["joint_vel"]),
-            "claw_pos": lambda: rewards.reward_claw_pos(
-                state.claw_pos_b, ref.claw_pos_b[clip, frame], ref.leg_mask[clip], k["claw_pos"]),
-            "upright": lambda: rewards.reward_upright(state.gravity_b, k["upright"]),
-            "root_vel": lambda: rewards.reward_root_vel(
-                state.lin_vel_w, ref.root_lin_vel_w[clip, frame], k["root_vel"]),
-        }
-        return {name: torch.nan_to_num(terms[name](), nan=0.0) for name in self.terms}
+        ref, clip, frame = self.ref, self._clip, self._frame
+        inputs = rewards.RewardInputs(
+            state=state, ref_joint_pos=ref_pos, ref_joint_vel=ref.joint_vel[clip, frame],
+            ref_claw_pos_b=ref.claw_pos_b[clip, frame],
+            ref_root_lin_vel_w=ref.root_lin_vel_w[clip, frame], dof_mask=dof_mask,
+            leg_mask=ref.leg_mask[clip])
+        return rewards.evaluate(self._terms, inputs, self.config.reward.scales)
 
     def _finish_step(self, state: observations.FlyState, reward: torch.Tensor,
                      terminated: torch.Tensor, truncated: torch.Tensor, info: dict[str, Any],
@@ -326,6 +316,17 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
             ghost[:, 3:7] = self.ref.root_quat_w[clip, frame].double().cpu().numpy()
         return tuple(self._renderer.render(q, g if cfg.render_ghost else None)
                      for q, g in zip(qpos, ghost, strict=True))
+
+    def observation_part(self, obs: torch.Tensor, name: str) -> torch.Tensor:
+        """The part `name` (e.g. "joint_vel") of observations (..., obs_dim).
+
+        The parts and their units: `flyenv.envs.observations.observation_layout`; the env's is
+        `self.observation_layout`.
+        """
+        if name not in self.observation_layout:
+            raise ValueError(f"unknown observation part {name!r}; the parts are "
+                             f"{list(self.observation_layout)}")
+        return obs[..., self.observation_layout[name]]
 
     def close_extras(self, **kwargs: Any) -> None:
         """Frees the renderer's GL context."""

@@ -78,19 +78,32 @@ def quat_rotate_inverse(quat: torch.Tensor, vec: torch.Tensor) -> torch.Tensor:
     return quat_rotate(conj, vec)
 
 
+def observation_layout(future_frames: int) -> dict[str, slice]:
+    """Where each part of the observation sits: {name: slice}, in order.
+
+    Parts: `joint_pos` (42) [rad], `joint_vel` (42) [rad/s], `gravity_b` (3, gravity direction in
+    the thorax frame), `lin_vel_b` (3) thorax velocity in the thorax frame [mm/s], `ang_vel_b` (3)
+    thorax angular velocity [rad/s], `contact` (6) tarsus contact flags, `future_joint_pos`
+    (K x 42) the next K reference frames minus the current angles [rad] (0 for legs missing from
+    the clip), `phase` (1) the clip's phase in [0, 1].
+    """
+    sizes = {"joint_pos": 42, "joint_vel": 42, "gravity_b": 3, "lin_vel_b": 3, "ang_vel_b": 3,
+             "contact": 6, "future_joint_pos": 42 * future_frames, "phase": 1}
+    layout, start = {}, 0
+    for name, size in sizes.items():
+        layout[name] = slice(start, start + size)
+        start += size
+    return layout
+
+
 def observation_dim(future_frames: int) -> int:
     """Length of the observation vector for `future_frames` reference frames."""
-    return 42 + 42 + 3 + 3 + 3 + 6 + 42 * future_frames + 1
+    return next(reversed(observation_layout(future_frames).values())).stop
 
 
 def build_observation(state: FlyState, future_joint_pos: torch.Tensor, dof_mask: torch.Tensor,
                       phase: torch.Tensor) -> torch.Tensor:
-    """The policy's observation.
-
-    Layout: joint angles (42) [rad], joint velocities (42) [rad/s], gravity in the thorax frame
-    (3), thorax velocity in the thorax frame (3) [mm/s], thorax angular velocity (3) [rad/s],
-    tarsus contact flags (6), the next K reference frames minus the current angles (K x 42)
-    [rad] (0 for legs missing from the clip), clip phase in [0, 1] (1).
+    """The policy's observation, its parts in `observation_layout` order.
 
     Args:
         state: the fly.
@@ -102,6 +115,9 @@ def build_observation(state: FlyState, future_joint_pos: torch.Tensor, dof_mask:
         (num_envs, obs_dim) float32.
     """
     ahead = (future_joint_pos - state.joint_pos[:, None]) * dof_mask[:, None]
-    contact = (state.touch > CONTACT_THRESHOLD).float()
-    return torch.cat([state.joint_pos, state.joint_vel, state.gravity_b, state.lin_vel_b,
-                      state.ang_vel_b, contact, ahead.flatten(1), phase[:, None]], dim=1)
+    parts = {"joint_pos": state.joint_pos, "joint_vel": state.joint_vel,
+             "gravity_b": state.gravity_b, "lin_vel_b": state.lin_vel_b,
+             "ang_vel_b": state.ang_vel_b, "contact": (state.touch > CONTACT_THRESHOLD).float(),
+             "future_joint_pos": ahead.flatten(1), "phase": phase[:, None]}
+    layout = observation_layout(future_joint_pos.shape[1])
+    return torch.cat([parts[name] for name in layout], dim=1)

@@ -1,52 +1,130 @@
-"""Pure torch: DeepMimic-style imitation terms, each `exp(-scale * err)` in [0, 1], and their sum.
+"""Pure torch: the DeepMimic-style imitation terms, each declared once, and their sum.
 
-Every term takes (num_envs, ...) tensors and returns (num_envs,). Errors are means of squares
-over what the clip has (a leg missing from the recording counts in none of them).
+A term is `weight * exp(-scale * err)` with `err` a mean of squares over what the clip has (a leg
+missing from the recording counts in none of them). Each `RewardTerm` in `TERMS` carries its
+error function, its default weight and scale, and when it applies; the config, the env, the
+`info` keys and `max_reward` all follow from `TERMS`. Adding a term is one entry here (and its
+test).
+
+Every error takes a `RewardInputs` of (num_envs, ...) tensors and returns (num_envs,).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+from typing import Literal
+
 import torch
+
+from flyenv.envs.observations import FlyState
+
+Applies = Literal["always", "free", "root_motion"]
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardInputs:
+    """The simulated fly and the reference at the current frame, (num_envs, ...) each.
+
+    Attributes:
+        state: the simulated fly.
+        ref_joint_pos: (num_envs, 42) reference angles [rad].
+        ref_joint_vel: (num_envs, 42) reference angular velocities [rad/s].
+        ref_claw_pos_b: (num_envs, 6, 3) reference claws in the thorax frame [mm].
+        ref_root_lin_vel_w: (num_envs, 3) reference thorax velocity in the world [mm/s].
+        dof_mask: (num_envs, 42) 1.0 for DOFs the clip has.
+        leg_mask: (num_envs, 6) 1.0 for legs the clip has.
+    """
+
+    state: FlyState
+    ref_joint_pos: torch.Tensor
+    ref_joint_vel: torch.Tensor
+    ref_claw_pos_b: torch.Tensor
+    ref_root_lin_vel_w: torch.Tensor
+    dof_mask: torch.Tensor
+    leg_mask: torch.Tensor
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardTerm:
+    """One imitation term.
+
+    Attributes:
+        name: the key in `RewardConfig.weights` / `scales` and in `info["reward/<name>"]`.
+        error: (RewardInputs) -> (num_envs,) mean-square error.
+        weight: default weight.
+        scale: default `k` of `exp(-k * err)`, in 1 / (unit of err).
+        applies: "always"; "free" (not for a tethered fly); "root_motion" (a free fly and a clip
+            with root motion).
+        doc: what it compares, with units.
+    """
+
+    name: str
+    error: Callable[[RewardInputs], torch.Tensor]
+    weight: float
+    scale: float
+    applies: Applies
+    doc: str
+
+    def in_use(self, *, free: bool, has_root: bool) -> bool:
+        """Whether the term applies to a free (or tethered) fly and clips with(out) root motion."""
+        if self.applies == "free":
+            return free
+        if self.applies == "root_motion":
+            return free and has_root
+        return True
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
 
 
-def reward_joint_pos(joint_pos: torch.Tensor, ref_joint_pos: torch.Tensor,
-                     dof_mask: torch.Tensor, scale: float) -> torch.Tensor:
-    """Joint angles against the reference: (num_envs, 42) each [rad]."""
-    return torch.exp(-scale * _masked_mean((joint_pos - ref_joint_pos) ** 2, dof_mask))
+def _joint_pos(x: RewardInputs) -> torch.Tensor:
+    return _masked_mean((x.state.joint_pos - x.ref_joint_pos) ** 2, x.dof_mask)
 
 
-def reward_joint_vel(joint_vel: torch.Tensor, ref_joint_vel: torch.Tensor,
-                     dof_mask: torch.Tensor, scale: float) -> torch.Tensor:
-    """Joint velocities against the reference: (num_envs, 42) each [rad/s]."""
-    return torch.exp(-scale * _masked_mean((joint_vel - ref_joint_vel) ** 2, dof_mask))
+def _joint_vel(x: RewardInputs) -> torch.Tensor:
+    return _masked_mean((x.state.joint_vel - x.ref_joint_vel) ** 2, x.dof_mask)
 
 
-def reward_claw_pos(claw_pos_b: torch.Tensor, ref_claw_pos_b: torch.Tensor,
-                    leg_mask: torch.Tensor, scale: float) -> torch.Tensor:
-    """Claws in the thorax frame against the reference: (num_envs, 6, 3) each [mm]."""
-    err = ((claw_pos_b - ref_claw_pos_b) ** 2).sum(dim=2)
-    return torch.exp(-scale * _masked_mean(err, leg_mask))
+def _claw_pos(x: RewardInputs) -> torch.Tensor:
+    return _masked_mean(((x.state.claw_pos_b - x.ref_claw_pos_b) ** 2).sum(dim=2), x.leg_mask)
 
 
-def reward_upright(gravity_b: torch.Tensor, scale: float) -> torch.Tensor:
-    """Staying upright: gravity in the thorax frame, (num_envs, 3), against straight down."""
-    err = gravity_b[:, 0] ** 2 + gravity_b[:, 1] ** 2 + (gravity_b[:, 2] + 1.0) ** 2
-    return torch.exp(-scale * err)
+def _upright(x: RewardInputs) -> torch.Tensor:
+    g = x.state.gravity_b
+    return g[:, 0] ** 2 + g[:, 1] ** 2 + (g[:, 2] + 1.0) ** 2
 
 
-def reward_root_vel(lin_vel_w: torch.Tensor, ref_lin_vel_w: torch.Tensor,
-                    scale: float) -> torch.Tensor:
-    """Thorax velocity in the world against the reference's: (num_envs, 3) each [mm/s]."""
-    return torch.exp(-scale * ((lin_vel_w - ref_lin_vel_w) ** 2).mean(dim=1))
+def _root_vel(x: RewardInputs) -> torch.Tensor:
+    return ((x.state.lin_vel_w - x.ref_root_lin_vel_w) ** 2).mean(dim=1)
 
 
-def combine(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
-    """(num_envs,) weighted sum of the terms; `weights` is keyed by the same names."""
-    total = torch.zeros_like(next(iter(terms.values())))
-    for name, value in terms.items():
+TERMS: tuple[RewardTerm, ...] = (
+    RewardTerm("joint_pos", _joint_pos, 0.5, 40.0, "always",
+               "joint angles against the reference's, over the present DOFs [rad^2]"),
+    RewardTerm("joint_vel", _joint_vel, 0.1, 0.005, "always",
+               "joint velocities against the reference's [(rad/s)^2]"),
+    RewardTerm("claw_pos", _claw_pos, 0.2, 50.0, "always",
+               "claws in the thorax frame against the reference's, present legs [mm^2]"),
+    RewardTerm("upright", _upright, 0.1, 10.0, "free",
+               "gravity in the thorax frame against straight down [unitless]"),
+    RewardTerm("root_vel", _root_vel, 0.1, 0.05, "root_motion",
+               "thorax velocity in the world against the reference's [(mm/s)^2]"),
+)
+TERM_NAMES: tuple[str, ...] = tuple(term.name for term in TERMS)
+
+
+def evaluate(terms: tuple[RewardTerm, ...], inputs: RewardInputs, scales: dict[str, float],
+             ) -> dict[str, torch.Tensor]:
+    """`exp(-scale * err)` of each term, (num_envs,) in [0, 1]; NaN (a diverged world) is 0."""
+    return {t.name: torch.nan_to_num(torch.exp(-scales[t.name] * t.error(inputs)), nan=0.0)
+            for t in terms}
+
+
+def combine(values: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
+    """(num_envs,) weighted sum of the term values; `weights` is keyed by the same names."""
+    total = torch.zeros_like(next(iter(values.values())))
+    for name, value in values.items():
         total = total + weights[name] * value
     return total

@@ -25,11 +25,12 @@ from typing import Any
 
 import mujoco
 import mujoco_warp as mjw
+import numpy as np
 import torch
 import warp as wp
 
-from flyenv.sim import kernels
-from flyenv.sim.engine import Engine, contact_capacity
+from flyenv.sim import warp_kernels as kernels
+from flyenv.sim.engine import Engine
 
 # Overflow bits that mean lost contacts or constraints. Hitting the solver's iteration limit
 # (ITERATIONS, LS_ITERATIONS) is not an overflow: the step is still a valid, less converged one.
@@ -37,6 +38,39 @@ _BUFFER_OVERFLOW = int(mjw.OverflowType.NEFC | mjw.OverflowType.NJMAX_NNZ
                        | mjw.OverflowType.BROADPHASE | mjw.OverflowType.NARROWPHASE
                        | mjw.OverflowType.CCD | mjw.OverflowType.NVMAX)
 _warned_no_mempool: set[str] = set()
+
+
+def contact_capacity(model: mujoco.MjModel) -> tuple[int, int]:
+    """Contacts and constraint rows one world can need at most: (nconmax, njmax).
+
+    Counts the geom pairs that can collide (contype/conaffinity, different bodies, not parent and
+    child unless the model allows it), with the most contacts each primitive pair generates
+    (plane-capsule 2, plane-box 4, others 4 to be safe, sphere pairs 1), and the constraint rows
+    of each contact (pyramidal cone: 2 (condim - 1), elliptic: condim) plus one row per limited
+    joint and per equality.
+    """
+    geom = mujoco.mjtGeom
+    per_pair = {frozenset({geom.mjGEOM_PLANE, geom.mjGEOM_CAPSULE}): 2,
+                frozenset({geom.mjGEOM_PLANE, geom.mjGEOM_SPHERE}): 1,
+                frozenset({geom.mjGEOM_SPHERE}): 1,
+                frozenset({geom.mjGEOM_SPHERE, geom.mjGEOM_CAPSULE}): 1,
+                frozenset({geom.mjGEOM_CAPSULE}): 2}
+    elliptic = model.opt.cone == mujoco.mjtCone.mjCONE_ELLIPTIC
+    nconmax = nrows = 0
+    for i in range(model.ngeom):
+        for j in range(i + 1, model.ngeom):
+            bi, bj = model.geom_bodyid[i], model.geom_bodyid[j]
+            if bi == bj or not ((model.geom_contype[i] & model.geom_conaffinity[j])
+                                or (model.geom_contype[j] & model.geom_conaffinity[i])):
+                continue
+            pair = frozenset({int(model.geom_type[i]), int(model.geom_type[j])})
+            ncon = per_pair.get(pair, 4)
+            condim = int(max(model.geom_condim[i], model.geom_condim[j]))
+            rows = condim if elliptic else max(1, 2 * (condim - 1))
+            nconmax += ncon
+            nrows += ncon * rows
+    limited = int(np.count_nonzero(model.jnt_limited))
+    return max(nconmax, 1), max(nrows + limited + model.neq * 6, 1)
 
 
 class WarpEngine(Engine):

@@ -4,28 +4,31 @@
 Gaussian tracking noise and dropped keypoints), or takes a user's recording; solves IK
 (`flyenv.ik_preprocess.run`, with its error plot); replays the resulting reference in the
 tethered and free C MuJoCo fly (tracking plot); then runs it in `FlyImitationVecEnv` with the
-reference's own joint targets and writes an mp4 of the free fly beside its reference ghost.
+reference's own joint targets and writes an mp4 of the free fly with its reference ghost.
+
+Files are named by what they hold: `keypoints_<name>.npz` (the synthetic recording),
+`reference_<name>.npz` (the IK's ReferenceMotion), `ik_fit_<name>.png`, `tracking.png`,
+`imitation.mp4`, where <name> is `tripod` or the recording's file stem.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from flyenv.apps.plots import plot_tracking
+from flyenv.apps.replay import replay_video
 from flyenv.body import constants as c
 from flyenv.body.kinematics import forward_kinematics
-from flyenv.envs import FlyImitationVecEnv
 from flyenv.ik_preprocess import IkOptions
 from flyenv.ik_preprocess import run as run_ik
 from flyenv.motion import io as motion_io
 from flyenv.motion.gait import tripod_gait
-from flyenv.plots import plot_replay
-from flyenv.sim.replay import replay
-from flyenv.wrappers.record_video import record_episode
+from flyenv.sim.tracking import track_reference
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +40,7 @@ class DemoResult:
         reference: the ReferenceMotion .npz the IK wrote.
         ik_plot: fit error per keypoint and joint angles (PNG).
         tracking_plot: tethered and free replay tracking (PNG).
-        video: the free fly imitating the reference, its ghost beside it (mp4).
+        video: the free fly replaying the reference, with its ghost (mp4).
         ik_error_mean_mm: (4,) mean fit error of CTr, FTi, TiTa, Claw.
         mean_reward: mean imitation reward per step of the video's replay (of `max_reward`).
         max_reward: the env's maximum reward per step.
@@ -78,14 +81,16 @@ def synthetic_recording(path: Path, *, duration_s: float = 2.0, noise_mm: float 
     return path
 
 
-def run_demo(out: Path, *, recording: Path | None = None, duration_s: float = 2.0,
-             num_envs: int = 2, video_steps: int = 300,
+def run_demo(out: Path, *, recording: Path | None = None, fps: float | None = None,
+             duration_s: float = 2.0, num_envs: int = 2, video_steps: int = 300,
              log: Callable[[str], None] = lambda line: None) -> DemoResult:
     """Runs the pipeline and writes its artefacts into `out` (see the module doc).
 
     Args:
         out: output folder.
-        recording: a user's recording (pkl, npz, csv); None makes the synthetic one.
+        recording: a user's recording (any format `flyenv ik` reads); None makes the synthetic
+            one.
+        fps: frame rate [Hz] of a recording that does not carry one (SeqIKPy pickles).
         duration_s: length of the synthetic gait [s].
         num_envs: flies in the vector env (world 0 is filmed).
         video_steps: env steps filmed at most (500 per simulated second; the video plays them
@@ -94,23 +99,29 @@ def run_demo(out: Path, *, recording: Path | None = None, duration_s: float = 2.
     """
     out.mkdir(parents=True, exist_ok=True)
     if recording is None:
-        recording = synthetic_recording(out / "recording_tripod.npz", duration_s=duration_s)
+        name = "tripod"
+        recording = synthetic_recording(out / f"keypoints_{name}.npz", duration_s=duration_s)
         log(f"1. keypoints from the embedded tripod gait by forward kinematics, with tracking "
             f"noise and dropouts: {recording}")
     else:
+        name = recording.stem
         log(f"1. recording: {recording}")
-    report = run_ik([recording], out / "ik", IkOptions(), n_jobs=1, overwrite=True, plot=True)
+    work = out / ".ik"  # the IK writes <recording stem>.npz/.png; renamed below
+    report = run_ik([recording], work, IkOptions(fps=fps), n_jobs=1, overwrite=True, plot=True)
     if report.failed:
-        raise RuntimeError(f"IK failed for {recording}: {report.failed[0].error}")
-    reference = out / "ik" / f"{recording.stem}.npz"
+        raise ValueError(f"IK failed for {recording}: {report.failed[0].message}")
+    reference, ik_plot = out / f"reference_{name}.npz", out / f"ik_fit_{name}.png"
+    os.replace(work / f"{recording.stem}.npz", reference)
+    os.replace(work / f"{recording.stem}.png", ik_plot)
+    work.rmdir()
     errors = ", ".join(f"{k} {e * 1e3:.1f}" for k, e in zip(c.KEYPOINTS[1:],
                                                               report.error_mean_mm, strict=True))
     log(f"2. IK ({report.leg_frames} leg-frames in {report.seconds:.1f} s): mean fit error "
-        f"[um] {errors}; reference {reference}, plot {reference.with_suffix('.png')}")
+        f"[um] {errors}; reference {reference}, plot {ik_plot}")
 
     motion = motion_io.load(reference)
-    results = [replay(motion, tethered=tethered) for tethered in (True, False)]
-    tracking_plot = plot_replay(results, out / "tracking.png")
+    results = [track_reference(motion, tethered=tethered) for tethered in (True, False)]
+    tracking_plot = plot_tracking(results, out / "tracking.png")
     rms = [np.sqrt(np.nanmean(r.tracking_rms_deg() ** 2)) for r in results]
     log(f"3. replay in C MuJoCo: joint tracking RMS {rms[0]:.2f} deg tethered, {rms[1]:.2f} deg "
         f"free; plot {tracking_plot}")
@@ -120,33 +131,6 @@ def run_demo(out: Path, *, recording: Path | None = None, duration_s: float = 2.
     log(f"4. vector env ({num_envs} flies), reference targets, zero residual: mean reward "
         f"{mean_reward:.3f} of {max_reward:.2f} per step; video {video}")
     return DemoResult(recording=recording, reference=reference,
-                      ik_plot=reference.with_suffix(".png"), tracking_plot=tracking_plot,
+                      ik_plot=ik_plot, tracking_plot=tracking_plot,
                       video=video, ik_error_mean_mm=report.error_mean_mm,
                       mean_reward=mean_reward, max_reward=max_reward)
-
-
-def replay_video(reference: Path, path: Path, *, num_envs: int = 1, steps: int = 300,
-                 tethered: bool = False, slowdown: float = 10.0) -> tuple[Path, float, float]:
-    """Films world 0 of the env following a reference with zero residual, ghost beside it.
-
-    Args:
-        reference: the ReferenceMotion .npz.
-        path: the mp4 to write.
-        num_envs: flies simulated (only world 0 is filmed).
-        steps: env steps filmed at most (the clip's end stops earlier).
-        tethered: film the tethered fly instead of the free one.
-        slowdown: the video plays this many times slower than real time.
-
-    Returns:
-        (the mp4, mean reward per step of world 0, the env's maximum reward per step).
-    """
-    env = FlyImitationVecEnv(num_envs=num_envs, reference=str(reference), device="cpu",
-                             engine="mujoco", random_start=False, autoreset_mode="disabled",
-                             tethered=tethered, render_mode="rgb_array", render_size=(480, 360))
-    try:
-        zeros = torch.zeros(num_envs, c.NUM_DOFS)
-        video, rewards = record_episode(env, lambda obs: zeros, path, steps=steps,
-                                        slowdown=slowdown)
-        return video, float(np.mean(rewards)), env.max_reward
-    finally:
-        env.close()

@@ -14,10 +14,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from flyenv.body import constants as c  # noqa: E402
-from flyenv.sim.replay import ReplayResult  # noqa: E402
+from flyenv.sim.tracking import TrackingResult  # noqa: E402
 
 
-def plot_replay(results: list[ReplayResult], path: str | Path, *, leg: str = "LF") -> Path:
+def plot_tracking(results: list[TrackingResult], path: str | Path, *, leg: str = "LF") -> Path:
     """Joint tracking of one leg, RMS error per DOF and (for free replays) thorax height.
 
     Args:

@@ -1,7 +1,9 @@
-"""Open-loop replay of a reference motion in C MuJoCo: position targets from the clip.
+"""How well the simulated fly tracks a reference: its angles as position targets, one world.
 
-This is how a reference is checked before anyone trains on it: tethered replay shows how well
-the actuators track the joint angles, free replay whether the motion carries the body forward.
+This is how a reference is checked before anyone trains on it (C MuJoCo, no env, no policy):
+tethered, it shows how well the actuators track the joint angles; free, whether the motion
+carries the body forward. (In flyenv "replay" means the env run with zero residuals: the same
+targets with the env's resets, rewards and terminations, see `flyenv.apps.replay`.)
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from flyenv.motion.resample import resample
 
 
 @dataclasses.dataclass(frozen=True)
-class ReplayResult:
-    """What one replay measured.
+class TrackingResult:
+    """What one tracking run measured.
 
     Attributes:
         time_s: (N,) simulation time of each record [s].
@@ -50,7 +52,7 @@ class ReplayResult:
         return self.joint_angles - self.target_angles
 
     def tracking_rms_deg(self) -> np.ndarray:
-        """(42,) RMS tracking error per DOF over the replay [deg] (NaN for missing legs)."""
+        """(42,) RMS tracking error per DOF over the run [deg] (NaN for missing legs)."""
         return np.degrees(np.sqrt(np.mean(self.tracking_error_rad**2, axis=0)))
 
     @property
@@ -59,8 +61,9 @@ class ReplayResult:
         return self.num_steps * self.timestep_s / self.wall_s
 
 
-def replay(motion: ReferenceMotion, *, tethered: bool = False,
-           options: ModelOptions | None = None, record_every: int = 10) -> ReplayResult:
+def track_reference(motion: ReferenceMotion, *, tethered: bool = False,
+                    options: ModelOptions | None = None, record_every: int = 10,
+                    ) -> TrackingResult:
     """Drives the body the clip was made for with the clip's joint angles as position targets.
 
     The simulation starts in the clip's first frame (joint angles and velocities; the free
@@ -77,7 +80,7 @@ def replay(motion: ReferenceMotion, *, tethered: bool = False,
         The simulated and reference trajectories.
     """
     if record_every < 1:
-        raise ValueError(f"replay: record_every must be >= 1, got {record_every}")
+        raise ValueError(f"track_reference: record_every must be >= 1, got {record_every}")
     model = build_model(motion.body, tethered=tethered, options=options)
     ref = resample(motion, model.opt.timestep)
     targets = np.where(np.isfinite(ref.joint_angles), ref.joint_angles,
@@ -104,8 +107,9 @@ def replay(motion: ReferenceMotion, *, tethered: bool = False,
     wall = time.perf_counter() - start
     idx = np.asarray(records) + 1
     if not np.isfinite(angles).all():
-        raise FloatingPointError("replay: the simulation diverged (non-finite joint angles)")
-    return ReplayResult(
+        raise FloatingPointError("track_reference: the simulation diverged (non-finite joint "
+                                 "angles)")
+    return TrackingResult(
         time_s=idx * model.opt.timestep, joint_angles=angles,
         target_angles=ref.joint_angles[idx], root_pos=root,
         reference_root_pos=ref.root_pos[idx] if ref.root_pos is not None else None,
