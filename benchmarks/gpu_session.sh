@@ -59,7 +59,9 @@ PY=${PYTHON:-python3}
 TOTAL=${TOTAL_SECONDS:-530}  # the call's 600 s less start-up and the copy back
 begin=$(date +%s)
 
+scale=1  # stage limits are for the GPU; the CPU dry run compiles and steps slower
 if [ "$dry" = 1 ]; then
+  scale=4; TOTAL=${TOTAL_SECONDS:-2400}
   device=cpu; sizes="4 8"; det_size=4; solver_args="--num-envs 4 --steps 3"
   train_args="--num-envs 2 --num-steps 4 --total-timesteps 16 --eval-steps 2"
   test_args=(--cpu -k "captured or host or deterministic")
@@ -74,7 +76,7 @@ fi
 # stage NAME SECONDS COMMAND...: runs COMMAND with its output in $out/NAME.log, cut at SECONDS
 # or at what is left of TOTAL, whichever is less; records the exit code and the time.
 stage() {
-  local name=$1 limit=$2; shift 2
+  local name=$1 limit=$(($2 * scale)); shift 2
   local left=$((TOTAL - ($(date +%s) - begin)))
   [ "$left" -lt "$limit" ] && limit=$left
   if [ "$limit" -le 5 ]; then
@@ -113,7 +115,7 @@ export -f versions start_times
 if [ "$dry" = 0 ]; then
   stage install 60 bash .gpu/p0/install.sh
 fi
-stage env 20 bash -c versions
+stage env 60 bash -c versions
 cp "$out/env.log" "$out/env.txt"
 stage tests 170 "$PY" -m pytest -p no:cacheprovider -o addopts="-ra -p no:benchmark" \
   -m "gpu or warp" --kernel-cache-dir "$WARP_CACHE_PATH" --junitxml "$out/tests.xml" \
@@ -125,7 +127,8 @@ stage determinism 45 "$PY" benchmarks/env_bench.py --engine warp --device "$devi
   --num-envs "$det_size" --steps 20 --warmup 3 --no-start-times --deterministic --out "$out"
 # shellcheck disable=SC2086
 stage solver 45 "$PY" benchmarks/solver_iterations.py --device "$device" $solver_args \
-  --candidates 100/50,default --output "$out/solver_iterations.json"
+  --candidates 100/50,default --scenarios ppo_exploration_0.025rad,random_targets \
+  --output "$out/solver_iterations.json"
 stage start 60 bash -c start_times
 # shellcheck disable=SC2086
 stage train 150 "$PY" -m flyenv.cli train --device "$device" $train_args --video-steps 0 \

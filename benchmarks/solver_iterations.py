@@ -93,6 +93,8 @@ def main() -> None:
     parser.add_argument("--candidates", default="100/50,30/10,20/8",
                         help="solver/linesearch iteration limits to compare ('default': "
                              "flyenv's ModelOptions defaults)")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
+                        help=f"comma-separated subset of {list(SCENARIOS)}")
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
     results = []
@@ -102,7 +104,7 @@ def main() -> None:
         else:
             iterations, linesearch = (int(v) for v in candidate.split("/"))
             limits = {"solver_iterations": iterations, "linesearch_iterations": linesearch}
-        for name in SCENARIOS:
+        for name in args.scenarios.split(","):
             result = run_scenario(name, limits, args)
             results.append(result)
             w = result["world_iterations"]
