@@ -1,9 +1,10 @@
 """Warp kernels of the warp engine's graphs: masked per-world copies, reset count, overflow flag.
 
 Each kernel has one concrete signature (float arrays; a `vec3` array is passed as a flat float
-view of its memory, see `flat`): Warp 1.19's CPU graph replay (APIC) replays a generic kernel
-launched with two overloads in one capture with the first overload's argument layout, which
-silently copied a third of the sites in the masked reset.
+view of its memory, see `flat`): in Warp 1.19's CPU graph replay (APIC), a generic (`Any`) copy
+kernel launched for a vec3 and a float array in one capture replayed the vec3 launch copying a
+third of the values (the masked reset silently restored a third of the sites; captured and
+uncaptured resets then differ by 2 um), while one concrete kernel replays correctly.
 """
 
 from __future__ import annotations
@@ -14,28 +15,16 @@ wp.set_module_options({"enable_backward": False})
 
 
 @wp.kernel
-def _copy_where_mask(
+def _copy_where(
     # In:
     mask_in: wp.array(dtype=bool),
+    where_in: int,
     value_in: wp.array2d(dtype=float),
     # Out:
     value_out: wp.array2d(dtype=float),
 ):
     worldid, elemid = wp.tid()
-    if mask_in[worldid]:
-        value_out[worldid, elemid] = value_in[worldid, elemid]
-
-
-@wp.kernel
-def _copy_where_not_mask(
-    # In:
-    mask_in: wp.array(dtype=bool),
-    value_in: wp.array2d(dtype=float),
-    # Out:
-    value_out: wp.array2d(dtype=float),
-):
-    worldid, elemid = wp.tid()
-    if not mask_in[worldid]:
+    if int(mask_in[worldid]) == where_in:
         value_out[worldid, elemid] = value_in[worldid, elemid]
 
 
@@ -79,13 +68,13 @@ def flat(array: wp.array) -> wp.array:
 def masked_set(mask: wp.array, value: wp.array, out: wp.array) -> None:
     """out[w] = value[w] for the worlds w in mask; (nworld, n) float arrays."""
     if out.shape[1] > 0:
-        wp.launch(_copy_where_mask, dim=out.shape, inputs=[mask, value], outputs=[out])
+        wp.launch(_copy_where, dim=out.shape, inputs=[mask, 1, value], outputs=[out])
 
 
 def masked_keep(mask: wp.array, kept: wp.array, out: wp.array) -> None:
     """out[w] = kept[w] for the worlds w not in mask; (nworld, n) float arrays."""
     if out.shape[1] > 0:
-        wp.launch(_copy_where_not_mask, dim=out.shape, inputs=[mask, kept], outputs=[out])
+        wp.launch(_copy_where, dim=out.shape, inputs=[mask, 0, kept], outputs=[out])
 
 
 def count_true(mask: wp.array, count: wp.array) -> None:
