@@ -4,9 +4,9 @@
 # The machine (Python 3.12 with torch, numpy, scipy, matplotlib, pytest, hypothesis; no network)
 # lacks MuJoCo, MuJoCo Warp, Warp and Gymnasium. Here, on the CPU machine:
 #   bash benchmarks/gpu_session.sh prepare     # their wheels -> .gpu/p0..pN (gpu-wheels)
-# It prints the device calls to make, in quick succession (the machine stays warm ~30 s): one
-# `run` per part p1..pN with carry [".gpu/pK"] and command `true`, then the check itself with
-# carry [".gpu/p0"]:
+# It prints the device calls to make, in quick succession (the machine stays warm ~30 s): the
+# parts packed into carries of at most 60 MiB with command `true` (4 calls for the 5 parts of
+# ~220 MiB), then the check itself with carry [".gpu/p0"] (the installer and the small wheels):
 #   bash benchmarks/gpu_session.sh run         # timeout_s 600
 # Stages, each under its own time limit and writing its files as it ends, so that a cut-short
 # call still returns what finished ($OUT/stages.txt lists each stage's exit code and seconds):
@@ -34,12 +34,27 @@ cmd=${1:-}
 if [ "$cmd" = prepare ]; then
   mkdir -p "$(git rev-parse --git-dir)/info"  # gpu-wheels records .gpu/ in .git/info/exclude
   ../shared/tools/gpu-wheels prepare "${SPECS[@]}" || exit 1
+  # Pack the part folders into as few calls as the 64 MiB carry limit allows (60 MiB each), p0
+  # (the installer) in the last call, which runs the check.
   echo "device calls, one right after the other:"
-  for part in $(ls -d .gpu/p* | sort -V); do
-    [ "$part" = .gpu/p0 ] && continue
-    echo "  run carry=[\"$part\"] command='true'"
+  calls=() sizes=()
+  for part in $(ls -d .gpu/p* | sort -V | tac); do
+    mb=$(du -sm "$part" | cut -f1)
+    placed=0
+    for k in "${!calls[@]}"; do
+      if [ $((sizes[k] + mb)) -le 60 ]; then
+        calls[k]+=" \"$part\""; sizes[k]=$((sizes[k] + mb)); placed=1; break
+      fi
+    done
+    [ "$placed" = 0 ] && { calls+=("\"$part\""); sizes+=("$mb"); }
   done
-  echo "  run carry=[\".gpu/p0\"] timeout_s=600 command='bash benchmarks/gpu_session.sh run'"
+  last=""
+  for k in "${!calls[@]}"; do
+    carry="[${calls[k]// /, }]"
+    if [[ "${calls[k]}" == *'.gpu/p0"'* ]]; then last=$carry; continue; fi
+    echo "  run carry=$carry command='true'   (${sizes[k]} MiB)"
+  done
+  echo "  run carry=$last timeout_s=600 command='bash benchmarks/gpu_session.sh run'"
   exit 0
 fi
 if [ "$cmd" != run ]; then
