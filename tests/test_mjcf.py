@@ -93,6 +93,24 @@ def test_only_ground_contacts_possible(free_model):
     assert touching == {f"{leg}_Tarsus" for leg in c.LEGS} | {"thorax", "head", "abdomen"}
 
 
+@pytest.mark.parametrize("tethered", [False, True])
+def test_floor_is_a_checkerboard_of_1mm_squares_with_plain_contacts(tethered):
+    # The texture is for video (forward progress shows against it); contacts stay a plain plane.
+    m = build_model(tethered=tethered, floor=True)
+    floor = m.geom("floor").id
+    matid = m.geom_matid[floor]
+    texid = m.mat_texid[matid, mujoco.mjtTextureRole.mjTEXROLE_RGB]
+    assert matid >= 0 and texid >= 0 and m.tex_type[texid] == mujoco.mjtTexture.mjTEXTURE_2D
+    assert m.mat_texuniform[matid]  # texrepeat per mm; a checker texture holds 2 x 2 squares
+    np.testing.assert_allclose(1.0 / (2.0 * m.mat_texrepeat[matid]), [1.0, 1.0])
+    options = ModelOptions()
+    assert (m.geom_contype[floor], m.geom_conaffinity[floor]) == (1, 0)
+    np.testing.assert_allclose(m.geom_friction[floor], [options.friction, 0.005, 0.0001])
+    np.testing.assert_allclose(m.geom_solref[floor], options.contact_solref)
+    np.testing.assert_allclose(m.geom_solimp[floor], options.contact_solimp)
+    assert build_model(tethered=True).ntex == 0  # no floor, no texture
+
+
 def test_free_fly_stands_for_one_second(free_model):
     m = free_model
     d = mujoco.MjData(m)

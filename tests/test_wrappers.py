@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from flyenv.envs import FlyImitationVecEnv
+from flyenv.envs import FlyImitationConfig, FlyImitationVecEnv
 from flyenv.wrappers import EpisodeStatistics, NormalizeObservation, NumpyView, RecordVideo
 
 
@@ -114,6 +114,56 @@ def test_render_draws_the_chosen_worlds_with_a_ghost(gl):
     assert make(1).render() is None
     with pytest.raises(ValueError, match="render_worlds"):
         make(2, render_mode="rgb_array", render_worlds=(2,))
+
+
+def _changed(a, b):
+    # Pixels that differ visibly (GL backends may differ by a level here and there, e.g. in a
+    # context's first frame).
+    return np.any(np.abs(a.astype(int) - b) > 8, axis=2)
+
+
+@pytest.mark.parametrize("tethered", [False, True])
+def test_ghost_placements(gl, tethered):
+    from flyenv.body import build_model
+    from flyenv.sim.render import FlyRenderer
+
+    model = build_model(tethered=tethered)
+    renderer = FlyRenderer(model, 160, 120)
+    qpos = model.key_qpos[0].copy()
+    ghost = qpos.copy()
+    ghost[-42:] += 0.3  # another pose of the legs
+    plain = renderer.render(qpos)
+    overlay, beside = (renderer.render(qpos, ghost, p) for p in ("overlay", "beside"))
+    assert not _changed(renderer.render(qpos, ghost, "off"), plain).any()
+    on_fly, to_the_left = _changed(overlay, plain), _changed(beside, plain)
+    assert on_fly.sum() > 50 and to_the_left.sum() > 50 and _changed(overlay, beside).sum() > 50
+    # The track camera looks along +y from the fly's right: a ghost on the fly's left is higher
+    # in the image than one on the fly.
+    rows = np.arange(plain.shape[0])[:, None]
+    assert (rows * on_fly).sum() / on_fly.sum() > (rows * to_the_left).sum() / to_the_left.sum()
+    if not tethered:  # the overlay ghost stands on the fly wherever the reference's root is
+        ghost[:3] += (10.0, -5.0, 1.0)
+        assert not _changed(renderer.render(qpos, ghost, "overlay"), overlay).any()
+    with pytest.raises(ValueError, match=r"placement must be one of \['overlay', 'beside'"):
+        renderer.render(qpos, ghost, "above")
+    renderer.close()
+
+
+def test_render_ghost_option(gl):
+    assert FlyImitationConfig().render_ghost == "overlay"
+    assert FlyImitationConfig(render_ghost=True).render_ghost == "overlay"  # the older bool form
+    assert FlyImitationConfig(render_ghost=False).render_ghost == "off"
+    with pytest.raises(ValueError, match=r"render_ghost must be one of \['overlay', 'beside'"):
+        FlyImitationConfig(render_ghost="above")
+    frames = {}
+    for placement in ("overlay", "beside", "off"):
+        env = make(1, render_mode="rgb_array", render_size=(160, 120), render_ghost=placement)
+        env.reset(seed=0)
+        env.step(torch.zeros(1, 42))
+        frames[placement] = env.render()[0]
+        env.close()
+    assert _changed(frames["overlay"], frames["beside"]).sum() > 50
+    assert _changed(frames["overlay"], frames["off"]).sum() > 50
 
 
 def test_record_video_writes_mp4s(gl, tmp_path):

@@ -24,6 +24,8 @@ from flyenv.body.config import BodyConfig
 # Collision bits: the floor collides with everything that has bit 0 in its conaffinity, and
 # nothing else collides with anything (contype 0), so there are no self-contacts.
 _FLOOR_CONTYPE, _TOUCH_CONAFFINITY = 1, 1
+# Side of a floor checker square [mm]: a few per body length, so walking shows against them.
+_FLOOR_SQUARE_MM = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,9 +139,7 @@ def build_spec(config: BodyConfig | None = None, *, tethered: bool = False,
     world.add_light(name="top", pos=(0, 0, 20), dir=(0, 0, -1),
                     type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL)
     if floor:
-        world.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=(0, 0, 0.05),
-                       contype=_FLOOR_CONTYPE, conaffinity=0, rgba=(0.6, 0.6, 0.55, 1),
-                       **_contact_params(options))
+        _add_floor(spec, options)
 
     height = options.tether_height_mm if tethered else options.standing_height_mm
     thorax = world.add_body(name="thorax", pos=(0, 0, height))
@@ -172,6 +172,24 @@ def build_model(config: BodyConfig | None = None, *, tethered: bool = False,
 def _contact_params(options: ModelOptions) -> dict:
     return dict(friction=(options.friction, 0.005, 0.0001), solref=options.contact_solref,
                 solimp=options.contact_solimp)
+
+
+def _add_floor(spec: mujoco.MjSpec, options: ModelOptions) -> None:
+    # A checkerboard of _FLOOR_SQUARE_MM squares with thin grid lines, so forward progress shows
+    # on video; a plain plane looks the same wherever the fly is. Looks only: the collision and
+    # contact parameters are those of a plain plane.
+    spec.add_texture(name="floor_grid", type=mujoco.mjtTexture.mjTEXTURE_2D,
+                     builtin=mujoco.mjtBuiltin.mjBUILTIN_CHECKER, mark=mujoco.mjtMark.mjMARK_EDGE,
+                     rgb1=(0.62, 0.62, 0.57), rgb2=(0.5, 0.5, 0.46), markrgb=(0.35, 0.35, 0.32),
+                     width=256, height=256)
+    # texuniform: texrepeat counts textures per mm; a checker texture holds 2 x 2 squares.
+    repeat = 1.0 / (2.0 * _FLOOR_SQUARE_MM)
+    material = spec.add_material(name="floor", texrepeat=(repeat, repeat), texuniform=True,
+                                 reflectance=0.0)
+    material.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = "floor_grid"
+    spec.worldbody.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=(0, 0, 0.05),
+                            contype=_FLOOR_CONTYPE, conaffinity=0, material="floor",
+                            **_contact_params(options))
 
 
 def _add_trunk(thorax: mujoco.MjsBody, options: ModelOptions) -> None:

@@ -101,7 +101,10 @@ class FlyImitationConfig:
             `render_worlds` (MuJoCo's offscreen renderer, camera tracking the thorax).
         render_worlds: the worlds `render()` draws (copied to the host; the rest never are).
         render_size: (width, height) of a frame [px].
-        render_ghost: draw the reference pose as a translucent fly beside the simulated one.
+        render_ghost: where `render()` draws the reference pose as a translucent blue fly:
+            "overlay" on the simulated fly (the reference's orientation and joint angles with its
+            thorax at the fly's thorax, so the legs are compared in place), "beside" it (2.5 mm
+            to its left) or "off". True and False (the older bool form) mean "overlay" and "off".
         cuda_graph: capture the physics substeps and the masked reset as graphs (warp engine:
             CUDA graphs on a GPU, Warp's CPU graphs on the Warp CPU device).
         deterministic: run MuJoCo Warp in its deterministic mode (fixed contact and constraint
@@ -133,7 +136,7 @@ class FlyImitationConfig:
     render_mode: Literal["rgb_array"] | None = None
     render_worlds: tuple[int, ...] = (0,)
     render_size: tuple[int, int] = (480, 360)
-    render_ghost: bool = True
+    render_ghost: Literal["overlay", "beside", "off"] | bool = "overlay"
     cuda_graph: bool = True
     deterministic: bool = False
 
@@ -151,6 +154,9 @@ class FlyImitationConfig:
         _choice("autoreset_mode", self.autoreset_mode, tuple(_AUTORESET))
         _choice("engine", self.engine, ("auto", "mujoco", "warp"))
         _choice("invalid_actions", self.invalid_actions, ("zero", "raise"))
+        if isinstance(self.render_ghost, bool):
+            object.__setattr__(self, "render_ghost", "overlay" if self.render_ghost else "off")
+        _choice("render_ghost", self.render_ghost, ("overlay", "beside", "off"))
         for name in ("physics_dt_s", "residual_range_rad", "min_height_mm", "max_tilt_rad",
                      "max_joint_error_rad", "max_root_drift_mm"):
             value = getattr(self, name)

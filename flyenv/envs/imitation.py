@@ -299,7 +299,9 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
     def render(self) -> tuple[np.ndarray, ...] | None:
         """(H, W, 3) uint8 frames of the worlds in `render_worlds` (with `render_mode="rgb_array"`).
 
-        Copies those worlds' state to the host (a device sync): for videos, not training steps.
+        The reference pose at each world's frame is drawn as a ghost where `render_ghost` says
+        ("overlay", "beside" or "off"). Copies those worlds' state to the host (a device sync):
+        for videos, not training steps.
         """
         if self.render_mode is None:
             gym.logger.warn("render() called without render_mode='rgb_array'; nothing drawn")
@@ -314,7 +316,7 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         ghost[:, -c.NUM_DOFS:] = self.ref.joint_pos[clip, frame].double().cpu().numpy()
         if self._free:
             ghost[:, 3:7] = self.ref.root_quat_w[clip, frame].double().cpu().numpy()
-        return tuple(self._renderer.render(q, g if cfg.render_ghost else None)
+        return tuple(self._renderer.render(q, g, cfg.render_ghost)
                      for q, g in zip(qpos, ghost, strict=True))
 
     def observation_part(self, obs: torch.Tensor, name: str) -> torch.Tensor:

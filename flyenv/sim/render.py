@@ -2,7 +2,8 @@
 
 MuJoCo picks its GL backend from `MUJOCO_GL`: EGL on a GPU machine or with Mesa's EGL on a CPU
 machine, OSMesa otherwise. The camera is the model's `track` camera, which follows the thorax.
-A reference pose can be drawn as a translucent ghost beside the fly.
+A reference pose can be drawn as a translucent blue ghost, either on the fly (its thorax at the
+fly's thorax, so the legs are compared in place) or beside it.
 """
 
 from __future__ import annotations
@@ -10,13 +11,23 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import mujoco
 import numpy as np
 
-# The ghost stands this far to the fly's left [mm], so the two do not overlap.
+GhostPlacement = Literal["overlay", "beside", "off"]
+# Where `FlyRenderer.render` draws the reference ghost: on the fly, beside it, or not at all.
+GHOST_PLACEMENTS: tuple[str, ...] = ("overlay", "beside", "off")
+# A "beside" ghost stands this far to the fly's left [mm], so the two do not overlap.
 GHOST_OFFSET_MM = np.array([0.0, 2.5, 0.0])
-_GHOST_RGBA = np.array([0.3, 0.6, 1.0, 0.35], dtype=np.float32)
+# Blue against the fly's browns. The legs are what an overlay compares; the ghost's trunk lies
+# on the fly's own, so it is fainter and the fly's body shows through it.
+_GHOST_LEG_RGBA = np.array([0.2, 0.55, 1.0, 0.45], dtype=np.float32)
+_GHOST_TRUNK_RGBA = np.array([0.2, 0.55, 1.0, 0.15], dtype=np.float32)
+# The ghost's geoms are this much thicker [mm] than the fly's: a shell around an overlaid fly
+# rather than surfaces at the same depth, which would z-fight into stripes.
+_GHOST_MARGIN_MM = 0.01
 
 
 class FlyRenderer:
@@ -35,38 +46,54 @@ class FlyRenderer:
         self._renderer = mujoco.Renderer(model, height=height, width=width)
         self._option = mujoco.MjvOption()
         self._perturb = mujoco.MjvPerturb()
+        self._thorax_id = model.body("thorax").id
+        self._free = model.njnt > 0 and model.jnt_type[0] == mujoco.mjtJoint.mjJNT_FREE
 
-    def render(self, qpos: np.ndarray, ghost_qpos: np.ndarray | None = None) -> np.ndarray:
+    def render(self, qpos: np.ndarray, ghost_qpos: np.ndarray | None = None,
+               placement: GhostPlacement = "overlay") -> np.ndarray:
         """One frame.
 
         Args:
             qpos: (nq,) the fly's state.
-            ghost_qpos: (nq,) a reference pose drawn translucent beside the fly, or None.
+            ghost_qpos: (nq,) a reference pose drawn as a translucent ghost, or None.
+            placement: where the ghost goes. "overlay": its thorax at the fly's thorax (the
+                reference's own root position is ignored; its orientation and joint angles are
+                kept), so the legs are compared in place. "beside": the same, moved
+                `GHOST_OFFSET_MM` to the fly's left. "off": no ghost, as with None.
 
         Returns:
             (height, width, 3) uint8 image.
+
+        Raises:
+            ValueError: for a placement not in `GHOST_PLACEMENTS`.
         """
+        if placement not in GHOST_PLACEMENTS:
+            raise ValueError(f"FlyRenderer.render: placement must be one of "
+                             f"{list(GHOST_PLACEMENTS)}, got {placement!r}")
         self._data.qpos[:] = qpos
         mujoco.mj_forward(self.model, self._data)
         self._renderer.update_scene(self._data, camera="track")
-        if ghost_qpos is not None:
-            self._add_ghost(np.asarray(ghost_qpos, dtype=float))
+        if ghost_qpos is not None and placement != "off":
+            offset_mm = GHOST_OFFSET_MM if placement == "beside" else np.zeros(3)
+            self._add_ghost(np.asarray(ghost_qpos, dtype=float), offset_mm)
         return self._renderer.render()
 
-    def _add_ghost(self, ghost_qpos: np.ndarray) -> None:
+    def _add_ghost(self, ghost_qpos: np.ndarray, offset_mm: np.ndarray) -> None:
         self._ghost.qpos[:] = ghost_qpos
-        free = self.model.jnt_type[0] == mujoco.mjtJoint.mjJNT_FREE
-        if free:  # beside the fly, whatever the clip's own root position
-            self._ghost.qpos[:3] = self._data.qpos[:3] + GHOST_OFFSET_MM
+        if self._free:  # at the fly, whatever the clip's own (possibly drifted) root position
+            self._ghost.qpos[:3] = self._data.qpos[:3] + offset_mm
         mujoco.mj_kinematics(self.model, self._ghost)
         scene = self._renderer.scene
         first = scene.ngeom
         mujoco.mjv_addGeoms(self.model, self._ghost, self._option, self._perturb,
                             mujoco.mjtCatBit.mjCAT_DYNAMIC, scene)
         for geom in scene.geoms[first:scene.ngeom]:
-            geom.rgba[:] = _GHOST_RGBA
-            if not free:
-                geom.pos[:] = geom.pos + GHOST_OFFSET_MM
+            trunk = (geom.objtype == mujoco.mjtObj.mjOBJ_GEOM
+                     and self.model.geom_bodyid[geom.objid] == self._thorax_id)
+            geom.rgba[:] = _GHOST_TRUNK_RGBA if trunk else _GHOST_LEG_RGBA
+            geom.size[0] += _GHOST_MARGIN_MM  # the radius of a capsule or sphere
+            if not self._free:  # the tethered thorax is welded in place: move the drawn geoms
+                geom.pos[:] = geom.pos + offset_mm
 
     def close(self) -> None:
         """Frees the GL context."""
