@@ -11,7 +11,7 @@ Example:
 
 Steps: the recording (without --recording: synthetic tracking keypoints of flyenv's tripod gait)
 -> `flyenv.ik_preprocess.run` (IK, error plot) -> `flyenv.apps.train.train` (PPO on the vector env
-imitating the IK output) -> `OUTPUT/train/policy.mp4` (the policy beside its reference ghost).
+imitating the IK output) -> `OUTPUT/train/policy.mp4` (the policy with its reference ghost).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Example:
 
 Without `--reference` it replays flyenv's embedded tripod gait. It writes the tracking plot and a
 video of each replay (tethered.mp4, free.mp4: the vector env following the reference with zero
-residual, its ghost beside it, 10x slowed down) and prints the figures.
+residual, with its ghost, 10x slowed down) and prints the figures.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from flyenv.wrappers.record_video import record_episode
 
 def replay_video(reference: Path, path: Path, *, num_envs: int = 1, steps: int = 300,
                  tethered: bool = False, slowdown: float = 10.0) -> tuple[Path, float, float]:
-    """Films world 0 of the env following a reference with zero residual, ghost beside it.
+    """Films world 0 of the env replaying a reference (zero residual), with its ghost.
 
     Args:
         reference: the ReferenceMotion .npz.

@@ -7,7 +7,7 @@ the checkpoint), episode statistics come from `EpisodeStatistics`. It logs per i
 mean episode return, each reward term and the imitation score (reward per step / the env's
 maximum reward) to stdout, to TensorBoard when installed, and to `OUTPUT/curve.json`; it saves
 `OUTPUT/checkpoint.pt`, ends with a deterministic evaluation and, optionally, writes
-`OUTPUT/policy.mp4` of the trained policy beside the reference ghost (last, after the checkpoint
+`OUTPUT/policy.mp4` of the trained policy with the reference ghost (last, after the checkpoint
 and the curve: a machine without OpenGL loses only the video, with a warning).
 
 One iteration is `collect` (a rollout) and `update` (GAE and the clipped update), neither of which
@@ -335,7 +335,7 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
 
 def policy_video(agent: Agent, obs_norm: dict[str, torch.Tensor], args: PpoArgs,
                  path: Path, slowdown: float = 10.0) -> Path:
-    """Films the deterministic policy in one fly from the clip's start, beside its ghost.
+    """Films the deterministic policy in one fly from the clip's start, with its ghost.
 
     Returns:
         The mp4 written (`slowdown` times slower than real time).
