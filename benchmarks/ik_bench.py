@@ -47,7 +47,6 @@ import argparse
 import dataclasses
 import datetime
 import json
-import platform
 import resource
 import shutil
 import subprocess
@@ -60,9 +59,8 @@ from typing import Any
 
 import joblib
 import numpy as np
-import scipy
 
-import flyenv
+from flyenv.apps.machine import environment_info
 from flyenv.body import BodyConfig
 from flyenv.body import constants as c
 from flyenv.ik_preprocess import runner, solver
@@ -538,36 +536,16 @@ def bench_memory(base: np.ndarray, settings: Settings, workdir: Path) -> dict[st
 
 
 def machine_info() -> dict[str, Any]:
-    """Platform, CPU, versions, date, git commit."""
-    cpu = platform.processor()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    return {
+    """The machine (`flyenv.apps.machine.environment_info`, as every benchmark writes it), and
+    what matters to the IK's parallel runs: the CPUs this process may use, thread settings."""
+    info = environment_info("cpu")
+    info.update({
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
-        "cpus_available": len(os.sched_getaffinity(0)),
-        "python": platform.python_version(), "numpy": np.__version__,
-        "scipy": scipy.__version__, "joblib": joblib.__version__,
-        "flyenv": flyenv.__version__, "git": git_state(),
+        "cpus_available": len(os.sched_getaffinity(0)), "joblib": joblib.__version__,
         "threads_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS",
                                                         "OPENBLAS_NUM_THREADS")},
-        "load_avg_1min_at_start": os.getloadavg()[0],
-    }
-
-
-def git_state() -> dict[str, Any] | None:
-    """Commit of the checkout and whether it has local changes."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
-                                text=True, check=True).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--", "flyenv"], cwd=REPO,
-                                capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return {"commit": commit, "flyenv_modified": bool(status.strip())}
+    })
+    return info
 
 
 def target(name: str, value: float | None, threshold: float, upper: bool = True,

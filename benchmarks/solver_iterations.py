@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from flyenv.apps.machine import device_slug, environment_info
 from flyenv.envs import FlyImitationVecEnv
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -115,12 +115,11 @@ def main() -> None:
                   f"{result['worlds_at_linesearch_limit']} of {result['samples']}, reward "
                   f"{result['mean_reward_over_max']:.3f}, "
                   f"{result['env_steps_per_s']:.0f} env steps/s", flush=True)
-    device = torch.device(args.device)
-    name = ("cuda-" + torch.cuda.get_device_name(device).lower().replace(" ", "-")
-            if device.type == "cuda" else "cpu-" + platform.machine())
+    name = device_slug(args.device)
     out = Path(args.output) if args.output else RESULTS / f"solver_iterations_{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": name, "num_envs": args.num_envs, "steps": args.steps,
+    out.write_text(json.dumps({"environment": environment_info(args.device),
+                               "num_envs": args.num_envs, "steps": args.steps,
                                "results": results}, indent=1))
     print(f"wrote {out}")
 

@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.metadata
 import json
 import math
 import os
-import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -25,12 +22,12 @@ from typing import Any
 
 import torch
 
+from flyenv.apps.machine import device_slug, environment_info
 from flyenv.envs import FlyImitationConfig, FlyImitationVecEnv
 
 DEFAULT_DEVICE = {"mujoco": "cpu", "warp": "cuda"}
 DEFAULT_NUM_ENVS = {"mujoco": [4, 8, 16, 32, 64, 128, 256],
                     "warp": [256, 512, 1024, 2048, 4096, 8192, 16384, 32768]}
-PACKAGES = ("flyenv", "mujoco", "mujoco_warp", "warp-lang", "torch", "gymnasium", "numpy")
 MIN_FULL_OVER_BARE = 0.8  # target: full/bare throughput of the mujoco engine at every size
 MAX_COLD_START_S = 30.0  # target: cold start on a GPU
 _START = """import json, time, torch
@@ -244,49 +241,6 @@ def start_times(engine: str, device: str, num_envs: int) -> dict[str, Any]:
     return result
 
 
-def _cpu_model() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        text = ""
-    models = [ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model n")]
-    return models[0] if models else platform.processor() or platform.machine()
-
-
-def _version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _git(*args: str) -> str | None:
-    try:
-        return subprocess.run(["git", *args], cwd=Path(__file__).resolve().parents[1],
-                              capture_output=True, text=True, timeout=10, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def environment_info(device: str) -> dict[str, Any]:
-    """The machine and software a benchmark ran on.
-
-    Returns:
-        `device` (GPU name on CUDA, else the CPU model), `cpu`, `cpu_count`, `load_avg` (1, 5,
-        15 min), `packages` (None: not installed), `git_commit` and `git_dirty` (None outside a
-        git checkout), `python`, `platform`.
-    """
-    dev, commit = torch.device(device), _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain") if commit else None
-    return {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_model(),
-            "cpu": _cpu_model(), "cpu_count": os.cpu_count(),
-            "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-            "packages": {name: _version(name) for name in PACKAGES},
-            "git_commit": commit.strip() if commit else None,
-            "git_dirty": None if status is None else bool(status.strip()),
-            "python": platform.python_version(), "platform": platform.platform()}
-
-
 def summarize(sweeps: dict[str, Any], starts: dict[str, Any]) -> dict[str, Any]:
     """Per engine: best full-env realtime factor, its num_envs and overhead, and the targets."""
     summary: dict[str, Any] = {}
@@ -357,10 +311,8 @@ def run(engines: list[str], device: str | None, num_envs: list[int] | None, step
                "env_kwargs": env_kwargs or {}, "sweeps": sweeps, "start_times": starts,
                "skipped": skipped,
                "summary": summarize(sweeps, starts)}
-    slug = re.sub(r"[^a-z0-9]+", "-", results["environment"]["device"].lower()).strip("-")
-    cpu = "" if torch.device(main).type == "cuda" else "cpu-"
     variant = "".join(f"_{k}" for k, v in sorted((env_kwargs or {}).items()) if v is True)
-    stem = Path(out_dir) / f"env_bench_{cpu}{slug}{variant}"
+    stem = Path(out_dir) / f"env_bench_{device_slug(main)}{variant}"
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     return results, stem.with_suffix(".json"), plot(results, stem.with_suffix(".png"))
