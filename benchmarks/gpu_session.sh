@@ -15,7 +15,8 @@
 #   tests    the warp and gpu tests on cuda:0 (kernels compile here)  -> tests.log, tests.xml
 #   bench    env benchmark, warp: 1024/4096/16384 flies, bare physics and full step, x real
 #            time, GPU memory per world                              -> env_bench_<gpu>.json/png
-#   determinism  the same at 4096 in MuJoCo Warp's deterministic mode -> ..._deterministic.json
+#   determinism  MuJoCo Warp's deterministic mode against the default, 4096 worlds, step time
+#            and bit-identity                                        -> determinism_cost_<gpu>.json
 #   solver   solver iterations per world and per batch at 4096 flies -> solver_iterations_*.json
 #   start    cold (empty kernel cache) and warm start, one fresh interpreter each -> start.json
 #   train    PPO, 4096 flies, TRAIN_SECONDS (90) of training + evaluation -> ppo_gpu/curve.*
@@ -138,8 +139,8 @@ stage tests 170 "$PY" -m pytest -p no:cacheprovider -o addopts="-ra -p no:benchm
 # shellcheck disable=SC2086
 stage bench 100 "$PY" benchmarks/env_bench.py --engine warp --device "$device" \
   --num-envs $sizes --steps 20 --warmup 3 --min-time 0.5 --no-start-times --out "$out"
-stage determinism 45 "$PY" benchmarks/env_bench.py --engine warp --device "$device" \
-  --num-envs "$det_size" --steps 20 --warmup 3 --no-start-times --deterministic --out "$out"
+stage determinism 45 "$PY" benchmarks/determinism_cost.py --device "$device" \
+  --num-worlds "$det_size" --out "$out"
 # shellcheck disable=SC2086
 stage solver 45 "$PY" benchmarks/solver_iterations.py --device "$device" $solver_args \
   --candidates 100/50,default --scenarios ppo_exploration_0.025rad,random_targets \
