@@ -80,7 +80,8 @@ def run_scenario(name: str, limits: dict[str, int], args: argparse.Namespace) ->
                              "histogram": np.bincount(niter).tolist()},
         "batch_max_iterations": {"mean": float(batch.mean()), "max": int(batch.max())},
         "worlds_at_iteration_limit": hit_iter, "worlds_at_linesearch_limit": hit_ls,
-        "mean_reward_over_max": reward_sum / args.steps, "wall_s": wall, "env_steps_per_s": args.steps * args.num_envs / wall,
+        "mean_reward_over_max": reward_sum / args.steps, "wall_s": wall,
+        "env_steps_per_s": args.steps * args.num_envs / wall,
     }
 
 
