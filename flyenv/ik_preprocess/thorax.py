@@ -11,11 +11,11 @@ neighbours.
 
 Two outcomes (`ThoraxPose.moving`):
 
-- The thorax stays put (tethered or egocentric input): the smoothed pose moves less than
-  `ROOT_MOTION_MM` and turns less than `ROOT_MOTION_DEG` from its median. One constant rigid
-  transform, fitted to the robust ThC positions of the whole recording, defines the canonical
-  thorax frame (origin and axes of the body's layout: x anterior, y left, z up); the clip has
-  no root motion.
+- The thorax stays put (tethered or egocentric input): the pose, smoothed over
+  `DETECT_WINDOW_S`, moves less than `ROOT_MOTION_MM` and turns less than `ROOT_MOTION_DEG`
+  from its median. One constant rigid transform, fitted to the robust ThC positions of the
+  whole recording, defines the canonical thorax frame (origin and axes of the body's layout:
+  x anterior, y left, z up); the clip has no root motion.
 - It moves or turns (a fly walking freely, tracked in the world): the legs are expressed in the
   smoothed per-frame thorax frame, and the root motion goes to a canonical world frame: z up
   (the normal of the plane the stance claws walk on, found from claw height and speed, or the
@@ -24,7 +24,7 @@ Two outcomes (`ThoraxPose.moving`):
   (`SMOOTH_WINDOW_S`), velocities are its derivative.
 
 Checks (a `RecordingError`): the recorded layout must match a fly, i.e. be the body's size
-within `LAYOUT_SCALE_RANGE` (wrong units otherwise) and fit it rigidly within
+within `LAYOUT_SCALE_RANGE` (wrong units otherwise) and fit it, up to scale, within
 `LAYOUT_RESIDUAL_FRACTION` of its radius; left and right legs whose labels are swapped (the
 layout then fits the mirror image of the fly far better) are refused by name. With fewer than
 three legs the orientation about the line through the ThC cannot be found: the canonical frame
@@ -62,6 +62,10 @@ OUTLIER_FACTOR = 3.0
 OUTLIER_MM = 0.05
 # Savitzky-Golay window [s] (at least 5 frames) and order of the root smoothing.
 SMOOTH_WINDOW_S = 0.05
+# Longer window of the pose the root-motion test looks at: tracking noise on the ThC of a
+# tethered fly (up to 0.05 mm in the df3d file) turns the short-window pose by several degrees,
+# while a walking fly's travel and turns last longer than this [s].
+DETECT_WINDOW_S = 0.25
 SMOOTH_ORDER = 3
 # Stance claws for the floor plane: within this height of the plane [mm] and slower than this
 # fraction of the claws' 90th-percentile speed.
@@ -163,11 +167,13 @@ def estimate_thorax_pose(keypoints_mm: np.ndarray, layout_mm: np.ndarray, fps: f
                                    "be placed")
     if legs.size < 3:
         return _few_legs(thc, layout, legs, names, fps, path)
-    rotation, position, residual, scale = _fit_frames(thc, layout, path)
-    _check_layout(thc, layout, legs, residual, scale, path)
+    rotation, position, residual, scales, shape_residual = _fit_frames(thc, layout, path)
+    scale = float(np.nanmedian(scales))
+    _check_layout(thc, layout, legs, shape_residual, scale, path)
     window = _window(len(thc), fps)
+    travel, turn = _spread(*_smooth(rotation, position, _window(len(thc), fps,
+                                                                DETECT_WINDOW_S)))
     rotation, position = _smooth(rotation, position, window)
-    travel, turn = _spread(rotation, position)
     if travel <= ROOT_MOTION_MM and turn <= ROOT_MOTION_DEG:
         rot0, pos0 = _fit_constant(thc, layout, legs)
         return ThoraxPose(rot0 * Rotation.identity(len(thc)), np.tile(pos0, (len(thc), 1)),
@@ -189,14 +195,32 @@ def _kabsch(points: np.ndarray, layout: np.ndarray) -> tuple[Rotation, np.ndarra
     return rot, centre - rot.apply(layout_centre)
 
 
+def _similarity_fit(points: np.ndarray, layout: np.ndarray) -> tuple[float, float]:
+    """Scale and RMS residual [mm] of the similarity fit (Umeyama) of layout to points (n, 3).
+
+    The layout check uses it so that a fly larger or smaller than the body is judged by its
+    shape; the pose itself is the rigid fit.
+    """
+    rot, _ = _kabsch(points, layout)
+    centred, target = layout - layout.mean(0), points - points.mean(0)
+    scale = float(np.sum(rot.apply(centred) * target) / np.sum(centred ** 2))
+    residual = scale * rot.apply(centred) - target
+    return scale, float(np.sqrt(np.mean(np.sum(residual ** 2, -1))))
+
+
 def _fit_frames(thc: np.ndarray, layout: np.ndarray, path: str | Path,
-                ) -> tuple[Rotation, np.ndarray, np.ndarray, float]:
-    """Per-frame robust rigid fits: rotation (T,), position (T, 3), residual (T,), scale."""
+                ) -> tuple[Rotation, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-frame robust rigid fits.
+
+    Returns rotation (T,), position (T, 3), rigid residual (T,), similarity scale (T,) and
+    similarity residual (T,); NaN residuals and scales for frames with fewer than 3 ThC.
+    """
     num_frames = len(thc)
     quats = np.full((num_frames, 4), np.nan)
     position = np.full((num_frames, 3), np.nan)
     residual = np.full(num_frames, np.nan)
     scales = np.full(num_frames, np.nan)
+    shape_residual = np.full(num_frames, np.nan)
     for t in range(num_frames):
         use = np.isfinite(thc[t]).all(-1)
         if use.sum() < 3:
@@ -211,9 +235,7 @@ def _fit_frames(thc: np.ndarray, layout: np.ndarray, path: str | Path,
             dist = np.linalg.norm(rot.apply(layout) + pos - thc[t], axis=-1)
         quats[t], position[t] = rot.as_quat(), pos
         residual[t] = np.sqrt(np.mean(dist[use] ** 2))
-        centred = layout[use] - layout[use].mean(0)
-        scales[t] = (np.sum(rot.apply(centred) * (thc[t, use] - thc[t, use].mean(0)))
-                     / np.sum(centred ** 2))
+        scales[t], shape_residual[t] = _similarity_fit(thc[t, use], layout[use])
     good = np.isfinite(residual)
     if not good.any():
         raise RecordingError(path, "no frame has three or more ThC keypoints tracked; the "
@@ -225,7 +247,7 @@ def _fit_frames(thc: np.ndarray, layout: np.ndarray, path: str | Path,
                                                          frames[good][-1]))
         position = np.stack([np.interp(frames, frames[good], position[good, i])
                              for i in range(3)], axis=1)
-    return rotation, position, residual, float(np.nanmedian(scales))
+    return rotation, position, residual, scales, shape_residual
 
 
 def _check_layout(thc: np.ndarray, layout: np.ndarray, legs: np.ndarray, residual: np.ndarray,
@@ -236,8 +258,8 @@ def _check_layout(thc: np.ndarray, layout: np.ndarray, legs: np.ndarray, residua
                                    f"layout (expected {lo:g}-{hi:g}): is the recording in mm? "
                                    f"Convert it, or give a body of this size")
     radius = np.sqrt(np.mean(np.sum((layout[legs] - layout[legs].mean(0)) ** 2, -1)))
-    median = float(np.nanmedian(residual))
-    swapped = _swapped_residual(thc, layout, legs)
+    median = float(np.nanmedian(residual)) / scale
+    swapped = _swapped_residual(thc, layout, legs) / scale
     if swapped < SWAP_RESIDUAL_RATIO * median:
         raise RecordingError(path, f"left and right legs appear swapped: the ThC fit the "
                                    f"body's layout with a median residual of {median:.3f} mm, "
@@ -251,7 +273,7 @@ def _check_layout(thc: np.ndarray, layout: np.ndarray, legs: np.ndarray, residua
 
 
 def _swapped_residual(thc: np.ndarray, layout: np.ndarray, legs: np.ndarray) -> float:
-    """Median residual with left and right labels exchanged (on up to 200 frames)."""
+    """Median similarity residual with left and right labels exchanged (up to 200 frames)."""
     if not np.isin(_MIRROR[legs], legs).all():
         return np.inf
     swapped = thc[:, _MIRROR]
@@ -260,9 +282,7 @@ def _swapped_residual(thc: np.ndarray, layout: np.ndarray, legs: np.ndarray) -> 
     for t in frames:
         use = np.isfinite(swapped[t]).all(-1)
         if use.sum() >= 3:
-            rot, pos = _kabsch(swapped[t, use], layout[use])
-            dist = np.linalg.norm(rot.apply(layout[use]) + pos - swapped[t, use], axis=-1)
-            out.append(np.sqrt(np.mean(dist ** 2)))
+            out.append(_similarity_fit(swapped[t, use], layout[use])[1])
     return float(np.median(out)) if out else np.inf
 
 
@@ -279,7 +299,7 @@ def _few_legs(thc: np.ndarray, layout: np.ndarray, legs: np.ndarray, names: tupl
     num_frames = len(thc)
     centre = robust_center(thc[:, legs])  # (n, 3)
     deviation = np.nanmax(np.linalg.norm(thc[:, legs] - centre, axis=-1), axis=1)
-    window = _window(num_frames, fps)
+    window = _window(num_frames, fps, DETECT_WINDOW_S)
     filled = np.interp(np.arange(num_frames), np.flatnonzero(np.isfinite(deviation)),
                        deviation[np.isfinite(deviation)])
     travel = float(np.max(savgol_filter(filled, window, SMOOTH_ORDER, axis=0)
@@ -310,9 +330,9 @@ def _few_legs(thc: np.ndarray, layout: np.ndarray, legs: np.ndarray, names: tupl
 # -- smoothing and the world frame ----------------------------------------------------------------
 
 
-def _window(num_frames: int, fps: float) -> int:
-    """Odd Savitzky-Golay window of about SMOOTH_WINDOW_S, or 0 when the clip is too short."""
-    window = max(int(round(SMOOTH_WINDOW_S * fps)) | 1, SMOOTH_ORDER + 2 | 1)
+def _window(num_frames: int, fps: float, seconds: float = SMOOTH_WINDOW_S) -> int:
+    """Odd Savitzky-Golay window of about `seconds`, or 0 when the clip is too short."""
+    window = max(int(round(seconds * fps)) | 1, SMOOTH_ORDER + 2 | 1)
     window = min(window, num_frames if num_frames % 2 else num_frames - 1)
     return window if window > SMOOTH_ORDER else 0
 
