@@ -88,6 +88,13 @@ def _add_ik(ik: argparse.ArgumentParser) -> None:
     ik.add_argument("--body", default="template",
                     help="template (default), data (measure the body from each recording), or "
                          "a body config .json to use as the template")
+    ik.add_argument("--frame", choices=runner.FRAMES, default="estimate",
+                    help="estimate (default): find the thorax pose per frame from the ThC "
+                         "keypoints (root motion when it moves); thorax: the input is in the "
+                         "thorax frame already")
+    ik.add_argument("--up", type=float, nargs=3, metavar=("X", "Y", "Z"), default=None,
+                    help="world up in the input frame for moving recordings (default: from "
+                         "the plane the stance claws walk on)")
     ik.add_argument("--align", action="store_true",
                     help="pin each ThC to the body's and scale legs to the body's length")
     ik.add_argument("--chunk-frames", type=int, default=None,
@@ -208,7 +215,9 @@ def _ik(args: argparse.Namespace) -> int:
     body = args.body
     if body not in runner.BODY_MODES:
         template, body = _load_body(Path(body)), "template"
-    options = runner.IkOptions(solver=args.solver, body=body, align=args.align, fps=args.fps,
+    options = runner.IkOptions(solver=args.solver, body=body, frame=args.frame,
+                               up=None if args.up is None else tuple(args.up),
+                               align=args.align, fps=args.fps,
                                fps_range=tuple(args.fps_range),
                                chunk_frames=args.chunk_frames, overlap_frames=args.overlap,
                                lm=LmOptions(smoothness=args.smoothness), template=template)
@@ -239,11 +248,38 @@ def _ik(args: argparse.Namespace) -> int:
         print(f"fit error [mm] {'mean':>8}{'p95':>8}")
         for k, name in enumerate(c.KEYPOINTS[1:]):
             print(f"  {name:<12}{report.error_mean_mm[k]:>8.4f}{report.error_p95_mm[k]:>8.4f}")
+    for result in report.files:
+        if result.status == "written":
+            _print_file(result)
     if report.failed:
         print(f"{counts['failed']} file(s) failed:", file=sys.stderr)
     for result in report.failed:
         print(f"failed: {result.message}", file=sys.stderr)
     return 1 if report.failed else 0
+
+
+def _print_file(result: runner.FileResult) -> None:
+    """Per file: root motion, the body, the fit error per keypoint."""
+    print(f"\n{result.path}:")
+    thorax = result.thorax
+    if thorax is None:
+        print("  frame: given as the thorax frame (--frame thorax)")
+    elif thorax["root_motion"]:
+        print(f"  root motion: yes (thorax travels {thorax['distance_mm']:.2f} mm, turns up to "
+              f"{thorax['turn_deg']:.0f} deg; up from {thorax['up_source']})")
+    else:
+        print(f"  root motion: none (thorax within {thorax['travel_mm']:.3f} mm and "
+              f"{thorax['turn_deg']:.1f} deg; canonical thorax frame, layout scale "
+              f"{thorax['layout_scale']:.2f})")
+    body = result.body
+    if body is not None:
+        print(f"  body {body.name}: segment lengths [mm] coxa femur tibia tarsus")
+        for legid in range(c.NUM_LEGS):
+            lengths = " ".join(f"{v:.3f}" for v in body.lengths[legid])
+            print(f"    {c.LEGS[legid]:<3} ThC {np.round(body.thc[legid], 3).tolist()}  {lengths}")
+    print(f"  fit error [mm] {'mean':>8}{'p95':>8}")
+    for k, name in enumerate(c.KEYPOINTS[1:]):
+        print(f"    {name:<12}{result.error_mean_mm[k]:>8.4f}{result.error_p95_mm[k]:>8.4f}")
 
 
 def _bench(args: argparse.Namespace) -> int:

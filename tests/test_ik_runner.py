@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 from conftest import SHARED_DATA
 
+from flyenv.body import BodyConfig
 from flyenv.body import constants as c
 from flyenv.cli import main
 from flyenv.ik_preprocess import IkOptions, LmOptions, load_recording, run
 from flyenv.ik_preprocess import runner as ik_runner
+from flyenv.ik_preprocess.thorax import estimate_thorax_pose
 from flyenv.motion import io as motion_io
 
 DF3D_1000 = SHARED_DATA / "df3d_210902_PR_Fly1" / "pose_result__210902_PR_Fly1_aligned.pkl"
@@ -39,10 +41,14 @@ def _angles(report):
 
 def test_output_carries_angles_keypoints_fk_and_metadata(serial, walking):
     assert serial.joint_angles.shape == (240, 42) and np.isfinite(serial.joint_angles).all()
-    np.testing.assert_array_equal(serial.keypoints, walking)
+    # The keypoints are stored in the canonical thorax frame (a tethered fly: one transform).
+    thorax = estimate_thorax_pose(walking, BodyConfig.default().thc, 100.0)
+    assert not thorax.moving and not serial.has_root
+    np.testing.assert_allclose(serial.keypoints, thorax.to_thorax(walking))
+    assert serial.metadata["thorax"]["root_motion"] is False
     # fk_keypoints are the chain of the solved angles, from the tracked ThC.
-    np.testing.assert_allclose(serial.ik_error, np.linalg.norm(serial.fk_keypoints - walking,
-                                                               axis=-1))
+    np.testing.assert_allclose(serial.ik_error, np.linalg.norm(serial.fk_keypoints
+                                                               - serial.keypoints, axis=-1))
     assert serial.ik_error[..., 1:].mean() < 0.06
     assert serial.bound_violations() == []
     assert serial.metadata["ik"]["solver"] == "lm" and serial.fps == 100.0

@@ -13,8 +13,10 @@ import torch
 from flyenv.body import constants as c
 from flyenv.body.config import BodyConfig
 from flyenv.body.kinematics import forward_kinematics
+from flyenv.body.mjcf import ModelOptions
 from flyenv.motion.format import ReferenceMotion
 from flyenv.motion.gait import tripod_gait
+from flyenv.motion.grounding import ground, odometry
 from flyenv.motion.io import load
 from flyenv.motion.resample import resample
 
@@ -35,11 +37,20 @@ class ReferenceBank:
         dof_mask: (nclip, 42) 1.0 for DOFs of legs present in the clip.
         leg_mask: (nclip, 6) 1.0 for legs present.
         claw_pos_b: (nclip, T, 6, 3) claws in the thorax frame, by forward kinematics [mm].
-        root_pos_w: (nclip, T, 3) thorax position [mm] (standing height, at the origin, without
-            root motion).
-        root_quat_w: (nclip, T, 4) thorax orientation (w, x, y, z).
-        root_lin_vel_w: (nclip, T, 3) [mm/s].
-        root_ang_vel_w: (nclip, T, 3) [rad/s].
+        root_pos_w: (nclip, T, 3) thorax position [mm]. Without root motion: above the origin
+            at the grounded height of each frame (`flyenv.motion.grounding.ground`: the stance
+            claws rest on the floor), or at the fixed standing height for a clip with fewer
+            than three legs.
+        root_quat_w: (nclip, T, 4) thorax orientation (w, x, y, z); without root motion the
+            grounded pitch and roll (no yaw).
+        root_lin_vel_w: (nclip, T, 3) [mm/s]; without root motion the stance-leg odometry
+            estimate (`flyenv.motion.grounding.odometry`) in the heading frame, 0 for a clip
+            with fewer than three legs.
+        root_ang_vel_w: (nclip, T, 3) [rad/s]; likewise (yaw rate only).
+        root_vel_estimated: the clips have no root motion and their root velocities are the
+            odometry estimate (the root velocity reward can use them).
+        grounded: (nclip,) bool, which clips without root motion were grounded (False: fixed
+            standing height).
     """
 
     names: tuple[str, ...]
@@ -55,6 +66,8 @@ class ReferenceBank:
     root_quat_w: torch.Tensor
     root_lin_vel_w: torch.Tensor
     root_ang_vel_w: torch.Tensor
+    root_vel_estimated: bool = False
+    grounded: tuple[bool, ...] = ()
 
     @property
     def nclip(self) -> int:
@@ -136,20 +149,23 @@ def _stack(names: tuple[str, ...], body: BodyConfig, clips: list[ReferenceMotion
         ("root_lin_vel_w", (3,)), ("root_ang_vel_w", (3,)))}
     dof_mask = np.zeros((nclip, c.NUM_DOFS))
     leg_mask = np.zeros((nclip, c.NUM_LEGS))
+    grounded = []
     for clipid, clip in enumerate(clips):
         present = np.repeat(clip.leg_mask > 0, c.DOF_PER_LEG)
         q = np.where(present, clip.joint_angles, stand)
+        claws = forward_kinematics(body, q)[:, :, _CLAW]
         values = {
             "joint_pos": q,
             "joint_vel": np.where(present, clip.joint_velocities, 0.0),
-            "claw_pos_b": forward_kinematics(body, q)[:, :, _CLAW],
-            "root_pos_w": clip.root_pos if clip.has_root else np.broadcast_to(
-                [0.0, 0.0, standing_height_mm], (clip.num_frames, 3)),
-            "root_quat_w": clip.root_quat if clip.has_root else np.broadcast_to(
-                [1.0, 0.0, 0.0, 0.0], (clip.num_frames, 4)),
-            "root_lin_vel_w": clip.root_lin_vel if clip.has_root else 0.0,
-            "root_ang_vel_w": clip.root_ang_vel if clip.has_root else 0.0,
+            "claw_pos_b": claws,
         }
+        if clip.has_root:
+            values.update(root_pos_w=clip.root_pos, root_quat_w=clip.root_quat,
+                          root_lin_vel_w=clip.root_lin_vel, root_ang_vel_w=clip.root_ang_vel)
+        else:
+            values.update(_grounded_root(claws[:, clip.leg_mask > 0], clip.fps,
+                                         standing_height_mm))
+            grounded.append(clip.leg_mask.sum() >= 3)
         for key, value in values.items():
             value = np.broadcast_to(value, (clip.num_frames, *arrays[key].shape[2:]))
             arrays[key][clipid, :clip.num_frames] = value
@@ -162,6 +178,23 @@ def _stack(names: tuple[str, ...], body: BodyConfig, clips: list[ReferenceMotion
 
     return ReferenceBank(
         names=names, body=body, has_root=clips[0].has_root,
+        root_vel_estimated=not clips[0].has_root and any(grounded), grounded=tuple(grounded),
         lengths=torch.tensor([clip.num_frames for clip in clips], device=device),
         dof_mask=tensor(dof_mask), leg_mask=tensor(leg_mask),
         **{key: tensor(value) for key, value in arrays.items()})
+
+
+def _grounded_root(claws_b: np.ndarray, fps: float, standing_height_mm: float,
+                   ) -> dict[str, np.ndarray]:
+    """Root pose and velocities of a clip without root motion (see `ReferenceBank`)."""
+    num_frames = len(claws_b)
+    clearance = ModelOptions().segment_radii_mm[-1]  # the claw is the tarsus capsule's end
+    grounding = ground(claws_b, fps, clearance_mm=clearance)
+    if grounding is None:  # fewer than three legs: the fixed standing pose
+        return {"root_pos_w": np.broadcast_to([0.0, 0.0, standing_height_mm], (num_frames, 3)),
+                "root_quat_w": np.broadcast_to([1.0, 0.0, 0.0, 0.0], (num_frames, 4)),
+                "root_lin_vel_w": np.zeros((num_frames, 3)),
+                "root_ang_vel_w": np.zeros((num_frames, 3))}
+    lin_vel, ang_vel = odometry(claws_b, fps, grounding.stance)
+    return {"root_pos_w": grounding.root_pos_w, "root_quat_w": grounding.quat_w,
+            "root_lin_vel_w": lin_vel, "root_ang_vel_w": ang_vel}

@@ -19,7 +19,8 @@ def plot_ik(motion: ReferenceMotion, path: str | Path) -> Path:
     """Writes a PNG (atomically) of an IK result.
 
     Top: fit error of CTr, FTi, TiTa and Claw over time (mean over the legs present, shaded to
-    the worst leg). Below, one panel per leg present: its seven joint angles [deg].
+    the worst leg), with the thorax's x-y trajectory inset when the clip has root motion.
+    Below, one panel per leg present: its seven joint angles [deg].
 
     Args:
         motion: a ReferenceMotion with `ik_error` (as `flyenv ik` writes it).
@@ -47,6 +48,13 @@ def plot_ik(motion: ReferenceMotion, path: str | Path) -> Path:
         ax.set_ylabel(f"{c.LEGS[legid]} [deg]")
     axes[1].legend(ncol=7, fontsize=7, loc="upper right")
     axes[-1].set_xlabel("time [s]")
+    if motion.has_root:  # the thorax trajectory, in an inset of the error panel
+        inset = axes[0].inset_axes((0.01, 0.05, 0.2, 0.9))
+        inset.plot(motion.root_pos[:, 0], motion.root_pos[:, 1], lw=1, color="k")
+        inset.plot(*motion.root_pos[0, :2], "o", ms=3, color="g")
+        inset.set_aspect("equal", adjustable="datalim")
+        inset.set_title("thorax x-y [mm]", fontsize=7)
+        inset.tick_params(labelsize=6)
     fig.suptitle(str(motion.metadata.get("source", "IK result")), fontsize=9)
     try:
         with atomic_write(path) as f:

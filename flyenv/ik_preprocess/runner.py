@@ -31,13 +31,16 @@ from flyenv.body.config import BodyConfig
 from flyenv.body.kinematics import leg_forward_kinematics
 from flyenv.ik_preprocess import align as alignment
 from flyenv.ik_preprocess import solver as solvers
+from flyenv.ik_preprocess.bodyfit import BodyFit, fit_body
 from flyenv.ik_preprocess.io import Recording, load_recording
 from flyenv.ik_preprocess.limits import FPS_RANGE_HZ, RecordingError, check_fps
+from flyenv.ik_preprocess.thorax import ThoraxPose, estimate_thorax_pose
 from flyenv.motion import io as motion_io
 from flyenv.motion.format import ReferenceMotion
 
 SOLVERS = ("lm", "seqik")
 BODY_MODES = ("template", "data")
+FRAMES = ("estimate", "thorax")
 BACKENDS = ("loky", "threading", "multiprocessing", "dask")
 # Bins of the error histogram behind the batch summary's p95 [mm].
 _HIST_EDGES = np.linspace(0.0, 5.0, 5001)
@@ -49,7 +52,14 @@ class IkOptions:
 
     Attributes:
         solver: "lm" (joint fit, default) or "seqik" (SeqIKPy's stages).
-        body: "template" (the `template` body) or "data" (a body measured from each recording).
+        body: "template" (the `template` body) or "data" (a body fitted to each recording
+            with its joint angles, `flyenv.ik_preprocess.bodyfit`).
+        frame: "estimate" (default): find the thorax pose in every frame from the ThC
+            keypoints, express the legs in the canonical thorax frame and, when the thorax
+            moves, give the clip root motion (`flyenv.ik_preprocess.thorax`); "thorax": the
+            input is in the thorax frame already and is used as it is.
+        up: (3,) world up in the input frame for recordings with root motion; None finds it
+            from the plane the stance claws walk on.
         align: pin each leg's ThC to the body's and, with the template body, scale the leg to
             the body's length (SeqIKPy's alignment). Off by default: aligned input is used as is.
         fps: frame rate [Hz] for files that do not carry one.
@@ -63,6 +73,8 @@ class IkOptions:
 
     solver: str = "lm"
     body: str = "template"
+    frame: str = "estimate"
+    up: tuple[float, float, float] | None = None
     align: bool = False
     fps: float | None = None
     fps_range: tuple[float, float] = FPS_RANGE_HZ
@@ -76,6 +88,11 @@ class IkOptions:
             raise ValueError(f"IkOptions.solver must be one of {SOLVERS}, got {self.solver!r}")
         if self.body not in BODY_MODES:
             raise ValueError(f"IkOptions.body must be one of {BODY_MODES}, got {self.body!r}")
+        if self.frame not in FRAMES:
+            raise ValueError(f"IkOptions.frame must be one of {FRAMES}, got {self.frame!r}")
+        if self.up is not None and (len(self.up) != 3 or not np.isfinite(self.up).all()
+                                    or not np.any(self.up)):
+            raise ValueError(f"IkOptions.up must be a non-zero 3-vector, got {self.up!r}")
         if self.chunk_frames is not None and self.chunk_frames < 1:
             raise ValueError(f"IkOptions.chunk_frames must be >= 1, got {self.chunk_frames}")
         if self.overlap_frames < 0:
@@ -136,6 +153,9 @@ class FileResult:
         num_frames: frames in the recording.
         error_mean_mm: (4,) mean fit error of CTr, FTi, TiTa, Claw over tracked keypoints.
         error_p95_mm: (4,) their 95th percentiles.
+        thorax: the thorax estimate's summary (`ThoraxPose.summary()`: root motion found,
+            travel, turn, ...), None when it was off.
+        body: the body the file was solved for.
     """
 
     path: Path
@@ -145,6 +165,8 @@ class FileResult:
     num_frames: int = 0
     error_mean_mm: np.ndarray | None = None
     error_p95_mm: np.ndarray | None = None
+    thorax: dict[str, Any] | None = None
+    body: BodyConfig | None = None
 
 
 @dataclasses.dataclass
@@ -309,6 +331,8 @@ class _Pending:
     received: int = 0
     failure: str | None = None  # the first job failure; the file then fails
     note: str = ""  # why an existing output is being redone
+    thorax: ThoraxPose | None = None
+    fit: BodyFit | None = None
 
 
 class _Batch:
@@ -352,23 +376,21 @@ class _Batch:
         recording = load_recording(path, fps_range=options.fps_range)
         fps = _frame_rate(recording, options)
         keypoints = recording.keypoints
-        body = options.template
+        body, thorax, fit = options.template, None, None
+        if options.frame == "estimate":
+            thorax = estimate_thorax_pose(keypoints, options.template.thc, fps,
+                                          up=options.up, path=path)
+            keypoints = thorax.to_thorax(keypoints)
         scale = np.where(np.isin(c.LEGS, recording.legs_present), 1.0, np.nan)
+        _check_keypoints_tracked(path, keypoints, recording.legs_present)
         if options.body == "data":
-            body = alignment.body_from_recording(keypoints, options.template,
-                                                 name=f"data:{path.name}")
+            fit = fit_body(keypoints, options.template, name=f"data:{path.name}")
+            body = fit.body
         if options.align:
             keypoints, scale = alignment.align_to_body(keypoints, body,
                                                        scale=options.body == "template")
         filled, tracked = solvers.fill_gaps(keypoints)
         legs = [c.LEGS.index(leg) for leg in recording.legs_present]
-        for legid in legs:
-            never = [c.KEYPOINTS[k] for k in range(c.NUM_KEYPOINTS)
-                     if not tracked[:, legid, k].any()]
-            if never:
-                raise ValueError(f"{path}: leg {c.LEGS[legid]}: keypoint(s) {never} are NaN in "
-                                 f"every frame; cannot fit that leg (drop the leg from the file "
-                                 f"to treat it as missing)")
         bounds = body.bounds.reshape(c.NUM_LEGS, c.DOF_PER_LEG, 2)
         jobs = []
         for start, stop, lo, hi in chunks(recording.num_frames, options.chunk_frames,
@@ -377,7 +399,7 @@ class _Batch:
                 jobs.append(Job(file_id, c.LEGS[legid], start, stop, lo,
                                 filled[lo:hi, legid], tracked[lo:hi, legid],
                                 body.lengths[legid], bounds[legid], solvers.SEQIKPY_SEED_RAD[legid],
-                                options.solver, options.lm))
+                                options.solver, options.lm if fit is None else fit.lm[legid]))
         # NaN until a job fills its frames: a result that never came stays visible as NaN,
         # which ReferenceMotion refuses for a leg that is present.
         num_frames = recording.num_frames
@@ -385,7 +407,7 @@ class _Batch:
         fk = np.full((num_frames, c.NUM_LEGS, c.NUM_KEYPOINTS, 3), np.nan)
         error = np.full((num_frames, c.NUM_LEGS, c.NUM_KEYPOINTS), np.nan)
         pending = _Pending(recording, fps, body, keypoints, filled, tracked, scale, legs,
-                           len(jobs), angles, fk, error)
+                           len(jobs), angles, fk, error, thorax=thorax, fit=fit)
         return pending, jobs
 
     def add(self, result: JobResult) -> None:
@@ -434,9 +456,10 @@ class _Batch:
             self.counts[k] += values.size
             self.hist[k] += np.histogram(np.minimum(values, _HIST_EDGES[-1]), _HIST_EDGES)[0]
         self.leg_frames += motion.num_frames * int(motion.leg_mask.sum())
+        thorax = None if pending.thorax is None else motion.metadata["thorax"]
         self._done(file_id, FileResult(path, out, "written", pending.note,
                                        num_frames=motion.num_frames, error_mean_mm=mean,
-                                       error_p95_mm=p95))
+                                       error_p95_mm=p95, thorax=thorax, body=pending.body))
 
     def _done(self, file_id: int, result: FileResult) -> None:
         self.files[file_id] = result
@@ -478,6 +501,17 @@ def _message(path: Path, err: BaseException) -> str:
     return f"{path}: unexpected {type(err).__name__}: {text}"
 
 
+def _check_keypoints_tracked(path: Path, keypoints: np.ndarray, legs: tuple[str, ...]) -> None:
+    for leg in legs:
+        legid = c.LEGS.index(leg)
+        never = [c.KEYPOINTS[k] for k in range(c.NUM_KEYPOINTS)
+                 if not np.isfinite(keypoints[:, legid, k]).all(-1).any()]
+        if never:
+            raise ValueError(f"{path}: leg {leg}: keypoint(s) {never} are NaN in every frame; "
+                             f"cannot fit that leg (drop the leg from the file to treat it as "
+                             f"missing)")
+
+
 def _frame_rate(recording: Recording, options: IkOptions) -> float:
     fps = options.fps
     if recording.fps is not None and fps is not None and abs(recording.fps - fps) > 1e-9:
@@ -514,6 +548,7 @@ def _assemble(pending: _Pending, options: IkOptions) -> ReferenceMotion:
         "source": str(recording.path),
         "flyenv_version": __version__,
         "ik": {"solver": options.solver, "body": options.body, "align": options.align,
+               "frame": options.frame, "up": None if options.up is None else list(options.up),
                "chunk_frames": options.chunk_frames, "overlap_frames": options.overlap_frames,
                "lm": dataclasses.asdict(options.lm) if options.solver == "lm" else None},
         "body": pending.body.to_dict(),
@@ -525,11 +560,20 @@ def _assemble(pending: _Pending, options: IkOptions) -> ReferenceMotion:
             c.LEGS[i]: int((~pending.tracked[:, i]).any(-1).sum()) for i in legs},
         "underdetermined_frames": {c.LEGS[i]: int(underdetermined[:, i].sum()) for i in legs},
     }
+    root = {}
+    if pending.thorax is not None:
+        metadata["thorax"] = pending.thorax.summary()
+        if pending.thorax.moving:
+            root = {"root_pos": pending.thorax.root_pos_w, "root_quat": pending.thorax.root_quat_w,
+                    "root_lin_vel": pending.thorax.root_lin_vel_w,
+                    "root_ang_vel": pending.thorax.root_ang_vel_w}
+    if pending.fit is not None:
+        metadata["body_fit"] = pending.fit.summary()
     for array in (fk, error):  # frozen, so the motion adopts them instead of copying
         array.setflags(write=False)
     return ReferenceMotion(fps=pending.fps, joint_angles=angles.reshape(num_frames, c.NUM_DOFS),
                            keypoints=pending.keypoints, fk_keypoints=fk, ik_error=error,
-                           underdetermined=underdetermined, metadata=metadata)
+                           underdetermined=underdetermined, metadata=metadata, **root)
 
 
 def _execute(jobs: Iterable[Job], n_jobs: int, backend: str, client: Any,
