@@ -46,7 +46,7 @@ from flyenv.ik_preprocess.thorax import estimate_thorax_pose
 from flyenv.motion import io as motion_io
 from flyenv.motion.gait import tripod_gait
 from flyenv.motion.grounding import ground, odometry
-from flyenv.sim.replay import replay
+from flyenv.sim import track_reference
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -215,7 +215,7 @@ def bench_replay(workdir: Path) -> dict[str, Any]:
     lin_vel, ang_vel = odometry(claws, motion.fps, grounding.stance)
     start_motion = motion.replace(root_pos=grounding.root_pos_w, root_quat=grounding.quat_w,
                                   root_lin_vel=lin_vel, root_ang_vel=ang_vel)
-    result = replay(start_motion, tethered=False)
+    result = track_reference(start_motion, tethered=False)
     err = np.degrees(np.abs(result.tracking_error_rad))
     distance = float(np.linalg.norm(np.diff(result.root_pos[:, :2], axis=0), axis=1).sum())
     net = float(np.linalg.norm(result.root_pos[-1, :2] - result.root_pos[0, :2]))

@@ -30,6 +30,7 @@ from flyenv._version import __version__
 
 if TYPE_CHECKING:
     from flyenv.body.config import BodyConfig
+    from flyenv.ik_preprocess.runner import FileResult
 
 # Each subcommand declares its options and imports its modules only when it is the one run, so
 # that `flyenv ik` loads neither torch, gymnasium nor matplotlib (unless --plot).
@@ -239,8 +240,9 @@ def _ik(args: argparse.Namespace) -> int:
     if report.removed_temporaries:
         print(f"removed {len(report.removed_temporaries)} temporary file(s) of an interrupted "
               f"run")
-    print(f"{counts['written']} written, {counts['skipped']} skipped (output exists; "
-          f"--overwrite to redo), {counts['failed']} failed -> {args.output}")
+    skipped = (f", {counts['skipped']} skipped (output exists; --overwrite to redo)"
+               if counts["skipped"] else "")
+    print(f"{counts['written']} written{skipped}, {counts['failed']} failed -> {args.output}")
     if counts["written"]:
         rate = report.seconds / report.leg_frames * 1e6
         print(f"{report.leg_frames} leg-frames in {report.seconds:.1f} s ({rate:.1f} us per "
@@ -258,8 +260,12 @@ def _ik(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
-def _print_file(result: runner.FileResult) -> None:
+def _print_file(result: FileResult) -> None:
     """Per file: root motion, the body, the fit error per keypoint."""
+    import numpy as np
+
+    from flyenv.body import constants as c
+
     print(f"\n{result.path}:")
     thorax = result.thorax
     if thorax is None:
@@ -276,7 +282,8 @@ def _print_file(result: runner.FileResult) -> None:
         print(f"  body {body.name}: segment lengths [mm] coxa femur tibia tarsus")
         for legid in range(c.NUM_LEGS):
             lengths = " ".join(f"{v:.3f}" for v in body.lengths[legid])
-            print(f"    {c.LEGS[legid]:<3} ThC {np.round(body.thc[legid], 3).tolist()}  {lengths}")
+            thc = np.round(body.thc[legid], 3).tolist()
+            print(f"    {c.LEGS[legid]:<3} ThC {thc}  {lengths}")
     print(f"  fit error [mm] {'mean':>8}{'p95':>8}")
     for k, name in enumerate(c.KEYPOINTS[1:]):
         print(f"    {name:<12}{result.error_mean_mm[k]:>8.4f}{result.error_p95_mm[k]:>8.4f}")

@@ -90,8 +90,11 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         self._identity_quat = torch.tensor([1.0, 0.0, 0.0, 0.0], device=dev)
         bounds = np.asarray(self.ref.body.bounds, dtype=np.float32)
         self._bounds = torch.tensor(bounds, device=dev)
+        # A root velocity to imitate: the clips' root motion, or for clips without one the
+        # stance-leg odometry estimate (flyenv.motion.grounding), when the bank has it.
+        self._has_root_vel = self.ref.has_root or self.ref.root_vel_estimated
         self._terms = tuple(t for t in rewards.TERMS
-                            if t.in_use(free=self._free, has_root=self.ref.has_root))
+                            if t.in_use(free=self._free, has_root=self._has_root_vel))
         self.terms = tuple(t.name for t in self._terms)
         self.max_reward = float(sum(self.config.reward.weights[t] for t in self.terms))
 

@@ -54,8 +54,8 @@ class RewardTerm:
         error: (RewardInputs) -> (num_envs,) mean-square error.
         weight: default weight.
         scale: default `k` of `exp(-k * err)`, in 1 / (unit of err).
-        applies: "always"; "free" (not for a tethered fly); "root_motion" (a free fly and a clip
-            with root motion).
+        applies: "always"; "free" (not for a tethered fly); "root_motion" (a free fly and clips
+            with a root velocity: their root motion, or the odometry estimate of clips without).
         doc: what it compares, with units.
     """
 
@@ -67,7 +67,10 @@ class RewardTerm:
     doc: str
 
     def in_use(self, *, free: bool, has_root: bool) -> bool:
-        """Whether the term applies to a free (or tethered) fly and clips with(out) root motion."""
+        """Whether the term applies to a free (or tethered) fly on clips with(out) a root velocity.
+
+        `has_root` is true for clips with root motion or its odometry estimate.
+        """
         if self.applies == "free":
             return free
         if self.applies == "root_motion":
