@@ -273,14 +273,16 @@ def test_a_batch_writes_every_good_file_and_reports_every_bad_one(walking, tmp_p
 
 
 def test_a_failing_job_fails_its_file_only(walking, tmp_path, monkeypatch):
-    solve = ik_runner.solve_job
+    from flyenv.ik_preprocess import jobs
+
+    solve = jobs.solve_job
 
     def flaky(job):
         if job.file_id == 0 and job.leg == "RM":
             raise np.linalg.LinAlgError("Singular matrix")
         return solve(job)
 
-    monkeypatch.setattr(ik_runner, "solve_job", flaky)
+    monkeypatch.setattr(jobs, "solve_job", flaky)  # what the workers' solve_job_safely calls
     paths = [_write_npz(tmp_path / f"c{i}.npz", walking[:20]) for i in range(2)]
     report = run(paths, tmp_path / "out", IkOptions(chunk_frames=5))
     assert [r.status for r in report.files] == ["failed", "written"]
@@ -342,3 +344,43 @@ def test_fps_range_option(walking, tmp_path):
     assert report.files[0].status == "written"
     with pytest.raises(ValueError, match="fps must be in fps_range"):
         IkOptions(fps=1e6)
+
+
+def test_planning_and_stitching_are_pure_and_order_free(gait):
+    # The jobs of a recording own disjoint frames of one leg each; stitching them in any order
+    # gives the same arrays, and every frame of every present leg is written once.
+    from flyenv.ik_preprocess.jobs import Solution, plan_jobs, solve_job, stitch
+    from flyenv.ik_preprocess.solver import LmOptions, fill_gaps
+
+    keypoints = gait.fk_keypoints[:60].copy()
+    keypoints[:, 5] = np.nan  # RH missing
+    filled, tracked = fill_gaps(keypoints)
+    jobs = plan_jobs(0, filled, tracked, [0, 1, 2, 3, 4], gait.body, "seqik", LmOptions(), 25,
+                     5)
+    assert len(jobs) == 3 * 5 and {j.leg for j in jobs} == {"LF", "LM", "LH", "RF", "RM"}
+    results = [solve_job(job) for job in jobs]
+    forward, backward = Solution.empty(60), Solution.empty(60)
+    for result in results:
+        stitch(forward, result)
+    for result in reversed(results):
+        stitch(backward, result)
+    np.testing.assert_array_equal(forward.angles, backward.angles)
+    assert np.isfinite(forward.angles[:, :5]).all() and np.isnan(forward.angles[:, 5]).all()
+
+
+def test_an_output_of_another_recording_is_never_skipped_or_overwritten(tmp_path, gait):
+    # Two recordings with the same stem in two folders, written to one output folder in two
+    # batches: the second is refused by name (exit 1), the first output is left as it was.
+    from flyenv.apps.demo import synthetic_recording
+
+    first = synthetic_recording(tmp_path / "a" / "pose3d.npz", duration_s=0.1, seed=1)
+    second = synthetic_recording(tmp_path / "b" / "pose3d.npz", duration_s=0.1, seed=2)
+    out = tmp_path / "refs"
+    assert ik_runner.run([first], out).files[0].status == "written"
+    before = (out / "pose3d.npz").read_bytes()
+    report = ik_runner.run([second], out)
+    assert report.files[0].status == "failed"
+    assert "made from another recording" in report.files[0].message
+    assert (out / "pose3d.npz").read_bytes() == before
+    assert ik_runner.run([first], out).files[0].status == "skipped"  # the same bytes: resumed
+    assert ik_runner.run([second], out, overwrite=True).files[0].status == "written"

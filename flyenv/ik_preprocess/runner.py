@@ -1,13 +1,12 @@
 """Recordings to `ReferenceMotion` files, in parallel over files x legs x time chunks.
 
-One `Job` is one leg of one recording over one time chunk, extended by `overlap_frames` on both
-sides as warm-up (the solvers are frame-local except where an undetermined angle keeps the
-previous frame's value, and the optional smoothness term, which both settle inside the overlap).
-A job carries its own keypoints, so workers never read files. Files are read one at a time as
-jobs are dispatched and written as soon as their last job returns, so memory stays flat in the
-number of files. Each result is written into the frames it owns as soon as it arrives, so the
-stitching overlaps the solving and the order jobs finish in does not matter; `n_jobs=1` runs the
-same jobs in a plain loop.
+The pieces, each readable and testable alone: `options` (IkOptions), `prepare` (a recording read
+and brought into the body frame; its result assembled into a ReferenceMotion), `jobs` (planning,
+solving and stitching jobs, pure functions), and here the batch: dispatch, bookkeeping, writing
+and the error statistics. Files are read one at a time as jobs are dispatched and written as soon
+as their last job returns, so memory stays flat in the number of files. Each result is stitched
+into its file's arrays as it arrives, so the stitching overlaps the solving and the order jobs
+finish in does not matter; `n_jobs=1` runs the same jobs in a plain loop.
 
 Backends: joblib's "loky" (processes, the default), "threading", "multiprocessing", or "dask":
 the same jobs on a `distributed` cluster (pass a `Client`, a scheduler address, or let a
@@ -25,119 +24,24 @@ from typing import Any
 import joblib
 import numpy as np
 
-from flyenv._version import __version__
-from flyenv.body import constants as c
 from flyenv.body.config import BodyConfig
-from flyenv.body.kinematics import leg_forward_kinematics
-from flyenv.ik_preprocess import align as alignment
-from flyenv.ik_preprocess import solver as solvers
-from flyenv.ik_preprocess.bodyfit import BodyFit, fit_body
-from flyenv.ik_preprocess.io import Recording, load_recording
-from flyenv.ik_preprocess.limits import FPS_RANGE_HZ, RecordingError, check_fps
-from flyenv.ik_preprocess.thorax import ThoraxPose, estimate_thorax_pose
+from flyenv.ik_preprocess.jobs import Job as Job
+from flyenv.ik_preprocess.jobs import JobResult as JobResult
+from flyenv.ik_preprocess.jobs import Solution, plan_jobs, stitch
+from flyenv.ik_preprocess.jobs import chunks as chunks
+from flyenv.ik_preprocess.jobs import solve_job as solve_job
+from flyenv.ik_preprocess.jobs import solve_job_safely as solve_job_safely
+from flyenv.ik_preprocess.options import BODY_MODES as BODY_MODES
+from flyenv.ik_preprocess.options import FRAMES as FRAMES
+from flyenv.ik_preprocess.options import SOLVERS as SOLVERS
+from flyenv.ik_preprocess.options import IkOptions as IkOptions
+from flyenv.ik_preprocess.prepare import Prepared, assemble, lm_options, prepare, source_sha256
 from flyenv.motion import io as motion_io
 from flyenv.motion.format import ReferenceMotion
 
-SOLVERS = ("lm", "seqik")
-BODY_MODES = ("template", "data")
-FRAMES = ("estimate", "thorax")
 BACKENDS = ("loky", "threading", "multiprocessing", "dask")
 # Bins of the error histogram behind the batch summary's p95 [mm].
 _HIST_EDGES = np.linspace(0.0, 5.0, 5001)
-
-
-@dataclasses.dataclass(frozen=True)
-class IkOptions:
-    """What to do with each recording.
-
-    Attributes:
-        solver: "lm" (joint fit, default) or "seqik" (SeqIKPy's stages).
-        body: "template" (the `template` body) or "data" (a body fitted to each recording
-            with its joint angles, `flyenv.ik_preprocess.bodyfit`).
-        frame: "estimate" (default): find the thorax pose in every frame from the ThC
-            keypoints, express the legs in the canonical thorax frame and, when the thorax
-            moves, give the clip root motion (`flyenv.ik_preprocess.thorax`); "thorax": the
-            input is in the thorax frame already and is used as it is.
-        up: (3,) world up in the input frame for recordings with root motion; None finds it
-            from the plane the stance claws walk on.
-        align: pin each leg's ThC to the body's and, with the template body, scale the leg to
-            the body's length (SeqIKPy's alignment). Off by default: aligned input is used as is.
-        fps: frame rate [Hz] for files that do not carry one.
-        fps_range: frame rates [Hz] accepted, from files or `fps` (default 1 Hz to 100 kHz,
-            what pose tracking uses); widen it for unusual data.
-        chunk_frames: frames per job (None: one job per leg per file).
-        overlap_frames: warm-up frames added on each side of a chunk.
-        lm: settings of the lm solver.
-        template: the template body.
-    """
-
-    solver: str = "lm"
-    body: str = "template"
-    frame: str = "estimate"
-    up: tuple[float, float, float] | None = None
-    align: bool = False
-    fps: float | None = None
-    fps_range: tuple[float, float] = FPS_RANGE_HZ
-    chunk_frames: int | None = None
-    overlap_frames: int = 20
-    lm: solvers.LmOptions = dataclasses.field(default_factory=solvers.LmOptions)
-    template: BodyConfig = dataclasses.field(default_factory=BodyConfig.default)
-
-    def __post_init__(self) -> None:
-        if self.solver not in SOLVERS:
-            raise ValueError(f"IkOptions.solver must be one of {SOLVERS}, got {self.solver!r}")
-        if self.body not in BODY_MODES:
-            raise ValueError(f"IkOptions.body must be one of {BODY_MODES}, got {self.body!r}")
-        if self.frame not in FRAMES:
-            raise ValueError(f"IkOptions.frame must be one of {FRAMES}, got {self.frame!r}")
-        if self.up is not None and (len(self.up) != 3 or not np.isfinite(self.up).all()
-                                    or not np.any(self.up)):
-            raise ValueError(f"IkOptions.up must be a non-zero 3-vector, got {self.up!r}")
-        if self.chunk_frames is not None and self.chunk_frames < 1:
-            raise ValueError(f"IkOptions.chunk_frames must be >= 1, got {self.chunk_frames}")
-        if self.overlap_frames < 0:
-            raise ValueError(f"IkOptions.overlap_frames must be >= 0, got {self.overlap_frames}")
-        lo, hi = self.fps_range
-        if not 0 < lo <= hi < np.inf:
-            raise ValueError(f"IkOptions.fps_range must be (low, high) with 0 < low <= high < "
-                             f"inf, got {self.fps_range}")
-        if self.fps is not None and not lo <= self.fps <= hi:
-            raise ValueError(f"IkOptions.fps must be in fps_range [{lo:g}, {hi:g}] Hz, got "
-                             f"{self.fps}")
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class Job:
-    """One leg of one recording over frames [start, stop), solved over [lo, hi)."""
-
-    file_id: int
-    leg: str
-    start: int
-    stop: int
-    lo: int
-    keypoints: np.ndarray  # (hi - lo, 5, 3) gaps filled [mm]
-    tracked: np.ndarray  # (hi - lo, 5) bool
-    lengths: np.ndarray  # (4,) [mm]
-    bounds: np.ndarray  # (7, 2) [rad]
-    seed: np.ndarray  # (7,) [rad]
-    solver: str
-    lm: solvers.LmOptions
-
-
-@dataclasses.dataclass(frozen=True)
-class JobResult:
-    """Angles (n, 7) [rad] of one job's frames, their keypoints (n, 5, 3) and error (n, 5) [mm].
-
-    The error is NaN for untracked keypoints.
-    """
-
-    file_id: int
-    leg: str
-    start: int
-    angles: np.ndarray
-    fk: np.ndarray
-    error: np.ndarray
-    failure: str | None = None  # what went wrong in the worker; the arrays are then empty
 
 
 @dataclasses.dataclass
@@ -193,48 +97,6 @@ class IkReport:
 def output_path(path: str | Path, out_dir: str | Path) -> Path:
     """Where the ReferenceMotion of a recording goes: `out_dir/<input stem>.npz`."""
     return Path(out_dir) / f"{Path(path).stem}.npz"
-
-
-def chunks(num_frames: int, chunk_frames: int | None, overlap: int,
-           ) -> list[tuple[int, int, int, int]]:
-    """(start, stop, lo, hi) of each chunk: owned frames [start, stop), solved [lo, hi)."""
-    size = num_frames if chunk_frames is None else chunk_frames
-    out = []
-    for start in range(0, num_frames, size):
-        stop = min(start + size, num_frames)
-        out.append((start, stop, max(start - overlap, 0), min(stop + overlap, num_frames)))
-    return out
-
-
-def solve_job_safely(job: Job) -> JobResult:
-    """`solve_job`, with any exception returned as the result's `failure` (runs in a worker).
-
-    A job that fails (odd data that breaks a solver) fails its file, not the batch.
-    """
-    try:
-        return solve_job(job)
-    except Exception as err:  # noqa: BLE001 - reported per file, the batch goes on
-        empty = np.empty((0,))
-        return JobResult(job.file_id, job.leg, job.start, empty, empty, empty,
-                         failure=f"IK of leg {job.leg}, frames {job.start}-{job.stop} failed: "
-                                 f"{type(err).__name__}: {err}")
-
-
-def solve_job(job: Job) -> JobResult:
-    """Solves one job (runs in a worker)."""
-    keypoints = job.keypoints[:, None]
-    args = (job.lengths[None], job.bounds[None])
-    angles = solvers.seqik(keypoints, *args, job.seed[None])
-    if job.solver == "lm":
-        # An untracked ThC is interpolated (it barely moves); untracked others get weight 0.
-        mask = job.tracked[:, None, 1:]
-        angles = solvers.lm(keypoints, *args, angles, keypoint_mask=mask, options=job.lm)
-    own = slice(job.start - job.lo, job.stop - job.lo)
-    # Forward kinematics and errors here rather than in the main process, which stitches and
-    # writes files serially.
-    fk = leg_forward_kinematics(job.keypoints[own, 0], job.lengths, angles[own, 0])
-    error = np.where(job.tracked[own], np.linalg.norm(fk - job.keypoints[own], axis=-1), np.nan)
-    return JobResult(job.file_id, job.leg, job.start, angles[own, 0], fk, error)
 
 
 def run(paths: Sequence[str | Path], out_dir: str | Path, options: IkOptions | None = None, *,
@@ -310,33 +172,58 @@ def _remove_stale_temporaries(outputs: list[Path], plot: bool) -> list[Path]:
 # -- internals ----------------------------------------------------------------------------------
 
 
+class ErrorStats:
+    """Fit error per keypoint (CTr, FTi, TiTa, Claw) over the written files: mean and p95.
+
+    The p95 comes from a histogram (0-5 mm in 1 um bins), so memory stays flat in the number of
+    frames.
+    """
+
+    def __init__(self) -> None:
+        self.sums = np.zeros(4)
+        self.counts = np.zeros(4)
+        self.hist = np.zeros((4, len(_HIST_EDGES) - 1))
+        self.leg_frames = 0
+
+    def add(self, motion: ReferenceMotion) -> tuple[np.ndarray, np.ndarray]:
+        """Counts one file; returns its own (4,) mean and p95 [mm]."""
+        errors = motion.ik_error[:, :, 1:]
+        mean, p95 = np.empty(4), np.empty(4)
+        for k in range(4):
+            values = errors[..., k][np.isfinite(errors[..., k])]
+            mean[k], p95[k] = values.mean(), np.percentile(values, 95)
+            self.sums[k] += values.sum()
+            self.counts[k] += values.size
+            self.hist[k] += np.histogram(np.minimum(values, _HIST_EDGES[-1]), _HIST_EDGES)[0]
+        self.leg_frames += motion.num_frames * int(motion.leg_mask.sum())
+        return mean, p95
+
+    def summary(self) -> tuple[np.ndarray, np.ndarray]:
+        """(4,) mean and p95 over every file counted (NaN where none)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = self.sums / self.counts
+        p95 = np.full(4, np.nan)
+        for k in range(4):
+            if self.counts[k]:
+                cdf = np.cumsum(self.hist[k]) / self.counts[k]
+                p95[k] = _HIST_EDGES[1:][np.searchsorted(cdf, 0.95)]
+        return mean, p95
+
+
 @dataclasses.dataclass(eq=False)
 class _Pending:
     """A recording whose jobs are in flight."""
 
-    recording: Recording
-    fps: float
-    body: BodyConfig
-    keypoints: np.ndarray  # (T, 6, 5, 3) in the body frame, NaN where untracked
-    filled: np.ndarray  # (T, 6, 5, 3) gaps filled
-    tracked: np.ndarray  # (T, 6, 5)
-    scale: np.ndarray  # (6,)
-    legs: list[int]  # indices into LEGS of the legs present
+    prepared: Prepared
+    solution: Solution
     expected: int
-    # Job results are written here as they arrive (each owns its frames of one leg), so the
-    # stitching overlaps the workers' solving instead of following it; missing legs stay NaN.
-    angles: np.ndarray  # (T, 6, 7) [rad]
-    fk: np.ndarray  # (T, 6, 5, 3) [mm]
-    error: np.ndarray  # (T, 6, 5) [mm]
     received: int = 0
     failure: str | None = None  # the first job failure; the file then fails
     note: str = ""  # why an existing output is being redone
-    thorax: ThoraxPose | None = None
-    fit: BodyFit | None = None
 
 
 class _Batch:
-    """Turns recordings into jobs and finished jobs into files."""
+    """Dispatches the recordings' jobs and turns finished recordings into files."""
 
     def __init__(self, paths: list[Path], outputs: list[Path], options: IkOptions,
                  overwrite: bool, plot: bool,
@@ -345,70 +232,36 @@ class _Batch:
         self.overwrite, self.plot, self.progress = overwrite, plot, progress
         self.pending: dict[int, _Pending] = {}
         self.files: dict[int, FileResult] = {}
-        self.sums = np.zeros(4)
-        self.counts = np.zeros(4)
-        self.hist = np.zeros((4, len(_HIST_EDGES) - 1))
-        self.leg_frames = 0
+        self.stats = ErrorStats()
         self.unwritable: str | None = None
         self.removed: list[Path] = []
 
     def jobs(self) -> Iterator[Job]:
+        options = self.options
         for file_id, (path, out) in enumerate(zip(self.paths, self.outputs, strict=True)):
             if self.unwritable is not None:
                 self._done(file_id, FileResult(path, out, "failed", f"{path}: "
                                                f"{self.unwritable}"))
                 continue
-            note = "" if self.overwrite else _check_existing(out)
+            try:
+                note = "" if self.overwrite else _check_existing(out, path)
+            except ValueError as err:  # an output of another recording: never overwritten
+                self._done(file_id, FileResult(path, out, "failed", str(err)))
+                continue
             if note is None:
                 self._done(file_id, FileResult(path, out, "skipped"))
                 continue
             try:
-                pending, jobs = self._prepare(file_id, path)
+                prepared = prepare(path, options)
             except Exception as err:  # noqa: BLE001 - one file's failure, reported by name
                 self._done(file_id, FileResult(path, out, "failed", _message(path, err)))
                 continue
-            pending.note = note
-            self.pending[file_id] = pending
+            jobs = plan_jobs(file_id, prepared.filled, prepared.tracked, prepared.legs,
+                             prepared.body, options.solver, lm_options(prepared, options),
+                             options.chunk_frames, options.overlap_frames)
+            self.pending[file_id] = _Pending(prepared, Solution.empty(len(prepared.filled)),
+                                             len(jobs), note=note)
             yield from jobs
-
-    def _prepare(self, file_id: int, path: Path) -> tuple[_Pending, list[Job]]:
-        options = self.options
-        recording = load_recording(path, fps_range=options.fps_range)
-        fps = _frame_rate(recording, options)
-        keypoints = recording.keypoints
-        body, thorax, fit = options.template, None, None
-        if options.frame == "estimate":
-            thorax = estimate_thorax_pose(keypoints, options.template.thc, fps,
-                                          up=options.up, path=path)
-            keypoints = thorax.to_thorax(keypoints)
-        scale = np.where(np.isin(c.LEGS, recording.legs_present), 1.0, np.nan)
-        _check_keypoints_tracked(path, keypoints, recording.legs_present)
-        if options.body == "data":
-            fit = fit_body(keypoints, options.template, name=f"data:{path.name}")
-            body = fit.body
-        if options.align:
-            keypoints, scale = alignment.align_to_body(keypoints, body,
-                                                       scale=options.body == "template")
-        filled, tracked = solvers.fill_gaps(keypoints)
-        legs = [c.LEGS.index(leg) for leg in recording.legs_present]
-        bounds = body.bounds.reshape(c.NUM_LEGS, c.DOF_PER_LEG, 2)
-        jobs = []
-        for start, stop, lo, hi in chunks(recording.num_frames, options.chunk_frames,
-                                           options.overlap_frames):
-            for legid in legs:
-                jobs.append(Job(file_id, c.LEGS[legid], start, stop, lo,
-                                filled[lo:hi, legid], tracked[lo:hi, legid],
-                                body.lengths[legid], bounds[legid], solvers.SEQIKPY_SEED_RAD[legid],
-                                options.solver, options.lm if fit is None else fit.lm[legid]))
-        # NaN until a job fills its frames: a result that never came stays visible as NaN,
-        # which ReferenceMotion refuses for a leg that is present.
-        num_frames = recording.num_frames
-        angles = np.full((num_frames, c.NUM_LEGS, c.DOF_PER_LEG), np.nan)
-        fk = np.full((num_frames, c.NUM_LEGS, c.NUM_KEYPOINTS, 3), np.nan)
-        error = np.full((num_frames, c.NUM_LEGS, c.NUM_KEYPOINTS), np.nan)
-        pending = _Pending(recording, fps, body, keypoints, filled, tracked, scale, legs,
-                           len(jobs), angles, fk, error, thorax=thorax, fit=fit)
-        return pending, jobs
 
     def add(self, result: JobResult) -> None:
         pending = self.pending[result.file_id]
@@ -416,10 +269,7 @@ class _Batch:
             # The file fails; its other jobs are still counted so it finishes once.
             pending.failure = pending.failure or result.failure
         else:
-            legid = c.LEGS.index(result.leg)
-            frames = slice(result.start, result.start + len(result.angles))
-            pending.angles[frames, legid], pending.fk[frames, legid] = result.angles, result.fk
-            pending.error[frames, legid] = result.error
+            stitch(pending.solution, result)
         pending.received += 1
         if pending.received == pending.expected:
             self._finish(result.file_id)
@@ -436,7 +286,7 @@ class _Batch:
             self._done(file_id, FileResult(path, out, "failed", f"{path}: {reason}"))
             return
         try:
-            motion = _assemble(pending, self.options)
+            motion = assemble(pending.prepared, pending.solution, self.options)
             if self.plot:  # before the .npz, so a resumed batch never lacks a figure
                 from flyenv.ik_preprocess.report import plot_ik
 
@@ -447,19 +297,12 @@ class _Batch:
         except Exception as err:  # noqa: BLE001 - one file's failure, reported by name
             self._done(file_id, FileResult(path, out, "failed", _message(path, err)))
             return
-        errors = motion.ik_error[:, :, 1:]
-        mean, p95 = np.empty(4), np.empty(4)
-        for k in range(4):
-            values = errors[..., k][np.isfinite(errors[..., k])]
-            mean[k], p95[k] = values.mean(), np.percentile(values, 95)
-            self.sums[k] += values.sum()
-            self.counts[k] += values.size
-            self.hist[k] += np.histogram(np.minimum(values, _HIST_EDGES[-1]), _HIST_EDGES)[0]
-        self.leg_frames += motion.num_frames * int(motion.leg_mask.sum())
-        thorax = None if pending.thorax is None else motion.metadata["thorax"]
+        mean, p95 = self.stats.add(motion)
+        prepared = pending.prepared
+        thorax = None if prepared.thorax is None else motion.metadata["thorax"]
         self._done(file_id, FileResult(path, out, "written", pending.note,
                                        num_frames=motion.num_frames, error_mean_mm=mean,
-                                       error_p95_mm=p95, thorax=thorax, body=pending.body))
+                                       error_p95_mm=p95, thorax=thorax, body=prepared.body))
 
     def _done(self, file_id: int, result: FileResult) -> None:
         self.files[file_id] = result
@@ -467,25 +310,37 @@ class _Batch:
             self.progress(result)
 
     def report(self, seconds: float) -> IkReport:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = self.sums / self.counts
-        p95 = np.full(4, np.nan)
-        for k in range(4):
-            if self.counts[k]:
-                cdf = np.cumsum(self.hist[k]) / self.counts[k]
-                p95[k] = _HIST_EDGES[1:][np.searchsorted(cdf, 0.95)]
+        mean, p95 = self.stats.summary()
         files = [self.files[i] for i in range(len(self.paths))]
-        return IkReport(files, mean, p95, self.leg_frames, seconds, self.removed)
+        return IkReport(files, mean, p95, self.stats.leg_frames, seconds, self.removed)
 
 
-def _check_existing(out: Path) -> str | None:
-    """None if `out` is a loadable ReferenceMotion (skip it), else why it is (re)done."""
+def _check_existing(out: Path, source: Path) -> str | None:
+    """Whether an existing output is skipped (None) or (re)done (the reason, or "").
+
+    An output is skipped only if it loads and was made from these very bytes (the SHA-256 it
+    records; outputs of older flyenv versions record only the source path).
+
+    Raises:
+        ValueError: `out` was made from another recording (a file of the same name from another
+            folder) or from an earlier version of this one: it is neither skipped nor
+            overwritten.
+    """
     if not out.exists():
         return ""
     try:
-        motion_io.load(out)
+        motion = motion_io.load(out)
     except Exception as err:  # noqa: BLE001 - a corrupt output of a crash is redone
         return f"the existing output {out} did not load, so it was redone ({_message(out, err)})"
+    made_from = motion.metadata.get("source")
+    digest = motion.metadata.get("source_sha256")
+    same = (digest == source_sha256(source) if digest is not None
+            else made_from is not None and Path(made_from).resolve() == source.resolve())
+    if not same:
+        raise ValueError(f"{source}: {out} exists and was made from another recording, or from "
+                         f"another version of this one ({made_from}); refusing to skip or "
+                         f"overwrite it: write to another folder, rename the recording, or pass "
+                         f"--overwrite")
     return None
 
 
@@ -499,81 +354,6 @@ def _message(path: Path, err: BaseException) -> str:
     if isinstance(err, ValueError | OSError):
         return f"{path}: {text}"
     return f"{path}: unexpected {type(err).__name__}: {text}"
-
-
-def _check_keypoints_tracked(path: Path, keypoints: np.ndarray, legs: tuple[str, ...]) -> None:
-    for leg in legs:
-        legid = c.LEGS.index(leg)
-        never = [c.KEYPOINTS[k] for k in range(c.NUM_KEYPOINTS)
-                 if not np.isfinite(keypoints[:, legid, k]).all(-1).any()]
-        if never:
-            raise ValueError(f"{path}: leg {leg}: keypoint(s) {never} are NaN in every frame; "
-                             f"cannot fit that leg (drop the leg from the file to treat it as "
-                             f"missing)")
-
-
-def _frame_rate(recording: Recording, options: IkOptions) -> float:
-    fps = options.fps
-    if recording.fps is not None and fps is not None and abs(recording.fps - fps) > 1e-9:
-        raise ValueError(f"{recording.path}: the file says {recording.fps} fps but {fps} was "
-                         f"given; drop the option or fix the file")
-    rate = recording.fps if recording.fps is not None else fps
-    if rate is None:
-        raise RecordingError(recording.path, "the file carries no frame rate; pass one (--fps / "
-                                             "IkOptions.fps)", "fps")
-    return check_fps(recording.path, "fps", rate, options.fps_range)
-
-
-def _assemble(pending: _Pending, options: IkOptions) -> ReferenceMotion:
-    """A recording's stitched job results as a ReferenceMotion."""
-    recording = pending.recording
-    num_frames = recording.num_frames
-    angles, fk, error = pending.angles, pending.fk, pending.error
-    # Angles the tracked keypoints of a frame cannot determine (a free angle would end anywhere
-    # in its range, often on a bound) are interpolated from the frames where they were, and
-    # the leg-frames affected are flagged in `underdetermined`.
-    legs = pending.legs
-    present = np.isin(np.arange(c.NUM_LEGS), legs)
-    undetermined = solvers.undetermined_angles(pending.tracked) & present[None, :, None]
-    angles[:, legs] = solvers.interpolate_frames(angles[:, legs], undetermined[:, legs])
-    underdetermined = undetermined.any(-1)
-    unusable = undetermined.all(-1)  # nothing beyond the ThC tracked
-    frames, legids = np.nonzero(underdetermined)
-    fk[frames, legids] = leg_forward_kinematics(pending.filled[frames, legids, 0],
-                                                pending.body.lengths[legids],
-                                                angles[frames, legids])
-    error[frames, legids] = np.linalg.norm(fk[frames, legids]
-                                           - pending.keypoints[frames, legids], axis=-1)
-    metadata = {
-        "source": str(recording.path),
-        "flyenv_version": __version__,
-        "ik": {"solver": options.solver, "body": options.body, "align": options.align,
-               "frame": options.frame, "up": None if options.up is None else list(options.up),
-               "chunk_frames": options.chunk_frames, "overlap_frames": options.overlap_frames,
-               "lm": dataclasses.asdict(options.lm) if options.solver == "lm" else None},
-        "body": pending.body.to_dict(),
-        "missing_legs": list(recording.missing_legs),
-        "align_scale": {c.LEGS[i]: float(pending.scale[i]) for i in legs},
-        "interpolated_frames": {c.LEGS[i]: np.flatnonzero(unusable[:, i]).tolist()
-                                for i in legs if unusable[:, i].any()},
-        "frames_with_untracked_keypoints": {
-            c.LEGS[i]: int((~pending.tracked[:, i]).any(-1).sum()) for i in legs},
-        "underdetermined_frames": {c.LEGS[i]: int(underdetermined[:, i].sum()) for i in legs},
-    }
-    root = {}
-    if pending.thorax is not None:
-        metadata["thorax"] = pending.thorax.summary()
-        if pending.thorax.moving:
-            root = {"root_pos": pending.thorax.root_pos_w, "root_quat": pending.thorax.root_quat_w,
-                    "root_lin_vel": pending.thorax.root_lin_vel_w,
-                    "root_ang_vel": pending.thorax.root_ang_vel_w}
-    if pending.fit is not None:
-        metadata["body_fit"] = pending.fit.summary()
-    for array in (fk, error):  # frozen, so the motion adopts them instead of copying
-        array.setflags(write=False)
-    return ReferenceMotion(fps=pending.fps, joint_angles=angles.reshape(num_frames, c.NUM_DOFS),
-                           keypoints=pending.keypoints, fk_keypoints=fk, ik_error=error,
-                           underdetermined=underdetermined, metadata=metadata, **root)
 
 
 def _execute(jobs: Iterable[Job], n_jobs: int, backend: str, client: Any,
