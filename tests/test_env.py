@@ -299,9 +299,13 @@ def test_bad_config_gets_clear_errors(short_gait):
         make(1, control_decimation=0)
     with pytest.raises(ValueError, match="unknown terms"):
         RewardConfig(weights={"style": 1.0})
+    # Clips of several bodies are simulated each with its own (test_randomization.py), if the
+    # bodies share the joint bounds.
+    bounds = BodyConfig.default().bounds.copy()
+    bounds[:, 1] += 0.1
     other = BodyConfig.default().replace(segment_lengths_mm=BodyConfig.default().lengths * 1.1,
-                                         name="bigger")
-    with pytest.raises(ValueError, match="made for another body"):
+                                         joint_bounds_rad=bounds, name="bigger")
+    with pytest.raises(ValueError, match="joint bounds differ"):
         make(1, reference=(short_gait, tripod_gait(other, duration_s=0.5)))
     with pytest.raises(ValueError, match="mix clips with and without root motion"):
         make(1, reference=(short_gait, short_gait.replace(root_pos=None, root_quat=None,

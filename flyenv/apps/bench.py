@@ -269,6 +269,34 @@ def summarize(sweeps: dict[str, Any], starts: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+# The ranges `--randomize` benchmarks: every parameter randomized, pushes on.
+RANDOMIZATION = {"friction": (0.5, 1.5), "mass_scale": (0.8, 1.2),
+                 "actuator_gain_scale": (0.8, 1.2), "joint_damping_scale": (0.5, 2.0),
+                 "floor_slope_rad": (0.0, 0.2), "push_force_un": (1.0, 5.0),
+                 "push_duration_s": 0.02, "push_rate_hz": 2.0}
+
+
+def two_body_clips(duration_s: float = 2.0) -> tuple[Any, Any]:
+    """Tripod gaits of two bodies, the template scaled by 0.9 and 1.1 (for `--two-bodies`)."""
+    from flyenv.body.config import BodyConfig
+    from flyenv.motion import tripod_gait
+
+    body = BodyConfig.default()
+    return tuple(tripod_gait(body.replace(thc_mm=body.thc * f, segment_lengths_mm=body.lengths
+                                          * f, name=f"template_x{f}"), duration_s=duration_s)
+                 for f in (0.9, 1.1))
+
+
+def _variant_kwargs(env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    # `randomize` and `two_bodies` (recorded as flags) stand for these config fields.
+    kwargs = {k: v for k, v in env_kwargs.items() if k not in ("randomize", "two_bodies")}
+    if env_kwargs.get("randomize"):
+        kwargs["randomization"] = RANDOMIZATION
+    if env_kwargs.get("two_bodies"):
+        kwargs["reference"] = two_body_clips()
+    return kwargs
+
+
 def run(engines: list[str], device: str | None, num_envs: list[int] | None, steps: int,
         warmup: int, out_dir: str | Path, *, min_time_s: float = 0.0,
         measure_start: bool = True, env_kwargs: dict[str, Any] | None = None,
@@ -285,8 +313,9 @@ def run(engines: list[str], device: str | None, num_envs: list[int] | None, step
         out_dir: folder for `env_bench_<device slug>.json` and `.png`.
         min_time_s: see `sweep`.
         measure_start: also run `start_times`.
-        env_kwargs: other `FlyImitationConfig` fields of every env (e.g. `deterministic`);
-            recorded in the JSON and in its name.
+        env_kwargs: other `FlyImitationConfig` fields of every env (e.g. `deterministic`),
+            and the flags `randomize` (`RANDOMIZATION`) and `two_bodies` (`two_body_clips`);
+            recorded in the JSON and, the True ones, in its name.
 
     Returns:
         (results, JSON path, PNG path).
@@ -304,11 +333,13 @@ def run(engines: list[str], device: str | None, num_envs: list[int] | None, step
     for engine in engines:
         sizes = list(num_envs or DEFAULT_NUM_ENVS[engine])
         sweeps[engine] = sweep(engine, devices[engine], sizes, steps, warmup,
-                               min_time_s=min_time_s, **(env_kwargs or {}))
+                               min_time_s=min_time_s, **_variant_kwargs(env_kwargs or {}))
         if measure_start:
             starts[engine] = start_times(engine, devices[engine], min(sizes))
     results = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": environment,
-               "env_kwargs": env_kwargs or {}, "sweeps": sweeps, "start_times": starts,
+               "env_kwargs": env_kwargs or {}, "sweeps": sweeps,
+               "randomization": RANDOMIZATION if (env_kwargs or {}).get("randomize") else None,
+               "start_times": starts,
                "skipped": skipped,
                "summary": summarize(sweeps, starts)}
     variant = "".join(f"_{k}" for k, v in sorted((env_kwargs or {}).items()) if v is True)
@@ -361,6 +392,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--no-start-times", action="store_true", help="skip the cold/warm start measurement")
     add("--deterministic", action="store_true",
         help="MuJoCo Warp's deterministic mode (its cost; the JSON name ends in _deterministic)")
+    add("--randomize", action="store_true",
+        help="domain randomization on (RANDOMIZATION: every range, pushes; JSON name _randomize)")
+    add("--two-bodies", action="store_true",
+        help="two clips of two bodies (template x0.9 and x1.1; JSON name _two_bodies)")
     add("--out", type=Path, default=Path("benchmarks/results"),
         help="folder for env_bench_<device>.json and .png (default: benchmarks/results)")
 
@@ -368,7 +403,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_args(args: argparse.Namespace) -> tuple[dict[str, Any], Path, Path]:
     """`run` with the options `add_arguments` parsed."""
     engines = ["mujoco", "warp"] if args.engine == "both" else [args.engine]
-    env_kwargs = {"deterministic": True} if args.deterministic else None
+    flags = {"deterministic": args.deterministic, "randomize": args.randomize,
+             "two_bodies": args.two_bodies}
+    env_kwargs = {k: True for k, v in flags.items() if v} or None
     return run(engines, args.device, args.num_envs, args.steps, args.warmup, args.out,
                min_time_s=args.min_time, measure_start=not args.no_start_times,
                env_kwargs=env_kwargs)

@@ -59,7 +59,11 @@ class PpoArgs:
     rad: with 0.5 each step is too large and the rollout reward falls as training goes on; with
     0.1 it rises."""
     reference: str = ""
-    """ReferenceMotion .npz to imitate (the embedded tripod gait when empty)."""
+    """ReferenceMotion .npz to imitate, or several separated by commas (clips of several fitted
+    bodies: each fly simulates its clip's body); the embedded tripod gait when empty."""
+    randomization: str = ""
+    """Domain randomization: a JSON object of `RandomizationConfig` fields, e.g.
+    '{"friction": [0.5, 1.5], "mass_scale": [0.8, 1.2], "push_force_un": [1, 5]}' (empty: off)."""
     output: str = "ppo-out"
     """Folder for the checkpoint and the learning curve."""
     seed: int = 1
@@ -357,7 +361,10 @@ def _env_settings(args: PpoArgs) -> dict[str, object]:
     settings = {"control_decimation": args.control_decimation,
                 "residual_range_rad": args.residual_range_rad}
     if args.reference:
-        settings["reference"] = args.reference
+        paths = tuple(p.strip() for p in args.reference.split(",") if p.strip())
+        settings["reference"] = paths[0] if len(paths) == 1 else paths
+    if args.randomization:
+        settings["randomization"] = json.loads(args.randomization)
     return settings
 
 

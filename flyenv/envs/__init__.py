@@ -9,6 +9,7 @@ The registration itself lives in `flyenv._registration`, which `import flyenv` r
 from flyenv._registration import ENV_ID as ENV_ID
 from flyenv.envs.config import REWARD_TERMS as REWARD_TERMS
 from flyenv.envs.config import FlyImitationConfig as FlyImitationConfig
+from flyenv.envs.config import RandomizationConfig as RandomizationConfig
 from flyenv.envs.config import RewardConfig as RewardConfig
 from flyenv.envs.imitation import TERMINATIONS as TERMINATIONS
 from flyenv.envs.imitation import FlyImitationVecEnv as FlyImitationVecEnv

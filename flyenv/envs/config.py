@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from gymnasium.vector import AutoresetMode
 
@@ -63,14 +64,88 @@ class RewardConfig:
             object.__setattr__(self, field, {k: float(full[k]) for k in REWARD_TERMS})
 
 
+Range = tuple[float, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class RandomizationConfig:
+    """Domain randomization, off by default: physics sampled per world at each of its resets.
+
+    Each range is (low, high), sampled uniformly from the env's seeded generator for every world
+    at every reset (the reset worlds keep theirs), and reported per world in `info` as
+    `randomization/<name>`; None leaves that part of the model as it is.
+
+    Attributes:
+        friction: sliding friction coefficient of every geom, floor and fly (MuJoCo takes the
+            larger of a contact's two geoms', so this is the contacts' friction).
+        mass_scale: factor on every body's mass and inertia (the whole fly at once).
+        actuator_gain_scale: factor on the position actuators' kp, on the gain and on its bias
+            term (-kp) together, so a control stays a target angle [rad].
+        joint_damping_scale: factor on every leg joint's damping.
+        floor_slope_rad: tilt of gravity from vertical [rad] towards a uniformly random heading
+            (`randomization/floor_heading_rad`): a fly on a slope, the floor staying level.
+        push_force_un: magnitude of a random horizontal push on the thorax [µN] (the fly weighs
+            about 10 µN); None: no pushes.
+        push_duration_s: how long each push lasts [s].
+        push_rate_hz: mean pushes per second of simulated time (a push starts at an env step
+            with probability rate * control step, unless one is on).
+    """
+
+    RANGES: ClassVar[tuple[str, ...]] = ("friction", "mass_scale", "actuator_gain_scale",
+                                         "joint_damping_scale", "floor_slope_rad")
+
+    friction: Range | None = None
+    mass_scale: Range | None = None
+    actuator_gain_scale: Range | None = None
+    joint_damping_scale: Range | None = None
+    floor_slope_rad: Range | None = None
+    push_force_un: Range | None = None
+    push_duration_s: float = 0.02
+    push_rate_hz: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name in self.RANGES + ("push_force_un",):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            low, high = _range(name, value)
+            lowest = 0.0 if name in ("floor_slope_rad", "push_force_un") else 1e-9
+            if low < lowest or (name == "floor_slope_rad" and high >= math.pi / 2):
+                raise ValueError(f"RandomizationConfig.{name} must lie in "
+                                 f"{'[0, pi/2)' if name == 'floor_slope_rad' else '(0, inf)'}, "
+                                 f"got {value!r}")
+            object.__setattr__(self, name, (low, high))
+        if not (self.push_duration_s > 0 and self.push_rate_hz >= 0):
+            raise ValueError(f"RandomizationConfig: push_duration_s must be > 0 and push_rate_hz "
+                             f">= 0, got {self.push_duration_s!r}, {self.push_rate_hz!r}")
+
+    @property
+    def randomized(self) -> tuple[str, ...]:
+        """The names of the model ranges that are on (not None), in `RANGES` order."""
+        return tuple(name for name in self.RANGES if getattr(self, name) is not None)
+
+
+def _range(name: str, value: Any) -> Range:
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"RandomizationConfig.{name} must be a (low, high) pair or None, got "
+                         f"{value!r}") from err
+    if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+        raise ValueError(f"RandomizationConfig.{name} must have finite low <= high, got "
+                         f"{value!r}")
+    return low, high
+
+
 @dataclasses.dataclass(frozen=True)
 class FlyImitationConfig:
     """Everything that defines a `FlyImitation-v0` environment (see `flyenv.envs` for its use).
 
     Attributes:
         reference: the clip(s) to imitate: a path to a `ReferenceMotion` .npz, a
-            `ReferenceMotion`, or a tuple of them; None for the embedded tripod gait (2 s). All
-            clips must be made for the same body; that body is simulated.
+            `ReferenceMotion`, or a tuple of them; None for the embedded tripod gait (2 s). Each
+            world simulates the body its clip was made for (clips of several bodies must share
+            the joint bounds).
         tethered: fix the thorax in space (no floor) instead of walking freely.
         physics_dt_s: physics step [s].
         model_options: other `flyenv.body.mjcf.ModelOptions` fields of the simulated model, by
@@ -83,6 +158,8 @@ class FlyImitationConfig:
         random_start: reference-state initialization: each episode starts at a random frame of
             its clip; False starts every episode at frame 0 (evaluation, replay).
         reward: the imitation reward.
+        randomization: domain randomization (friction, masses, gains, damping, slope, pushes);
+            off by default. A dict of its fields is accepted.
         min_height_mm: terminate when the thorax is lower than this [mm] (free fly only).
         max_tilt_rad: terminate when the thorax tilts further than this from upright [rad].
         max_joint_error_rad: terminate when the mean absolute joint error exceeds this [rad].
@@ -123,6 +200,7 @@ class FlyImitationConfig:
     future_frames: int = 3
     random_start: bool = True
     reward: RewardConfig = dataclasses.field(default_factory=RewardConfig)
+    randomization: RandomizationConfig = dataclasses.field(default_factory=RandomizationConfig)
     min_height_mm: float = 0.45
     max_tilt_rad: float = 1.0
     max_joint_error_rad: float = 0.6
@@ -143,6 +221,8 @@ class FlyImitationConfig:
     def __post_init__(self) -> None:
         if isinstance(self.reward, Mapping):
             object.__setattr__(self, "reward", RewardConfig(**self.reward))
+        if isinstance(self.randomization, Mapping):
+            object.__setattr__(self, "randomization", RandomizationConfig(**self.randomization))
         object.__setattr__(self, "model_options", dict(self.model_options))
         self.physics_options()  # refuses unknown or bad fields now, not at env construction
         if isinstance(self.autoreset_mode, AutoresetMode):

@@ -20,6 +20,7 @@ from flyenv.body import constants as c
 from flyenv.body.mjcf import build_model
 from flyenv.envs import observations, rewards
 from flyenv.envs.config import FlyImitationConfig
+from flyenv.envs.randomization import Pushes, WorldModels
 from flyenv.envs.reference import load_references
 from flyenv.sim.factory import make_engine, resolve_engine
 from flyenv.sim.render import FlyRenderer
@@ -33,7 +34,10 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
 
     `info` carries, per world: `reward/<term>` for each imitation term in use, `termination/<cause>`
     (bool) for each cause in `TERMINATIONS`, `clip` and `frame` (the reference clip and frame now
-    imitated), `invalid_action` (the action had NaN/inf entries). In SAME_STEP mode `final_obs` and
+    imitated), `invalid_action` (the action had NaN/inf entries); with clips of several bodies,
+    `body` (index in `ref.bodies` of the body each world simulates); with domain randomization,
+    `randomization/<name>` (each world's sample, see `RandomizationConfig`) and
+    `randomization/push` (bool, pushed this step). In SAME_STEP mode `final_obs` and
     `final_info` hold the observation and info of the worlds that just ended (full tensors; the
     rows that matter are marked by `_final_obs` / `_final_info`).
     """
@@ -61,13 +65,17 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
 
         options = cfg.physics_options()
         engine, self.device = resolve_engine(cfg.engine, cfg.device)
-        # The simulated body is the one the clips were made for (they must all agree).
+        # Each world simulates the body its clip was made for: one model per body, and the
+        # fields that differ between them (and those randomized) per world in the engine.
         self.ref = load_references(cfg.reference, cfg.control_dt_s, self.device,
                                    standing_height_mm=options.standing_height_mm)
+        models = [build_model(body, tethered=cfg.tethered, options=options)
+                  for body in self.ref.bodies]
+        self._world_models = WorldModels(models, cfg.randomization, self.num_envs, self.device)
         self.engine = make_engine(
-            build_model(self.ref.body, tethered=cfg.tethered, options=options),
-            self.num_envs, nsubstep=cfg.control_decimation, engine=engine, device=str(self.device),
-            nthread=cfg.nthread, cuda_graph=cfg.cuda_graph, deterministic=cfg.deterministic)
+            models[0], self.num_envs, nsubstep=cfg.control_decimation, engine=engine,
+            device=str(self.device), nthread=cfg.nthread, cuda_graph=cfg.cuda_graph,
+            deterministic=cfg.deterministic, world_fields=self._world_models.fields)
         self._setup_model_indices()
         self._setup_spaces()
         self._setup_buffers()
@@ -128,6 +136,9 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         self._reset_qpos = torch.zeros(n, self.engine.qpos.shape[1], device=dev)
         self._reset_qvel = torch.zeros(n, self.engine.qvel.shape[1], device=dev)
         self._zero3 = torch.zeros(n, 3, device=dev)  # the tethered thorax's velocities
+        rand = self.config.randomization
+        self._pushes = None if rand.push_force_un is None else Pushes(
+            rand, n, self.engine.model.body("thorax").id, self.config.control_dt_s, dev)
 
     # Gymnasium API -------------------------------------------------------------------------
 
@@ -151,7 +162,8 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         mask = self._reset_mask(options)
         self._reset_worlds(mask)
         state = self._read_state()
-        return self._observe(state), {"clip": self._clip.clone(), "frame": self._frame.clone()}
+        return self._observe(state), {"clip": self._clip.clone(), "frame": self._frame.clone(),
+                                      **self._world_info()}
 
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
                                                    torch.Tensor, dict[str, Any]]:
@@ -169,6 +181,8 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         actions, invalid = self._check_actions(actions)
         starting = self._autoreset.clone()
         self.engine.ctrl.copy_(self._targets(actions))
+        if self._pushes is not None:
+            self._pushes.apply(self._generator, self.engine.xfrc_applied)
         self.engine.step()
         # Clamped: a world that ended last step is stepped once more before its reset.
         self._frame = torch.minimum(self._frame + 1, self._last)
@@ -297,6 +311,7 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
             if self._reset_worlds(done):
                 state = self._read_state()
         info["clip"], info["frame"] = self._clip.clone(), self._frame.clone()
+        info.update(self._world_info())
         return self._observe(state), reward, terminated, truncated, info
 
     def render(self) -> tuple[np.ndarray, ...] | None:
@@ -388,8 +403,23 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
             qpos[:, 3:7] = quat
             qvel[:, :3] = ref.root_lin_vel_w[clip, frame]
             qvel[:, 3:6] = observations.quat_rotate_inverse(quat, ref.root_ang_vel_w[clip, frame])
-        self.engine.reset(mask, qpos, qvel, joint_pos)
+        fields = None
+        if self._world_models.active:
+            self._world_models.resample(mask, gen)
+            fields = self._world_models.values(ref.clip_body[clip])
+        if self._pushes is not None:
+            self._pushes.reset(mask)
+        self.engine.reset(mask, qpos, qvel, joint_pos, fields)
         return True
+
+    def _world_info(self) -> dict[str, torch.Tensor]:
+        info = {f"randomization/{name}": value.to(torch.float32)
+                for name, value in self._world_models.samples.items()}
+        if self._pushes is not None:
+            info["randomization/push"] = self._pushes.on.clone()
+        if len(self.ref.bodies) > 1:
+            info["body"] = self.ref.clip_body[self._clip]
+        return info
 
     def _observe(self, state: observations.FlyState) -> torch.Tensor:
         ahead = torch.minimum(self._frame[:, None] + self._offsets, self._last[:, None])

@@ -29,7 +29,10 @@ class ReferenceBank:
 
     Attributes:
         names: (nclip,) clip names (file stems, or "clip<i>").
-        body: the body every clip was made for.
+        body: the first clip's body (the one simulated when all clips share it).
+        bodies: (nbody,) the distinct bodies the clips were made for, in order of first use;
+            they share the joint bounds and differ in ThC positions and segment lengths.
+        clip_body: (nclip,) int64, index in `bodies` of each clip's body.
         has_root: whether the clips carry root (thorax) motion (all or none of them).
         lengths: (nclip,) int64, frames of each clip.
         joint_pos: (nclip, T, 42) reference angles [rad]; missing legs hold the standing pose.
@@ -55,6 +58,8 @@ class ReferenceBank:
 
     names: tuple[str, ...]
     body: BodyConfig
+    bodies: tuple[BodyConfig, ...]
+    clip_body: torch.Tensor
     has_root: bool
     lengths: torch.Tensor
     joint_pos: torch.Tensor
@@ -84,13 +89,15 @@ def load_references(spec: object, control_dt_s: float, device: torch.device, *,
         spec: None (the embedded tripod gait), a path, a `ReferenceMotion`, or a sequence of them.
         control_dt_s: env step [s]; the clips are resampled to it.
         device: torch device of the stacked arrays.
-        body: the body to simulate; None takes the clips' own body. Every clip must be made for
-            it (same ThC positions, segment lengths and joint ranges).
+        body: the body to simulate; every clip must be made for it (same ThC positions, segment
+            lengths and joint ranges). None takes each clip's own body: clips made for several
+            bodies (of the same joint bounds) are then stacked, each with its body.
         standing_height_mm: thorax height used for clips without root motion [mm].
 
     Raises:
-        ValueError: a clip made for another body, shorter than two env steps, with joint angles
-            outside the body's ranges, or clips that mix root motion and none.
+        ValueError: a clip made for another body (or for bodies of other joint bounds), shorter
+            than two env steps, with joint angles outside the body's ranges, or clips that mix
+            root motion and none.
     """
     items = _as_items(spec)
     clips, names = [], []
@@ -104,10 +111,21 @@ def load_references(spec: object, control_dt_s: float, device: torch.device, *,
         else:
             raise ValueError(f"FlyImitationConfig.reference[{i}] must be a path or a "
                              f"ReferenceMotion, got {type(item).__name__}")
-    body = clips[0].body if body is None else body
+    bodies: list[BodyConfig] = []
+    clip_body = []
     for name, clip in zip(names, clips, strict=True):
-        _check_body(name, clip.body, body)
-        clip.validate(body)
+        own = clip.body if body is None else body
+        _check_body(name, clip.body, own)
+        clip.validate(own)
+        same = [i for i, b in enumerate(bodies) if _same_geometry(b, own)]
+        if not same:
+            if bodies and not np.allclose(own.bounds, bodies[0].bounds, rtol=0, atol=1e-9):
+                raise ValueError(f"reference {name!r} was made for a body ({own.name!r}) whose "
+                                 f"joint bounds differ from {bodies[0].name!r}'s; clips of "
+                                 f"several bodies must share the joint bounds")
+            same = [len(bodies)]
+            bodies.append(own)
+        clip_body.append(same[0])
     if len({clip.has_root for clip in clips}) > 1:
         raise ValueError(f"reference clips {names} mix clips with and without root motion; "
                          f"make one environment per kind")
@@ -117,7 +135,10 @@ def load_references(spec: object, control_dt_s: float, device: torch.device, *,
             raise ValueError(f"reference {name!r} lasts {clip.duration_s:.4g} s, shorter than "
                              f"two env steps ({2 * control_dt_s:.4g} s)")
         resampled.append(resample(clip, control_dt_s))
-    return _stack(tuple(names), body, resampled, device, standing_height_mm)
+    bank = _stack(tuple(names), [bodies[i] for i in clip_body], resampled, device,
+                  standing_height_mm)
+    return dataclasses.replace(bank, bodies=tuple(bodies),
+                               clip_body=torch.tensor(clip_body, device=device))
 
 
 def _as_items(spec: object) -> list:
@@ -139,8 +160,14 @@ def _check_body(name: str, clip_body: BodyConfig, body: BodyConfig) -> None:
                              f"{body.name!r}); solve it again for this body or simulate its own")
 
 
-def _stack(names: tuple[str, ...], body: BodyConfig, clips: list[ReferenceMotion],
+def _same_geometry(a: BodyConfig, b: BodyConfig) -> bool:
+    return all(np.allclose(getattr(a, f), getattr(b, f), rtol=0, atol=1e-9)
+               for f in ("thc", "lengths", "bounds"))
+
+
+def _stack(names: tuple[str, ...], bodies: list[BodyConfig], clips: list[ReferenceMotion],
            device: torch.device, standing_height_mm: float) -> ReferenceBank:
+    # bodies[i] is clip i's body: its claws come from that body's forward kinematics.
     nclip, length = len(clips), max(clip.num_frames for clip in clips)
     stand = np.asarray(c.STANDING_POSE_RAD)
     arrays = {key: np.zeros((nclip, length, *shape)) for key, shape in (
@@ -153,7 +180,7 @@ def _stack(names: tuple[str, ...], body: BodyConfig, clips: list[ReferenceMotion
     for clipid, clip in enumerate(clips):
         present = np.repeat(clip.leg_mask > 0, c.DOF_PER_LEG)
         q = np.where(present, clip.joint_angles, stand)
-        claws = forward_kinematics(body, q)[:, :, _CLAW]
+        claws = forward_kinematics(bodies[clipid], q)[:, :, _CLAW]
         values = {
             "joint_pos": q,
             "joint_vel": np.where(present, clip.joint_velocities, 0.0),
@@ -177,7 +204,9 @@ def _stack(names: tuple[str, ...], body: BodyConfig, clips: list[ReferenceMotion
         return torch.as_tensor(value, dtype=torch.float32, device=device)
 
     return ReferenceBank(
-        names=names, body=body, has_root=clips[0].has_root,
+        names=names, body=bodies[0], bodies=(bodies[0],),
+        clip_body=torch.zeros(nclip, dtype=torch.long, device=device),
+        has_root=clips[0].has_root,
         root_vel_estimated=not clips[0].has_root and any(grounded), grounded=tuple(grounded),
         lengths=torch.tensor([clip.num_frames for clip in clips], device=device),
         dof_mask=tensor(dof_mask), leg_mask=tensor(leg_mask),

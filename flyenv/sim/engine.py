@@ -8,6 +8,12 @@ torch tensors that alias the engine's own memory (created once, never reallocate
     ctrl       (nworld, nu)           actuator controls (position targets [rad]); write into it
     site_xpos  (nworld, nsite, 3)     site positions in the world [mm]
     sensordata (nworld, nsensor)      sensor outputs
+    xfrc_applied (nworld, nbody, 6)   Cartesian force [µN] and torque [µN·mm] applied to each
+                                      body's center of mass, in the world frame; write into it
+
+Every world may also run on its own values of some model fields (`world_fields`, chosen at
+construction among `WORLD_FIELDS`): domain randomization, or several flies' bodies in one batch.
+They are written only at a reset, for the worlds of its mask, and read back by `world_field`.
 
 `step()` advances every world by `nsubstep` physics steps with `ctrl` held; `reset(mask, ...)`
 puts only the worlds in a boolean mask into a given state; `overflow()` flags the worlds whose
@@ -23,13 +29,40 @@ CPU engine) and `WarpEngine` (MuJoCo Warp; CUDA, or the Warp CPU device for pari
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from typing import Literal, get_args
 
 import mujoco
+import numpy as np
 import torch
 
 EngineName = Literal["auto", "mujoco", "warp"]
 ENGINE_NAMES: tuple[str, ...] = get_args(EngineName)
+
+# Model fields an engine can hold per world, on both engines (float fields that C MuJoCo's batch
+# can expand and MuJoCo Warp 4.0 reads as `field[worldid % field.shape[0]]`). Names as in
+# `mujoco.MjModel`; MjOption fields as "opt.<name>". The derived fields (body_subtreemass,
+# *_invweight0, geom_rbound, geom_aabb) are not recomputed by the engines: whoever writes a
+# field they derive from writes them too.
+WORLD_FIELDS: tuple[str, ...] = (
+    "body_pos", "body_ipos", "body_mass", "body_inertia", "body_subtreemass", "body_invweight0",
+    "dof_damping", "dof_invweight0", "geom_size", "geom_pos", "geom_rbound", "geom_aabb",
+    "geom_friction", "site_pos", "actuator_gainprm", "actuator_biasprm", "actuator_acc0",
+    "opt.gravity")
+
+
+def model_field(model: mujoco.MjModel, name: str) -> np.ndarray:
+    """One world's value of a model field: `model.<name>`, or `model.opt.<x>` for "opt.<x>".
+
+    Raises:
+        ValueError: for a name not in `WORLD_FIELDS`.
+    """
+    if name not in WORLD_FIELDS:
+        raise ValueError(f"{name!r} cannot be a per-world model field; the fields are "
+                         f"{list(WORLD_FIELDS)}")
+    if name.startswith("opt."):
+        return np.asarray(getattr(model.opt, name[4:]), dtype=float)
+    return np.asarray(getattr(model, name))
 
 
 class Engine(abc.ABC):
@@ -44,6 +77,8 @@ class Engine(abc.ABC):
         device: torch device of the state tensors.
         reads_mask_on_host: whether `reset` reads its mask on the host anyway (the C engine);
             then a caller may skip an empty reset, which elsewhere would cost a sync.
+        world_fields: the model fields each world holds its own values of (see `WORLD_FIELDS`);
+            until a world's first reset that writes them, they are `model`'s.
     """
 
     name: str
@@ -57,6 +92,8 @@ class Engine(abc.ABC):
     ctrl: torch.Tensor
     site_xpos: torch.Tensor
     sensordata: torch.Tensor
+    xfrc_applied: torch.Tensor
+    world_fields: tuple[str, ...] = ()
 
     @abc.abstractmethod
     def step(self) -> None:
@@ -64,18 +101,43 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def reset(self, mask: torch.Tensor, qpos: torch.Tensor, qvel: torch.Tensor,
-              ctrl: torch.Tensor) -> None:
+              ctrl: torch.Tensor, fields: Mapping[str, torch.Tensor] | None = None) -> None:
         """Resets the worlds in `mask` to the given state; the others are not touched.
 
         Everything else of a reset world (time, actuator state, warm start, applied forces) goes
-        back to the model's defaults, and its derived fields are recomputed.
+        back to the model's defaults, and its derived fields are recomputed (with its new model
+        values).
 
         Args:
             mask: (nworld,) bool, the worlds to reset.
             qpos: (nworld, nq) new positions (rows outside the mask are ignored).
             qvel: (nworld, nv) new velocities.
             ctrl: (nworld, nu) new controls.
+            fields: new values of every field in `world_fields`, (nworld, *shape of the
+                MjModel field) each (rows outside the mask are ignored); None keeps them.
         """
+
+    @abc.abstractmethod
+    def world_field(self, name: str) -> torch.Tensor:
+        """The per-world values of a field in `world_fields` (a view: read, do not write).
+
+        Returns:
+            (nworld, *shape of the MjModel field), the engine's dtype (float64 for C MuJoCo,
+            float32 for MuJoCo Warp).
+        """
+
+    def _check_fields(self, fields: Mapping[str, torch.Tensor] | None) -> None:
+        # Host-side checks of names and shapes only (no device value is read).
+        if fields is None:
+            return
+        if set(fields) != set(self.world_fields):
+            raise ValueError(f"reset fields must be exactly the engine's world fields "
+                             f"{sorted(self.world_fields)}, got {sorted(fields)}")
+        for name, value in fields.items():
+            shape = (self.nworld, *model_field(self.model, name).shape)
+            if tuple(value.shape) != shape:
+                raise ValueError(f"reset field {name!r} must have shape {shape}, got "
+                                 f"{tuple(value.shape)}")
 
     @abc.abstractmethod
     def overflow(self) -> torch.Tensor:

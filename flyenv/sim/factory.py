@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 
 import mujoco
 import torch
 
-from flyenv.sim.engine import ENGINE_NAMES, Engine, EngineName
+from flyenv.sim.engine import ENGINE_NAMES, Engine, EngineName, model_field
 
 
 def resolve_engine(engine: EngineName, device: str) -> tuple[str, torch.device]:
@@ -43,7 +44,8 @@ def resolve_engine(engine: EngineName, device: str) -> tuple[str, torch.device]:
 
 def make_engine(model: mujoco.MjModel, nworld: int, *, nsubstep: int = 1,
                 engine: EngineName = "auto", device: str = "auto", nthread: int = 0,
-                cuda_graph: bool = True, deterministic: bool = False) -> Engine:
+                cuda_graph: bool = True, deterministic: bool = False,
+                world_fields: Sequence[str] = ()) -> Engine:
     """Builds an engine for `nworld` copies of `model`, all in the model's first keyframe.
 
     Args:
@@ -57,6 +59,8 @@ def make_engine(model: mujoco.MjModel, nworld: int, *, nsubstep: int = 1,
         cuda_graph: capture the substep loop and the masked reset as graphs (warp engine: CUDA
             graphs on a GPU, Warp's CPU graphs on the CPU); False runs the same calls one by one.
         deterministic: MuJoCo Warp's deterministic mode (warp engine; C MuJoCo always is).
+        world_fields: model fields each world holds its own values of, written at its resets
+            (names from `flyenv.sim.engine.WORLD_FIELDS`); they start at the model's values.
 
     Returns:
         The engine.
@@ -65,14 +69,18 @@ def make_engine(model: mujoco.MjModel, nworld: int, *, nsubstep: int = 1,
         raise ValueError(f"nworld and nsubstep must be >= 1, got {nworld}, {nsubstep}")
     name, torch_device = resolve_engine(engine, device)
     model = _copy_model(model)
+    world_fields = tuple(dict.fromkeys(world_fields))
+    for field in world_fields:
+        model_field(model, field)  # refuses unknown names
     if name == "mujoco":
         from flyenv.sim.mujoco_engine import MujocoEngine
 
-        return MujocoEngine(model, int(nworld), int(nsubstep), nthread=nthread)
+        return MujocoEngine(model, int(nworld), int(nsubstep), nthread=nthread,
+                            world_fields=world_fields)
     from flyenv.sim.warp_engine import WarpEngine
 
     return WarpEngine(model, int(nworld), int(nsubstep), torch_device, cuda_graph=cuda_graph,
-                      deterministic=deterministic)
+                      deterministic=deterministic, world_fields=world_fields)
 
 
 def _copy_model(model: mujoco.MjModel) -> mujoco.MjModel:

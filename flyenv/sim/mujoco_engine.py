@@ -4,18 +4,20 @@
 tensors over the same memory, so the env reads and writes the simulations' state without copies.
 State fields (qpos, qvel, ctrl) are views of the simulations' rows; derived fields (site_xpos,
 sensordata) are refreshed in place by every call. All arrays are float64 (mjtNum).
+Per-world model fields are the batch's expanded fields (`Batch.expand`), written at a reset.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping, Sequence
 
 import mujoco
 import mujoco.batch
 import numpy as np
 import torch
 
-from flyenv.sim.engine import Engine
+from flyenv.sim.engine import Engine, model_field
 
 
 class MujocoEngine(Engine):
@@ -25,7 +27,7 @@ class MujocoEngine(Engine):
     reads_mask_on_host = True
 
     def __init__(self, model: mujoco.MjModel, nworld: int, nsubstep: int, *,
-                 nthread: int = 0) -> None:
+                 nthread: int = 0, world_fields: Sequence[str] = ()) -> None:
         self.model = model
         self.nworld = nworld
         self.nsubstep = nsubstep
@@ -45,6 +47,11 @@ class MujocoEngine(Engine):
             self.sensordata = torch.from_numpy(self._batch.bind("sensordata"))
             # One count per constraint island; the fly's contacts and joints form one.
             self._solver_niter = torch.from_numpy(self._batch.bind("solver_niter"))
+            self.xfrc_applied = torch.from_numpy(self._batch.bind("xfrc_applied"))
+        # expand() starts every simulation at the model's value.
+        self.world_fields = tuple(world_fields)
+        self._world = {name: torch.from_numpy(self._batch.expand(name)).view(
+            nworld, *model_field(model, name).shape) for name in self.world_fields}
         self._failed = torch.zeros(nworld, dtype=torch.bool)
 
     @property
@@ -58,18 +65,25 @@ class MujocoEngine(Engine):
         self._failed = torch.from_numpy(np.asarray(self._batch.status) != 0)
 
     def reset(self, mask: torch.Tensor, qpos: torch.Tensor, qvel: torch.Tensor,
-              ctrl: torch.Tensor) -> None:
+              ctrl: torch.Tensor, fields: Mapping[str, torch.Tensor] | None = None) -> None:
         """Resets the worlds in `mask` (see `Engine.reset`)."""
+        self._check_fields(fields)
         ids = torch.nonzero(mask.to("cpu"), as_tuple=True)[0]
         if len(ids) == 0:
             return
         ids_np = ids.numpy().astype(np.int32)
         self._batch.reset(ids_np, stage=mujoco.mjtStage.mjSTAGE_NONE)
+        for name, value in (fields or {}).items():
+            self._world[name][ids] = value[ids].to(self._world[name])
         self.qpos[ids] = qpos[ids].to(self.qpos)
         self.qvel[ids] = qvel[ids].to(self.qvel)
         self.ctrl[ids] = ctrl[ids].to(self.ctrl)
         self._batch.forward(ids_np)
         self._failed[ids] = False
+
+    def world_field(self, name: str) -> torch.Tensor:
+        """(nworld, ...) float64 per-world values of a world field (see `Engine.world_field`)."""
+        return self._world[name]
 
     def overflow(self) -> torch.Tensor:
         """(nworld,) bool: worlds whose last step failed (MuJoCo reported an error)."""

@@ -12,6 +12,11 @@ MuJoCo Warp's generic defaults, and the per-world `Data.overflow` bits are clear
 of every step and reported by `overflow()`: an overflowing world is flagged, never silently wrong.
 MuJoCo Warp drops contacts past its shared contact pool without a bit; a kernel after every
 substep compares the pool's count with its size and flags that too.
+
+Per-world model fields: MuJoCo Warp reads every batchable model array as
+`field[worldid % field.shape[0]]`, so a field becomes per-world by replacing its (1, ...) array
+with an (nworld, ...) one before the graphs are captured; the reset graph then writes the reset
+worlds' rows in place (a masked copy from a staging buffer the caller fills, like the state).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import contextlib
 import copy
 import gc
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import mujoco
@@ -30,7 +35,7 @@ import torch
 import warp as wp
 
 from flyenv.sim import warp_kernels as kernels
-from flyenv.sim.engine import Engine
+from flyenv.sim.engine import Engine, model_field
 
 # Overflow bits that mean lost contacts or constraints. Hitting the solver's iteration limit
 # (ITERATIONS, LS_ITERATIONS) is not an overflow: the step is still a valid, less converged one.
@@ -91,7 +96,7 @@ class WarpEngine(Engine):
 
     def __init__(self, model: mujoco.MjModel, nworld: int, nsubstep: int,
                  device: torch.device, *, cuda_graph: bool = True,
-                 deterministic: bool = False) -> None:
+                 deterministic: bool = False, world_fields: Sequence[str] = ()) -> None:
         self.model = model
         self.nworld = nworld
         self.nsubstep = nsubstep
@@ -131,6 +136,9 @@ class WarpEngine(Engine):
             self._kept_sites = wp.zeros_like(self._d.site_xpos)
             self._kept_sensors = wp.zeros_like(self._d.sensordata)
             self._kept_overflow = wp.zeros_like(self._d.overflow)
+            self.world_fields = tuple(world_fields)
+            self._world = {name: self._make_per_world(name) for name in self.world_fields}
+            self._world_staging = {name: wp.zeros_like(a) for name, a in self._world.items()}
         # put_data and the buffers above were written on Warp's stream; everything after runs on
         # torch's, so wait for them once here.
         wp.synchronize_device(self._wp_device)
@@ -144,14 +152,33 @@ class WarpEngine(Engine):
         self.ctrl = wp.to_torch(self._d.ctrl)
         self.site_xpos = wp.to_torch(self._d.site_xpos)
         self.sensordata = wp.to_torch(self._d.sensordata)
+        self.xfrc_applied = wp.to_torch(self._d.xfrc_applied)
         self._overflow = wp.to_torch(self._d.overflow)
         self._solver_niter = wp.to_torch(self._d.solver_niter)
         self._reset_inputs = [wp.to_torch(a) for a in (self._reset_mask, self._reset_qpos,
                                                         self._reset_qvel, self._reset_ctrl)]
+        shapes = {name: (nworld, *model_field(model, name).shape) for name in self.world_fields}
+        self._world_views = {name: wp.to_torch(a).view(shapes[name])
+                             for name, a in self._world.items()}
+        self._world_inputs = {name: wp.to_torch(a).view(shapes[name])
+                              for name, a in self._world_staging.items()}
+        self._world_rows = [(kernels.flat(self._world_staging[name]), kernels.flat(a))
+                            for name, a in self._world.items()]
 
         self.use_cuda_graph = bool(cuda_graph) and self._graphs_possible()
         self._graph = self._reset_graph = None
         self._compile()
+
+    def _make_per_world(self, name: str) -> wp.array:
+        # Tiles the model's (1, ...) array to (nworld, ...) and puts it in the model's place.
+        owner, attr = (self._m.opt, name[4:]) if name.startswith("opt.") else (self._m, name)
+        shared = getattr(owner, attr)
+        if getattr(shared.dtype, "_wp_scalar_type_", shared.dtype) != wp.float32:
+            raise ValueError(f"per-world field {name!r}: float arrays only, got {shared.dtype}")
+        values = shared.numpy()
+        tiled = wp.array(np.repeat(values[:1], self.nworld, axis=0), dtype=shared.dtype)
+        setattr(owner, attr, tiled)
+        return tiled
 
     def _graphs_possible(self) -> bool:
         # MuJoCo Warp allocates inside its step (solver scratch), which a CUDA graph can only
@@ -194,6 +221,8 @@ class WarpEngine(Engine):
         # forward recomputes derived fields, and the derived fields the engine exposes are put
         # back for the other worlds, so they stay exactly what their last step left.
         m, d, mask = self._m, self._d, self._reset_mask
+        for staged, rows in self._world_rows:
+            kernels.masked_set(mask, staged, rows)
         mjw.reset_data(m, d, reset=mask)
         kernels.masked_set(mask, self._reset_qpos, d.qpos)
         kernels.masked_set(mask, self._reset_qvel, d.qvel)
@@ -271,19 +300,27 @@ class WarpEngine(Engine):
                 self._step_impl()
 
     def reset(self, mask: torch.Tensor, qpos: torch.Tensor, qvel: torch.Tensor,
-              ctrl: torch.Tensor) -> None:
+              ctrl: torch.Tensor, fields: Mapping[str, torch.Tensor] | None = None) -> None:
         """Resets the worlds in `mask` without reading the mask on the host (see `Engine.reset`).
 
         The inputs are copied into the engine's reset buffers (torch, on torch's stream), then
         one graph launch (or the same calls uncaptured) does the rest.
         """
+        self._check_fields(fields)
         for buffer, value in zip(self._reset_inputs, (mask, qpos, qvel, ctrl), strict=True):
             buffer.copy_(value)
+        for name, buffer in self._world_inputs.items():
+            # Without new values the graph copies the current ones back: no change.
+            buffer.copy_(self._world_views[name] if fields is None else fields[name])
         with self._on_torch_stream():
             if self._reset_graph is not None:
                 wp.capture_launch(self._reset_graph)
             else:
                 self._reset_impl()
+
+    def world_field(self, name: str) -> torch.Tensor:
+        """(nworld, ...) float32 per-world values of a world field (see `Engine.world_field`)."""
+        return self._world_views[name]
 
     def overflow(self) -> torch.Tensor:
         """(nworld,) bool: worlds whose contact or constraint buffers overflowed last step."""
