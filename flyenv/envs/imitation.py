@@ -69,7 +69,7 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
                                    standing_height_mm=options.standing_height_mm)
         self.engine = make_engine(
             build_model(self.ref.body, tethered=cfg.tethered, options=options),
-            self.num_envs, nsubstep=cfg.control_decimation, engine=engine, device=str(self.device),
+            self.num_envs, nsubstep=cfg.substeps, engine=engine, device=str(self.device),
             nthread=cfg.nthread, cuda_graph=cfg.cuda_graph, deterministic=cfg.deterministic)
         self._setup_model_indices()
         self._setup_spaces()
