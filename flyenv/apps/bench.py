@@ -3,7 +3,9 @@
 `sweep` times `engine.step()` (physics only) and `env.step(zeros)` (physics, rewards,
 observations, resets) per number of worlds; `start_times` times construction plus the first step
 in fresh interpreters; `run` does both per engine and writes JSON and PNG (`flyenv bench` and
-`benchmarks/env_bench.py` call it).
+`benchmarks/env_bench.py` call it). The realtime factor is simulated seconds (of all flies
+together) per wall second at the config's physics step; `run` can time a baseline physics step
+(e.g. FlyGym's 1e-4 s) size by size beside the defaults.
 """
 
 from __future__ import annotations
@@ -213,8 +215,9 @@ def sweep(engine: str, device: str, num_envs: list[int], steps: int, warmup: int
         runs.append(row)
         _free(dev)  # here, once the env and any traceback holding it are gone
     return {"engine": engine, "device": device, "steps": steps, "warmup": warmup,
-            "config": {"control_decimation": config.control_decimation,
-                       "physics_dt_s": config.physics_dt_s, "nthread": config.nthread,
+            "config": {"control_decimation": config.substeps,
+                       "physics_dt_s": config.physics_dt_s,
+                       "control_dt_s": config.control_dt_s, "nthread": config.nthread,
                        "torch_threads": torch.get_num_threads()}, "runs": runs}
 
 
@@ -287,13 +290,20 @@ def environment_info(device: str) -> dict[str, Any]:
             "python": platform.python_version(), "platform": platform.platform()}
 
 
-def summarize(sweeps: dict[str, Any], starts: dict[str, Any]) -> dict[str, Any]:
-    """Per engine: best full-env realtime factor, its num_envs and overhead, and the targets."""
+def summarize(sweeps: dict[str, Any], starts: dict[str, Any],
+              baselines: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Per engine: best full-env realtime factor, its num_envs and overhead, and the targets.
+
+    With `baselines` (sweeps at another physics step), also `speedup_over_baseline`: per size,
+    full-step simulated seconds per wall second at the config's step over the baseline's.
+    """
     summary: dict[str, Any] = {}
     for engine, result in sweeps.items():
         ok = [r for r in result["runs"] if r["ok"]]
         best = max(ok, key=lambda r: r["full"]["realtime_factor"], default=None)
         s = summary[engine] = {
+            "physics_dt_s": result["config"]["physics_dt_s"],
+            "substeps": result["config"]["control_decimation"],
             "best_full_realtime_factor": best and best["full"]["realtime_factor"],
             "best_num_envs": best and best["num_envs"],
             "overhead_at_best": best and best["overhead"],
@@ -306,6 +316,14 @@ def summarize(sweeps: dict[str, Any], starts: dict[str, Any]) -> dict[str, Any]:
         else:
             s["fits_16384"] = next((r["ok"] for r in result["runs"] if r["num_envs"] == 16384),
                                    None)
+        if baselines and engine in baselines:
+            base = {r["num_envs"]: r for r in baselines[engine]["runs"] if r["ok"]}
+            s["baseline_physics_dt_s"] = baselines[engine]["config"]["physics_dt_s"]
+            s["baseline_substeps"] = baselines[engine]["config"]["control_decimation"]
+            s["speedup_over_baseline"] = {
+                str(r["num_envs"]): r["full"]["realtime_factor"]
+                / base[r["num_envs"]]["full"]["realtime_factor"]
+                for r in ok if r["num_envs"] in base}
         if engine in starts:
             s["cold_start_s"] = cold = starts[engine]["cold"]["start_s"]
             s["warm_start_s"] = starts[engine]["warm"]["start_s"]
@@ -318,7 +336,7 @@ def summarize(sweeps: dict[str, Any], starts: dict[str, Any]) -> dict[str, Any]:
 def run(engines: list[str], device: str | None, num_envs: list[int] | None, steps: int,
         warmup: int, out_dir: str | Path, *, min_time_s: float = 0.0,
         measure_start: bool = True, env_kwargs: dict[str, Any] | None = None,
-        ) -> tuple[dict[str, Any], Path, Path]:
+        baseline_physics_dt_s: float | None = None) -> tuple[dict[str, Any], Path, Path]:
     """`sweep` (and `start_times` at the smallest size) per engine, written as JSON and PNG.
 
     Args:
@@ -333,6 +351,8 @@ def run(engines: list[str], device: str | None, num_envs: list[int] | None, step
         measure_start: also run `start_times`.
         env_kwargs: other `FlyImitationConfig` fields of every env (e.g. `deterministic`);
             recorded in the JSON and in its name.
+        baseline_physics_dt_s: also time every size at this physics step (2 ms / step
+            substeps), right after the same size at the defaults, for `speedup_over_baseline`.
 
     Returns:
         (results, JSON path, PNG path).
@@ -346,17 +366,27 @@ def run(engines: list[str], device: str | None, num_envs: list[int] | None, step
     main = next((devices[e] for e in engines if torch.device(devices[e]).type == "cuda"),
                 devices[engines[0]])
     environment = environment_info(main)  # before the runs load the machine (load_avg)
-    sweeps, starts = {}, {}
+    sweeps, starts, baselines = {}, {}, {}
     for engine in engines:
         sizes = list(num_envs or DEFAULT_NUM_ENVS[engine])
-        sweeps[engine] = sweep(engine, devices[engine], sizes, steps, warmup,
-                               min_time_s=min_time_s, **(env_kwargs or {}))
+        kwargs = dict(min_time_s=min_time_s, **(env_kwargs or {}))
+        if baseline_physics_dt_s is None:
+            sweeps[engine] = sweep(engine, devices[engine], sizes, steps, warmup, **kwargs)
+        else:  # size by size, so that both see the same machine load
+            for n in sizes:
+                for target, extra in ((sweeps, {}),
+                                      (baselines, {"physics_dt_s": baseline_physics_dt_s})):
+                    one = sweep(engine, devices[engine], [n], steps, warmup, **kwargs, **extra)
+                    if engine in target:
+                        target[engine]["runs"] += one["runs"]
+                    else:
+                        target[engine] = one
         if measure_start:
             starts[engine] = start_times(engine, devices[engine], min(sizes))
     results = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": environment,
                "env_kwargs": env_kwargs or {}, "sweeps": sweeps, "start_times": starts,
-               "skipped": skipped,
-               "summary": summarize(sweeps, starts)}
+               "baseline_sweeps": baselines, "skipped": skipped,
+               "summary": summarize(sweeps, starts, baselines)}
     slug = re.sub(r"[^a-z0-9]+", "-", results["environment"]["device"].lower()).strip("-")
     cpu = "" if torch.device(main).type == "cuda" else "cpu-"
     variant = "".join(f"_{k}" for k, v in sorted((env_kwargs or {}).items()) if v is True)
@@ -368,22 +398,32 @@ def run(engines: list[str], device: str | None, num_envs: list[int] | None, step
 
 def format_table(results: dict[str, Any]) -> str:
     """The sweeps as a text table, then one summary line per engine."""
-    lines = [f"{'engine':<7}{'device':<8}{'num_envs':>9}{'bare RTF':>10}{'full RTF':>10}"
-             f"{'full sps':>11}{'full/bare':>10}{'env ovh':>9}{'MiB/world':>10}"]
-    for engine, result in results["sweeps"].items():
-        for r in result["runs"]:
-            head, mem = f"{engine:<7}{result['device']:<8}{r['num_envs']:>9}", "-"
-            if "gpu_mem_per_world_bytes" in r:
-                mem = f"{r['gpu_mem_per_world_bytes'] / 2**20:.3f}"
-            lines.append(f"{head}  {r['error'][:70]}" if not r["ok"] else
-                         f"{head}{r['bare']['realtime_factor']:>10.2f}"
-                         f"{r['full']['realtime_factor']:>10.2f}"
-                         f"{r['full']['env_steps_per_s']:>11.0f}{r['full_over_bare']:>10.2f}"
-                         f"{r['env_overhead']:>9.0%}{mem:>10}")
+    lines = [f"{'engine':<7}{'device':<8}{'dt [s]':>8}{'num_envs':>9}{'bare RTF':>10}"
+             f"{'full RTF':>10}{'full sps':>11}{'full/bare':>10}{'env ovh':>9}{'MiB/world':>10}"]
+    rows = [(engine, result, r) for sweeps in (results["sweeps"],
+                                               results.get("baseline_sweeps", {}))
+            for engine, result in sweeps.items() for r in result["runs"]]
+    for engine, result, r in rows:
+        dt = result["config"]["physics_dt_s"]
+        head = f"{engine:<7}{result['device']:<8}{dt:>8.1e}{r['num_envs']:>9}"
+        mem = "-"
+        if "gpu_mem_per_world_bytes" in r:
+            mem = f"{r['gpu_mem_per_world_bytes'] / 2**20:.3f}"
+        lines.append(f"{head}  {r['error'][:70]}" if not r["ok"] else
+                     f"{head}{r['bare']['realtime_factor']:>10.2f}"
+                     f"{r['full']['realtime_factor']:>10.2f}"
+                     f"{r['full']['env_steps_per_s']:>11.0f}{r['full_over_bare']:>10.2f}"
+                     f"{r['env_overhead']:>9.0%}{mem:>10}")
     for engine, s in results["summary"].items():
-        line = (f"{engine}: best full RTF {s['best_full_realtime_factor'] or 0:.2f} at "
-                f"{s['best_num_envs']} envs, overhead {s['overhead_at_best'] or 0:.0%} "
+        line = (f"{engine} (physics_dt_s {s['physics_dt_s']:g}, {s['substeps']} substeps per "
+                f"env step): best full RTF (simulated s per wall s) "
+                f"{s['best_full_realtime_factor'] or 0:.2f} at {s['best_num_envs']} envs, "
+                f"overhead {s['overhead_at_best'] or 0:.0%} "
                 f"(env's own {s['env_overhead_at_best'] or 0:.0%})")
+        if "speedup_over_baseline" in s:
+            ratios = ", ".join(f"{v:.2f}x at {n}" for n, v in s["speedup_over_baseline"].items())
+            line += (f"; full RTF over physics_dt_s {s['baseline_physics_dt_s']:g} "
+                     f"({s['baseline_substeps']} substeps): {ratios}")
         if "full_over_bare_met" in s:
             line += (f"; full/bare >= {s['full_over_bare_target']} at every size: "
                      f"{'yes' if s['full_over_bare_met'] else 'NO'}")
@@ -407,6 +447,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--min-time", type=float, default=1.0,
         help="redo a measurement shorter than this [s] with more steps (default: 1.0)")
     add("--no-start-times", action="store_true", help="skip the cold/warm start measurement")
+    add("--baseline-physics-dt", type=float, metavar="S",
+        help="also time each size at this physics step (e.g. 1e-4, FlyGym's; 2 ms / S "
+             "substeps) and report the full step's speedup over it")
     add("--deterministic", action="store_true",
         help="MuJoCo Warp's deterministic mode (its cost; the JSON name ends in _deterministic)")
     add("--out", type=Path, default=Path("benchmarks/results"),
@@ -419,7 +462,7 @@ def run_args(args: argparse.Namespace) -> tuple[dict[str, Any], Path, Path]:
     env_kwargs = {"deterministic": True} if args.deterministic else None
     return run(engines, args.device, args.num_envs, args.steps, args.warmup, args.out,
                min_time_s=args.min_time, measure_start=not args.no_start_times,
-               env_kwargs=env_kwargs)
+               env_kwargs=env_kwargs, baseline_physics_dt_s=args.baseline_physics_dt)
 
 
 def plot(results: dict[str, Any], path: str | Path) -> Path:
@@ -432,15 +475,20 @@ def plot(results: dict[str, Any], path: str | Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     sizes: set[int] = set()
-    for engine, result in results["sweeps"].items():
+    curves = [(engine, result, "") for engine, result in results["sweeps"].items()]
+    curves += [(engine, result, " [baseline]")
+               for engine, result in results.get("baseline_sweeps", {}).items()]
+    for engine, result, tag in curves:
         ok = [r for r in result["runs"] if r["ok"]]
         sizes.update(r["num_envs"] for r in ok)
+        dt = result["config"]["physics_dt_s"]
         for label, kind, key, style in (
                 ("bare physics", "bare", "realtime_factor", "--o"),
                 ("full env step", "full", "realtime_factor", "-o"),
                 ("physics within the full step", "full", "physics_realtime_factor", ":.")):
             ax.plot([r["num_envs"] for r in ok], [r[kind][key] for r in ok], style,
-                    label=f"{engine} ({result['device']}): {label}")
+                    label=f"{engine} ({result['device']}, dt {dt:g} s{tag}): {label}",
+                    alpha=0.5 if tag else 1.0)
     ax.set(xscale="log", yscale="log", xlabel="num_envs (simulated flies)",
            ylabel="realtime factor (sim s / wall s)",
            title=f"FlyImitationVecEnv throughput, {results['environment']['device']}")
