@@ -46,3 +46,18 @@ def test_bench_cli_writes_json_and_png(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "full/bare" in out and str(path) in out
     assert format_table(results).splitlines()[0] == out.splitlines()[0]
+
+
+def test_bench_times_a_physics_setting_against_a_baseline_step(tmp_path):
+    assert main(["bench", "--engine", "mujoco", "--no-start-times", "--num-envs", "2",
+                 "--steps", "2", "--warmup", "1", "--min-time", "0", "--out", str(tmp_path),
+                 "--physics-dt", "5e-4", "--model-option", "joint_armature=1e-4",
+                 "--baseline-physics-dt", "1e-4"]) == 0
+    (path,) = tmp_path.glob("*.json")
+    assert path.name.endswith("_dt0.0005_joint_armature0.0001.json")
+    results = json.loads(path.read_text())
+    assert results["sweeps"]["mujoco"]["config"]["control_decimation"] == 4
+    baseline = results["baseline_sweeps"]["mujoco"]["config"]
+    assert baseline["physics_dt_s"] == 1e-4 and baseline["control_decimation"] == 20
+    summary = results["summary"]["mujoco"]
+    assert summary["speedup_over_baseline"]["2"] > 0 and summary["baseline_substeps"] == 20

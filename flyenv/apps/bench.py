@@ -11,6 +11,7 @@ together) per wall second at the config's physics step; `run` can time a baselin
 from __future__ import annotations
 
 import argparse
+import ast
 import gc
 import importlib.metadata
 import json
@@ -352,7 +353,9 @@ def run(engines: list[str], device: str | None, num_envs: list[int] | None, step
         env_kwargs: other `FlyImitationConfig` fields of every env (e.g. `deterministic`);
             recorded in the JSON and in its name.
         baseline_physics_dt_s: also time every size at this physics step (2 ms / step
-            substeps), right after the same size at the defaults, for `speedup_over_baseline`.
+            substeps) with the default model (`env_kwargs` without `physics_dt_s`,
+            `control_decimation` and `model_options`), right after the same size, for
+            `speedup_over_baseline`.
 
     Returns:
         (results, JSON path, PNG path).
@@ -373,10 +376,12 @@ def run(engines: list[str], device: str | None, num_envs: list[int] | None, step
         if baseline_physics_dt_s is None:
             sweeps[engine] = sweep(engine, devices[engine], sizes, steps, warmup, **kwargs)
         else:  # size by size, so that both see the same machine load
+            physics = ("physics_dt_s", "control_decimation", "model_options")
+            base = {k: v for k, v in kwargs.items() if k not in physics}
             for n in sizes:
-                for target, extra in ((sweeps, {}),
-                                      (baselines, {"physics_dt_s": baseline_physics_dt_s})):
-                    one = sweep(engine, devices[engine], [n], steps, warmup, **kwargs, **extra)
+                for target, these in ((sweeps, kwargs),
+                                      (baselines, {**base, "physics_dt_s": baseline_physics_dt_s})):
+                    one = sweep(engine, devices[engine], [n], steps, warmup, **these)
                     if engine in target:
                         target[engine]["runs"] += one["runs"]
                     else:
@@ -390,10 +395,15 @@ def run(engines: list[str], device: str | None, num_envs: list[int] | None, step
     slug = re.sub(r"[^a-z0-9]+", "-", results["environment"]["device"].lower()).strip("-")
     cpu = "" if torch.device(main).type == "cuda" else "cpu-"
     variant = "".join(f"_{k}" for k, v in sorted((env_kwargs or {}).items()) if v is True)
+    if "physics_dt_s" in (env_kwargs or {}):
+        variant += f"_dt{env_kwargs['physics_dt_s']:g}"
+    variant += "".join(f"_{k}{v}" for k, v in (env_kwargs or {}).get("model_options", {}).items())
     stem = Path(out_dir) / f"env_bench_{cpu}{slug}{variant}"
     stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    return results, stem.with_suffix(".json"), plot(results, stem.with_suffix(".png"))
+    # (not with_suffix: a variant like _dt0.0004 holds a dot)
+    json_path, png_path = (stem.parent / f"{stem.name}{ext}" for ext in (".json", ".png"))
+    json_path.write_text(json.dumps(results, indent=2) + "\n")
+    return results, json_path, plot(results, png_path)
 
 
 def format_table(results: dict[str, Any]) -> str:
@@ -447,6 +457,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--min-time", type=float, default=1.0,
         help="redo a measurement shorter than this [s] with more steps (default: 1.0)")
     add("--no-start-times", action="store_true", help="skip the cold/warm start measurement")
+    add("--physics-dt", type=float, metavar="S",
+        help="physics step of every env (2 ms / S substeps; default: the env's default; the "
+             "JSON name ends in _dt<S>)")
+    add("--model-option", action="append", default=[], metavar="NAME=VALUE",
+        help="a ModelOptions field of every env (e.g. joint_armature=1e-4; repeatable; the "
+             "JSON name ends in _<NAME><VALUE>)")
     add("--baseline-physics-dt", type=float, metavar="S",
         help="also time each size at this physics step (e.g. 1e-4, FlyGym's; 2 ms / S "
              "substeps) and report the full step's speedup over it")
@@ -459,10 +475,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_args(args: argparse.Namespace) -> tuple[dict[str, Any], Path, Path]:
     """`run` with the options `add_arguments` parsed."""
     engines = ["mujoco", "warp"] if args.engine == "both" else [args.engine]
-    env_kwargs = {"deterministic": True} if args.deterministic else None
+    env_kwargs: dict[str, Any] = {"deterministic": True} if args.deterministic else {}
+    if args.physics_dt is not None:
+        env_kwargs["physics_dt_s"] = args.physics_dt
+    if args.model_option:
+        pairs = [option.split("=", 1) for option in args.model_option]
+        if any(len(pair) != 2 for pair in pairs):
+            raise ValueError(f"--model-option takes NAME=VALUE, got {args.model_option}")
+        env_kwargs["model_options"] = {k: ast.literal_eval(v) for k, v in pairs}
     return run(engines, args.device, args.num_envs, args.steps, args.warmup, args.out,
                min_time_s=args.min_time, measure_start=not args.no_start_times,
-               env_kwargs=env_kwargs, baseline_physics_dt_s=args.baseline_physics_dt)
+               env_kwargs=env_kwargs or None, baseline_physics_dt_s=args.baseline_physics_dt)
 
 
 def plot(results: dict[str, Any], path: str | Path) -> Path:
