@@ -22,7 +22,9 @@ def test_guard_catches_host_reads():
                  lambda: values.cpu(), lambda: values.numpy(), lambda: values.tolist(),
                  lambda: torch.nonzero(mask), lambda: float(values[0]),
                  lambda: values.to("cpu"), lambda: torch.equal(values, values),
-                 lambda: torch.distributions.Normal(values, torch.ones(5)).sample()):
+                 # validate_args given: rsl_rl and torchrl turn the global default off on import
+                 lambda: torch.distributions.Normal(values, torch.ones(5),
+                                                    validate_args=True).sample()):
         with pytest.raises(HostReadError), no_host_reads():
             read()
     with no_host_reads():  # device-side equivalents
