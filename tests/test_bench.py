@@ -8,7 +8,10 @@ from flyenv.cli import main
 def test_sweep_structure_and_positive_rates():
     result = sweep("mujoco", "cpu", [2], steps=3, warmup=1)
     assert result["engine"] == "mujoco" and result["device"] == "cpu"
-    assert result["config"]["control_decimation"] == 20
+    # a 500 Hz policy whatever the default physics step
+    config = result["config"]
+    assert math.isclose(config["control_decimation"] * config["physics_dt_s"], 2e-3)
+    assert math.isclose(config["control_dt_s"], 2e-3)
     (run,) = result["runs"]
     assert run["num_envs"] == 2 and run["ok"] and run["nthread"] >= 1
     for kind in ("bare", "full"):
@@ -16,7 +19,7 @@ def test_sweep_structure_and_positive_rates():
         assert rates["steps"] == 3 and rates["wall_s"] > 0
         for key in ("env_steps_per_s", "realtime_factor"):
             assert math.isfinite(rates[key]) and rates[key] > 0
-        # realtime factor = env steps/s * control step (20 x 0.1 ms)
+        # realtime factor = env steps/s * control step (2 ms)
         assert math.isclose(rates["realtime_factor"], rates["env_steps_per_s"] * 2e-3)
     assert math.isfinite(run["overhead"]) and run["full_over_bare"] > 0
     assert 0 < run["full"]["physics_wall_s"] < run["full"]["wall_s"]
@@ -43,3 +46,18 @@ def test_bench_cli_writes_json_and_png(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "full/bare" in out and str(path) in out
     assert format_table(results).splitlines()[0] == out.splitlines()[0]
+
+
+def test_bench_times_a_physics_setting_against_a_baseline_step(tmp_path):
+    assert main(["bench", "--engine", "mujoco", "--no-start-times", "--num-envs", "2",
+                 "--steps", "2", "--warmup", "1", "--min-time", "0", "--out", str(tmp_path),
+                 "--physics-dt", "5e-4", "--model-option", "joint_armature=1e-4",
+                 "--baseline-physics-dt", "1e-4"]) == 0
+    (path,) = tmp_path.glob("*.json")
+    assert path.name.endswith("_dt0.0005_joint_armature0.0001.json")
+    results = json.loads(path.read_text())
+    assert results["sweeps"]["mujoco"]["config"]["control_decimation"] == 4
+    baseline = results["baseline_sweeps"]["mujoco"]["config"]
+    assert baseline["physics_dt_s"] == 1e-4 and baseline["control_decimation"] == 20
+    summary = results["summary"]["mujoco"]
+    assert summary["speedup_over_baseline"]["2"] > 0 and summary["baseline_substeps"] == 20

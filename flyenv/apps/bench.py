@@ -3,12 +3,15 @@
 `sweep` times `engine.step()` (physics only) and `env.step(zeros)` (physics, rewards,
 observations, resets) per number of worlds; `start_times` times construction plus the first step
 in fresh interpreters; `run` does both per engine and writes JSON and PNG (`flyenv bench` and
-`benchmarks/env_bench.py` call it).
+`benchmarks/env_bench.py` call it). The realtime factor is simulated seconds (of all flies
+together) per wall second at the config's physics step; `run` can time a baseline physics step
+(e.g. FlyGym's 1e-4 s) size by size beside the defaults.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import gc
 import json
 import math
@@ -210,8 +213,9 @@ def sweep(engine: str, device: str, num_envs: list[int], steps: int, warmup: int
         runs.append(row)
         _free(dev)  # here, once the env and any traceback holding it are gone
     return {"engine": engine, "device": device, "steps": steps, "warmup": warmup,
-            "config": {"control_decimation": config.control_decimation,
-                       "physics_dt_s": config.physics_dt_s, "nthread": config.nthread,
+            "config": {"control_decimation": config.substeps,
+                       "physics_dt_s": config.physics_dt_s,
+                       "control_dt_s": config.control_dt_s, "nthread": config.nthread,
                        "torch_threads": torch.get_num_threads()}, "runs": runs}
 
 
@@ -241,13 +245,20 @@ def start_times(engine: str, device: str, num_envs: int) -> dict[str, Any]:
     return result
 
 
-def summarize(sweeps: dict[str, Any], starts: dict[str, Any]) -> dict[str, Any]:
-    """Per engine: best full-env realtime factor, its num_envs and overhead, and the targets."""
+def summarize(sweeps: dict[str, Any], starts: dict[str, Any],
+              baselines: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Per engine: best full-env realtime factor, its num_envs and overhead, and the targets.
+
+    With `baselines` (sweeps at another physics step), also `speedup_over_baseline`: per size,
+    full-step simulated seconds per wall second at the config's step over the baseline's.
+    """
     summary: dict[str, Any] = {}
     for engine, result in sweeps.items():
         ok = [r for r in result["runs"] if r["ok"]]
         best = max(ok, key=lambda r: r["full"]["realtime_factor"], default=None)
         s = summary[engine] = {
+            "physics_dt_s": result["config"]["physics_dt_s"],
+            "substeps": result["config"]["control_decimation"],
             "best_full_realtime_factor": best and best["full"]["realtime_factor"],
             "best_num_envs": best and best["num_envs"],
             "overhead_at_best": best and best["overhead"],
@@ -260,6 +271,14 @@ def summarize(sweeps: dict[str, Any], starts: dict[str, Any]) -> dict[str, Any]:
         else:
             s["fits_16384"] = next((r["ok"] for r in result["runs"] if r["num_envs"] == 16384),
                                    None)
+        if baselines and engine in baselines:
+            base = {r["num_envs"]: r for r in baselines[engine]["runs"] if r["ok"]}
+            s["baseline_physics_dt_s"] = baselines[engine]["config"]["physics_dt_s"]
+            s["baseline_substeps"] = baselines[engine]["config"]["control_decimation"]
+            s["speedup_over_baseline"] = {
+                str(r["num_envs"]): r["full"]["realtime_factor"]
+                / base[r["num_envs"]]["full"]["realtime_factor"]
+                for r in ok if r["num_envs"] in base}
         if engine in starts:
             s["cold_start_s"] = cold = starts[engine]["cold"]["start_s"]
             s["warm_start_s"] = starts[engine]["warm"]["start_s"]
@@ -300,7 +319,7 @@ def _variant_kwargs(env_kwargs: dict[str, Any]) -> dict[str, Any]:
 def run(engines: list[str], device: str | None, num_envs: list[int] | None, steps: int,
         warmup: int, out_dir: str | Path, *, min_time_s: float = 0.0,
         measure_start: bool = True, env_kwargs: dict[str, Any] | None = None,
-        ) -> tuple[dict[str, Any], Path, Path]:
+        baseline_physics_dt_s: float | None = None) -> tuple[dict[str, Any], Path, Path]:
     """`sweep` (and `start_times` at the smallest size) per engine, written as JSON and PNG.
 
     Args:
@@ -316,6 +335,10 @@ def run(engines: list[str], device: str | None, num_envs: list[int] | None, step
         env_kwargs: other `FlyImitationConfig` fields of every env (e.g. `deterministic`),
             and the flags `randomize` (`RANDOMIZATION`) and `two_bodies` (`two_body_clips`);
             recorded in the JSON and, the True ones, in its name.
+        baseline_physics_dt_s: also time every size at this physics step (2 ms / step
+            substeps) with the default model (`env_kwargs` without `physics_dt_s`,
+            `control_decimation` and `model_options`), right after the same size, for
+            `speedup_over_baseline`.
 
     Returns:
         (results, JSON path, PNG path).
@@ -329,44 +352,70 @@ def run(engines: list[str], device: str | None, num_envs: list[int] | None, step
     main = next((devices[e] for e in engines if torch.device(devices[e]).type == "cuda"),
                 devices[engines[0]])
     environment = environment_info(main)  # before the runs load the machine (load_avg)
-    sweeps, starts = {}, {}
+    sweeps, starts, baselines = {}, {}, {}
     for engine in engines:
         sizes = list(num_envs or DEFAULT_NUM_ENVS[engine])
-        sweeps[engine] = sweep(engine, devices[engine], sizes, steps, warmup,
-                               min_time_s=min_time_s, **_variant_kwargs(env_kwargs or {}))
+        kwargs = dict(min_time_s=min_time_s, **_variant_kwargs(env_kwargs or {}))
+        if baseline_physics_dt_s is None:
+            sweeps[engine] = sweep(engine, devices[engine], sizes, steps, warmup, **kwargs)
+        else:  # size by size, so that both see the same machine load
+            physics = ("physics_dt_s", "control_decimation", "model_options")
+            base = {k: v for k, v in kwargs.items() if k not in physics}
+            for n in sizes:
+                for target, these in ((sweeps, kwargs),
+                                      (baselines, {**base, "physics_dt_s": baseline_physics_dt_s})):
+                    one = sweep(engine, devices[engine], [n], steps, warmup, **these)
+                    if engine in target:
+                        target[engine]["runs"] += one["runs"]
+                    else:
+                        target[engine] = one
         if measure_start:
             starts[engine] = start_times(engine, devices[engine], min(sizes))
     results = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": environment,
                "env_kwargs": env_kwargs or {}, "sweeps": sweeps,
                "randomization": RANDOMIZATION if (env_kwargs or {}).get("randomize") else None,
-               "start_times": starts,
-               "skipped": skipped,
-               "summary": summarize(sweeps, starts)}
+               "start_times": starts, "baseline_sweeps": baselines, "skipped": skipped,
+               "summary": summarize(sweeps, starts, baselines)}
     variant = "".join(f"_{k}" for k, v in sorted((env_kwargs or {}).items()) if v is True)
+    if "physics_dt_s" in (env_kwargs or {}):
+        variant += f"_dt{env_kwargs['physics_dt_s']:g}"
+    variant += "".join(f"_{k}{v}" for k, v in (env_kwargs or {}).get("model_options", {}).items())
     stem = Path(out_dir) / f"env_bench_{device_slug(main)}{variant}"
     stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    return results, stem.with_suffix(".json"), plot(results, stem.with_suffix(".png"))
+    # (not with_suffix: a variant like _dt0.0004 holds a dot)
+    json_path, png_path = (stem.parent / f"{stem.name}{ext}" for ext in (".json", ".png"))
+    json_path.write_text(json.dumps(results, indent=2) + "\n")
+    return results, json_path, plot(results, png_path)
 
 
 def format_table(results: dict[str, Any]) -> str:
     """The sweeps as a text table, then one summary line per engine."""
-    lines = [f"{'engine':<7}{'device':<8}{'num_envs':>9}{'bare RTF':>10}{'full RTF':>10}"
-             f"{'full sps':>11}{'full/bare':>10}{'env ovh':>9}{'MiB/world':>10}"]
-    for engine, result in results["sweeps"].items():
-        for r in result["runs"]:
-            head, mem = f"{engine:<7}{result['device']:<8}{r['num_envs']:>9}", "-"
-            if "gpu_mem_per_world_bytes" in r:
-                mem = f"{r['gpu_mem_per_world_bytes'] / 2**20:.3f}"
-            lines.append(f"{head}  {r['error'][:70]}" if not r["ok"] else
-                         f"{head}{r['bare']['realtime_factor']:>10.2f}"
-                         f"{r['full']['realtime_factor']:>10.2f}"
-                         f"{r['full']['env_steps_per_s']:>11.0f}{r['full_over_bare']:>10.2f}"
-                         f"{r['env_overhead']:>9.0%}{mem:>10}")
+    lines = [f"{'engine':<7}{'device':<8}{'dt [s]':>8}{'num_envs':>9}{'bare RTF':>10}"
+             f"{'full RTF':>10}{'full sps':>11}{'full/bare':>10}{'env ovh':>9}{'MiB/world':>10}"]
+    rows = [(engine, result, r) for sweeps in (results["sweeps"],
+                                               results.get("baseline_sweeps", {}))
+            for engine, result in sweeps.items() for r in result["runs"]]
+    for engine, result, r in rows:
+        dt = result["config"]["physics_dt_s"]
+        head = f"{engine:<7}{result['device']:<8}{dt:>8.1e}{r['num_envs']:>9}"
+        mem = "-"
+        if "gpu_mem_per_world_bytes" in r:
+            mem = f"{r['gpu_mem_per_world_bytes'] / 2**20:.3f}"
+        lines.append(f"{head}  {r['error'][:70]}" if not r["ok"] else
+                     f"{head}{r['bare']['realtime_factor']:>10.2f}"
+                     f"{r['full']['realtime_factor']:>10.2f}"
+                     f"{r['full']['env_steps_per_s']:>11.0f}{r['full_over_bare']:>10.2f}"
+                     f"{r['env_overhead']:>9.0%}{mem:>10}")
     for engine, s in results["summary"].items():
-        line = (f"{engine}: best full RTF {s['best_full_realtime_factor'] or 0:.2f} at "
-                f"{s['best_num_envs']} envs, overhead {s['overhead_at_best'] or 0:.0%} "
+        line = (f"{engine} (physics_dt_s {s['physics_dt_s']:g}, {s['substeps']} substeps per "
+                f"env step): best full RTF (simulated s per wall s) "
+                f"{s['best_full_realtime_factor'] or 0:.2f} at {s['best_num_envs']} envs, "
+                f"overhead {s['overhead_at_best'] or 0:.0%} "
                 f"(env's own {s['env_overhead_at_best'] or 0:.0%})")
+        if "speedup_over_baseline" in s:
+            ratios = ", ".join(f"{v:.2f}x at {n}" for n, v in s["speedup_over_baseline"].items())
+            line += (f"; full RTF over physics_dt_s {s['baseline_physics_dt_s']:g} "
+                     f"({s['baseline_substeps']} substeps): {ratios}")
         if "full_over_bare_met" in s:
             line += (f"; full/bare >= {s['full_over_bare_target']} at every size: "
                      f"{'yes' if s['full_over_bare_met'] else 'NO'}")
@@ -390,6 +439,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--min-time", type=float, default=1.0,
         help="redo a measurement shorter than this [s] with more steps (default: 1.0)")
     add("--no-start-times", action="store_true", help="skip the cold/warm start measurement")
+    add("--physics-dt", type=float, metavar="S",
+        help="physics step of every env (2 ms / S substeps; default: the env's default; the "
+             "JSON name ends in _dt<S>)")
+    add("--model-option", action="append", default=[], metavar="NAME=VALUE",
+        help="a ModelOptions field of every env (e.g. joint_armature=1e-4; repeatable; the "
+             "JSON name ends in _<NAME><VALUE>)")
+    add("--baseline-physics-dt", type=float, metavar="S",
+        help="also time each size at this physics step (e.g. 1e-4, FlyGym's; 2 ms / S "
+             "substeps) and report the full step's speedup over it")
     add("--deterministic", action="store_true",
         help="MuJoCo Warp's deterministic mode (its cost; the JSON name ends in _deterministic)")
     add("--randomize", action="store_true",
@@ -405,10 +463,17 @@ def run_args(args: argparse.Namespace) -> tuple[dict[str, Any], Path, Path]:
     engines = ["mujoco", "warp"] if args.engine == "both" else [args.engine]
     flags = {"deterministic": args.deterministic, "randomize": args.randomize,
              "two_bodies": args.two_bodies}
-    env_kwargs = {k: True for k, v in flags.items() if v} or None
+    env_kwargs: dict[str, Any] = {k: True for k, v in flags.items() if v}
+    if args.physics_dt is not None:
+        env_kwargs["physics_dt_s"] = args.physics_dt
+    if args.model_option:
+        pairs = [option.split("=", 1) for option in args.model_option]
+        if any(len(pair) != 2 for pair in pairs):
+            raise ValueError(f"--model-option takes NAME=VALUE, got {args.model_option}")
+        env_kwargs["model_options"] = {k: ast.literal_eval(v) for k, v in pairs}
     return run(engines, args.device, args.num_envs, args.steps, args.warmup, args.out,
                min_time_s=args.min_time, measure_start=not args.no_start_times,
-               env_kwargs=env_kwargs)
+               env_kwargs=env_kwargs or None, baseline_physics_dt_s=args.baseline_physics_dt)
 
 
 def plot(results: dict[str, Any], path: str | Path) -> Path:
@@ -421,15 +486,20 @@ def plot(results: dict[str, Any], path: str | Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     sizes: set[int] = set()
-    for engine, result in results["sweeps"].items():
+    curves = [(engine, result, "") for engine, result in results["sweeps"].items()]
+    curves += [(engine, result, " [baseline]")
+               for engine, result in results.get("baseline_sweeps", {}).items()]
+    for engine, result, tag in curves:
         ok = [r for r in result["runs"] if r["ok"]]
         sizes.update(r["num_envs"] for r in ok)
+        dt = result["config"]["physics_dt_s"]
         for label, kind, key, style in (
                 ("bare physics", "bare", "realtime_factor", "--o"),
                 ("full env step", "full", "realtime_factor", "-o"),
                 ("physics within the full step", "full", "physics_realtime_factor", ":.")):
             ax.plot([r["num_envs"] for r in ok], [r[kind][key] for r in ok], style,
-                    label=f"{engine} ({result['device']}): {label}")
+                    label=f"{engine} ({result['device']}, dt {dt:g} s{tag}): {label}",
+                    alpha=0.5 if tag else 1.0)
     ax.set(xscale="log", yscale="log", xlabel="num_envs (simulated flies)",
            ylabel="realtime factor (sim s / wall s)",
            title=f"FlyImitationVecEnv throughput, {results['environment']['device']}")

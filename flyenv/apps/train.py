@@ -51,8 +51,9 @@ class PpoArgs:
     checkpoint, evaluation and video follow as usual."""
     num_steps: int = 64
     """Rollout length per iteration."""
-    control_decimation: int = 20
-    """Physics steps (1e-4 s) per policy step: 20 is a 500 Hz policy, 50 a 200 Hz one."""
+    control_decimation: int = 0
+    """Physics steps per policy step (0: the env's default, a 500 Hz policy at any physics
+    step; with physics_dt_s 1e-4, 50 is a 200 Hz one)."""
     residual_range_rad: float = 0.1
     """Half-width of the residual action box [rad] (the env's default is 0.5). Adam moves the
     policy's mean by steps proportional to this range while the exploration noise stays ~0.025
@@ -358,8 +359,9 @@ def policy_video(agent: Agent, obs_norm: dict[str, torch.Tensor], args: PpoArgs,
 
 def _env_settings(args: PpoArgs) -> dict[str, object]:
     """The env config the policy is trained in (and filmed in)."""
-    settings = {"control_decimation": args.control_decimation,
-                "residual_range_rad": args.residual_range_rad}
+    settings: dict[str, object] = {"residual_range_rad": args.residual_range_rad}
+    if args.control_decimation:
+        settings["control_decimation"] = args.control_decimation
     if args.reference:
         paths = tuple(p.strip() for p in args.reference.split(",") if p.strip())
         settings["reference"] = paths[0] if len(paths) == 1 else paths

@@ -14,6 +14,7 @@ tethered (the thorax fixed in space, no floor unless asked for).
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import mujoco
 import numpy as np
@@ -26,6 +27,9 @@ from flyenv.body.config import BodyConfig
 _FLOOR_CONTYPE, _TOUCH_CONAFFINITY = 1, 1
 # Side of a floor checker square [mm]: a few per body length, so walking shows against them.
 _FLOOR_SQUARE_MM = 1.0
+_INTEGRATORS = {"euler": mujoco.mjtIntegrator.mjINT_EULER,
+                "implicitfast": mujoco.mjtIntegrator.mjINT_IMPLICITFAST}
+_CONES = {"pyramidal": mujoco.mjtCone.mjCONE_PYRAMIDAL, "elliptic": mujoco.mjtCone.mjCONE_ELLIPTIC}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +70,11 @@ class ModelOptions:
         linesearch_iterations: most line-search iterations per solver iteration (one kernel
             loops each world's search, so the slowest world sets its time too): 8 left every
             scenario's rewards unchanged against MuJoCo's 50.
+        integrator: "euler" (semi-implicit, damping explicit) or "implicitfast" (joint damping
+            and actuator velocity terms implicit).
+        cone: friction cone of the contacts, "pyramidal" or "elliptic".
+        solver_tolerance: the constraint solver stops when the cost improves less than this
+            (relative).
     """
 
     timestep_s: float = 1e-4
@@ -85,6 +94,9 @@ class ModelOptions:
     tether_height_mm: float = 2.0
     solver_iterations: int = 20
     linesearch_iterations: int = 8
+    integrator: Literal["euler", "implicitfast"] = "euler"
+    cone: Literal["pyramidal", "elliptic"] = "pyramidal"
+    solver_tolerance: float = 1e-8
 
     def __post_init__(self) -> None:
         positive = ("timestep_s", "total_mass_g", "actuator_kp", "actuator_force_limit",
@@ -99,6 +111,13 @@ class ModelOptions:
             if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
                 raise ValueError(f"ModelOptions.{name} must be an int >= 1, got "
                                  f"{getattr(self, name)!r}")
+        for name, choices in (("integrator", _INTEGRATORS), ("cone", _CONES)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"ModelOptions.{name} must be one of {list(choices)}, got "
+                                 f"{getattr(self, name)!r}")
+        if not self.solver_tolerance >= 0:
+            raise ValueError(f"ModelOptions.solver_tolerance must be >= 0, got "
+                             f"{self.solver_tolerance}")
         if self.joint_damping < 0 or self.joint_armature < 0:
             raise ValueError("ModelOptions.joint_damping and joint_armature must be >= 0")
 
@@ -127,8 +146,10 @@ def build_spec(config: BodyConfig | None = None, *, tethered: bool = False,
     spec.compiler.autolimits = True
     spec.option.timestep = options.timestep_s
     spec.option.gravity = (0.0, 0.0, -c.GRAVITY_MM_S2)
-    spec.option.integrator = mujoco.mjtIntegrator.mjINT_EULER
+    spec.option.integrator = _INTEGRATORS[options.integrator]
+    spec.option.cone = _CONES[options.cone]
     spec.option.solver = mujoco.mjtSolver.mjSOL_NEWTON
+    spec.option.tolerance = options.solver_tolerance
     spec.option.iterations = options.solver_iterations
     spec.option.ls_iterations = options.linesearch_iterations
     spec.stat.meansize = 0.5

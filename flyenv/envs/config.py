@@ -19,6 +19,8 @@ from flyenv.motion.format import ReferenceMotion
 ReferenceSpec = str | os.PathLike | ReferenceMotion
 # The imitation terms, in the order they are reported (declared in flyenv.envs.rewards).
 REWARD_TERMS = rewards.TERM_NAMES
+# The env step the policy sees unless control_decimation says otherwise (500 Hz) [s].
+DEFAULT_CONTROL_DT_S = 2e-3
 _AUTORESET = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP,
               "disabled": AutoresetMode.DISABLED}
 
@@ -147,10 +149,14 @@ class FlyImitationConfig:
             world simulates the body its clip was made for (clips of several bodies must share
             the joint bounds).
         tethered: fix the thorax in space (no floor) instead of walking freely.
-        physics_dt_s: physics step [s].
+        physics_dt_s: physics step [s]. FlyGym's is 1e-4; see the README's Timing for what the
+            default is and how it was chosen.
         model_options: other `flyenv.body.mjcf.ModelOptions` fields of the simulated model, by
             name (e.g. `{"solver_iterations": 50}`); the defaults when empty.
-        control_decimation: physics steps per env step (policy rate = 1 / (dt * decimation)).
+        control_decimation: physics steps per env step (policy rate = 1 / (dt * decimation));
+            None: `DEFAULT_CONTROL_DT_S / physics_dt_s`, a 500 Hz policy whatever the step (a
+            step that does not divide 2 ms then needs an explicit decimation). The resolved
+            number is `substeps`.
         action_mode: "residual": actions are offsets [rad] added to the reference angles of the
             next frame; "absolute": actions are the joint targets [rad].
         residual_range_rad: half-width of the residual action box [rad].
@@ -194,7 +200,7 @@ class FlyImitationConfig:
     tethered: bool = False
     physics_dt_s: float = 1e-4
     model_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    control_decimation: int = 20
+    control_decimation: int | None = None
     action_mode: Literal["residual", "absolute"] = "residual"
     residual_range_rad: float = 0.5
     future_frames: int = 3
@@ -244,8 +250,11 @@ class FlyImitationConfig:
                 raise ValueError(f"FlyImitationConfig.{name} must be a number > 0, got {value!r}")
         for name in ("control_decimation", "future_frames", "max_episode_steps"):
             value = getattr(self, name)
+            if name == "control_decimation" and value is None:
+                continue
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"FlyImitationConfig.{name} must be an int >= 1, got {value!r}")
+        _ = self.substeps  # a step that does not divide 2 ms is refused here
         if self.render_mode not in (None, "rgb_array"):
             raise ValueError(f"FlyImitationConfig.render_mode must be None or 'rgb_array', got "
                              f"{self.render_mode!r}")
@@ -267,9 +276,27 @@ class FlyImitationConfig:
         return ModelOptions(timestep_s=self.physics_dt_s, **self.model_options)
 
     @property
+    def substeps(self) -> int:
+        """Physics steps per env step: `control_decimation`, or 2 ms / `physics_dt_s` if None.
+
+        Raises:
+            ValueError: `control_decimation` is None and `physics_dt_s` does not divide
+                `DEFAULT_CONTROL_DT_S`.
+        """
+        if self.control_decimation is not None:
+            return self.control_decimation
+        ratio = DEFAULT_CONTROL_DT_S / self.physics_dt_s
+        if round(ratio) < 1 or abs(ratio - round(ratio)) > 1e-6 * ratio:
+            raise ValueError(f"FlyImitationConfig: physics_dt_s={self.physics_dt_s!r} does not "
+                             f"divide the {DEFAULT_CONTROL_DT_S * 1e3:g} ms control step of the "
+                             f"default 500 Hz policy; pass control_decimation too (policy rate "
+                             f"= 1 / (physics_dt_s * control_decimation))")
+        return round(ratio)
+
+    @property
     def control_dt_s(self) -> float:
         """Time between env steps [s]."""
-        return self.physics_dt_s * self.control_decimation
+        return self.physics_dt_s * self.substeps
 
     @property
     def gym_autoreset_mode(self) -> AutoresetMode:

@@ -27,6 +27,9 @@ from flyenv.sim.render import FlyRenderer
 
 _CLAW_SITES = tuple(f"{leg}_Claw" for leg in c.LEGS)
 TERMINATIONS = ("nonfinite", "overflow", "fall", "tilt", "joint_error", "drift")
+# Columns of the env's reference frame table (one row per clip frame, one gather per step).
+_JOINT_POS, _JOINT_VEL, _CLAW_POS_B = slice(0, 42), slice(42, 84), slice(84, 102)
+_ROOT_POS_W, _ROOT_LIN_VEL_W = slice(102, 105), slice(105, 108)
 
 
 class FlyImitationVecEnv(gym.vector.VectorEnv):
@@ -73,7 +76,7 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
                   for body in self.ref.bodies]
         self._world_models = WorldModels(models, cfg.randomization, self.num_envs, self.device)
         self.engine = make_engine(
-            models[0], self.num_envs, nsubstep=cfg.control_decimation, engine=engine,
+            models[0], self.num_envs, nsubstep=cfg.substeps, engine=engine,
             device=str(self.device), nthread=cfg.nthread, cuda_graph=cfg.cuda_graph,
             deterministic=cfg.deterministic, world_fields=self._world_models.fields)
         self._setup_model_indices()
@@ -104,7 +107,21 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         self._terms = tuple(t for t in rewards.TERMS
                             if t.in_use(free=self._free, has_root=self._has_root_vel))
         self.terms = tuple(t.name for t in self._terms)
-        self.max_reward = float(sum(self.config.reward.weights[t] for t in self.terms))
+        reward = self.config.reward
+        self.max_reward = float(sum(reward.weights[t] for t in self.terms))
+        self._termination_keys = tuple(f"termination/{k}" for k in TERMINATIONS)
+        self._reward_keys = tuple(f"reward/{k}" for k in self.terms)
+        self._scales = torch.tensor([reward.scales[t] for t in self.terms], device=dev)
+        self._weights = torch.tensor([reward.weights[t] for t in self.terms], device=dev)
+        # fall, tilt, joint_error, drift: a world ends where its value passes the limit (values
+        # -height, gravity_b z, mean joint error, drift, see `_terminations`); inf: never.
+        cfg, inf = self.config, float("inf")
+        self._limits = torch.tensor([
+            -cfg.min_height_mm if self._free else inf,
+            -float(np.cos(cfg.max_tilt_rad)) if self._free else inf,
+            cfg.max_joint_error_rad,
+            cfg.max_root_drift_mm if self._free and self.ref.has_root else inf],
+            device=dev)[:, None]
 
     def _setup_spaces(self) -> None:
         cfg = self.config
@@ -129,7 +146,6 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         self._clip = torch.zeros(n, dtype=torch.long, device=dev)
         self._frame = torch.zeros(n, dtype=torch.long, device=dev)
         self._steps = torch.zeros(n, dtype=torch.long, device=dev)
-        self._last = self.ref.lengths[self._clip] - 1  # last frame of each world's clip
         self._autoreset = torch.zeros(n, dtype=torch.bool, device=dev)
         self._offsets = torch.arange(1, self.config.future_frames + 1, device=dev)
         # Reset states, filled in place (every entry a reset uses is written each time).
@@ -139,6 +155,24 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         rand = self.config.randomization
         self._pushes = None if rand.push_force_un is None else Pushes(
             rand, n, self.engine.model.body("thorax").id, self.config.control_dt_s, dev)
+        self._down_w = torch.tensor([0.0, 0.0, -1.0], device=dev).expand(n, 1, 3)
+        # Every per-frame reference field side by side, (nclip * T, 108): the fields of a world's
+        # frame are one row, gathered by one index_select (columns: the _JOINT_POS... slices).
+        ref = self.ref
+        self._table = torch.cat([ref.joint_pos, ref.joint_vel, ref.claw_pos_b.flatten(2),
+                                 ref.root_pos_w, ref.root_lin_vel_w], dim=2).flatten(0, 1)
+        self._clip_frames = ref.joint_pos.shape[1]
+        self._set_clip_fields()
+        self._next_row = self._table[:1].expand(n, -1)  # set by _observe before any step
+
+    def _set_clip_fields(self) -> None:
+        # What depends on each world's clip alone, gathered once per reset instead of per step.
+        ref, clip = self.ref, self._clip
+        self._last = ref.lengths[clip] - 1  # last frame of each world's clip
+        self._row0 = clip * self._clip_frames  # table row of each world's clip start
+        self._dof_mask = ref.dof_mask[clip]
+        self._dof_count = self._dof_mask.sum(dim=1)
+        self._leg_mask = ref.leg_mask[clip]
 
     # Gymnasium API -------------------------------------------------------------------------
 
@@ -179,7 +213,7 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         """
         self._check_open()
         actions, invalid = self._check_actions(actions)
-        starting = self._autoreset.clone()
+        starting = self._autoreset  # replaced, never written in place
         self.engine.ctrl.copy_(self._targets(actions))
         if self._pushes is not None:
             self._pushes.apply(self._generator, self.engine.xfrc_applied)
@@ -189,19 +223,16 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         self._steps = self._steps + 1  # not in place: rsl_rl steps under inference_mode
 
         state = self._read_state()
-        # The reference at the current frame, gathered once for terminations and rewards.
-        ref_pos = self.ref.joint_pos[self._clip, self._frame]
-        dof_mask = self.ref.dof_mask[self._clip]
-        ended, info = self._terminations(state, ref_pos, dof_mask)
-        terms = self._reward_terms(state, ref_pos, dof_mask)
-        reward = rewards.combine(terms, self.config.reward.weights)
-        reward = torch.where(ended["nonfinite"], 0.0, reward)
-        terminated = torch.stack([ended[k] for k in TERMINATIONS]).any(dim=0)
+        # The reference at the new frame: the row `_observe` gathered as the next frame.
+        row = self._next_row
+        ended = self._terminations(state, row)  # (len(TERMINATIONS), num_envs)
+        terms = self._reward_terms(state, row)  # (nterm, num_envs)
+        reward = torch.where(ended[0], 0.0, self._weights @ terms)  # ended[0]: nonfinite
+        terminated = ended.any(dim=0)
         truncated = ((self._frame >= self._last) | (self._steps >= self.config.max_episode_steps)
                      ) & ~terminated
-        info.update({f"reward/{k}": v for k, v in terms.items()})
-        info["invalid_action"] = invalid
-        return self._finish_step(state, reward, terminated, truncated, info, starting)
+        return self._finish_step(state, reward, terminated, truncated, ended, terms, invalid,
+                                 starting)
 
     # Step parts ----------------------------------------------------------------------------
 
@@ -223,25 +254,23 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         if actions.device != self.device:
             raise ValueError(f"actions must be on {self.device}, got {actions.device}")
         actions = actions.to(torch.float32)
-        finite = torch.isfinite(actions)
-        invalid = ~finite.all(dim=1)
+        invalid = ~torch.isfinite(actions).all(dim=1)
         if self.config.invalid_actions == "raise" and bool(invalid.any()):
             worlds = torch.nonzero(invalid).flatten().tolist()[:10]
             raise ValueError(f"actions have NaN/inf entries in worlds {worlds}")
-        actions = torch.where(finite, actions, 0.0)
+        actions = torch.nan_to_num(actions, nan=0.0, posinf=0.0, neginf=0.0)
         return torch.clamp(actions, self._action_low, self._action_high), invalid
 
     def _targets(self, actions: torch.Tensor) -> torch.Tensor:
         if self.config.action_mode == "absolute":
             return actions
-        nxt = torch.minimum(self._frame + 1, self._last)
-        target = self.ref.joint_pos[self._clip, nxt] + actions
+        target = self._next_row[:, _JOINT_POS] + actions
         return torch.clamp(target, self._bounds[:, 0], self._bounds[:, 1])
 
     def _read_state(self) -> observations.FlyState:
         e, n = self.engine, self.num_envs
         qpos, qvel = e.qpos.to(torch.float32), e.qvel.to(torch.float32)
-        site = e.site_xpos.to(torch.float32)[:, self._claw_sites]
+        site = e.site_xpos.index_select(1, self._claw_sites).to(torch.float32)
         if self._free:
             root_pos, root_quat = qpos[:, :3], qpos[:, 3:7]
             lin_vel, ang_vel = qvel[:, :3], qvel[:, 3:6]
@@ -249,61 +278,53 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
             root_pos = self._tether_pos.expand(n, 3)
             root_quat = self._identity_quat.expand(n, 4)
             lin_vel = ang_vel = self._zero3
-        claw_b = observations.quat_rotate_inverse(root_quat[:, None],
-                                                  site - root_pos[:, None])
+        # The claws, the thorax velocity and gravity's direction, rotated into the thorax frame
+        # together.
+        vec_w = torch.cat([site - root_pos[:, None], lin_vel[:, None], self._down_w], dim=1)
+        vec_b = observations.quat_rotate_inverse(root_quat[:, None], vec_w)
         return observations.FlyState(
             joint_pos=qpos[:, -c.NUM_DOFS:], joint_vel=qvel[:, -c.NUM_DOFS:],
             root_pos_w=root_pos, root_quat_w=root_quat, lin_vel_w=lin_vel, ang_vel_b=ang_vel,
-            claw_pos_b=claw_b, touch=e.sensordata.to(torch.float32)[:, self._touch])
+            claw_pos_b=vec_b[:, :c.NUM_LEGS], touch=e.sensordata.index_select(1, self._touch).to(
+                torch.float32), lin_vel_b=vec_b[:, c.NUM_LEGS], gravity_b=vec_b[:, c.NUM_LEGS + 1])
 
-    def _terminations(self, state: observations.FlyState, ref_pos: torch.Tensor,
-                      dof_mask: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        cfg, clip, frame = self.config, self._clip, self._frame
-        nonfinite = ~state.finite()
-        joint_err = ((state.joint_pos - ref_pos).abs() * dof_mask).sum(1) / dof_mask.sum(1)
-        ended = {"nonfinite": nonfinite, "overflow": self.engine.overflow().to(self.device),
-                 "joint_error": joint_err > cfg.max_joint_error_rad}
-        no = torch.zeros_like(nonfinite)
-        if self._free:
-            tilt = torch.acos(torch.clamp(-state.gravity_b[:, 2], -1.0, 1.0))
-            ended["fall"] = state.root_pos_w[:, 2] < cfg.min_height_mm
-            ended["tilt"] = tilt > cfg.max_tilt_rad
-            drift = (state.root_pos_w[:, :2] - self.ref.root_pos_w[clip, frame, :2]).norm(dim=1)
-            ended["drift"] = drift > cfg.max_root_drift_mm if self.ref.has_root else no
-        else:
-            ended["fall"] = ended["tilt"] = ended["drift"] = no
+    def _terminations(self, state: observations.FlyState, row: torch.Tensor) -> torch.Tensor:
+        # (len(TERMINATIONS), num_envs) bool, rows in TERMINATIONS order.
+        sound = state.finite()
+        joint_err = ((state.joint_pos - row[:, _JOINT_POS]).abs() * self._dof_mask).sum(dim=1)
+        drift = (state.root_pos_w[:, :2] - row[:, _ROOT_POS_W][:, :2]).norm(dim=1)
+        # fall: height < min; tilt: acos(-gravity_b z) > max, i.e. gravity_b z > -cos(max).
         # NaN compares False, so a diverged world is flagged by `nonfinite` alone.
-        info = {f"termination/{k}": ended[k] for k in TERMINATIONS}
-        return ended, info
+        values = torch.stack([-state.root_pos_w[:, 2], state.gravity_b[:, 2],
+                              joint_err / self._dof_count, drift])
+        return torch.cat([torch.stack([~sound, self.engine.overflow().to(self.device)]),
+                          values > self._limits])
 
-    def _reward_terms(self, state: observations.FlyState, ref_pos: torch.Tensor,
-                      dof_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        ref, clip, frame = self.ref, self._clip, self._frame
+    def _reward_terms(self, state: observations.FlyState, row: torch.Tensor) -> torch.Tensor:
         inputs = rewards.RewardInputs(
-            state=state, ref_joint_pos=ref_pos, ref_joint_vel=ref.joint_vel[clip, frame],
-            ref_claw_pos_b=ref.claw_pos_b[clip, frame],
-            ref_root_lin_vel_w=ref.root_lin_vel_w[clip, frame], dof_mask=dof_mask,
-            leg_mask=ref.leg_mask[clip])
-        return rewards.evaluate(self._terms, inputs, self.config.reward.scales)
+            state=state, ref_joint_pos=row[:, _JOINT_POS], ref_joint_vel=row[:, _JOINT_VEL],
+            ref_claw_pos_b=row[:, _CLAW_POS_B].unflatten(1, (c.NUM_LEGS, 3)),
+            ref_root_lin_vel_w=row[:, _ROOT_LIN_VEL_W], dof_mask=self._dof_mask,
+            leg_mask=self._leg_mask)
+        return rewards.values(self._terms, inputs, self._scales)
 
     def _finish_step(self, state: observations.FlyState, reward: torch.Tensor,
-                     terminated: torch.Tensor, truncated: torch.Tensor, info: dict[str, Any],
-                     starting: torch.Tensor) -> tuple:
-        done = terminated | truncated
+                     terminated: torch.Tensor, truncated: torch.Tensor, ended: torch.Tensor,
+                     terms: torch.Tensor, invalid: torch.Tensor, starting: torch.Tensor,
+                     ) -> tuple:
         mode = self.autoreset_mode
         if mode == AutoresetMode.NEXT_STEP:
             # Worlds that ended last step start over now; this step's action is ignored there.
             if self._reset_worlds(starting):
                 state = self._read_state()
+            going = ~starting
             reward = torch.where(starting, 0.0, reward)
-            terminated, truncated = terminated & ~starting, truncated & ~starting
-            for key, value in info.items():
-                if key.startswith("termination/"):
-                    info[key] = value & ~starting
-                elif key.startswith("reward/"):
-                    info[key] = torch.where(starting, 0.0, value)
-            self._autoreset = (terminated | truncated)
-        elif mode == AutoresetMode.SAME_STEP:
+            terminated, truncated = terminated & going, truncated & going
+            ended, terms = ended & going, torch.where(starting, 0.0, terms)
+            self._autoreset = terminated | truncated
+        info = self._info(ended, terms, invalid)
+        if mode == AutoresetMode.SAME_STEP:
+            done = terminated | truncated
             info["final_info"] = {**info, "clip": self._clip.clone(),
                                   "frame": self._frame.clone()}
             info["_final_info"] = info["_final_obs"] = done
@@ -313,6 +334,13 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         info["clip"], info["frame"] = self._clip.clone(), self._frame.clone()
         info.update(self._world_info())
         return self._observe(state), reward, terminated, truncated, info
+
+    def _info(self, ended: torch.Tensor, terms: torch.Tensor, invalid: torch.Tensor,
+              ) -> dict[str, Any]:
+        info: dict[str, Any] = dict(zip(self._termination_keys, ended.unbind(0), strict=True))
+        info.update(zip(self._reward_keys, terms.unbind(0), strict=True))
+        info["invalid_action"] = invalid
+        return info
 
     def render(self) -> tuple[np.ndarray, ...] | None:
         """(H, W, 3) uint8 frames of the worlds in `render_worlds` (with `render_mode="rgb_array"`).
@@ -389,7 +417,7 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         self._clip = torch.where(mask, clip, self._clip)
         self._frame = torch.where(mask, frame, self._frame)
         self._steps = torch.where(mask, 0, self._steps)
-        self._last = ref.lengths[self._clip] - 1
+        self._set_clip_fields()
         self._autoreset = self._autoreset & ~mask
         clip, frame = self._clip, self._frame
 
@@ -422,10 +450,14 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         return info
 
     def _observe(self, state: observations.FlyState) -> torch.Tensor:
+        # One gather of the next `future_frames` frames (every field): the observation takes
+        # their angles, and the first is the next step's target and reference frame.
         ahead = torch.minimum(self._frame[:, None] + self._offsets, self._last[:, None])
-        obs = observations.build_observation(
-            state, self.ref.joint_pos[self._clip[:, None], ahead], self.ref.dof_mask[self._clip],
-            self._frame / self._last)
+        rows = self._table.index_select(0, (self._row0[:, None] + ahead).flatten())
+        rows = rows.view(self.num_envs, -1, self._table.shape[1])
+        self._next_row = rows[:, 0]
+        obs = observations.build_observation(state, rows[..., _JOINT_POS], self._dof_mask,
+                                             self._frame / self._last)
         # A diverged world's observation is zeros, so no NaN (or 1e30) reaches a policy or a
         # normalizer.
         sound = (obs.abs() < observations.MJ_MAXVAL).all(dim=1, keepdim=True)

@@ -6,7 +6,6 @@ Every function takes and returns (num_envs, ...) float32 tensors. Quaternions ar
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import torch
 
@@ -27,6 +26,9 @@ class FlyState:
         ang_vel_b: (num_envs, 3) thorax angular velocity in the thorax frame [rad/s].
         claw_pos_b: (num_envs, 6, 3) claws in the thorax frame [mm].
         touch: (num_envs, 6) normal contact force on each tarsus [µN].
+        gravity_b: (num_envs, 3) unit gravity direction in the thorax frame ((0, 0, -1)
+            upright).
+        lin_vel_b: (num_envs, 3) thorax velocity in the thorax frame [mm/s].
     """
 
     joint_pos: torch.Tensor
@@ -37,19 +39,8 @@ class FlyState:
     ang_vel_b: torch.Tensor
     claw_pos_b: torch.Tensor
     touch: torch.Tensor
-
-    @functools.cached_property
-    def gravity_b(self) -> torch.Tensor:
-        """(num_envs, 3) unit gravity direction in the thorax frame ((0, 0, -1) upright)."""
-        # -R^T e_z, which is minus the third row of R(q), written out.
-        w, x, y, z = self.root_quat_w.unbind(dim=1)
-        return torch.stack([2 * (w * y - x * z), -2 * (y * z + w * x),
-                            2 * (x * x + y * y) - 1], dim=1)
-
-    @functools.cached_property
-    def lin_vel_b(self) -> torch.Tensor:
-        """(num_envs, 3) thorax velocity in the thorax frame [mm/s]."""
-        return quat_rotate_inverse(self.root_quat_w, self.lin_vel_w)
+    gravity_b: torch.Tensor
+    lin_vel_b: torch.Tensor
 
     def finite(self) -> torch.Tensor:
         """(num_envs,) bool: the world's state is sound.
@@ -59,7 +50,7 @@ class FlyState:
         """
         parts = (self.joint_pos, self.joint_vel, self.root_pos_w, self.root_quat_w,
                  self.lin_vel_w, self.ang_vel_b)
-        return torch.stack([(p.abs() < MJ_MAXVAL).all(dim=1) for p in parts]).all(dim=0)
+        return (torch.cat(parts, dim=1).abs() < MJ_MAXVAL).all(dim=1)
 
 
 MJ_MAXVAL = 1e10  # MuJoCo's bound for "NaN, Inf or huge value" (mj_checkPos / mj_checkVel)

@@ -118,11 +118,24 @@ TERMS: tuple[RewardTerm, ...] = (
 TERM_NAMES: tuple[str, ...] = tuple(term.name for term in TERMS)
 
 
+def values(terms: tuple[RewardTerm, ...], inputs: RewardInputs, scales: torch.Tensor,
+           ) -> torch.Tensor:
+    """`exp(-scale * err)` of every term at once, (nterm, num_envs) in [0, 1]; NaN is 0.
+
+    Args:
+        terms: the terms, in the order of the rows.
+        inputs: the fly and the reference.
+        scales: (nterm,) float32, each term's `k`, in the same order.
+    """
+    errors = torch.stack([t.error(inputs) for t in terms])
+    return torch.nan_to_num(torch.exp(-scales[:, None] * errors), nan=0.0)
+
+
 def evaluate(terms: tuple[RewardTerm, ...], inputs: RewardInputs, scales: dict[str, float],
              ) -> dict[str, torch.Tensor]:
     """`exp(-scale * err)` of each term, (num_envs,) in [0, 1]; NaN (a diverged world) is 0."""
-    return {t.name: torch.nan_to_num(torch.exp(-scales[t.name] * t.error(inputs)), nan=0.0)
-            for t in terms}
+    k = torch.tensor([scales[t.name] for t in terms], device=inputs.dof_mask.device)
+    return dict(zip((t.name for t in terms), values(terms, inputs, k).unbind(0), strict=True))
 
 
 def combine(values: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:

@@ -1,0 +1,504 @@
+"""Physics settings by measurement: which step and solver keep a walking fly's physics.
+
+For the free fly on three clips (the embedded tripod gait; the DeepFly3D walk, 1000 frames at
+100 Hz, replayed through the IK with `--align`; the first 5 s of the Anipose recording, front
+legs only), every setting in `SETTINGS` (Euler steps 5e-5 to 1e-3 s; implicitfast, elliptic
+cones, fewer solver iterations, a looser tolerance and 10x joint armature at the coarse steps) is
+compared with a fine reference step (2.5e-5 s, today's model). The policy rate stays 500 Hz: a
+step `dt` runs `2 ms / dt` substeps per control step, the targets being the clip's next frame
+(zero residuals), as the env does.
+
+Per clip and setting:
+- whole clip, one world, C MuJoCo (`_replay`): mean joint tracking error [deg], mean thorax
+  height [mm], distance walked (net forward thorax displacement) [mm] and mean forward speed
+  [mm/s], claw slip in stance (horizontal claw speed while its tarsus touch sensor reads contact,
+  at consecutive 500 Hz samples; mean, and median reported) [mm/s], the claw's net slide from
+  touchdown to liftoff per stance bout [mm], stance fraction (tarsus contact, all legs), peak
+  contact force (largest 2 ms mean of one tarsus's touch force) [µN] and the largest single-step
+  value (reported, not judged);
+- random starts (`_random_starts`): 64 flies in `FlyImitationVecEnv` (mujoco engine, seeded reset,
+  autoreset disabled) for 0.5 s: worlds terminated (any cause, and by cause), non-finite worlds,
+  and the env's simulated seconds per wall second on this machine (noisy: a shared 2-core box).
+
+Each metric has a tolerance against the fine reference (`TOLERANCES`, their reasons in
+`TOLERANCE_REASONS`), widened to the metric's noise floor: the largest distance from the
+reference that the steps no coarser than the old default (5e-5 and 1e-4 s) already show, since
+a difference that a finer step also makes is not the coarse step's doing. A setting passes when
+every metric on every clip is within it. The JSON (`benchmarks/results/physics_study.json`)
+holds every number, the tolerances and the verdicts; the PNG the metrics against the step; the
+.md the table. IK references are cached in a temporary folder (never in the repository).
+
+Usage (from the repository root; about 30 minutes on the 2-core box, 40 when it is shared):
+
+    python benchmarks/physics_study.py [--settings NAME ...] [--starts 64] [--out DIR]
+    python benchmarks/physics_study.py --starts-from OLD.json  # redo the replays only
+    python benchmarks/physics_study.py --from-json OLD.json    # judge and plot again
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import mujoco
+import numpy as np
+import torch
+
+from flyenv.apps.bench import environment_info
+from flyenv.body import constants as c
+from flyenv.body.mjcf import ModelOptions, build_model
+from flyenv.envs import FlyImitationVecEnv
+from flyenv.envs.imitation import TERMINATIONS
+from flyenv.envs.observations import CONTACT_THRESHOLD
+from flyenv.motion.format import ReferenceMotion
+from flyenv.motion.gait import tripod_gait
+from flyenv.motion.io import load, save
+from flyenv.motion.resample import resample
+
+DATA = Path("/work/shared/data")
+CONTROL_DT_S = 2e-3  # the policy rate stays 500 Hz
+FINE_DT_S = 2.5e-5
+ANIPOSE_SECONDS = 5.0
+RANDOM_START_STEPS = 250  # 0.5 s of every random start
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """A physics step and the `ModelOptions` fields that differ from the defaults."""
+
+    name: str
+    dt_s: float
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def decimation(self) -> int:
+        """Substeps per 2 ms control step."""
+        return round(CONTROL_DT_S / self.dt_s)
+
+
+def _settings() -> list[Setting]:
+    out = [Setting(f"euler dt {dt:g}", dt) for dt in (FINE_DT_S, 5e-5, 1e-4, 2e-4, 2.5e-4,
+                                                       4e-4, 5e-4, 1e-3)]
+    for dt in (4e-4, 5e-4, 1e-3):
+        out += [Setting(f"implicitfast dt {dt:g}", dt, {"integrator": "implicitfast"}),
+                Setting(f"elliptic dt {dt:g}", dt, {"cone": "elliptic"}),
+                Setting(f"elliptic implicitfast dt {dt:g}", dt,
+                        {"cone": "elliptic", "integrator": "implicitfast"})]
+    out += [Setting("iter 10/5 dt 0.0005", 5e-4,
+                    {"solver_iterations": 10, "linesearch_iterations": 5}),
+            Setting("tol 1e-6 dt 0.0005", 5e-4, {"solver_tolerance": 1e-6}),
+            *[Setting(f"armature 1e-4 dt {dt:g}", dt, {"joint_armature": 1e-4})
+              for dt in (2.5e-4, 4e-4, 5e-4, 1e-3)],
+            Setting("implicitfast armature 1e-4 dt 0.001", 1e-3,
+                    {"integrator": "implicitfast", "joint_armature": 1e-4})]
+    return out
+
+
+SETTINGS = _settings()
+REFERENCE = SETTINGS[0].name
+TODAY = "euler dt 0.0001"  # FlyGym's step, the default before this study
+# Steps no coarser than the old default: how far they already stand from the fine reference is
+# the metric's noise floor (chaotic contacts), below which no difference is the step's doing.
+NOISE_FLOOR = ("euler dt 5e-05", TODAY)
+
+# metric -> (kind, value): "abs_more" (at most value above the reference), "rel" (within value
+# of it, relative), "rel_or_abs" ((relative, absolute floor)), "abs" (within value), "count_more".
+TOLERANCES: dict[str, tuple[str, Any]] = {
+    "tracking_error_deg": ("abs_more", 0.2),
+    "thorax_height_mm": ("rel", 0.05),
+    "distance_mm": ("rel_or_abs", (0.05, 0.1)),
+    "forward_speed_mm_s": ("rel_or_abs", (0.05, 0.1 / 2.0)),
+    "claw_slip_mm_s": ("rel_or_abs", (0.25, 0.5)),
+    "stance_slide_mm": ("rel_or_abs", (0.25, 0.01)),
+    "stance_fraction": ("abs", 0.03),
+    "peak_force_2ms_uN": ("rel", 0.2),
+    "terminated": ("count_more", 2),
+    "nonfinite": ("count_more", 0),
+}
+TOLERANCE_REASONS = {
+    "tracking_error_deg": "0.2 deg more than the fine step: a quarter of the error itself, "
+                          "far below the IK fit error",
+    "thorax_height_mm": "5% (~0.04 mm, about a tarsus diameter): softer contacts must not sink "
+                        "the fly",
+    "distance_mm": "5% of the distance walked over the clip (0.1 mm floor for clips that barely "
+                   "move): the issue's walking criterion",
+    "forward_speed_mm_s": "distance / duration: same 5% (floor 0.1 mm over the clip)",
+    "claw_slip_mm_s": "25% (floor 0.5 mm/s): stick-slip is noisy, but doubled slip would change "
+                      "how the feet push",
+    "stance_slide_mm": "25% (floor 0.01 mm) of the claw's net slide from touchdown to liftoff "
+                       "per stance bout: what the foot loses, contact jitter cancelled",
+    "stance_fraction": "0.03 absolute: the contact flags are observations",
+    "peak_force_2ms_uN": "20% of the largest 2 ms mean tarsus force (single-step peaks are "
+                         "impulses that scale with the step and are reported, not judged)",
+    "terminated": "at most 2 more of the 64 random starts than the fine step (chaotic starts)",
+    "nonfinite": "none more than the fine step",
+}
+
+
+# References -------------------------------------------------------------------------------
+
+def clips(cache: Path) -> dict[str, tuple[ReferenceMotion, Path | None]]:
+    """The three clips (motion, .npz path or None for the embedded gait); IK cached in `cache`."""
+    from flyenv.ik_preprocess import IkOptions, run
+
+    cache.mkdir(parents=True, exist_ok=True)
+    out: dict[str, tuple[ReferenceMotion, Path | None]] = {"gait": (tripod_gait(), None)}
+    df3d = DATA / "df3d_210902_PR_Fly1/pose_result__210902_PR_Fly1_aligned.pkl"
+    anipose = DATA / "anipose_220525_aJO_Fly001_001/pose3d_aligned.pkl"
+    for name, path in (("df3d_walk", df3d), ("anipose_front", anipose)):
+        report = run([path], cache / name, IkOptions(fps=100, align=True))
+        (result,) = report.files
+        if result.status == "failed":
+            raise RuntimeError(f"IK of {path} failed: {result.message}")
+        motion = load(result.output)
+        target = result.output
+        if name == "anipose_front":
+            motion = _head(motion, ANIPOSE_SECONDS)
+            target = cache / name / f"head_{ANIPOSE_SECONDS:g}s.npz"
+            save(motion, target)
+        out[name] = (motion, target)
+    return out
+
+
+def _head(motion: ReferenceMotion, seconds: float) -> ReferenceMotion:
+    n = int(round(seconds * motion.fps))
+    changes = {f.name: getattr(motion, f.name)[:n] for f in dataclasses.fields(motion)
+               if isinstance(getattr(motion, f.name), np.ndarray)}
+    return motion.replace(**changes)
+
+
+# Whole clip, one world --------------------------------------------------------------------
+
+def _replay(motion: ReferenceMotion, setting: Setting) -> dict[str, float]:
+    options = ModelOptions(timestep_s=setting.dt_s, **setting.options)
+    model = build_model(motion.body, options=options)
+    data = mujoco.MjData(model)
+    ref = resample(motion, CONTROL_DT_S)
+    targets = np.where(np.isfinite(ref.joint_angles), ref.joint_angles,
+                       np.asarray(c.STANDING_POSE_RAD))
+    present = np.isfinite(ref.joint_angles[0])
+    mujoco.mj_resetDataKeyframe(model, data, model.key("stand").id)
+    data.qpos[-c.NUM_DOFS:] = targets[0]
+    data.qvel[-c.NUM_DOFS:] = np.nan_to_num(ref.joint_velocities[0])
+    data.ctrl[:] = targets[0]
+    mujoco.mj_forward(model, data)
+    touch = np.array([model.sensor_adr[model.sensor(n).id] for n in c.TOUCH_SENSOR_NAMES])
+    claws = np.array([model.site(f"{leg}_Claw").id for leg in c.LEGS])
+    nstep, nsub = ref.num_frames - 1, setting.decimation
+    q = np.empty((nstep, c.NUM_DOFS))
+    root = np.empty((nstep + 1, 3))
+    claw = np.empty((nstep + 1, c.NUM_LEGS, 2))
+    force_mean = np.zeros((nstep, c.NUM_LEGS))
+    force_max = np.zeros((nstep, c.NUM_LEGS))
+    root[0], claw[0] = data.qpos[:3], data.site_xpos[claws, :2]
+    contact = np.zeros((nstep + 1, c.NUM_LEGS), dtype=bool)
+    contact[0] = data.sensordata[touch] > CONTACT_THRESHOLD
+    diverged = False
+    start = time.perf_counter()
+    for k in range(nstep):
+        data.ctrl[:] = targets[k + 1]
+        for _ in range(nsub):
+            mujoco.mj_step(model, data)
+            f = data.sensordata[touch]
+            force_mean[k] += f
+            np.maximum(force_max[k], f, out=force_max[k])
+        if not np.isfinite(data.qpos).all():
+            diverged = True
+            break
+        # After mj_step the derived fields describe the state before the last substep; a
+        # forward pass puts positions and sensors at the current state, as the env reads them.
+        mujoco.mj_forward(model, data)
+        q[k] = data.qpos[-c.NUM_DOFS:]
+        root[k + 1], claw[k + 1] = data.qpos[:3], data.site_xpos[claws, :2]
+        contact[k + 1] = data.sensordata[touch] > CONTACT_THRESHOLD
+    wall = time.perf_counter() - start
+    if diverged:
+        return {"diverged": True}
+    force_mean /= nsub
+    err = np.abs(q - targets[1:])[:, present]
+    stance = contact[1:] & contact[:-1]
+    slip = np.linalg.norm(np.diff(claw, axis=0), axis=2) / CONTROL_DT_S
+    duration = nstep * CONTROL_DT_S
+    distance = root[-1, 0] - root[0, 0]
+    slide = _stance_slide(claw, contact)
+    return {"diverged": False, "duration_s": duration,
+            "tracking_error_deg": float(np.degrees(err.mean())),
+            "thorax_height_mm": float(root[1:, 2].mean()),
+            "distance_mm": float(distance), "forward_speed_mm_s": float(distance / duration),
+            "claw_slip_mm_s": float(slip[stance].mean()) if stance.any() else 0.0,
+            "claw_slip_median_mm_s": float(np.median(slip[stance])) if stance.any() else 0.0,
+            "stance_slide_mm": slide,
+            "stance_fraction": float(contact[1:].mean()),
+            "peak_force_2ms_uN": float(force_mean.max()),
+            "peak_force_step_uN": float(force_max.max()),
+            "mean_total_force_uN": float(force_mean.sum(axis=1).mean()),
+            "one_world_realtime_factor": duration / wall,
+            "joint_angles_rad": q}  # kept for the comparison with the reference, then dropped
+
+
+def _stance_slide(claw: np.ndarray, contact: np.ndarray) -> float:
+    # Mean horizontal claw displacement from touchdown to liftoff over the complete stance bouts
+    # (at least 5 samples, 10 ms) of every leg [mm]: what the foot slid, jitter cancelled.
+    slides = []
+    for legid in range(contact.shape[1]):
+        flags = np.concatenate([[False], contact[:, legid], [False]]).astype(np.int8)
+        starts, ends = np.flatnonzero(np.diff(flags) == 1), np.flatnonzero(np.diff(flags) == -1)
+        for a, b in zip(starts, ends, strict=True):
+            if b - a >= 5 and a > 0 and b < len(contact):
+                slides.append(np.linalg.norm(claw[b - 1, legid] - claw[a, legid]))
+    return float(np.mean(slides)) if slides else 0.0
+
+
+# Random starts in the env -----------------------------------------------------------------
+
+def _random_starts(path: Path | None, setting: Setting, num_envs: int) -> dict[str, Any]:
+    env = FlyImitationVecEnv(num_envs=num_envs, engine="mujoco", device="cpu",
+                             reference=None if path is None else str(path),
+                             physics_dt_s=setting.dt_s, control_decimation=setting.decimation,
+                             model_options=setting.options, autoreset_mode="disabled")
+    try:
+        env.reset(seed=0)
+        zeros = torch.zeros(num_envs, c.NUM_DOFS)
+        ever = {k: torch.zeros(num_envs, dtype=torch.bool) for k in TERMINATIONS}
+        start = time.perf_counter()
+        for _ in range(RANDOM_START_STEPS):
+            _, _, _, _, info = env.step(zeros)
+            for k in TERMINATIONS:
+                ever[k] |= info[f"termination/{k}"]
+        wall = time.perf_counter() - start
+    finally:
+        env.close()
+    any_end = torch.stack(list(ever.values())).any(dim=0)
+    return {"terminated": int(any_end.sum()), "nonfinite": int(ever["nonfinite"].sum()),
+            "by_cause": {k: int(v.sum()) for k, v in ever.items()},
+            "env_realtime_factor": num_envs * RANDOM_START_STEPS * CONTROL_DT_S / wall}
+
+
+# Verdicts ---------------------------------------------------------------------------------
+
+def allowed(metric: str, reference: float) -> float:
+    """How far from the fine reference's value the metric may be (above it for one-sided ones)."""
+    kind, tol = TOLERANCES[metric]
+    if kind in ("abs_more", "count_more", "abs"):
+        return tol
+    if kind == "rel":
+        return tol * abs(reference)
+    rel, floor = tol
+    return max(rel * abs(reference), floor)
+
+
+def _distance(metric: str, value: float, reference: float) -> float:
+    one_sided = TOLERANCES[metric][0] in ("abs_more", "count_more")
+    return (value - reference) if one_sided else abs(value - reference)
+
+
+def within(metric: str, value: float, reference: float, floor: tuple[float, ...] = ()) -> bool:
+    """Whether `value` is within the metric's tolerance of the fine reference's.
+
+    `floor`: the metric at the noise-floor steps (`NOISE_FLOOR`); the tolerance widens to the
+    largest of their own distances from the reference.
+    """
+    limit = max([allowed(metric, reference)]
+                + [_distance(metric, v, reference) for v in floor])
+    return _distance(metric, value, reference) <= limit
+
+
+def judge(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per setting: pass/fail, the failing (clip, metric) pairs and the mean env throughput."""
+    verdicts = {}
+    for name, per_clip in results.items():
+        failures = []
+        for clip, row in per_clip.items():
+            ref = results[REFERENCE][clip]
+            if row["replay"].get("diverged"):
+                failures.append(f"{clip}: diverged")
+                continue
+            for metric in TOLERANCES:
+                part = "starts" if metric in ("terminated", "nonfinite") else "replay"
+                floor = tuple(results[n][clip][part][metric] for n in NOISE_FLOOR
+                              if n in results and metric in results[n][clip][part])
+                if not within(metric, row[part][metric], ref[part][metric], floor):
+                    failures.append(f"{clip}: {metric}")
+        rtf = [row["starts"]["env_realtime_factor"] for row in per_clip.values()]
+        verdicts[name] = {"passes": not failures, "failures": failures,
+                          "env_realtime_factor_64": float(np.mean(rtf))}
+    return verdicts
+
+
+def run_study(settings: list[Setting], num_envs: int, cache: Path,
+              starts_from: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every setting on every clip; the fine reference is always included.
+
+    `starts_from`: the results of an earlier run whose random starts are kept (only the
+    whole-clip replays are run again).
+    """
+    if REFERENCE not in [s.name for s in settings]:
+        settings = [SETTINGS[0], *settings]
+    motions = clips(cache)
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    fine_q: dict[str, np.ndarray] = {}
+    for setting in settings:
+        results[setting.name] = {}
+        for clip, (motion, path) in motions.items():
+            replay = _replay(motion, setting)
+            q = replay.pop("joint_angles_rad", None)
+            if setting.name == REFERENCE:
+                fine_q[clip] = q
+            if q is not None:
+                replay["vs_fine_joint_deg"] = float(np.degrees(np.abs(q - fine_q[clip]).mean()))
+            if starts_from is not None and setting.name in starts_from:
+                starts = starts_from[setting.name][clip]["starts"]
+            else:
+                starts = _random_starts(path, setting, num_envs)
+            results[setting.name][clip] = {"replay": replay, "starts": starts}
+            _log(setting, clip, replay, starts)
+    return {"settings": [dataclasses.asdict(s) | {"decimation": s.decimation} for s in settings],
+            "results": results}
+
+
+def _log(setting: Setting, clip: str, replay: dict[str, Any], starts: dict[str, Any]) -> None:
+    keys = ("tracking_error_deg", "thorax_height_mm", "distance_mm", "claw_slip_mm_s",
+            "stance_fraction", "peak_force_2ms_uN")
+    shown = " ".join(f"{k.split('_')[0]}={replay.get(k, float('nan')):.3g}" for k in keys)
+    print(f"{setting.name:<36} {clip:<14} {shown} term={starts['terminated']} "
+          f"nan={starts['nonfinite']} rtf={starts['env_realtime_factor']:.2f}", flush=True)
+
+
+# Output -----------------------------------------------------------------------------------
+
+def plot(study: dict[str, Any], path: Path) -> Path:
+    """Each judged metric against the step (Euler lines per clip, other settings as markers)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = [*TOLERANCES, "env_realtime_factor"]
+    fig, axes = plt.subplots(2, 6, figsize=(24, 7.5))
+    settings = {s["name"]: s for s in study["settings"]}
+    results = study["results"]
+    clip_names = list(next(iter(results.values())))
+    colors = dict(zip(clip_names, ("C0", "C1", "C2"), strict=False))
+    markers = {"implicitfast": "s", "elliptic implicitfast": "*", "elliptic": "^", "iter": "v",
+               "tol": "D", "armature": "P"}
+    for ax, metric in zip(axes.flat, metrics, strict=False):
+        part = "replay" if metric not in ("terminated", "nonfinite", "env_realtime_factor") \
+            else "starts"
+        for clip in clip_names:
+            euler = sorted((s["dt_s"], results[n][clip]) for n, s in settings.items()
+                           if n.startswith("euler"))
+            xs = [dt for dt, r in euler if metric in r[part]]
+            ys = [r[part][metric] for _, r in euler if metric in r[part]]
+            ax.plot(xs, ys, "-o", color=colors[clip], label=f"{clip} (Euler)")
+            for name, s in settings.items():
+                key = next((k for k in markers if name.startswith(k)), None)
+                value = results[name][clip][part].get(metric)
+                if key and value is not None:
+                    ax.plot(s["dt_s"] * (1.06 if "armature" in name else 1.0), value,
+                            markers[key], color=colors[clip], alpha=0.7, ms=6)
+            if metric in TOLERANCES:
+                ref = results[REFERENCE][clip][part][metric]
+                ax.axhline(ref, color=colors[clip], lw=0.6, ls=":")
+        ax.set(xscale="log", title=metric, xlabel="physics step [s]")
+        ax.grid(True, alpha=0.3)
+    handles = [plt.Line2D([], [], marker=m, ls="", color="k", label=k) for k, m in markers.items()]
+    axes.flat[0].legend(handles=axes.flat[0].get_legend_handles_labels()[0] + handles,
+                        fontsize="x-small")
+    fig.suptitle(f"Free fly, 500 Hz control, against dt {FINE_DT_S:g} s (dotted)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def table(study: dict[str, Any]) -> str:
+    """Markdown: per setting and clip, the judged metrics (fine reference first)."""
+    head = ("| setting | clip | track ° | height mm | dist mm | slip mm/s | slide mm | stance | "
+            "peak µN | term | NaN | env ×RT (64) | pass |")
+    lines = [head, "|" + "---|" * 13]
+    for name, per_clip in study["results"].items():
+        verdict = study["verdicts"][name]
+        for clip, row in per_clip.items():
+            r, s = row["replay"], row["starts"]
+            if r.get("diverged"):
+                lines.append(f"| {name} | {clip} | diverged ||||||| {s['terminated']} | "
+                             f"{s['nonfinite']} | {s['env_realtime_factor']:.2f} | no |")
+                continue
+            bad = {f.split(": ")[1] for f in verdict["failures"] if f.startswith(clip)}
+
+            def cell(metric: str, fmt: str, r: dict = r, s: dict = s, bad: set = bad) -> str:
+                value = (s if metric in ("terminated", "nonfinite") else r)[metric]
+                return f"{value:{fmt}}" + (" ✗" if metric in bad else "")
+
+            lines.append(
+                f"| {name} | {clip} | {cell('tracking_error_deg', '.2f')} | "
+                f"{cell('thorax_height_mm', '.3f')} | {cell('distance_mm', '.2f')} | "
+                f"{cell('claw_slip_mm_s', '.2f')} | {cell('stance_slide_mm', '.3f')} | "
+                f"{cell('stance_fraction', '.2f')} | "
+                f"{cell('peak_force_2ms_uN', '.1f')} | {cell('terminated', 'd')} | "
+                f"{cell('nonfinite', 'd')} | {s['env_realtime_factor']:.2f} | "
+                f"{'yes' if verdict['passes'] else 'no'} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the study and writes physics_study.json, .png and .md under --out."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--settings", nargs="+", help="setting names (default: all)")
+    parser.add_argument("--starts", type=int, default=64, help="random starts per clip")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--from-json", type=Path,
+                        help="judge, tabulate and plot the results of an earlier run again")
+    parser.add_argument("--starts-from", type=Path,
+                        help="keep the random starts of an earlier run's JSON, redo the replays")
+    parser.add_argument("--cache", type=Path,
+                        default=Path(tempfile.gettempdir()) / "flyenv-physics-study")
+    args = parser.parse_args(argv)
+    chosen = [s for s in SETTINGS if args.settings is None or s.name in args.settings]
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    if args.from_json:
+        study = json.loads(args.from_json.read_text())
+        environment, start = study["environment"], start - study["wall_s"]
+    else:
+        environment = environment_info("cpu")
+        previous = (json.loads(args.starts_from.read_text())["results"] if args.starts_from
+                    else None)
+        study = run_study(chosen, args.starts, args.cache, previous)
+    study["verdicts"] = judge(study["results"])
+    passing = {n: v for n, v in study["verdicts"].items() if v["passes"]}
+    fastest = max(passing, key=lambda n: passing[n]["env_realtime_factor_64"], default=None)
+    study.update(reference=REFERENCE, old_default=TODAY, noise_floor=NOISE_FLOOR,
+                 control_dt_s=CONTROL_DT_S,
+                 random_start_steps=RANDOM_START_STEPS, num_starts=args.starts,
+                 tolerances={k: {"kind": v[0], "value": v[1], "why": TOLERANCE_REASONS[k]}
+                             for k, v in TOLERANCES.items()},
+                 fastest_passing=fastest, environment=environment,
+                 wall_s=time.perf_counter() - start,
+                 date=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "physics_study.json").write_text(json.dumps(study, indent=1, default=_json) + "\n")
+    plot(study, args.out / "physics_study.png")
+    text = table(study)
+    (args.out / "physics_study.md").write_text(text + "\n")
+    print(text)
+    print(f"fastest setting within every tolerance: {fastest}")
+    return 0
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    raise TypeError(type(value).__name__)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
