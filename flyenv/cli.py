@@ -247,7 +247,8 @@ def _ik(args: argparse.Namespace) -> int:
         rate = report.seconds / report.leg_frames * 1e6
         print(f"{report.leg_frames} leg-frames in {report.seconds:.1f} s ({rate:.1f} us per "
               f"leg-frame, {args.workers} worker(s), solver {args.solver})")
-        print(f"fit error [mm] {'mean':>8}{'p95':>8}")
+    if counts["written"] > 1:  # one file's table follows below
+        print(f"fit error over all files [mm] {'mean':>8}{'p95':>8}")
         for k, name in enumerate(c.KEYPOINTS[1:]):
             print(f"  {name:<12}{report.error_mean_mm[k]:>8.4f}{report.error_p95_mm[k]:>8.4f}")
     for result in report.files:
