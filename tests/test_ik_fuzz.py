@@ -8,6 +8,7 @@ to see the outcomes (`event`s) by error kind.
 
 import io
 import itertools
+import os
 import pickle
 import re
 import tracemalloc
@@ -24,8 +25,10 @@ from flyenv.ik_preprocess.limits import FPS_RANGE_HZ, MAX_COORD_MM
 from flyenv.motion import io as motion_io
 from flyenv.motion import tripod_gait
 
-FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                      HealthCheck.data_too_large])
+# Locally each run tries new examples (that is how the all-NaN recording was found); in CI
+# (CI set) the examples are derived from the test itself, so a landing is not decided by chance.
+FUZZ = settings(deadline=None, derandomize=bool(os.environ.get("CI")),
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 SUFFIXES = (".pkl", ".npz", ".csv")
 # Allowance for Python objects and float64 copies of small integer dtypes (a CSV cell "1," is
 # a str object and a float64, a uint8 keypoint a float64 in six legs): far below a claimed

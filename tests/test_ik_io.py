@@ -274,3 +274,15 @@ def test_csv_not_utf8_and_repeated_columns(tmp_path):
     path.write_text("RF_ThC_x,RF_ThC_x\n1,2\n3,4\n")
     with pytest.raises(RecordingError, match=r"columns \['RF_ThC_x'\] appear more than once"):
         load_recording(path)
+
+
+def test_a_recording_with_nothing_tracked_is_refused(tmp_path):
+    # Found by the fuzz test: an all-NaN file loaded as a recording with no leg at all.
+    import numpy as np
+
+    from flyenv.ik_preprocess import RecordingError, load_recording
+
+    path = tmp_path / "empty.npz"
+    np.savez(path, keypoints=np.full((4, 2, 5, 3), np.nan), leg_names=np.array(["LF", "RF"]))
+    with pytest.raises(RecordingError, match="empty.npz.*no keypoint of any leg"):
+        load_recording(path)

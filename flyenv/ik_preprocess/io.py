@@ -387,5 +387,8 @@ def _assemble(path: Path, legs: dict[str, Any], fps: float | None,
                                        f"{MAX_COORD_MM:g} mm (largest {largest:.3g}); keypoints "
                                        f"are mm from the thorax", f"{leg}_leg")
         keypoints[:, c.LEGS.index(leg)] = array
+    if not np.isfinite(keypoints).any():
+        raise RecordingError(path, f"no keypoint of any leg ({', '.join(arrays)}) is tracked "
+                                   f"in any frame: every value is NaN", "keypoints")
     keypoints.setflags(write=False)
     return Recording(path=path, keypoints=keypoints, fps=fps, extra=extra)
