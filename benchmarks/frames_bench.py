@@ -10,8 +10,8 @@ What it measures (one process, BLAS limited to one thread):
    keypoint against SeqIKPy's (df3d: `seqik` with the template, which equals SeqIKPy's; Anipose:
    SeqIKPy's own forward kinematics shipped with the data), pooled mean and p95 ratios, seconds.
 3. Stance-leg odometry on the embedded gait (known speed) at 500 and 100 Hz.
-4. A free fly tracking (`flyenv.sim.track_reference`) the 1000-frame df3d walk (100 Hz) solved with its
-   fitted body and grounded start: upright for the whole clip?, mean joint tracking error,
+4. A free fly tracking (`flyenv.sim.track_reference`) the 1000-frame df3d walk (100 Hz) solved
+   with its fitted body and grounded start: upright for the whole clip?, mean joint tracking error,
    distance walked.
 
 Run from the repository root:
