@@ -15,10 +15,18 @@ from flyenv import _registration
 from flyenv.body.mjcf import ModelOptions
 from flyenv.envs import rewards
 from flyenv.motion.format import ReferenceMotion
+from flyenv.sim.engine import ENGINE_NAMES, EngineName
 
 ReferenceSpec = str | os.PathLike | ReferenceMotion
+
+
+def _term_names() -> tuple[str, ...]:
+    # Read from rewards.TERMS when needed, so a term declared there is all a config knows.
+    return tuple(term.name for term in rewards.TERMS)
+
+
 # The imitation terms, in the order they are reported (declared in flyenv.envs.rewards).
-REWARD_TERMS = rewards.TERM_NAMES
+REWARD_TERMS = _term_names()
 # The env step the policy sees unless control_decimation says otherwise (500 Hz) [s].
 DEFAULT_CONTROL_DT_S = 2e-3
 _AUTORESET = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP,
@@ -43,7 +51,7 @@ class RewardConfig:
     `max_reward` is the sum of the weights of the terms in use.
 
     Attributes:
-        weights: weight of each term, keyed by the names in `REWARD_TERMS` (terms left out keep
+        weights: weight of each term, keyed by the terms' names (terms left out keep
             their default).
         scales: the `k` of each term's `exp(-k * err)`, keyed likewise.
     """
@@ -54,16 +62,17 @@ class RewardConfig:
     def __post_init__(self) -> None:
         for field in ("weights", "scales"):
             value = dict(getattr(self, field))
-            unknown = sorted(set(value) - set(REWARD_TERMS))
+            names = _term_names()
+            unknown = sorted(set(value) - set(names))
             if unknown:
                 raise ValueError(f"RewardConfig.{field}: unknown terms {unknown}; the terms are "
-                                 f"{list(REWARD_TERMS)}")
+                                 f"{list(names)}")
             defaults = _default_weights() if field == "weights" else _default_scales()
             full = {**defaults, **value}
             bad = {k: v for k, v in full.items() if not (float(v) >= 0)}
             if bad:
                 raise ValueError(f"RewardConfig.{field} must be >= 0, got {bad}")
-            object.__setattr__(self, field, {k: float(full[k]) for k in REWARD_TERMS})
+            object.__setattr__(self, field, {k: float(full[k]) for k in names})
 
 
 Range = tuple[float, float]
@@ -213,7 +222,7 @@ class FlyImitationConfig:
     max_root_drift_mm: float = 5.0
     max_episode_steps: int = _registration.MAX_EPISODE_STEPS
     device: str = "auto"
-    engine: Literal["auto", "mujoco", "warp"] = "auto"
+    engine: EngineName = "auto"
     autoreset_mode: Literal["next_step", "same_step", "disabled"] = "next_step"
     invalid_actions: Literal["zero", "raise"] = "zero"
     nthread: int = 0
@@ -238,7 +247,7 @@ class FlyImitationConfig:
             object.__setattr__(self, "reference", tuple(self.reference))
         _choice("action_mode", self.action_mode, ("residual", "absolute"))
         _choice("autoreset_mode", self.autoreset_mode, tuple(_AUTORESET))
-        _choice("engine", self.engine, ("auto", "mujoco", "warp"))
+        _choice("engine", self.engine, ENGINE_NAMES)
         _choice("invalid_actions", self.invalid_actions, ("zero", "raise"))
         if isinstance(self.render_ghost, bool):
             object.__setattr__(self, "render_ghost", "overlay" if self.render_ghost else "off")

@@ -323,17 +323,20 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
             ended, terms = ended & going, torch.where(starting, 0.0, terms)
             self._autoreset = terminated | truncated
         info = self._info(ended, terms, invalid)
+        obs = None
         if mode == AutoresetMode.SAME_STEP:
             done = terminated | truncated
             info["final_info"] = {**info, "clip": self._clip.clone(),
                                   "frame": self._frame.clone()}
             info["_final_info"] = info["_final_obs"] = done
-            info["final_obs"] = self._observe(state)
+            info["final_obs"] = obs = self._observe(state)
             if self._reset_worlds(done):
-                state = self._read_state()
+                state, obs = self._read_state(), None
         info["clip"], info["frame"] = self._clip.clone(), self._frame.clone()
         info.update(self._world_info())
-        return self._observe(state), reward, terminated, truncated, info
+        # Observed once when no world was reset (the C engine skips an empty reset).
+        obs = self._observe(state) if obs is None else obs
+        return obs, reward, terminated, truncated, info
 
     def _info(self, ended: torch.Tensor, terms: torch.Tensor, invalid: torch.Tensor,
               ) -> dict[str, Any]:

@@ -115,7 +115,6 @@ TERMS: tuple[RewardTerm, ...] = (
     RewardTerm("root_vel", _root_vel, 0.1, 0.05, "root_motion",
                "thorax velocity in the world against the reference's [(mm/s)^2]"),
 )
-TERM_NAMES: tuple[str, ...] = tuple(term.name for term in TERMS)
 
 
 def values(terms: tuple[RewardTerm, ...], inputs: RewardInputs, scales: torch.Tensor,
@@ -129,18 +128,3 @@ def values(terms: tuple[RewardTerm, ...], inputs: RewardInputs, scales: torch.Te
     """
     errors = torch.stack([t.error(inputs) for t in terms])
     return torch.nan_to_num(torch.exp(-scales[:, None] * errors), nan=0.0)
-
-
-def evaluate(terms: tuple[RewardTerm, ...], inputs: RewardInputs, scales: dict[str, float],
-             ) -> dict[str, torch.Tensor]:
-    """`exp(-scale * err)` of each term, (num_envs,) in [0, 1]; NaN (a diverged world) is 0."""
-    k = torch.tensor([scales[t.name] for t in terms], device=inputs.dof_mask.device)
-    return dict(zip((t.name for t in terms), values(terms, inputs, k).unbind(0), strict=True))
-
-
-def combine(values: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
-    """(num_envs,) weighted sum of the term values; `weights` is keyed by the same names."""
-    total = torch.zeros_like(next(iter(values.values())))
-    for name, value in values.items():
-        total = total + weights[name] * value
-    return total

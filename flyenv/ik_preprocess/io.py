@@ -27,9 +27,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
-import tokenize
 import zipfile
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +37,13 @@ from flyenv.body import constants as c
 from flyenv.ik_preprocess.limits import (
     FPS_RANGE_HZ,
     MAX_COORD_MM,
-    MAX_DEFLATE_RATIO,
     MAX_ELEMENTS,
     MAX_FRAMES,
     RecordingError,
     check_fps,
 )
 from flyenv.ik_preprocess.unpickle import load_pickle_safely
+from flyenv.motion.io import CORRUPT_ARCHIVE_ERRORS, open_npy_member
 
 MIN_FRAMES = 2
 # SeqIKPy's names for the keypoint rows of its nested alignment pickles.
@@ -53,12 +51,7 @@ _NESTED_KEYPOINTS = ("Coxa", "Femur", "Tibia", "Tarsus", "Claw")
 # The npz fields read: name -> dtype kinds accepted ('f' float, 'i'/'u' integer, 'U'/'S' text).
 _NPZ_FIELDS = {"keypoints": "fiu", "leg_names": "US", "fps": "fiu"}
 _KINDS = {"fiu": "real numbers (float or integer)", "US": "text"}
-_NPZ_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
-                       (2, 0): np.lib.format.read_array_header_2_0}
 _MAX_NAME_CHARS = 64
-# What zipfile and numpy's header parser raise for a corrupt entry.
-_CORRUPT_NPY = (zipfile.BadZipFile, OSError, EOFError, zlib.error, ValueError, SyntaxError,
-                tokenize.TokenError)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -221,7 +214,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
                 arrays[name] = _read_member(path, archive, members[f"{name}.npy"], name, kinds)
             except RecordingError:
                 raise
-            except _CORRUPT_NPY as err:
+            except CORRUPT_ARCHIVE_ERRORS as err:
                 raise RecordingError(path, f"field '{name}': corrupt npy entry "
                                            f"({type(err).__name__}: {err})", name) from err
         return arrays
@@ -229,43 +222,34 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 
 def _read_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, field: str,
                  kinds: str) -> np.ndarray:
-    """One npy member: header, dtype and size checked before its data is read."""
-    stored = info.compress_type == zipfile.ZIP_STORED
-    if not stored and info.compress_type != zipfile.ZIP_DEFLATED:
-        raise RecordingError(path, f"field '{field}': zip compression method "
-                                   f"{info.compress_type} is not one numpy writes (stored or "
-                                   f"deflated)", field)
-    limit = info.compress_size if stored else MAX_DEFLATE_RATIO * max(info.compress_size, 1)
-    if info.file_size > limit:
-        raise RecordingError(path, f"field '{field}': the zip entry claims {info.file_size} "
-                                   f"bytes from {info.compress_size} stored, more than it can "
-                                   f"hold (corrupt archive)", field)
-    with archive.open(info) as f:
-        version = np.lib.format.read_magic(f)
-        if version not in _NPZ_HEADER_READERS:
-            raise RecordingError(path, f"field '{field}': npy format version {version} is not "
-                                       f"supported; expected 1.0 or 2.0", field)
-        shape, fortran, dtype = _NPZ_HEADER_READERS[version](f)
-        if dtype.kind not in kinds or dtype.hasobject or dtype.names or dtype.subdtype:
-            raise RecordingError(path, f"field '{field}' must hold {_KINDS[kinds]}, got dtype "
-                                       f"{dtype}", field)
-        count = math.prod(shape)
-        if count > MAX_ELEMENTS:
-            raise RecordingError(path, f"field '{field}': shape {shape} has {count} elements, "
-                                       f"more than the {MAX_ELEMENTS} allowed for pose data",
-                                 field)
-        nbytes, header = count * dtype.itemsize, f.tell()
-        if header + nbytes > info.file_size:
-            raise RecordingError(path, f"field '{field}': the header claims shape {shape} of "
-                                       f"{dtype} ({nbytes} bytes) but the entry holds "
-                                       f"{info.file_size - header} bytes of data", field)
-        data = f.read(nbytes)
+    """One npy member: headers, dtype and size checked before its data is read."""
+    try:
+        with open_npy_member(archive, info) as (f, header):
+            shape, dtype, nbytes = header.shape, header.dtype, header.nbytes
+            if dtype.kind not in kinds or dtype.hasobject or dtype.names or dtype.subdtype:
+                raise RecordingError(path, f"field '{field}' must hold {_KINDS[kinds]}, got "
+                                           f"dtype {dtype}", field)
+            count = math.prod(shape)
+            if count > MAX_ELEMENTS:
+                raise RecordingError(path, f"field '{field}': shape {shape} has {count} "
+                                           f"elements, more than the {MAX_ELEMENTS} allowed "
+                                           f"for pose data", field)
+            if nbytes > header.held:
+                raise RecordingError(path, f"field '{field}': the header claims shape {shape} "
+                                           f"of {dtype} ({nbytes} bytes) but the entry holds "
+                                           f"{header.held} bytes of data", field)
+            data = f.read(nbytes)
+    except RecordingError:
+        raise
+    except ValueError as err:  # what open_npy_member found wrong with the entry
+        raise RecordingError(path, f"field '{field}': {err}", field) from err
     if len(data) != nbytes:
         raise RecordingError(path, f"field '{field}': truncated, {len(data)} of {nbytes} bytes",
                              field)
     if nbytes == 0:
         return np.zeros(shape, dtype)
-    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+    order = "F" if header.fortran_order else "C"
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order=order)
 
 
 def _from_csv(path: Path, fps_range: tuple[float, float]) -> Recording:

@@ -19,9 +19,6 @@ MAX_ELEMENTS = MAX_FRAMES * 6 * 5 * 3
 FPS_RANGE_HZ = (1.0, 100_000.0)
 # Largest keypoint coordinate [mm]: 10 m from the thorax is no fly (and 1e30 breaks the fit).
 MAX_COORD_MM = 1e4
-# Deflate compresses at most 1032:1, so a zip member claiming more than this many bytes per
-# compressed byte is corrupt (a "zip bomb" header) and is refused before it is inflated.
-MAX_DEFLATE_RATIO = 1100
 
 
 class RecordingError(ValueError):

@@ -23,7 +23,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -34,10 +34,13 @@ _REQUIRED = ("schema_version", "fps", "dof_names", "joint_angles", "metadata")
 # Optional keys by the schema version that introduced them.
 _ADDED_IN = {**dict.fromkeys(OPTIONAL_ARRAYS, 1), "underdetermined": 2}
 # What numpy and zipfile raise for a corrupt or truncated archive.
-_CORRUPT = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, SyntaxError,
-            tokenize.TokenError)
-# Deflate compresses at most 1032:1; a member claiming more is corrupt.
-_MAX_DEFLATE_RATIO = 1100
+CORRUPT_ARCHIVE_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error,
+                          SyntaxError, tokenize.TokenError)
+# Deflate compresses at most 1032:1, so a zip member claiming more than this many bytes per
+# compressed byte is corrupt (a "zip bomb" header) and is refused before it is inflated.
+MAX_DEFLATE_RATIO = 1100
+_NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}
 
 
 def save(motion: ReferenceMotion, path: str | os.PathLike, *, overwrite: bool = True,
@@ -155,7 +158,7 @@ def load(path: str | os.PathLike) -> ReferenceMotion:
         return _from_archive(path, archive)
     except FileNotFoundError:
         raise
-    except _CORRUPT as err:
+    except CORRUPT_ARCHIVE_ERRORS as err:
         if isinstance(err, ValueError) and str(err).startswith(f"{path}: "):
             raise
         raise ValueError(f"{path}: not a readable .npz file ({type(err).__name__}: {err})"
@@ -207,22 +210,62 @@ def _check_sizes(path: Path) -> None:
     """
     with zipfile.ZipFile(path) as archive:
         for info in archive.infolist():
-            stored = info.compress_type == zipfile.ZIP_STORED
-            ratio = 1 if stored else _MAX_DEFLATE_RATIO
-            if info.file_size > ratio * max(info.compress_size, 1):
+            if info.filename.endswith(".npy"):
+                try:
+                    with open_npy_member(archive, info) as (_, header):
+                        pass
+                except ValueError as err:
+                    raise ValueError(f"{path}: member {info.filename!r}: {err}") from err
+                if header.nbytes > header.held:
+                    raise ValueError(f"{path}: member {info.filename!r} claims shape "
+                                     f"{header.shape} of {header.dtype} ({header.nbytes} bytes) "
+                                     f"but holds {header.held}")
+            elif info.file_size > MAX_DEFLATE_RATIO * max(info.compress_size, 1):
                 raise ValueError(f"{path}: member {info.filename!r} claims {info.file_size} "
                                  f"bytes from {info.compress_size} (corrupt archive)")
-            if not info.filename.endswith(".npy"):
-                continue
-            with archive.open(info) as f:
-                version = np.lib.format.read_magic(f)
-                if version not in ((1, 0), (2, 0)):
-                    continue  # numpy's reader refuses or handles it; nothing large is read
-                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0)
-                shape, _, dtype = read_header(f)
-                nbytes = math.prod(shape) * dtype.itemsize
-                if f.tell() + nbytes > info.file_size:
-                    raise ValueError(f"{path}: member {info.filename!r} claims shape {shape} "
-                                     f"of {dtype} ({nbytes} bytes) but holds "
-                                     f"{info.file_size - f.tell()}")
+
+
+class NpyHeader(NamedTuple):
+    """What an npy member's header claims, and what the entry holds.
+
+    `nbytes` is the data's size [bytes] by the header, `held` the bytes after the header:
+    `nbytes > held` is a corrupt or hostile file.
+    """
+
+    shape: tuple[int, ...]
+    fortran_order: bool
+    dtype: np.dtype
+    nbytes: int
+    held: int
+
+
+@contextlib.contextmanager
+def open_npy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo,
+                    ) -> Iterator[tuple[BinaryIO, NpyHeader]]:
+    """Opens an .npz member positioned at its data, with what its headers claim (no allocation).
+
+    The zip entry must be stored or deflated and claim no more bytes than deflate can make of
+    what it holds, and its npy header must be format 1.0 or 2.0. The caller compares the
+    header's `nbytes` with `held` (and its own limits) before reading, so a small file claiming
+    a huge array is refused before anything is read.
+
+    Raises:
+        ValueError: saying what is wrong (without the file's name; the caller adds it).
+        The errors in CORRUPT_ARCHIVE_ERRORS, for an entry too broken to parse.
+    """
+    stored = info.compress_type == zipfile.ZIP_STORED
+    if not stored and info.compress_type != zipfile.ZIP_DEFLATED:
+        raise ValueError(f"zip compression method {info.compress_type} is not one numpy writes "
+                         f"(stored or deflated)")
+    limit = info.compress_size if stored else MAX_DEFLATE_RATIO * max(info.compress_size, 1)
+    if info.file_size > limit:
+        raise ValueError(f"the zip entry claims {info.file_size} bytes from "
+                         f"{info.compress_size} stored, more than it can hold (corrupt archive)")
+    with archive.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version not in _NPY_HEADER_READERS:
+            raise ValueError(f"npy format version {version} is not supported; expected 1.0 or "
+                             f"2.0")
+        shape, fortran, dtype = _NPY_HEADER_READERS[version](f)
+        nbytes = math.prod(shape) * dtype.itemsize
+        yield f, NpyHeader(shape, fortran, dtype, nbytes, info.file_size - f.tell())

@@ -29,7 +29,7 @@ CPU engine) and `WarpEngine` (MuJoCo Warp; CUDA, or the Warp CPU device for pari
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal, get_args
 
 import mujoco
@@ -79,6 +79,9 @@ class Engine(abc.ABC):
             then a caller may skip an empty reset, which elsewhere would cost a sync.
         world_fields: the model fields each world holds its own values of (see `WORLD_FIELDS`);
             until a world's first reset that writes them, they are `model`'s.
+        step_timer: None, or a profiling hook: `step()` then calls `step_timer(run)`, and the
+            timer must call `run()` once (e.g. between two CUDA events); the physics of
+            `env.step` can be timed this way without touching the engine.
     """
 
     name: str
@@ -94,10 +97,18 @@ class Engine(abc.ABC):
     sensordata: torch.Tensor
     xfrc_applied: torch.Tensor
     world_fields: tuple[str, ...] = ()
+    step_timer: Callable[[Callable[[], None]], None] | None = None
 
-    @abc.abstractmethod
     def step(self) -> None:
         """Advances every world by `nsubstep` physics steps with `ctrl` held."""
+        if self.step_timer is None:
+            self._step()
+        else:
+            self.step_timer(self._step)
+
+    @abc.abstractmethod
+    def _step(self) -> None:
+        """The engine's `step()` (without the timer)."""
 
     @abc.abstractmethod
     def reset(self, mask: torch.Tensor, qpos: torch.Tensor, qvel: torch.Tensor,

@@ -59,8 +59,7 @@ class MujocoEngine(Engine):
         """Threads of the batch's pool."""
         return self._batch.nthread
 
-    def step(self) -> None:
-        """Advances every world by `nsubstep` physics steps with `ctrl` held."""
+    def _step(self) -> None:
         self._batch.step(nstep=self.nsubstep)
         self._failed = torch.from_numpy(np.asarray(self._batch.status) != 0)
 

@@ -291,8 +291,8 @@ class WarpEngine(Engine):
             with wp.ScopedStream(torch_stream, sync_enter=False):
                 yield
 
-    def step(self) -> None:
-        """Advances every world by `nsubstep` physics steps (one graph launch)."""
+    def _step(self) -> None:
+        # Advances every world by `nsubstep` physics steps (one graph launch).
         with self._on_torch_stream():
             if self._graph is not None:
                 wp.capture_launch(self._graph)
