@@ -96,9 +96,10 @@ def prepare(path: Path, options: IkOptions) -> Prepared:
                     source_sha256(path))
 
 
-def lm_options(prepared: Prepared, options: IkOptions) -> solvers.LmOptions | list:
+def lm_options(prepared: Prepared, options: IkOptions,
+               ) -> solvers.LmOptions | tuple[solvers.LmOptions, ...]:
     """The lm settings of the jobs: the fitted body's per-leg weights, or the options'."""
-    return options.lm if prepared.fit is None else list(prepared.fit.lm)
+    return options.lm if prepared.fit is None else prepared.fit.lm
 
 
 def _check_keypoints_tracked(path: Path, keypoints: np.ndarray, legs: tuple[str, ...]) -> None:
