@@ -39,6 +39,7 @@ from scipy.spatial.transform import Rotation
 
 from flyenv.body import BodyConfig
 from flyenv.body import constants as c
+from flyenv.data import DATA_DIR
 from flyenv.ik_preprocess import IkOptions, run, solver
 from flyenv.ik_preprocess.bodyfit import fit_body
 from flyenv.ik_preprocess.io import load_recording
@@ -49,7 +50,7 @@ from flyenv.motion.grounding import ground, odometry
 from flyenv.sim import track_reference
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
+DATA = DATA_DIR  # the samples shipped in flyenv/data
 DEFAULT_OUTPUT = REPO / "benchmarks" / "results" / "frames_bench.json"
 sys.path.insert(0, str(REPO / "benchmarks"))
 import ik_bench  # noqa: E402

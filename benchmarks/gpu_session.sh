@@ -3,7 +3,8 @@
 #
 # The machine (Python 3.12 with torch, numpy, scipy, matplotlib, pytest, hypothesis; no network)
 # lacks MuJoCo, MuJoCo Warp, Warp and Gymnasium. Here, on the CPU machine:
-#   bash benchmarks/gpu_session.sh prepare     # their wheels -> .gpu/p0..pN (gpu-wheels)
+#   GPU_WHEELS=/path/to/gpu-wheels bash benchmarks/gpu_session.sh prepare
+# (the workplace's wheel-splitting tool; their wheels -> .gpu/p0..pN)
 # It prints the device calls to make, in quick succession (the machine stays warm ~30 s): the
 # parts packed into carries of at most 60 MiB with command `true` (4 calls for the 5 parts of
 # ~220 MiB), then the check itself with carry [".gpu/p0"] (the installer and the small wheels):
@@ -28,13 +29,14 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 # What the GPU image lacks (checked against its package list), pinned like pyproject.toml.
-SPECS=(warp-lang==1.19.0 mujoco==4.0.0 mujoco-core==4.0.0 mujoco-studio==4.0.0 websockets glfw
+SPECS=(warp-lang==1.19.0 mujoco==4.0.1 mujoco-core==4.0.1 mujoco-studio==4.0.1 websockets glfw
        pyopengl mujoco-warp==4.0.0 gymnasium==1.4.0 farama-notifications ikpy imageio-ffmpeg)
 
 cmd=${1:-}
 if [ "$cmd" = prepare ]; then
   mkdir -p "$(git rev-parse --git-dir)/info"  # gpu-wheels records .gpu/ in .git/info/exclude
-  ../shared/tools/gpu-wheels prepare "${SPECS[@]}" || exit 1
+  "${GPU_WHEELS:?set GPU_WHEELS to the gpu-wheels tool that splits wheels for the carry}" \
+    prepare "${SPECS[@]}" || exit 1
   # Pack the part folders into as few calls as the 64 MiB carry limit allows (60 MiB each), p0
   # (the installer) in the last call, which runs the check.
   echo "device calls, one right after the other:"

@@ -21,7 +21,8 @@ What it measures (single core unless stated; BLAS/OpenMP are limited to one thre
 4. Peak RSS of `runner.run` over 10 and 40 copies of the 1000-frame recording (a fresh process
    each): it should not grow with the number of files.
 
-The data are read from ../shared/data (never copied into the repository); temporary inputs and
+The data are read from the samples shipped in flyenv/data (`--data-dir` for another folder of
+the same layout, e.g. SeqIKPy's full 6000-frame Anipose recording); temporary inputs and
 outputs go to a temporary directory. Results are written as JSON (with machine info and the
 targets, each with a pass/fail flag) and summarized on stdout.
 
@@ -63,12 +64,13 @@ import numpy as np
 from flyenv.apps.machine import environment_info
 from flyenv.body import BodyConfig
 from flyenv.body import constants as c
+from flyenv.data import DATA_DIR
 from flyenv.ik_preprocess import runner, solver
 from flyenv.ik_preprocess.io import load_pickle_safely, load_recording
 from flyenv.motion import io as motion_io
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
+DEFAULT_DATA_DIR = DATA_DIR
 DEFAULT_OUTPUT = REPO / "benchmarks" / "results" / "ik_bench.json"
 DEFAULT_SEQIKPY_PYTHON = "/tmp/seqvenv/bin/python"
 

@@ -53,6 +53,7 @@ import torch
 from flyenv.apps.bench import environment_info
 from flyenv.body import constants as c
 from flyenv.body.mjcf import ModelOptions, build_model
+from flyenv.data import DATA_DIR
 from flyenv.envs import FlyImitationVecEnv
 from flyenv.envs.imitation import TERMINATIONS
 from flyenv.envs.observations import CONTACT_THRESHOLD
@@ -61,7 +62,7 @@ from flyenv.motion.gait import tripod_gait
 from flyenv.motion.io import load, save
 from flyenv.motion.resample import resample
 
-DATA = Path("/work/shared/data")
+DATA = DATA_DIR  # the samples shipped in flyenv/data
 CONTROL_DT_S = 2e-3  # the policy rate stays 500 Hz
 FINE_DT_S = 2.5e-5
 ANIPOSE_SECONDS = 5.0

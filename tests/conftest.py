@@ -13,7 +13,8 @@ if not os.environ.get("DISPLAY"):
     os.environ.setdefault("MUJOCO_GL", "egl")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# The real recordings shipped with the package (flyenv/data, Apache-2.0; see its README.md).
+DATA = REPO / "flyenv" / "data"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

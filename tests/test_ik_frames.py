@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_DATA
+from conftest import DATA
 from scipy.spatial.transform import Rotation
 
 from flyenv.body import BodyConfig
@@ -18,8 +18,8 @@ from flyenv.motion import io as motion_io
 from flyenv.motion.gait import tripod_gait
 from flyenv.motion.grounding import ground, odometry
 
-DF3D_100 = SHARED_DATA / "df3d_210902_PR_Fly1" / "pose3d_aligned.pkl"
-ANIPOSE = SHARED_DATA / "anipose_220525_aJO_Fly001_001" / "pose3d_aligned.pkl"
+DF3D_100 = DATA / "df3d_210902_PR_Fly1" / "pose3d_aligned.pkl"
+ANIPOSE = DATA / "anipose_220525_aJO_Fly001_001" / "pose3d_aligned.pkl"
 CAMERA = Rotation.from_euler("xyz", [30, -50, 120], degrees=True)
 OFFSET = np.array([12.0, -7.0, 3.0])
 

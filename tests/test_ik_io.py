@@ -5,18 +5,17 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA
+from conftest import DATA
 
 from flyenv.body import KEYPOINTS, LEGS
 from flyenv.ik_preprocess import RecordingError, load_pickle_safely, load_recording
 
-DF3D = SHARED_DATA / "df3d_210902_PR_Fly1" / "pose3d_aligned.pkl"
-DF3D_NESTED = SHARED_DATA / "df3d_210902_PR_Fly1" / "pose_result__210902_PR_Fly1_aligned.pkl"
-ANIPOSE = SHARED_DATA / "anipose_220525_aJO_Fly001_001" / "pose3d_aligned.pkl"
-needs_data = pytest.mark.skipif(not DF3D.exists(), reason="../shared/data not present")
+DF3D = DATA / "df3d_210902_PR_Fly1" / "pose3d_aligned.pkl"
+DF3D_NESTED = DATA / "df3d_210902_PR_Fly1" / "pose_result__210902_PR_Fly1_aligned.pkl"
+ANIPOSE = DATA / "anipose_220525_aJO_Fly001_001" / "pose3d_aligned.pkl"
 
 
-@needs_data
+
 def test_reads_df3d_pickle_with_all_legs():
     rec = load_recording(DF3D)
     assert rec.keypoints.shape == (100, 6, 5, 3)
@@ -26,17 +25,15 @@ def test_reads_df3d_pickle_with_all_legs():
     np.testing.assert_array_equal(rec.keypoints[:, LEGS.index("RM")], raw["RM_leg"])
 
 
-@needs_data
 def test_reads_anipose_pickle_with_front_legs_only():
     rec = load_recording(ANIPOSE)
-    assert rec.num_frames == 6000
+    assert rec.num_frames == 600
     assert rec.legs_present == ("LF", "RF")
     assert rec.missing_legs == ("LM", "LH", "RM", "RH")
     assert np.isnan(rec.keypoints[:, LEGS.index("LM")]).all()
     assert set(rec.extra) == {"R_head", "L_head", "Neck"}
 
 
-@needs_data
 def test_reads_nested_alignment_pickle():
     rec = load_recording(DF3D_NESTED)
     assert rec.keypoints.shape == (1000, 6, 5, 3)

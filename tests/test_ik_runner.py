@@ -2,7 +2,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA
+from conftest import DATA
 
 from flyenv.body import BodyConfig
 from flyenv.body import constants as c
@@ -12,8 +12,8 @@ from flyenv.ik_preprocess import runner as ik_runner
 from flyenv.ik_preprocess.thorax import estimate_thorax_pose
 from flyenv.motion import io as motion_io
 
-DF3D_1000 = SHARED_DATA / "df3d_210902_PR_Fly1" / "pose_result__210902_PR_Fly1_aligned.pkl"
-ANIPOSE = SHARED_DATA / "anipose_220525_aJO_Fly001_001" / "pose3d_aligned.pkl"
+DF3D_1000 = DATA / "df3d_210902_PR_Fly1" / "pose_result__210902_PR_Fly1_aligned.pkl"
+ANIPOSE = DATA / "anipose_220525_aJO_Fly001_001" / "pose3d_aligned.pkl"
 
 
 def _write_npz(path, keypoints, legs=c.LEGS, fps=100.0):

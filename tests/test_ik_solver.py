@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from conftest import SHARED_DATA
+from conftest import DATA
 from ikpy.chain import Chain
 from ikpy.link import OriginLink, URDFLink
 
@@ -8,8 +8,8 @@ from flyenv.body import BodyConfig, leg_forward_kinematics
 from flyenv.body import constants as c
 from flyenv.ik_preprocess import align, load_pickle_safely, load_recording, solver
 
-DF3D = SHARED_DATA / "df3d_210902_PR_Fly1" / "pose3d_aligned.pkl"
-ANIPOSE = SHARED_DATA / "anipose_220525_aJO_Fly001_001"
+DF3D = DATA / "df3d_210902_PR_Fly1" / "pose3d_aligned.pkl"
+ANIPOSE = DATA / "anipose_220525_aJO_Fly001_001"
 # SeqIKPy on DF3D (its tutorial's locomotion config), as measured for the issue: pooled
 # CTr/FTi/TiTa/Claw FK error mean and p95 [mm].
 SEQIKPY_DF3D_POOLED = (0.0577, 0.2099)
@@ -79,8 +79,9 @@ def test_seqik_matches_seqikpy_angles_on_anipose():
                        for leg in ("LF", "RF")], 1)
     diff = np.degrees(np.abs(np.angle(np.exp(1j * (ours - theirs)))))
     match = (diff < 0.01).all(-1)
-    # SeqIKPy's optimizer stops early on a few frames (its error there is >= ours).
-    assert match.mean() > 0.99
+    # SeqIKPy's optimizer stops early on some frames (its error there is >= ours): 1% of the
+    # 6000 frames of the full recording, 4% of the 600 most active ones shipped here.
+    assert match.mean() > 0.95
     fk = load_pickle_safely(ANIPOSE / "forward_kinematics.pkl")
     theirs_fk = np.stack([fk[f"{leg}_leg"][:, [0, 4, 6, 7, 8]] for leg in ("LF", "RF")], 1)
     their_error = np.linalg.norm(theirs_fk - keypoints, axis=-1)
@@ -157,7 +158,7 @@ def test_lm_beats_seqik_on_pooled_error_within_per_keypoint_cap(df3d):
 
 
 def test_lm_on_anipose_keeps_each_keypoint_within_ten_percent():
-    keypoints = load_recording(ANIPOSE / "pose3d_aligned.pkl").keypoints[:3000, [0, 3]]
+    keypoints = load_recording(ANIPOSE / "pose3d_aligned.pkl").keypoints[:, [0, 3]]
     lengths, bounds, seed = _anipose_body()
     seeded = solver.seqik(keypoints, lengths, bounds, seed)
     before = solver.fit_error(keypoints, lengths, seeded)
@@ -233,7 +234,7 @@ def test_solver_checks_shapes(df3d):
 
 def test_align_pins_thc_and_scales_to_body():
     body = BodyConfig.default()
-    raw = load_recording(SHARED_DATA / "df3d_210902_PR_Fly1" /
+    raw = load_recording(DATA / "df3d_210902_PR_Fly1" /
                          "pose_result__210902_PR_Fly1_aligned.pkl").keypoints
     moved = raw * 1.7 + np.array([3.0, -1.0, 0.5])
     aligned, scale = align.align_to_body(moved, body)

@@ -12,7 +12,7 @@ from flyenv.envs import TERMS, FlyImitationConfig, FlyImitationVecEnv, observati
 
 PACKAGE = Path(__file__).resolve().parents[1] / "flyenv"
 # Each layer may import only the layers before it (and itself).
-LAYERS = ["_version", "_registration", "body", "motion", "ik_preprocess", "sim", "envs",
+LAYERS = ["_version", "data", "_registration", "body", "motion", "ik_preprocess", "sim", "envs",
           "wrappers", "apps", "cli"]
 
 
@@ -123,3 +123,24 @@ def test_observation_layout_names_every_slice():
     torch.testing.assert_close(gravity[:, 2], -torch.ones(2), atol=0.05, rtol=0)
     with pytest.raises(ValueError, match="unknown observation part"):
         env.observation_part(obs, "velocity")
+
+
+def test_no_project_file_refers_to_a_folder_beside_the_clone():
+    # A lab clones flyenv with nothing beside it: the data the tests, demo, examples and
+    # benchmarks need is in flyenv/data. (CI clones with a folder beside it, which would hide
+    # a reference to it.) Recorded results may name where an old measurement read its data.
+    repo = PACKAGE.parent
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=repo,
+                            capture_output=True, text=True)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    beside = ("../" + "shared", "/work/" + "shared")  # spelled apart: this file is checked too
+    offenders = []
+    for name in listed.stdout.splitlines():
+        path = repo / name
+        if name.startswith("benchmarks/results/") or not path.is_file():
+            continue
+        text = path.read_bytes().decode("utf-8", errors="ignore")
+        if any(needle in text for needle in beside):
+            offenders.append(name)
+    assert not offenders, f"these files refer to a folder outside the clone: {offenders}"

@@ -62,7 +62,7 @@ class LmOptions:
     The default objective is relative: each keypoint's squared error is divided by its squared
     error under the seed (`seqik`, i.e. SeqIKPy's fit) plus `error_floor_mm`^2, so the joint fit
     lowers the large distal errors without giving up much where the stage-wise fit was already
-    good. Measured on the df3d and Anipose recordings in ../shared/data, no keypoint's mean error
+    good. Measured on the df3d and Anipose recordings (`flyenv.data`), no keypoint's mean error
     rises more than 10% over SeqIKPy's with the defaults (see benchmarks/ik_bench.py).
 
     Attributes:
