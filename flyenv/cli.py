@@ -46,6 +46,9 @@ def _add_demo(demo: argparse.ArgumentParser) -> None:
                       help="frame rate [Hz] of a --recording that does not carry one")
     demo.add_argument("--duration", type=float, default=2.0,
                       help="length of the synthetic gait [s] (default: %(default)s)")
+    demo.add_argument("--video-steps", type=int, default=300,
+                      help="env steps filmed at most, 500 per simulated second "
+                           "(default: %(default)s)")
     demo.set_defaults(func=_demo)
 
 
@@ -306,7 +309,7 @@ def _demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     print(f"flyenv {__version__} demo -> {out.resolve()}")
     result = run_demo(out, recording=args.recording, fps=args.fps, duration_s=args.duration,
-                      log=print)
+                      video_steps=args.video_steps, log=print)
     print(f"wrote:\n  video          {result.video}\n  IK error plot  {result.ik_plot}\n"
           f"  tracking plot  {result.tracking_plot}\n  reference      {result.reference}")
     print(f"done in {time.perf_counter() - start:.1f} s")

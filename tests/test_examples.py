@@ -1,5 +1,5 @@
 import json
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
@@ -12,26 +12,32 @@ import flyenv  # noqa: F401  (registers FlyImitation-v0)
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def test_replay_reference_example_runs(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / "replay_reference.py"), "--output", str(tmp_path),
-         "--duration", "0.2", "--leg", "RM"],
-        capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert "tethered: RMS" in result.stdout and "free: RMS" in result.stdout
+def _run_example(name: str, args: list[str], monkeypatch, capsys) -> str:
+    """Runs examples/<name> as a script with `args`, in this process; returns its stdout.
+
+    In-process rather than a subprocess: the examples' imports (torch, mujoco) are already
+    loaded here, which saves their start-up in every test.
+    """
+    monkeypatch.setattr(sys, "argv", [str(EXAMPLES / name), *args])
+    runpy.run_path(str(EXAMPLES / name), run_name="__main__")
+    return capsys.readouterr().out
+
+
+def test_replay_reference_example_runs(tmp_path, monkeypatch, capsys):
+    out = _run_example("replay_reference.py", ["--output", str(tmp_path), "--duration", "0.05",
+                                               "--leg", "RM"], monkeypatch, capsys)
+    assert "tethered: RMS" in out and "free: RMS" in out
     assert (tmp_path / "tracking.png").stat().st_size > 10_000
     assert (tmp_path / "tethered.mp4").stat().st_size > 1_000
     assert (tmp_path / "free.mp4").stat().st_size > 1_000
 
 
-def test_ppo_imitation_example_runs(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / "ppo_imitation.py"), "--device", "cpu", "--num-envs",
-         "4", "--num-steps", "8", "--total-timesteps", "64", "--update-epochs", "1",
-         "--eval-steps", "3", "--video-steps", "4", "--output", str(tmp_path)],
-        capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert "iter 2/2" in result.stdout and "evaluation: imitation score" in result.stdout
+def test_ppo_imitation_example_runs(tmp_path, monkeypatch, capsys):
+    out = _run_example("ppo_imitation.py", [
+        "--device", "cpu", "--num-envs", "4", "--num-steps", "8", "--total-timesteps", "64",
+        "--update-epochs", "1", "--eval-steps", "3", "--video-steps", "4",
+        "--output", str(tmp_path)], monkeypatch, capsys)
+    assert "iter 2/2" in out and "evaluation: imitation score" in out
     curve = json.loads((tmp_path / "curve.json").read_text())
     assert len(curve["curve"]) == 2 and 0 < curve["evaluation"]["score"] <= 1
     assert (tmp_path / "curve.png").stat().st_size > 5_000
@@ -61,14 +67,12 @@ def test_flyenv_train_cli(tmp_path):
                                                        rel=1e-5)
 
 
-def test_recording_to_policy_example_runs(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / "recording_to_policy.py"), "--output", str(tmp_path),
-         "--device", "cpu", "--num-envs", "2", "--total-timesteps", "32", "--video-steps", "5",
-         "--duration", "0.4"],
-        capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert "IK:" in result.stdout and "policy video" in result.stdout
+def test_recording_to_policy_example_runs(tmp_path, monkeypatch, capsys):
+    out = _run_example("recording_to_policy.py", [
+        "--output", str(tmp_path), "--device", "cpu", "--num-envs", "2",
+        "--total-timesteps", "32", "--video-steps", "5", "--duration", "0.4"],
+        monkeypatch, capsys)
+    assert "IK:" in out and "policy video" in out
     assert (tmp_path / "ik" / "keypoints_tripod.png").exists()
     assert (tmp_path / "train" / "policy.mp4").stat().st_size > 1_000
 

@@ -5,7 +5,8 @@ the IK and env blocks read it). Only these changes are made, each for the suite'
 - `pip install ... &&` is dropped (the suite runs in the installed package) and a block that
   is only the test command (`python -m pytest`) is not run from inside the tests;
 - a Python block that says "needs a GPU" runs on the CPU with 8 flies;
-- the demo makes a 0.5 s gait instead of 2 s.
+- the demo makes a 0.3 s gait instead of 2 s and films 30 env steps instead of 300.
+The demo's artefacts are checked here too (the suite runs the demo once).
 Untyped blocks (the pipeline diagram, commands for another machine) are not code to run here.
 """
 
@@ -28,7 +29,8 @@ def _shell(code: str) -> str:
         line = re.sub(r"^pip install [^&]*&&\s*", "", line.strip())
         if not line or line.startswith("pip install") or line == "python -m pytest":
             continue
-        lines.append(re.sub(r"^flyenv demo\b", "flyenv demo --duration 0.5", line))
+        lines.append(re.sub(r"^flyenv demo\b", "flyenv demo --duration 0.3 --video-steps 30",
+                            line))
     return "\n".join(lines)
 
 
@@ -40,12 +42,17 @@ def _python(code: str) -> str:
 
 
 def test_readme_blocks_run_in_order(tmp_path):
+    import imageio.v2 as imageio
+    import numpy as np
+
+    from flyenv.motion import load
+
     blocks = _blocks()
     kinds = [kind for kind, _ in blocks]
     assert kinds.count("python") >= 4 and kinds.count("bash") >= 3
     bin_dir = Path(sys.executable).parent
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "MUJOCO_GL": "egl"}
-    ran = 0
+    ran, stdout = 0, []
     for kind, code in blocks:
         if kind == "bash":
             script = _shell(code)
@@ -59,8 +66,21 @@ def test_readme_blocks_run_in_order(tmp_path):
         result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True,
                                 timeout=600, env=env)
         assert result.returncode == 0, f"README block failed:\n{code}\n{result.stderr[-3000:]}"
+        stdout.append(result.stdout)
         ran += 1
     assert ran >= 7
+    # The demo (the first block that runs): every stage, and what it wrote.
+    demo = tmp_path / "flyenv-demo"
+    for stage in ("1. keypoints", "2. IK", "3. replay", "4. vector env"):
+        assert stage in stdout[0]
+    motion = load(demo / "reference_tripod.npz")
+    assert motion.ik_error is not None and motion.num_frames == 151
+    assert np.nanmean(motion.ik_error) < 0.02  # noise is 5 um
+    for png in (demo / "ik_fit_tripod.png", demo / "tracking.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    frames = imageio.mimread(demo / "imitation.mp4")
+    assert len(frames) == 31 and frames[0].shape == (360, 480, 3)  # reset + 30 steps
+    assert "imitation.mp4" in stdout[0]
     assert (tmp_path / "flyenv-demo" / "reference_tripod.npz").exists()
     assert (tmp_path / "refs" / "keypoints_tripod.npz").exists()
     assert (tmp_path / "ppo-out" / "curve.json").exists()
