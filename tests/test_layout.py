@@ -11,12 +11,31 @@ import torch
 from flyenv.envs import TERMS, FlyImitationConfig, FlyImitationVecEnv, observations, rewards
 
 PACKAGE = Path(__file__).resolve().parents[1] / "flyenv"
-# Each layer may import only the layers before it (and itself).
-LAYERS = ["_version", "data", "_registration", "body", "motion", "ik_preprocess", "sim", "envs",
-          "wrappers", "apps", "cli"]
+# What each part of the package may import: the pipeline `body -> motion -> ik_preprocess` and
+# `motion -> sim -> envs -> wrappers` are two branches off `motion` (the simulator never needs
+# the IK, nor the IK the simulator), with the applications (`apps`, `cli`) on top of both.
+# `data` (the shipped samples) and `_version` are leaves anyone may read.
+_LEAVES = {"_version", "data"}
+ALLOWED = {
+    "_version": set(),
+    "data": set(),
+    "_registration": _LEAVES,
+    "body": _LEAVES,
+    "motion": _LEAVES | {"body"},
+    "ik_preprocess": _LEAVES | {"body", "motion"},
+    "sim": _LEAVES | {"body", "motion"},
+    "envs": _LEAVES | {"_registration", "body", "motion", "sim"},
+    "wrappers": _LEAVES | {"_registration", "body", "motion", "sim", "envs"},
+    "apps": _LEAVES | {"_registration", "body", "motion", "ik_preprocess", "sim", "envs",
+                       "wrappers"},
+    "cli": _LEAVES | {"_registration", "body", "motion", "ik_preprocess", "sim", "envs",
+                      "wrappers", "apps"},
+    "__init__": _LEAVES | {"_registration", "body", "motion"},
+    "__main__": {"cli"},
+}
 
 
-def _imported_layers(path: Path) -> set[str]:
+def _imported_parts(path: Path) -> set[str]:
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         names = []
@@ -26,20 +45,25 @@ def _imported_layers(path: Path) -> set[str]:
             names = [a.name for a in node.names]
         for name in names:
             parts = name.split(".")
-            if parts[0] == "flyenv" and len(parts) > 1 and parts[1] in LAYERS:
+            if parts[0] == "flyenv" and len(parts) > 1 and parts[1] in ALLOWED:
                 found.add(parts[1])
     return found
 
 
-def test_imports_flow_one_way():
+def test_imports_follow_the_pipeline():
     for path in PACKAGE.rglob("*.py"):
         relative = path.relative_to(PACKAGE)
-        layer = relative.parts[0].removesuffix(".py")
-        if layer not in LAYERS:
-            continue
-        later = {other for other in _imported_layers(path)
-                 if LAYERS.index(other) > LAYERS.index(layer)}
-        assert not later, f"flyenv/{relative} imports later layers {sorted(later)}"
+        part = relative.parts[0].removesuffix(".py")
+        assert part in ALLOWED, f"flyenv/{relative}: a new part of the package; add its rules"
+        forbidden = _imported_parts(path) - ALLOWED[part] - {part}
+        assert not forbidden, f"flyenv/{relative} imports {sorted(forbidden)}"
+
+
+def test_the_rules_catch_a_backward_import(tmp_path):
+    # sim importing the IK was allowed by the old linear layer order; these rules refuse it.
+    module = tmp_path / "probe.py"
+    module.write_text("from flyenv.ik_preprocess import run\nimport flyenv.envs\n")
+    assert _imported_parts(module) - ALLOWED["sim"] == {"ik_preprocess", "envs"}
 
 
 def test_only_sim_imports_mujoco_warp_and_only_the_runner_joblib():
