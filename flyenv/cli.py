@@ -240,8 +240,8 @@ def _ik(args: argparse.Namespace) -> int:
     if report.removed_temporaries:
         print(f"removed {len(report.removed_temporaries)} temporary file(s) of an interrupted "
               f"run")
-    skipped = (f", {counts['skipped']} skipped (output exists; --overwrite to redo)"
-               if counts["skipped"] else "")
+    skipped = (f", {counts['skipped']} skipped (done already with these options; --overwrite "
+               f"to redo)" if counts["skipped"] else "")
     print(f"{counts['written']} written{skipped}, {counts['failed']} failed -> {args.output}")
     if counts["written"]:
         rate = report.seconds / report.leg_frames * 1e6

@@ -187,16 +187,26 @@ def test_cli_end_to_end_and_resume(walking, tmp_path, capsys):
     assert (out / "clip0.png").exists() and (out / "clip1.npz").exists()
     assert not (out / "broken.npz").exists()
     before = os.stat(out / "clip0.npz").st_mtime_ns
-    # Resume: the finished outputs are kept, only the new recording is solved.
+    # Resume: the finished outputs are kept, only the new recording is solved (chunking and
+    # workers do not change a result).
     code = main(["ik", *map(str, inputs), "-o", str(out), "--quiet", "--workers", "2",
-                 "--solver", "seqik"])
+                 "--chunk-frames", "25"])
     printed = capsys.readouterr()
     assert code == 0 and "1 written, 2 skipped" in printed.out
     assert os.stat(out / "clip0.npz").st_mtime_ns == before
-    assert motion_io.load(out / "clip2.npz").metadata["ik"]["solver"] == "seqik"
-    code = main(["ik", str(inputs[0]), "-o", str(out), "--quiet", "--overwrite"])
+    # Other options: refused by name, the old result kept, until --overwrite redoes it.
+    code = main(["ik", str(inputs[0]), "-o", str(out), "--quiet", "--solver", "seqik",
+                 "--body", "data"])
+    printed = capsys.readouterr()
+    assert code == 1 and "0 written, 1 failed" in printed.out and "skipped" not in printed.out
+    assert (f"{inputs[0]}: {out / 'clip0.npz'} exists and was made from this recording with "
+            f"other options (solver lm, now seqik; body template, now data)") in printed.err
+    assert os.stat(out / "clip0.npz").st_mtime_ns == before
+    code = main(["ik", str(inputs[0]), "-o", str(out), "--quiet", "--overwrite", "--solver",
+                 "seqik"])
     assert code == 0 and "1 written" in capsys.readouterr().out
     assert os.stat(out / "clip0.npz").st_mtime_ns != before
+    assert motion_io.load(out / "clip0.npz").metadata["ik"]["solver"] == "seqik"
 
 
 def test_cli_body_file_and_bad_option(walking, tmp_path, capsys):
@@ -384,3 +394,29 @@ def test_an_output_of_another_recording_is_never_skipped_or_overwritten(tmp_path
     assert (out / "pose3d.npz").read_bytes() == before
     assert ik_runner.run([first], out).files[0].status == "skipped"  # the same bytes: resumed
     assert ik_runner.run([second], out, overwrite=True).files[0].status == "written"
+
+
+def test_an_output_made_with_other_options_is_refused_by_name(walking, tmp_path):
+    clip = _write_npz(tmp_path / "clip.npz", walking[:20])
+    out = tmp_path / "out"
+    assert run([clip], out, IkOptions()).files[0].status == "written"
+    before = (out / "clip.npz").read_bytes()
+    assert run([clip], out, IkOptions(chunk_frames=7, fps=100.0)).files[0].status == "skipped"
+    other_template = IkOptions().template.replace(name="mine")
+    for options, said in [
+        (IkOptions(lm=LmOptions(smoothness=1e-3)), "lm.smoothness 0.0, now 0.001"),
+        (IkOptions(align=True, frame="thorax"), "frame estimate, now thorax; align False, "
+                                                 "now True"),
+        (IkOptions(template=other_template), "template body 'neuromechfly_template', now 'mine'"),
+        (IkOptions(fps=50.0, fps_range=(1.0, 1e3)), "fps 100, now 50"),
+    ]:
+        result = run([clip], out, options).files[0]
+        assert result.status == "failed" and said in result.message, result.message
+        assert "pass --overwrite to redo it" in result.message
+    assert (out / "clip.npz").read_bytes() == before
+    # An output of an older flyenv that records fewer options is judged on what it records.
+    motion = motion_io.load(out / "clip.npz")
+    older = {k: v for k, v in motion.metadata["ik"].items() if k not in ("template", "lm")}
+    motion_io.save(motion.replace(metadata={**motion.metadata, "ik": older}), out / "clip.npz",
+                   overwrite=True)
+    assert run([clip], out, IkOptions(template=other_template)).files[0].status == "skipped"

@@ -51,7 +51,8 @@ class FileResult:
     Attributes:
         path: the input.
         output: the ReferenceMotion file (written, or found and skipped).
-        status: "written", "skipped" (a valid output existed) or "failed".
+        status: "written", "skipped" (an output of the same bytes and options existed) or
+            "failed".
         message: the error, for failed files; for written ones, why an existing output was
             redone (it did not load).
         num_frames: frames in the recording.
@@ -104,12 +105,14 @@ def run(paths: Sequence[str | Path], out_dir: str | Path, options: IkOptions | N
         client: Any = None, progress: Callable[[FileResult], None] | None = None) -> IkReport:
     """Solves IK for recordings and writes one `ReferenceMotion` per recording.
 
-    Outputs are `out_dir/<input stem>.npz`, written atomically; existing outputs that load are
-    skipped unless `overwrite`, so an interrupted batch resumes where it stopped (one that does
-    not load is redone, saying so in its `FileResult.message`), and temporary files a killed run
-    left for these outputs are removed. A file that cannot be read, solved or written (bad data,
-    a full disk, an output folder that cannot be created) is reported as failed with the reason
-    and the batch goes on, with any number of workers and any backend.
+    Outputs are `out_dir/<input stem>.npz`, written atomically; existing outputs that load and
+    were made from the same bytes with the same options are skipped unless `overwrite`, so an
+    interrupted batch resumes where it stopped (one that does not load is redone, saying so in
+    its `FileResult.message`; one made from other bytes or with other options fails by name,
+    kept as it is), and temporary files a killed run left for these outputs are removed. A file
+    that cannot be read, solved or written (bad data, a full disk, an output folder that cannot
+    be created) is reported as failed with the reason and the batch goes on, with any number of
+    workers and any backend.
 
     Args:
         paths: recordings (.pkl, .npz, .csv; see `flyenv.ik_preprocess.io`).
@@ -244,7 +247,7 @@ class _Batch:
                                                f"{self.unwritable}"))
                 continue
             try:
-                note = "" if self.overwrite else _check_existing(out, path)
+                note = "" if self.overwrite else _check_existing(out, path, options)
             except ValueError as err:  # an output of another recording: never overwritten
                 self._done(file_id, FileResult(path, out, "failed", str(err)))
                 continue
@@ -315,16 +318,17 @@ class _Batch:
         return IkReport(files, mean, p95, self.stats.leg_frames, seconds, self.removed)
 
 
-def _check_existing(out: Path, source: Path) -> str | None:
+def _check_existing(out: Path, source: Path, options: IkOptions) -> str | None:
     """Whether an existing output is skipped (None) or (re)done (the reason, or "").
 
-    An output is skipped only if it loads and was made from these very bytes (the SHA-256 it
-    records; outputs of older flyenv versions record only the source path).
+    An output is skipped only if it loads, was made from these very bytes (the SHA-256 it
+    records; outputs of older flyenv versions record only the source path) and with options
+    that give the same result (`IkOptions.differences`, and the frame rate when one is given).
 
     Raises:
         ValueError: `out` was made from another recording (a file of the same name from another
-            folder) or from an earlier version of this one: it is neither skipped nor
-            overwritten.
+            folder), from an earlier version of this one, or with other options: it is neither
+            skipped nor overwritten.
     """
     if not out.exists():
         return ""
@@ -341,6 +345,14 @@ def _check_existing(out: Path, source: Path) -> str | None:
                          f"another version of this one ({made_from}); refusing to skip or "
                          f"overwrite it: write to another folder, rename the recording, or pass "
                          f"--overwrite")
+    recorded = motion.metadata.get("ik")
+    differ = options.differences(recorded) if isinstance(recorded, dict) else []
+    if options.fps is not None and abs(motion.fps - options.fps) > 1e-9 * options.fps:
+        differ.append(f"fps {motion.fps:.6g}, now {options.fps:.6g}")
+    if differ:
+        raise ValueError(f"{source}: {out} exists and was made from this recording with other "
+                         f"options ({'; '.join(differ)}); refusing to skip or overwrite it: "
+                         f"write to another folder, or pass --overwrite to redo it")
     return None
 
 
