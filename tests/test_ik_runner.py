@@ -131,7 +131,8 @@ def test_align_and_data_body_are_recorded(walking, tmp_path):
 
 
 @pytest.mark.parametrize(("mutate", "match"), [
-    (lambda k: k.__setitem__((slice(None), 2, 3), np.nan), r"leg LH: keypoint\(s\) \['TiTa'\]"),
+    (lambda k: k.__setitem__((slice(None), 2, 3), np.nan),
+     r"field 'LH_leg': keypoint\(s\) \['TiTa'\]"),
 ])
 def test_unfittable_leg_is_a_clear_error(walking, tmp_path, mutate, match):
     bad = walking.copy()
@@ -151,7 +152,7 @@ def test_frame_rate_errors(walking, tmp_path):
     assert "carries no frame rate" in report.files[0].message
     clash = _write_npz(tmp_path / "clash.npz", walking, fps=50.0)
     report = run([clash], tmp_path / "out", IkOptions(fps=100.0))
-    assert "50.0 fps but 100.0" in report.files[0].message
+    assert "the file says 50 fps but 100 was given" in report.files[0].message
 
 
 def test_bad_options_and_name_clashes(walking, tmp_path):
@@ -420,3 +421,28 @@ def test_an_output_made_with_other_options_is_refused_by_name(walking, tmp_path)
     motion_io.save(motion.replace(metadata={**motion.metadata, "ik": older}), out / "clip.npz",
                    overwrite=True)
     assert run([clip], out, IkOptions(template=other_template)).files[0].status == "skipped"
+
+
+def test_solve_recording_returns_the_motion_or_raises(serial, walking, tmp_path, monkeypatch):
+    from flyenv.ik_preprocess import RecordingError, solve_recording
+
+    path = _write_npz(tmp_path / "walk.npz", walking)
+    motion = solve_recording(path)  # the batch's result for the same file, nothing written
+    np.testing.assert_array_equal(motion.joint_angles, serial.joint_angles)
+    assert motion.metadata["source"] == str(path) and list(tmp_path.iterdir()) == [path]
+    chunked = solve_recording(path, IkOptions(chunk_frames=100), n_jobs=2, backend="threading")
+    np.testing.assert_allclose(chunked.joint_angles, serial.joint_angles, atol=1e-6)
+    # The README's old mistake: a 100 fps file said to be 50 fps is an error, never a NaN result.
+    with pytest.raises(RecordingError, match="the file says 100 fps but 50 was given") as err:
+        solve_recording(path, IkOptions(fps=50.0))
+    assert err.value.path == path and err.value.field == "fps"
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        solve_recording(tmp_path / "absent.npz")
+
+    def broken(job):
+        raise np.linalg.LinAlgError("Singular matrix")
+
+    monkeypatch.setattr(ik_runner, "solve_job", broken)
+    with pytest.raises(RuntimeError, match=f"{path}: IK of leg LF, frames 0-240 failed: "
+                                           f"LinAlgError: Singular matrix"):
+        solve_recording(path)

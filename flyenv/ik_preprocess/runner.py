@@ -159,6 +159,58 @@ def run(paths: Sequence[str | Path], out_dir: str | Path, options: IkOptions | N
     return batch.report(time.perf_counter() - started)
 
 
+def solve_recording(path: str | Path, options: IkOptions | None = None, *, n_jobs: int = 1,
+                    backend: str = "loky", client: Any = None) -> ReferenceMotion:
+    """Solves IK for one recording and returns its `ReferenceMotion` (nothing is written).
+
+    The same IK as `run`, for one file, with errors raised rather than reported: a script goes
+    on only with a result (save it with `flyenv.motion.io.save`). Long recordings can be split
+    into jobs (`options.chunk_frames`) solved by `n_jobs` workers.
+
+    Args:
+        path: a recording (.pkl, .npz, .csv; see `flyenv.ik_preprocess.io`).
+        options: what to do with it.
+        n_jobs: parallel workers over legs x chunks (1: serial, -1: all cores).
+        backend: "loky", "threading", "multiprocessing" or "dask" (as `run`).
+        client: for the dask backend, a `distributed.Client` or a scheduler address.
+
+    Returns:
+        The motion: joint angles (T, 42) [rad], keypoints, their forward kinematics and fit
+        error, with the options and the source recorded in its metadata.
+
+    Raises:
+        FileNotFoundError: no such file.
+        RecordingError: (a ValueError) the file cannot be used: unreadable, implausible data, no
+            frame rate or one that clashes with `options.fps`, a leg that cannot be fitted, a
+            thorax layout that is no fly's; the message names the file and the field.
+        RuntimeError: the IK of a leg failed (a solver error on odd data), naming the file,
+            the leg and the frames.
+        ValueError: bad options or backend.
+    """
+    options = options or IkOptions()
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    path = Path(path)
+    prepared = prepare(path, options)
+    jobs = plan_jobs(0, prepared.filled, prepared.tracked, prepared.legs, prepared.body,
+                     options.solver, lm_options(prepared, options), options.chunk_frames,
+                     options.overlap_frames)
+    solution = Solution.empty(len(prepared.filled))
+    if n_jobs == 1 and backend != "dask":
+        for job in jobs:  # in this process, so a solver's error keeps its traceback
+            try:
+                stitch(solution, solve_job(job))
+            except Exception as err:
+                raise RuntimeError(f"{path}: IK of leg {job.leg}, frames {job.start}-"
+                                   f"{job.stop} failed: {type(err).__name__}: {err}") from err
+    else:
+        for result in _execute(jobs, n_jobs, backend, client):
+            if result.failure is not None:
+                raise RuntimeError(f"{path}: {result.failure}")
+            stitch(solution, result)
+    return assemble(prepared, solution, options)
+
+
 def _remove_stale_temporaries(outputs: list[Path], plot: bool) -> list[Path]:
     removed = []
     for out in outputs:
