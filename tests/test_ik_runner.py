@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -160,11 +161,14 @@ def test_bad_options_and_name_clashes(walking, tmp_path):
         IkOptions(solver="newton")
     with pytest.raises(ValueError, match="chunk_frames"):
         IkOptions(chunk_frames=0)
-    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    (tmp_path / "a").mkdir()
     one = _write_npz(tmp_path / "a" / "walk.npz", walking)
-    two = _write_npz(tmp_path / "b" / "walk.npz", walking)
     with pytest.raises(ValueError, match="would both write"):
-        run([one, two], tmp_path / "out")
+        run([one, tmp_path / "a" / ".." / "a" / "walk.npz"], tmp_path / "out")
+    (tmp_path / "empty" / ".hidden").mkdir(parents=True)
+    (tmp_path / "empty" / ".hidden" / "walk.npz").write_bytes(one.read_bytes())
+    with pytest.raises(ValueError, match=f"{tmp_path / 'empty'}: no recording"):
+        run([tmp_path / "empty"], tmp_path / "out")
     with pytest.raises(ValueError, match="backend"):
         run([one], tmp_path / "out", backend="spark")
 
@@ -446,3 +450,80 @@ def test_solve_recording_returns_the_motion_or_raises(serial, walking, tmp_path,
     with pytest.raises(RuntimeError, match=f"{path}: IK of leg LF, frames 0-240 failed: "
                                            f"LinAlgError: Singular matrix"):
         solve_recording(path)
+
+
+def test_output_paths_tell_same_named_recordings_apart_by_their_folders(tmp_path):
+    names = [p.name for p in ik_runner.output_paths(
+        ["a/x.pkl", "b/x.pkl", "c.pkl", "fly1/t1/pose.pkl", "fly1/t2/pose.pkl",
+         "fly2/t1/pose.pkl", "deep/er/y.csv", "y.npz"], tmp_path)]
+    # y.npz sits in the working folder: its own parent's name tells it from deep/er/y.csv.
+    assert names[:7] == ["a__x.npz", "b__x.npz", "c.npz", "fly1__t1__pose.npz",
+                         "fly1__t2__pose.npz", "fly2__t1__pose.npz", "er__y.npz"]
+    assert names[7] == f"{Path.cwd().name}__y.npz"
+    # The same file twice keeps one name, which run() refuses.
+    assert len(set(ik_runner.output_paths(["a/x.pkl", "a/../a/x.pkl"], tmp_path))) == 1
+
+
+def _seqikpy_tree(root, walking):
+    """fly1/{t1,t2}, fly2/t1, each a pose3d_aligned.pkl (no frame rate) with SeqIKPy's outputs
+    beside fly1/t1's, a flat clip, a hidden temporary and a ReferenceMotion."""
+    import pickle
+
+    legs = {f"{leg}_leg": walking[:20, i] for i, leg in enumerate(c.LEGS)}
+    for trial in ("fly1/t1", "fly1/t2", "fly2/t1"):
+        (root / trial).mkdir(parents=True)
+        (root / trial / "pose3d_aligned.pkl").write_bytes(pickle.dumps(legs))
+    (root / "fly1" / "t1" / "leg_joint_angles.pkl").write_bytes(pickle.dumps({"Angle_x": 1.0}))
+    (root / "fly1" / "t1" / "forward_kinematics.pkl").write_bytes(pickle.dumps(legs))
+    (root / ".cache").mkdir()
+    (root / ".cache" / "old.pkl").write_bytes(pickle.dumps(legs))
+    _write_npz(root / "clip.npz", walking[:20])
+
+
+def test_cli_takes_folders_and_names_seqikpy_trees_apart(walking, tmp_path, capsys):
+    tree = tmp_path / "data"
+    _seqikpy_tree(tree, walking)
+    out = tree / "refs"  # inside the folder given: its outputs are never inputs
+    argv = ["ik", str(tree), "-o", str(out), "--fps", "100", "--solver", "seqik", "--quiet"]
+    assert main(argv) == 0
+    printed = capsys.readouterr()
+    assert f"{tree}: 4 recording(s), ignoring 2 output(s) of SeqIKPy or flyenv" in printed.out
+    assert "4 written, 0 failed" in printed.out
+    assert sorted(p.name for p in out.iterdir()) == [
+        "clip.npz", "fly1__t1__pose3d_aligned.npz", "fly1__t2__pose3d_aligned.npz",
+        "fly2__t1__pose3d_aligned.npz"]
+    assert (motion_io.load(out / "fly1__t2__pose3d_aligned.npz").metadata["source"]
+            == str(tree / "fly1" / "t2" / "pose3d_aligned.pkl"))
+    # Again, and with the outputs folder given as an input too: all done, nothing ignored lost.
+    assert main(argv) == 0
+    assert "0 written, 4 skipped" in capsys.readouterr().out
+    assert main(["ik", str(out), "-o", str(tmp_path / "o2"), "--quiet"]) == 2
+    assert f"{out}: no recording (.pkl, .pickle, .npz, .csv) in this folder or below (only " \
+           f"outputs of SeqIKPy or flyenv" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists()
+
+
+def test_a_failed_run_leaves_no_folder_and_says_each_error_once(walking, tmp_path, capsys):
+    # The demo's clip: its fps is 1/0.002 s, which prints as 500, not 499.99999999999955.
+    demo = _write_npz(tmp_path / "demo.npz", walking[:20], fps=1 / 0.002)
+    out = tmp_path / "new" / "refs"
+    assert main(["ik", str(demo), "-o", str(out), "--fps", "100", "--quiet"]) == 1
+    printed = capsys.readouterr()
+    assert "0 written, 1 failed\n" in printed.out and str(out) not in printed.out
+    message = f"{demo}: field 'fps': the file says 500 fps but 100 was given"
+    assert printed.err.count(message) == 1 and "499.9" not in printed.err + printed.out
+    assert not (tmp_path / "new").exists()
+    # A folder that was there stays, and so does one holding anything.
+    out.mkdir(parents=True)
+    assert main(["ik", str(demo), "-o", str(out), "--fps", "100", "--quiet"]) == 1
+    assert out.is_dir()
+
+
+def test_cli_summary_names_missing_legs_and_the_frame_rate(tmp_path, capsys):
+    assert main(["ik", str(ANIPOSE), "-o", str(tmp_path / "out"), "--fps", "100", "--solver",
+                 "seqik", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "600 frames at 100 fps (6 s)" in printed
+    assert "legs: LF RF; missing from the recording: LM LH RM RH (NaN angles)" in printed
+    body_rows = [line.split()[0] for line in printed.splitlines() if " ThC [" in line]
+    assert body_rows == ["LF", "RF"]

@@ -79,7 +79,7 @@ class IkOptions:
                              f"inf, got {self.fps_range}")
         if self.fps is not None and not lo <= self.fps <= hi:
             raise ValueError(f"IkOptions.fps must be in fps_range [{lo:g}, {hi:g}] Hz, got "
-                             f"{self.fps}")
+                             f"{self.fps:.6g}")
 
     def record(self) -> dict[str, Any]:
         """The options as an output records them (`metadata["ik"]`), JSON-able.

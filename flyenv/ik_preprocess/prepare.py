@@ -118,9 +118,9 @@ def frame_rate(recording: Recording, options: IkOptions) -> float:
     """The recording's frame rate [Hz], from the file or the options (they must agree)."""
     fps = options.fps
     if recording.fps is not None and fps is not None and abs(recording.fps - fps) > 1e-9:
-        raise RecordingError(recording.path, f"the file says {recording.fps:.6g} fps but "
-                                             f"{fps:.6g} was given; drop the option (--fps / "
-                                             f"IkOptions.fps) or fix the file", "fps")
+        raise RecordingError(recording.path, f"field 'fps': the file says {recording.fps:.6g} "
+                                             f"fps but {fps:.6g} was given; drop the option "
+                                             f"(--fps / IkOptions.fps) or fix the file", "fps")
     rate = recording.fps if recording.fps is not None else fps
     if rate is None:
         raise RecordingError(recording.path, "the file carries no frame rate; pass one (--fps / "

@@ -25,6 +25,7 @@ import joblib
 import numpy as np
 
 from flyenv.body.config import BodyConfig
+from flyenv.ik_preprocess.io import SUFFIXES, find_recordings
 from flyenv.ik_preprocess.jobs import Job as Job
 from flyenv.ik_preprocess.jobs import JobResult as JobResult
 from flyenv.ik_preprocess.jobs import Solution, plan_jobs, stitch
@@ -56,6 +57,8 @@ class FileResult:
         message: the error, for failed files; for written ones, why an existing output was
             redone (it did not load).
         num_frames: frames in the recording.
+        fps: its frame rate [Hz].
+        missing_legs: legs the recording lacks (NaN angles in the output).
         error_mean_mm: (4,) mean fit error of CTr, FTi, TiTa, Claw over tracked keypoints.
         error_p95_mm: (4,) their 95th percentiles.
         thorax: the thorax estimate's summary (`ThoraxPose.summary()`: root motion found,
@@ -68,6 +71,8 @@ class FileResult:
     status: str
     message: str = ""
     num_frames: int = 0
+    fps: float | None = None
+    missing_legs: tuple[str, ...] = ()
     error_mean_mm: np.ndarray | None = None
     error_p95_mm: np.ndarray | None = None
     thorax: dict[str, Any] | None = None
@@ -100,12 +105,59 @@ def output_path(path: str | Path, out_dir: str | Path) -> Path:
     return Path(out_dir) / f"{Path(path).stem}.npz"
 
 
+def output_paths(paths: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
+    """The outputs of a batch: `out_dir/<input stem>.npz`, made unique by parent folders.
+
+    Inputs that share a stem (SeqIKPy names every file `pose3d_aligned.pkl`) are told apart by
+    as many of their parent folders as it takes, joined by "__":
+    `fly1/trial2/pose3d_aligned.pkl` -> `trial2__pose3d_aligned.npz` next to
+    `fly1/trial1/pose3d_aligned.pkl`, or `fly1__trial2__pose3d_aligned.npz` when another fly
+    has a `trial2` too. The same file given twice keeps one name (`run` refuses it).
+    """
+    paths = [Path(p) for p in paths]
+    names = [p.stem for p in paths]
+    groups: dict[str, list[int]] = {}
+    for index, name in enumerate(names):
+        groups.setdefault(name, []).append(index)
+    for stem, members in groups.items():
+        folders = [paths[i].resolve().parent.parts[1:] for i in members]  # without the root
+        if len(members) == 1 or len(set(folders)) < len(folders):
+            continue
+        depth = next(d for d in range(1, max(map(len, folders)) + 1)
+                     if len({f[-d:] for f in folders}) == len(folders))
+        for i, parents in zip(members, folders, strict=True):
+            names[i] = "__".join((*parents[-depth:], stem))
+    return [Path(out_dir) / f"{name}.npz" for name in names]
+
+
+def expand_folders(paths: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
+    """The inputs with each folder replaced by its recordings (`io.find_recordings`, sorted).
+
+    Raises:
+        ValueError: a folder holds no recording.
+    """
+    expanded = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            expanded.append(path)
+            continue
+        found, ignored = find_recordings(path, exclude=out_dir)
+        if not found:
+            also = (f" (only outputs of SeqIKPy or flyenv: {ignored[0].name}, ...)" if ignored
+                    else "")
+            raise ValueError(f"{path}: no recording ({', '.join(SUFFIXES)}) in this folder or "
+                             f"below{also}")
+        expanded.extend(found)
+    return expanded
+
+
 def run(paths: Sequence[str | Path], out_dir: str | Path, options: IkOptions | None = None, *,
         n_jobs: int = 1, backend: str = "loky", overwrite: bool = False, plot: bool = False,
         client: Any = None, progress: Callable[[FileResult], None] | None = None) -> IkReport:
     """Solves IK for recordings and writes one `ReferenceMotion` per recording.
 
-    Outputs are `out_dir/<input stem>.npz`, written atomically; existing outputs that load and
+    Outputs are `out_dir/<input stem>.npz` (inputs sharing a stem get their parent folders'
+    names too: `output_paths`), written atomically; existing outputs that load and
     were made from the same bytes with the same options are skipped unless `overwrite`, so an
     interrupted batch resumes where it stopped (one that does not load is redone, saying so in
     its `FileResult.message`; one made from other bytes or with other options fails by name,
@@ -115,7 +167,8 @@ def run(paths: Sequence[str | Path], out_dir: str | Path, options: IkOptions | N
     workers and any backend.
 
     Args:
-        paths: recordings (.pkl, .npz, .csv; see `flyenv.ik_preprocess.io`).
+        paths: recordings (.pkl, .npz, .csv; see `flyenv.ik_preprocess.io`), or folders:
+            their recordings and those below them, sorted (`io.find_recordings`).
         out_dir: folder for the outputs (created if needed).
         options: what to do with each recording.
         n_jobs: parallel workers (1: serial, -1: all cores).
@@ -129,34 +182,47 @@ def run(paths: Sequence[str | Path], out_dir: str | Path, options: IkOptions | N
         The report, one `FileResult` per input in input order.
 
     Raises:
-        ValueError: on bad options, or two inputs that would write the same output (nothing is
-            done then).
+        ValueError: on bad options, a folder without recordings, or a file given twice
+            (nothing is done then).
     """
     options = options or IkOptions()
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     started = time.perf_counter()
     out_dir = Path(out_dir)
-    paths = [Path(p) for p in paths]
-    outputs = [output_path(p, out_dir) for p in paths]
+    paths = expand_folders(paths, out_dir)
+    outputs = output_paths(paths, out_dir)
     seen: dict[Path, Path] = {}
     for path, out in zip(paths, outputs, strict=True):
         if out in seen:
-            raise ValueError(f"{seen[out]} and {path} would both write {out}; give the "
-                             f"recordings distinct file names or process them separately")
+            raise ValueError(f"{seen[out]} and {path} would both write {out}; give each "
+                             f"recording once, or process them separately")
         seen[out] = path
     batch = _Batch(paths, outputs, options, overwrite, plot, progress)
+    created = [d for d in (out_dir, *out_dir.parents) if not d.exists()]  # innermost first
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:  # every file fails with the reason; nothing is solved in vain
         batch.unwritable = f"cannot create the output folder {out_dir}: {err}"
     else:
         batch.removed = _remove_stale_temporaries(outputs, plot)
-    results = _execute(batch.jobs(), n_jobs, backend, client)
-    for result in results:
-        batch.add(result)
-    batch.flush()
+    try:
+        results = _execute(batch.jobs(), n_jobs, backend, client)
+        for result in results:
+            batch.add(result)
+        batch.flush()
+    finally:
+        _remove_empty(created)  # a batch that wrote nothing leaves no trace
     return batch.report(time.perf_counter() - started)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Removes the folders (innermost first) this batch created, while they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()  # fails on a folder holding anything, which is then kept
+        except OSError:
+            return
 
 
 def solve_recording(path: str | Path, options: IkOptions | None = None, *, n_jobs: int = 1,
@@ -356,7 +422,9 @@ class _Batch:
         prepared = pending.prepared
         thorax = None if prepared.thorax is None else motion.metadata["thorax"]
         self._done(file_id, FileResult(path, out, "written", pending.note,
-                                       num_frames=motion.num_frames, error_mean_mm=mean,
+                                       num_frames=motion.num_frames, fps=motion.fps,
+                                       missing_legs=tuple(motion.missing_legs),
+                                       error_mean_mm=mean,
                                        error_p95_mm=p95, thorax=thorax, body=prepared.body))
 
     def _done(self, file_id: int, result: FileResult) -> None:
