@@ -6,7 +6,7 @@ Usage:
     flyenv train [--reference FILE.npz] [--device DEV] [--num-envs N] [--total-timesteps N]
                  [--output DIR] [--video-steps N] ... (every field of flyenv.apps.train.PpoArgs)
     flyenv model [--tethered] [--body FILE] [--output FILE.xml]
-    flyenv ik RECORDING... -o OUT_DIR [--workers N] [--solver lm|seqik]
+    flyenv ik RECORDING|FOLDER... -o OUT_DIR [--workers N] [--solver lm|seqik]
               [--body template|data|FILE.json] [--align] [--chunk-frames K] [--overlap F]
               [--backend loky|threading|multiprocessing|dask] [--plot] [--overwrite] [--fps HZ]
               [--fps-range LOW HIGH]
