@@ -231,9 +231,15 @@ def _ik(args: argparse.Namespace) -> int:
     recordings = runner.expand_folders(args.recordings, args.output)
     bar = tqdm(total=len(recordings), unit="file", disable=args.quiet)
 
+    failed = 0
+
     def progress(result: runner.FileResult) -> None:
+        nonlocal failed
         bar.update()
-        if result.status == "written" and result.message:  # an output redone: why
+        if result.status == "failed":  # counted here, each reason printed once at the end
+            failed += 1
+            bar.set_postfix(failed=failed)
+        elif result.message:  # an output redone: why
             tqdm.write(result.message, file=sys.stderr)
 
     with bar:

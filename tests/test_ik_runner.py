@@ -460,8 +460,10 @@ def test_output_paths_tell_same_named_recordings_apart_by_their_folders(tmp_path
     assert names[:7] == ["a__x.npz", "b__x.npz", "c.npz", "fly1__t1__pose.npz",
                          "fly1__t2__pose.npz", "fly2__t1__pose.npz", "er__y.npz"]
     assert names[7] == f"{Path.cwd().name}__y.npz"
-    # The same file twice keeps one name, which run() refuses.
-    assert len(set(ik_runner.output_paths(["a/x.pkl", "a/../a/x.pkl"], tmp_path))) == 1
+    # The same file twice, or two files of one folder with one stem, keep one name, which run()
+    # refuses naming the two; the others of their stem are still told apart.
+    same = ik_runner.output_paths(["a/x.pkl", "b/x.pkl", "a/../a/x.pkl", "b/x.csv"], tmp_path)
+    assert [p.name for p in same] == ["a__x.npz", "b__x.npz", "a__x.npz", "b__x.npz"]
 
 
 def _seqikpy_tree(root, walking):

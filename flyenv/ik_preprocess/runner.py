@@ -112,7 +112,8 @@ def output_paths(paths: Sequence[str | Path], out_dir: str | Path) -> list[Path]
     as many of their parent folders as it takes, joined by "__":
     `fly1/trial2/pose3d_aligned.pkl` -> `trial2__pose3d_aligned.npz` next to
     `fly1/trial1/pose3d_aligned.pkl`, or `fly1__trial2__pose3d_aligned.npz` when another fly
-    has a `trial2` too. The same file given twice keeps one name (`run` refuses it).
+    has a `trial2` too. Files of one folder that share a stem (`x.pkl`, `x.csv`), or the same
+    file given twice, share a name (`run` refuses them).
     """
     paths = [Path(p) for p in paths]
     names = [p.stem for p in paths]
@@ -121,10 +122,11 @@ def output_paths(paths: Sequence[str | Path], out_dir: str | Path) -> list[Path]
         groups.setdefault(name, []).append(index)
     for stem, members in groups.items():
         folders = [paths[i].resolve().parent.parts[1:] for i in members]  # without the root
-        if len(members) == 1 or len(set(folders)) < len(folders):
+        distinct = set(folders)  # files of one folder sharing a stem keep sharing a name
+        if len(distinct) == 1:
             continue
-        depth = next(d for d in range(1, max(map(len, folders)) + 1)
-                     if len({f[-d:] for f in folders}) == len(folders))
+        depth = next(d for d in range(1, max(map(len, distinct)) + 1)
+                     if len({f[-d:] for f in distinct}) == len(distinct))
         for i, parents in zip(members, folders, strict=True):
             names[i] = "__".join((*parents[-depth:], stem))
     return [Path(out_dir) / f"{name}.npz" for name in names]
@@ -196,7 +198,8 @@ def run(paths: Sequence[str | Path], out_dir: str | Path, options: IkOptions | N
     for path, out in zip(paths, outputs, strict=True):
         if out in seen:
             raise ValueError(f"{seen[out]} and {path} would both write {out}; give each "
-                             f"recording once, or process them separately")
+                             f"recording once, and recordings of one folder distinct names (or "
+                             f"process them separately)")
         seen[out] = path
     batch = _Batch(paths, outputs, options, overwrite, plot, progress)
     created = [d for d in (out_dir, *out_dir.parents) if not d.exists()]  # innermost first
