@@ -496,7 +496,7 @@ def test_cli_takes_folders_and_names_seqikpy_trees_apart(walking, tmp_path, caps
         "fly2__t1__pose3d_aligned.npz"]
     assert (motion_io.load(out / "fly1__t2__pose3d_aligned.npz").metadata["source"]
             == str(tree / "fly1" / "t2" / "pose3d_aligned.pkl"))
-    # Again, and with the outputs folder given as an input too: all done, nothing ignored lost.
+    # Again: all done. The output folder alone holds only outputs, so it is no input at all.
     assert main(argv) == 0
     assert "0 written, 4 skipped" in capsys.readouterr().out
     assert main(["ik", str(out), "-o", str(tmp_path / "o2"), "--quiet"]) == 2
