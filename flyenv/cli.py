@@ -6,7 +6,7 @@ Usage:
     flyenv train [--reference FILE.npz] [--device DEV] [--num-envs N] [--total-timesteps N]
                  [--output DIR] [--video-steps N] ... (every field of flyenv.apps.train.PpoArgs)
     flyenv model [--tethered] [--body FILE] [--output FILE.xml]
-    flyenv ik RECORDING... -o OUT_DIR [--workers N] [--solver lm|seqik]
+    flyenv ik RECORDING|FOLDER... -o OUT_DIR [--workers N] [--solver lm|seqik]
               [--body template|data|FILE.json] [--align] [--chunk-frames K] [--overlap F]
               [--backend loky|threading|multiprocessing|dask] [--plot] [--overwrite] [--fps HZ]
               [--fps-range LOW HIGH]
@@ -81,9 +81,11 @@ def _add_ik(ik: argparse.ArgumentParser) -> None:
     from flyenv.ik_preprocess.limits import FPS_RANGE_HZ
 
     ik.add_argument("recordings", nargs="+", type=Path,
-                    help=".pkl / .npz / .csv recordings (x anterior, y left, z up, mm)")
+                    help=".pkl / .npz / .csv recordings (mm), or folders: their recordings and "
+                         "those below them, sorted")
     ik.add_argument("-o", "--output", type=Path, required=True,
-                    help="folder for <recording stem>.npz (and .png with --plot)")
+                    help="folder for <recording stem>.npz (and .png with --plot); recordings "
+                         "sharing a name get their parent folders' names too")
     ik.add_argument("--workers", type=int, default=1,
                     help="parallel workers; 1 runs serially, -1 uses all cores (default: 1)")
     ik.add_argument("--solver", choices=runner.SOLVERS, default="lm",
@@ -212,7 +214,7 @@ def _ik(args: argparse.Namespace) -> int:
 
     from flyenv.body import constants as c
     from flyenv.body.config import BodyConfig
-    from flyenv.ik_preprocess import runner
+    from flyenv.ik_preprocess import io, runner
     from flyenv.ik_preprocess.solver import LmOptions
 
     template = BodyConfig.default()
@@ -225,17 +227,26 @@ def _ik(args: argparse.Namespace) -> int:
                                fps_range=tuple(args.fps_range),
                                chunk_frames=args.chunk_frames, overlap_frames=args.overlap,
                                lm=LmOptions(smoothness=args.smoothness), template=template)
-    bar = tqdm(total=len(args.recordings), unit="file", disable=args.quiet)
+    for folder in filter(Path.is_dir, args.recordings):
+        found, ignored = io.find_recordings(folder, exclude=args.output)
+        said = f", ignoring {len(ignored)} output(s) of SeqIKPy or flyenv" if ignored else ""
+        print(f"{folder}: {len(found)} recording(s){said}")
+    recordings = runner.expand_folders(args.recordings, args.output)
+    bar = tqdm(total=len(recordings), unit="file", disable=args.quiet)
+
+    failed = 0
 
     def progress(result: runner.FileResult) -> None:
+        nonlocal failed
         bar.update()
-        if result.status == "failed":
-            tqdm.write(f"failed: {result.message}", file=sys.stderr)
-        elif result.message:
+        if result.status == "failed":  # counted here, each reason printed once at the end
+            failed += 1
+            bar.set_postfix(failed=failed)
+        elif result.message:  # an output redone: why
             tqdm.write(result.message, file=sys.stderr)
 
     with bar:
-        report = runner.run(args.recordings, args.output, options, n_jobs=args.workers,
+        report = runner.run(recordings, args.output, options, n_jobs=args.workers,
                             backend=args.backend, overwrite=args.overwrite, plot=args.plot,
                             client=args.scheduler, progress=progress)
     counts = {s: sum(f.status == s for f in report.files) for s in ("written", "skipped",
@@ -243,9 +254,10 @@ def _ik(args: argparse.Namespace) -> int:
     if report.removed_temporaries:
         print(f"removed {len(report.removed_temporaries)} temporary file(s) of an interrupted "
               f"run")
-    skipped = (f", {counts['skipped']} skipped (output exists; --overwrite to redo)"
-               if counts["skipped"] else "")
-    print(f"{counts['written']} written{skipped}, {counts['failed']} failed -> {args.output}")
+    skipped = (f", {counts['skipped']} skipped (done already with these options; --overwrite "
+               f"to redo)" if counts["skipped"] else "")
+    where = f" -> {args.output}" if counts["written"] or counts["skipped"] else ""
+    print(f"{counts['written']} written{skipped}, {counts['failed']} failed{where}")
     if counts["written"]:
         rate = report.seconds / report.leg_frames * 1e6
         print(f"{report.leg_frames} leg-frames in {report.seconds:.1f} s ({rate:.1f} us per "
@@ -257,10 +269,10 @@ def _ik(args: argparse.Namespace) -> int:
     for result in report.files:
         if result.status == "written":
             _print_file(result)
-    if report.failed:
-        print(f"{counts['failed']} file(s) failed:", file=sys.stderr)
+    if report.failed:  # last, so they are what the terminal shows; each message once
+        print(f"\n{counts['failed']} file(s) failed:", file=sys.stderr)
     for result in report.failed:
-        print(f"failed: {result.message}", file=sys.stderr)
+        print(f"  {result.message}", file=sys.stderr)
     return 1 if report.failed else 0
 
 
@@ -270,7 +282,13 @@ def _print_file(result: FileResult) -> None:
 
     from flyenv.body import constants as c
 
-    print(f"\n{result.path}:")
+    print(f"\n{result.path} -> {result.output.name}:")
+    seconds = result.num_frames / result.fps
+    print(f"  {result.num_frames} frames at {result.fps:.6g} fps ({seconds:.3g} s)")
+    present = [leg for leg in c.LEGS if leg not in result.missing_legs]
+    if result.missing_legs:
+        print(f"  legs: {' '.join(present)}; missing from the recording: "
+              f"{' '.join(result.missing_legs)} (NaN angles)")
     thorax = result.thorax
     if thorax is None:
         print("  frame: given as the thorax frame (--frame thorax)")
@@ -284,7 +302,7 @@ def _print_file(result: FileResult) -> None:
     body = result.body
     if body is not None:
         print(f"  body {body.name}: segment lengths [mm] coxa femur tibia tarsus")
-        for legid in range(c.NUM_LEGS):
+        for legid in (c.LEGS.index(leg) for leg in present):
             lengths = " ".join(f"{v:.3f}" for v in body.lengths[legid])
             thc = np.round(body.thc[legid], 3).tolist()
             print(f"    {c.LEGS[legid]:<3} ThC {thc}  {lengths}")

@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,7 +132,8 @@ def test_align_and_data_body_are_recorded(walking, tmp_path):
 
 
 @pytest.mark.parametrize(("mutate", "match"), [
-    (lambda k: k.__setitem__((slice(None), 2, 3), np.nan), r"leg LH: keypoint\(s\) \['TiTa'\]"),
+    (lambda k: k.__setitem__((slice(None), 2, 3), np.nan),
+     r"field 'LH_leg': keypoint\(s\) \['TiTa'\]"),
 ])
 def test_unfittable_leg_is_a_clear_error(walking, tmp_path, mutate, match):
     bad = walking.copy()
@@ -151,7 +153,7 @@ def test_frame_rate_errors(walking, tmp_path):
     assert "carries no frame rate" in report.files[0].message
     clash = _write_npz(tmp_path / "clash.npz", walking, fps=50.0)
     report = run([clash], tmp_path / "out", IkOptions(fps=100.0))
-    assert "50.0 fps but 100.0" in report.files[0].message
+    assert "the file says 50 fps but 100 was given" in report.files[0].message
 
 
 def test_bad_options_and_name_clashes(walking, tmp_path):
@@ -159,11 +161,14 @@ def test_bad_options_and_name_clashes(walking, tmp_path):
         IkOptions(solver="newton")
     with pytest.raises(ValueError, match="chunk_frames"):
         IkOptions(chunk_frames=0)
-    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    (tmp_path / "a").mkdir()
     one = _write_npz(tmp_path / "a" / "walk.npz", walking)
-    two = _write_npz(tmp_path / "b" / "walk.npz", walking)
     with pytest.raises(ValueError, match="would both write"):
-        run([one, two], tmp_path / "out")
+        run([one, tmp_path / "a" / ".." / "a" / "walk.npz"], tmp_path / "out")
+    (tmp_path / "empty" / ".hidden").mkdir(parents=True)
+    (tmp_path / "empty" / ".hidden" / "walk.npz").write_bytes(one.read_bytes())
+    with pytest.raises(ValueError, match=f"{tmp_path / 'empty'}: no recording"):
+        run([tmp_path / "empty"], tmp_path / "out")
     with pytest.raises(ValueError, match="backend"):
         run([one], tmp_path / "out", backend="spark")
 
@@ -187,16 +192,26 @@ def test_cli_end_to_end_and_resume(walking, tmp_path, capsys):
     assert (out / "clip0.png").exists() and (out / "clip1.npz").exists()
     assert not (out / "broken.npz").exists()
     before = os.stat(out / "clip0.npz").st_mtime_ns
-    # Resume: the finished outputs are kept, only the new recording is solved.
+    # Resume: the finished outputs are kept, only the new recording is solved (chunking and
+    # workers do not change a result).
     code = main(["ik", *map(str, inputs), "-o", str(out), "--quiet", "--workers", "2",
-                 "--solver", "seqik"])
+                 "--chunk-frames", "25"])
     printed = capsys.readouterr()
     assert code == 0 and "1 written, 2 skipped" in printed.out
     assert os.stat(out / "clip0.npz").st_mtime_ns == before
-    assert motion_io.load(out / "clip2.npz").metadata["ik"]["solver"] == "seqik"
-    code = main(["ik", str(inputs[0]), "-o", str(out), "--quiet", "--overwrite"])
+    # Other options: refused by name, the old result kept, until --overwrite redoes it.
+    code = main(["ik", str(inputs[0]), "-o", str(out), "--quiet", "--solver", "seqik",
+                 "--body", "data"])
+    printed = capsys.readouterr()
+    assert code == 1 and "0 written, 1 failed" in printed.out and "skipped" not in printed.out
+    assert (f"{inputs[0]}: {out / 'clip0.npz'} exists and was made from this recording with "
+            f"other options (solver lm, now seqik; body template, now data)") in printed.err
+    assert os.stat(out / "clip0.npz").st_mtime_ns == before
+    code = main(["ik", str(inputs[0]), "-o", str(out), "--quiet", "--overwrite", "--solver",
+                 "seqik"])
     assert code == 0 and "1 written" in capsys.readouterr().out
     assert os.stat(out / "clip0.npz").st_mtime_ns != before
+    assert motion_io.load(out / "clip0.npz").metadata["ik"]["solver"] == "seqik"
 
 
 def test_cli_body_file_and_bad_option(walking, tmp_path, capsys):
@@ -384,3 +399,133 @@ def test_an_output_of_another_recording_is_never_skipped_or_overwritten(tmp_path
     assert (out / "pose3d.npz").read_bytes() == before
     assert ik_runner.run([first], out).files[0].status == "skipped"  # the same bytes: resumed
     assert ik_runner.run([second], out, overwrite=True).files[0].status == "written"
+
+
+def test_an_output_made_with_other_options_is_refused_by_name(walking, tmp_path):
+    clip = _write_npz(tmp_path / "clip.npz", walking[:20])
+    out = tmp_path / "out"
+    assert run([clip], out, IkOptions()).files[0].status == "written"
+    before = (out / "clip.npz").read_bytes()
+    assert run([clip], out, IkOptions(chunk_frames=7, fps=100.0)).files[0].status == "skipped"
+    other_template = IkOptions().template.replace(name="mine")
+    for options, said in [
+        (IkOptions(lm=LmOptions(smoothness=1e-3)), "lm.smoothness 0.0, now 0.001"),
+        (IkOptions(align=True, frame="thorax"), "frame estimate, now thorax; align False, "
+                                                 "now True"),
+        (IkOptions(template=other_template), "template body 'neuromechfly_template', now 'mine'"),
+        (IkOptions(fps=50.0, fps_range=(1.0, 1e3)), "fps 100, now 50"),
+    ]:
+        result = run([clip], out, options).files[0]
+        assert result.status == "failed" and said in result.message, result.message
+        assert "pass --overwrite to redo it" in result.message
+    assert (out / "clip.npz").read_bytes() == before
+    # An output of an older flyenv that records fewer options is judged on what it records.
+    motion = motion_io.load(out / "clip.npz")
+    older = {k: v for k, v in motion.metadata["ik"].items() if k not in ("template", "lm")}
+    motion_io.save(motion.replace(metadata={**motion.metadata, "ik": older}), out / "clip.npz",
+                   overwrite=True)
+    assert run([clip], out, IkOptions(template=other_template)).files[0].status == "skipped"
+
+
+def test_solve_recording_returns_the_motion_or_raises(serial, walking, tmp_path, monkeypatch):
+    from flyenv.ik_preprocess import RecordingError, solve_recording
+
+    path = _write_npz(tmp_path / "walk.npz", walking)
+    motion = solve_recording(path)  # the batch's result for the same file, nothing written
+    np.testing.assert_array_equal(motion.joint_angles, serial.joint_angles)
+    assert motion.metadata["source"] == str(path) and list(tmp_path.iterdir()) == [path]
+    chunked = solve_recording(path, IkOptions(chunk_frames=100), n_jobs=2, backend="threading")
+    np.testing.assert_allclose(chunked.joint_angles, serial.joint_angles, atol=1e-6)
+    # The README's old mistake: a 100 fps file said to be 50 fps is an error, never a NaN result.
+    with pytest.raises(RecordingError, match="the file says 100 fps but 50 was given") as err:
+        solve_recording(path, IkOptions(fps=50.0))
+    assert err.value.path == path and err.value.field == "fps"
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        solve_recording(tmp_path / "absent.npz")
+
+    def broken(job):
+        raise np.linalg.LinAlgError("Singular matrix")
+
+    monkeypatch.setattr(ik_runner, "solve_job", broken)
+    with pytest.raises(RuntimeError, match=f"{path}: IK of leg LF, frames 0-240 failed: "
+                                           f"LinAlgError: Singular matrix"):
+        solve_recording(path)
+
+
+def test_output_paths_tell_same_named_recordings_apart_by_their_folders(tmp_path):
+    names = [p.name for p in ik_runner.output_paths(
+        ["a/x.pkl", "b/x.pkl", "c.pkl", "fly1/t1/pose.pkl", "fly1/t2/pose.pkl",
+         "fly2/t1/pose.pkl", "deep/er/y.csv", "y.npz"], tmp_path)]
+    # y.npz sits in the working folder: its own parent's name tells it from deep/er/y.csv.
+    assert names[:7] == ["a__x.npz", "b__x.npz", "c.npz", "fly1__t1__pose.npz",
+                         "fly1__t2__pose.npz", "fly2__t1__pose.npz", "er__y.npz"]
+    assert names[7] == f"{Path.cwd().name}__y.npz"
+    # The same file twice, or two files of one folder with one stem, keep one name, which run()
+    # refuses naming the two; the others of their stem are still told apart.
+    same = ik_runner.output_paths(["a/x.pkl", "b/x.pkl", "a/../a/x.pkl", "b/x.csv"], tmp_path)
+    assert [p.name for p in same] == ["a__x.npz", "b__x.npz", "a__x.npz", "b__x.npz"]
+
+
+def _seqikpy_tree(root, walking):
+    """fly1/{t1,t2}, fly2/t1, each a pose3d_aligned.pkl (no frame rate) with SeqIKPy's outputs
+    beside fly1/t1's, a flat clip, a hidden temporary and a ReferenceMotion."""
+    import pickle
+
+    legs = {f"{leg}_leg": walking[:20, i] for i, leg in enumerate(c.LEGS)}
+    for trial in ("fly1/t1", "fly1/t2", "fly2/t1"):
+        (root / trial).mkdir(parents=True)
+        (root / trial / "pose3d_aligned.pkl").write_bytes(pickle.dumps(legs))
+    (root / "fly1" / "t1" / "leg_joint_angles.pkl").write_bytes(pickle.dumps({"Angle_x": 1.0}))
+    (root / "fly1" / "t1" / "forward_kinematics.pkl").write_bytes(pickle.dumps(legs))
+    (root / ".cache").mkdir()
+    (root / ".cache" / "old.pkl").write_bytes(pickle.dumps(legs))
+    _write_npz(root / "clip.npz", walking[:20])
+
+
+def test_cli_takes_folders_and_names_seqikpy_trees_apart(walking, tmp_path, capsys):
+    tree = tmp_path / "data"
+    _seqikpy_tree(tree, walking)
+    out = tree / "refs"  # inside the folder given: its outputs are never inputs
+    argv = ["ik", str(tree), "-o", str(out), "--fps", "100", "--solver", "seqik", "--quiet"]
+    assert main(argv) == 0
+    printed = capsys.readouterr()
+    assert f"{tree}: 4 recording(s), ignoring 2 output(s) of SeqIKPy or flyenv" in printed.out
+    assert "4 written, 0 failed" in printed.out
+    assert sorted(p.name for p in out.iterdir()) == [
+        "clip.npz", "fly1__t1__pose3d_aligned.npz", "fly1__t2__pose3d_aligned.npz",
+        "fly2__t1__pose3d_aligned.npz"]
+    assert (motion_io.load(out / "fly1__t2__pose3d_aligned.npz").metadata["source"]
+            == str(tree / "fly1" / "t2" / "pose3d_aligned.pkl"))
+    # Again: all done. The output folder alone holds only outputs, so it is no input at all.
+    assert main(argv) == 0
+    assert "0 written, 4 skipped" in capsys.readouterr().out
+    assert main(["ik", str(out), "-o", str(tmp_path / "o2"), "--quiet"]) == 2
+    assert f"{out}: no recording (.pkl, .pickle, .npz, .csv) in this folder or below (only " \
+           f"outputs of SeqIKPy or flyenv" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists()
+
+
+def test_a_failed_run_leaves_no_folder_and_says_each_error_once(walking, tmp_path, capsys):
+    # The demo's clip: its fps is 1/0.002 s, which prints as 500, not 499.99999999999955.
+    demo = _write_npz(tmp_path / "demo.npz", walking[:20], fps=1 / 0.002)
+    out = tmp_path / "new" / "refs"
+    assert main(["ik", str(demo), "-o", str(out), "--fps", "100", "--quiet"]) == 1
+    printed = capsys.readouterr()
+    assert "0 written, 1 failed\n" in printed.out and str(out) not in printed.out
+    message = f"{demo}: field 'fps': the file says 500 fps but 100 was given"
+    assert printed.err.count(message) == 1 and "499.9" not in printed.err + printed.out
+    assert not (tmp_path / "new").exists()
+    # A folder that was there stays, and so does one holding anything.
+    out.mkdir(parents=True)
+    assert main(["ik", str(demo), "-o", str(out), "--fps", "100", "--quiet"]) == 1
+    assert out.is_dir()
+
+
+def test_cli_summary_names_missing_legs_and_the_frame_rate(tmp_path, capsys):
+    assert main(["ik", str(ANIPOSE), "-o", str(tmp_path / "out"), "--fps", "100", "--solver",
+                 "seqik", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "600 frames at 100 fps (6 s)" in printed
+    assert "legs: LF RF; missing from the recording: LM LH RM RH (NaN angles)" in printed
+    body_rows = [line.split()[0] for line in printed.splitlines() if " ThC [" in line]
+    assert body_rows == ["LF", "RF"]

@@ -10,6 +10,7 @@ The demo's artefacts are checked here too (the suite runs the demo once).
 Untyped blocks (the pipeline diagram, commands for another machine) are not code to run here.
 """
 
+import os
 import re
 import subprocess
 import sys
@@ -52,6 +53,8 @@ def test_readme_blocks_run_in_order(tmp_path):
     assert kinds.count("python") >= 4 and kinds.count("bash") >= 3
     bin_dir = Path(sys.executable).parent
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "MUJOCO_GL": "egl"}
+    if "PYTHONPATH" in os.environ:  # the flyenv under test (a checkout beside the installed one)
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     ran, stdout = 0, []
     for kind, code in blocks:
         if kind == "bash":

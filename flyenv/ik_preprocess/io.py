@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
+import os
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,10 @@ from flyenv.ik_preprocess.unpickle import load_pickle_safely
 from flyenv.motion.io import CORRUPT_ARCHIVE_ERRORS, open_npy_member
 
 MIN_FRAMES = 2
+# File suffixes of recordings (any case), one reader each.
+SUFFIXES = (".pkl", ".pickle", ".npz", ".csv")
+# What SeqIKPy writes next to its input (`pose3d_aligned.pkl`): its results, not recordings.
+SEQIKPY_OUTPUTS = ("leg_joint_angles", "forward_kinematics")
 # SeqIKPy's names for the keypoint rows of its nested alignment pickles.
 _NESTED_KEYPOINTS = ("Coxa", "Femur", "Tibia", "Tarsus", "Claw")
 # The npz fields read: name -> dtype kinds accepted ('f' float, 'i'/'u' integer, 'U'/'S' text).
@@ -125,6 +130,58 @@ def load_recording(path: str | Path, *,
         # error on a malformed array) is still this file's fault.
         raise RecordingError(path, f"cannot read the file ({type(err).__name__}: {err})"
                              ) from err
+
+
+def find_recordings(folder: str | Path, *, exclude: str | Path | None = None,
+                    ) -> tuple[list[Path], list[Path]]:
+    """The recordings in a folder and below it, sorted by path.
+
+    A recording is a file with a recording suffix (`SUFFIXES`, any case). Left out, and returned
+    as ignored: what SeqIKPy writes next to its input (`leg_joint_angles*.pkl`,
+    `forward_kinematics*.pkl`) and `ReferenceMotion` archives (flyenv's own outputs: an `.npz`
+    holding `joint_angles` but no `leg_names`). Hidden files and folders (a leading dot:
+    temporaries, `.git`) and anything under `exclude` (the output folder) are not looked at.
+
+    Args:
+        folder: the folder to search.
+        exclude: a folder whose files are never inputs.
+
+    Returns:
+        (recordings, ignored), each sorted.
+
+    Raises:
+        NotADirectoryError: `folder` is not a folder.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder}: not a folder")
+    skip = None if exclude is None else Path(exclude).resolve()
+    found, ignored = [], []
+    for root, dirs, files in os.walk(folder):
+        here = Path(root)
+        dirs[:] = [d for d in dirs if not d.startswith(".")
+                   and (skip is None or (here / d).resolve() != skip)]
+        for name in files:
+            path = here / name
+            if name.startswith(".") or path.suffix.lower() not in SUFFIXES:
+                continue
+            if path.stem.startswith(SEQIKPY_OUTPUTS) or _is_reference_motion(path):
+                ignored.append(path)
+            else:
+                found.append(path)
+    return sorted(found), sorted(ignored)
+
+
+def _is_reference_motion(path: Path) -> bool:
+    """Whether an `.npz` is a ReferenceMotion (from its member names; nothing is read)."""
+    if path.suffix.lower() != ".npz":
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return False  # not ours to judge here: the reader names what is wrong
+    return "joint_angles.npy" in names and "leg_names.npy" not in names
 
 
 def _from_pickle(path: Path, fps_range: tuple[float, float]) -> Recording:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -13,6 +16,10 @@ from flyenv.ik_preprocess.limits import FPS_RANGE_HZ
 SOLVERS = ("lm", "seqik")
 BODY_MODES = ("template", "data")
 FRAMES = ("estimate", "thorax")
+# The options an output records in metadata["ik"] that decide its result; the others
+# (chunk_frames, overlap_frames: the chunked result equals the unchunked one; fps_range: it only
+# accepts or refuses) are recorded for information. fps is the output's own `fps`.
+RESULT_OPTIONS = ("solver", "body", "frame", "up", "align", "lm", "template")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,4 +79,51 @@ class IkOptions:
                              f"inf, got {self.fps_range}")
         if self.fps is not None and not lo <= self.fps <= hi:
             raise ValueError(f"IkOptions.fps must be in fps_range [{lo:g}, {hi:g}] Hz, got "
-                             f"{self.fps}")
+                             f"{self.fps:.6g}")
+
+    def record(self) -> dict[str, Any]:
+        """The options as an output records them (`metadata["ik"]`), JSON-able.
+
+        `lm` is None for the seqik solver (unused); `template` is the template body's
+        `BodyConfig.to_dict()`.
+        """
+        return {"solver": self.solver, "body": self.body, "align": self.align,
+                "frame": self.frame, "up": None if self.up is None else list(self.up),
+                "chunk_frames": self.chunk_frames, "overlap_frames": self.overlap_frames,
+                "lm": dataclasses.asdict(self.lm) if self.solver == "lm" else None,
+                "template": self.template.to_dict()}
+
+    def differences(self, recorded: Mapping[str, Any]) -> list[str]:
+        """What an output made with `recorded` (its `metadata["ik"]`) was made with otherwise.
+
+        Only the options that decide the result (`RESULT_OPTIONS`) count, and only those the
+        output records (outputs of older flyenv versions lack some).
+
+        Returns:
+            One "name X, now Y" per option that differs; empty when the result would be the
+            same.
+        """
+        mine = json.loads(json.dumps(self.record()))  # tuples as lists, as the record holds
+        differ = []
+        for name in RESULT_OPTIONS:
+            if name not in recorded or recorded[name] == mine[name]:
+                continue
+            if name == "template":
+                then = recorded[name].get("name") if isinstance(recorded[name], dict) else None
+                differ.append(f"template body {then!r}, now {self.template.name!r}"
+                              + (" (other measurements)" if then == self.template.name else ""))
+            elif name == "lm":
+                if not (isinstance(recorded[name], dict) and isinstance(mine[name], dict)):
+                    continue  # one solver is seqik: the solver's difference says it
+                changed = sorted(k for k in set(recorded[name]) | set(mine[name])
+                                 if recorded[name].get(k) != mine[name].get(k))
+                differ.extend(f"lm.{k} {recorded[name].get(k)!r}, now {mine[name].get(k)!r}"
+                              for k in changed)
+            else:
+                differ.append(f"{name} {_show(recorded[name])}, now {_show(mine[name])}")
+        return differ
+
+
+def _show(value: Any) -> str:
+    """An option's value as a message shows it: text bare, the rest as Python writes it."""
+    return value if isinstance(value, str) else repr(value)

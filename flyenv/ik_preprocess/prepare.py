@@ -72,7 +72,8 @@ def prepare(path: Path, options: IkOptions) -> Prepared:
     """Reads a recording and brings its keypoints into the body frame of the body to fit.
 
     Raises:
-        ValueError: (a `RecordingError` for the file's contents) naming the file.
+        FileNotFoundError: no such file.
+        RecordingError: (a ValueError) the file cannot be used, naming it and the field.
     """
     recording = load_recording(path, fps_range=options.fps_range)
     fps = frame_rate(recording, options)
@@ -108,17 +109,18 @@ def _check_keypoints_tracked(path: Path, keypoints: np.ndarray, legs: tuple[str,
         never = [c.KEYPOINTS[k] for k in range(c.NUM_KEYPOINTS)
                  if not np.isfinite(keypoints[:, legid, k]).all(-1).any()]
         if never:
-            raise ValueError(f"{path}: leg {leg}: keypoint(s) {never} are NaN in every frame; "
-                             f"cannot fit that leg (drop the leg from the file to treat it as "
-                             f"missing)")
+            raise RecordingError(path, f"field '{leg}_leg': keypoint(s) {never} are NaN in "
+                                       f"every frame; cannot fit that leg (drop the leg from the "
+                                       f"file to treat it as missing)", f"{leg}_leg")
 
 
 def frame_rate(recording: Recording, options: IkOptions) -> float:
     """The recording's frame rate [Hz], from the file or the options (they must agree)."""
     fps = options.fps
     if recording.fps is not None and fps is not None and abs(recording.fps - fps) > 1e-9:
-        raise ValueError(f"{recording.path}: the file says {recording.fps} fps but {fps} was "
-                         f"given; drop the option or fix the file")
+        raise RecordingError(recording.path, f"field 'fps': the file says {recording.fps:.6g} "
+                                             f"fps but {fps:.6g} was given; drop the option "
+                                             f"(--fps / IkOptions.fps) or fix the file", "fps")
     rate = recording.fps if recording.fps is not None else fps
     if rate is None:
         raise RecordingError(recording.path, "the file carries no frame rate; pass one (--fps / "
@@ -154,10 +156,7 @@ def assemble(prepared: Prepared, solution: Solution, options: IkOptions) -> Refe
         "source": str(recording.path),
         "source_sha256": prepared.source_sha256,
         "flyenv_version": __version__,
-        "ik": {"solver": options.solver, "body": options.body, "align": options.align,
-               "frame": options.frame, "up": None if options.up is None else list(options.up),
-               "chunk_frames": options.chunk_frames, "overlap_frames": options.overlap_frames,
-               "lm": dataclasses.asdict(options.lm) if options.solver == "lm" else None},
+        "ik": options.record(),
         "body": prepared.body.to_dict(),
         "missing_legs": list(recording.missing_legs),
         "align_scale": {c.LEGS[i]: float(prepared.scale[i]) for i in legs},

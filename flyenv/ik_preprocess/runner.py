@@ -25,6 +25,7 @@ import joblib
 import numpy as np
 
 from flyenv.body.config import BodyConfig
+from flyenv.ik_preprocess.io import SUFFIXES, find_recordings
 from flyenv.ik_preprocess.jobs import Job as Job
 from flyenv.ik_preprocess.jobs import JobResult as JobResult
 from flyenv.ik_preprocess.jobs import Solution, plan_jobs, stitch
@@ -51,10 +52,13 @@ class FileResult:
     Attributes:
         path: the input.
         output: the ReferenceMotion file (written, or found and skipped).
-        status: "written", "skipped" (a valid output existed) or "failed".
+        status: "written", "skipped" (an output of the same bytes and options existed) or
+            "failed".
         message: the error, for failed files; for written ones, why an existing output was
             redone (it did not load).
         num_frames: frames in the recording.
+        fps: its frame rate [Hz].
+        missing_legs: legs the recording lacks (NaN angles in the output).
         error_mean_mm: (4,) mean fit error of CTr, FTi, TiTa, Claw over tracked keypoints.
         error_p95_mm: (4,) their 95th percentiles.
         thorax: the thorax estimate's summary (`ThoraxPose.summary()`: root motion found,
@@ -67,6 +71,8 @@ class FileResult:
     status: str
     message: str = ""
     num_frames: int = 0
+    fps: float | None = None
+    missing_legs: tuple[str, ...] = ()
     error_mean_mm: np.ndarray | None = None
     error_p95_mm: np.ndarray | None = None
     thorax: dict[str, Any] | None = None
@@ -99,20 +105,72 @@ def output_path(path: str | Path, out_dir: str | Path) -> Path:
     return Path(out_dir) / f"{Path(path).stem}.npz"
 
 
+def output_paths(paths: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
+    """The outputs of a batch: `out_dir/<input stem>.npz`, made unique by parent folders.
+
+    Inputs that share a stem (SeqIKPy names every file `pose3d_aligned.pkl`) are told apart by
+    as many of their parent folders as it takes, joined by "__":
+    `fly1/trial2/pose3d_aligned.pkl` -> `trial2__pose3d_aligned.npz` next to
+    `fly1/trial1/pose3d_aligned.pkl`, or `fly1__trial2__pose3d_aligned.npz` when another fly
+    has a `trial2` too. Files of one folder that share a stem (`x.pkl`, `x.csv`), or the same
+    file given twice, share a name (`run` refuses them).
+    """
+    paths = [Path(p) for p in paths]
+    names = [p.stem for p in paths]
+    groups: dict[str, list[int]] = {}
+    for index, name in enumerate(names):
+        groups.setdefault(name, []).append(index)
+    for stem, members in groups.items():
+        folders = [paths[i].resolve().parent.parts[1:] for i in members]  # without the root
+        distinct = set(folders)  # files of one folder sharing a stem keep sharing a name
+        if len(distinct) == 1:
+            continue
+        depth = next(d for d in range(1, max(map(len, distinct)) + 1)
+                     if len({f[-d:] for f in distinct}) == len(distinct))
+        for i, parents in zip(members, folders, strict=True):
+            names[i] = "__".join((*parents[-depth:], stem))
+    return [Path(out_dir) / f"{name}.npz" for name in names]
+
+
+def expand_folders(paths: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
+    """The inputs with each folder replaced by its recordings (`io.find_recordings`, sorted).
+
+    Raises:
+        ValueError: a folder holds no recording.
+    """
+    expanded = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            expanded.append(path)
+            continue
+        found, ignored = find_recordings(path, exclude=out_dir)
+        if not found:
+            also = (f" (only outputs of SeqIKPy or flyenv: {ignored[0].name}, ...)" if ignored
+                    else "")
+            raise ValueError(f"{path}: no recording ({', '.join(SUFFIXES)}) in this folder or "
+                             f"below{also}")
+        expanded.extend(found)
+    return expanded
+
+
 def run(paths: Sequence[str | Path], out_dir: str | Path, options: IkOptions | None = None, *,
         n_jobs: int = 1, backend: str = "loky", overwrite: bool = False, plot: bool = False,
         client: Any = None, progress: Callable[[FileResult], None] | None = None) -> IkReport:
     """Solves IK for recordings and writes one `ReferenceMotion` per recording.
 
-    Outputs are `out_dir/<input stem>.npz`, written atomically; existing outputs that load are
-    skipped unless `overwrite`, so an interrupted batch resumes where it stopped (one that does
-    not load is redone, saying so in its `FileResult.message`), and temporary files a killed run
-    left for these outputs are removed. A file that cannot be read, solved or written (bad data,
-    a full disk, an output folder that cannot be created) is reported as failed with the reason
-    and the batch goes on, with any number of workers and any backend.
+    Outputs are `out_dir/<input stem>.npz` (inputs sharing a stem get their parent folders'
+    names too: `output_paths`), written atomically; existing outputs that load and
+    were made from the same bytes with the same options are skipped unless `overwrite`, so an
+    interrupted batch resumes where it stopped (one that does not load is redone, saying so in
+    its `FileResult.message`; one made from other bytes or with other options fails by name,
+    kept as it is), and temporary files a killed run left for these outputs are removed. A file
+    that cannot be read, solved or written (bad data, a full disk, an output folder that cannot
+    be created) is reported as failed with the reason and the batch goes on, with any number of
+    workers and any backend.
 
     Args:
-        paths: recordings (.pkl, .npz, .csv; see `flyenv.ik_preprocess.io`).
+        paths: recordings (.pkl, .npz, .csv; see `flyenv.ik_preprocess.io`), or folders:
+            their recordings and those below them, sorted (`io.find_recordings`).
         out_dir: folder for the outputs (created if needed).
         options: what to do with each recording.
         n_jobs: parallel workers (1: serial, -1: all cores).
@@ -126,34 +184,100 @@ def run(paths: Sequence[str | Path], out_dir: str | Path, options: IkOptions | N
         The report, one `FileResult` per input in input order.
 
     Raises:
-        ValueError: on bad options, or two inputs that would write the same output (nothing is
-            done then).
+        ValueError: on bad options, a folder without recordings, or a file given twice
+            (nothing is done then).
     """
     options = options or IkOptions()
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     started = time.perf_counter()
     out_dir = Path(out_dir)
-    paths = [Path(p) for p in paths]
-    outputs = [output_path(p, out_dir) for p in paths]
+    paths = expand_folders(paths, out_dir)
+    outputs = output_paths(paths, out_dir)
     seen: dict[Path, Path] = {}
     for path, out in zip(paths, outputs, strict=True):
         if out in seen:
-            raise ValueError(f"{seen[out]} and {path} would both write {out}; give the "
-                             f"recordings distinct file names or process them separately")
+            raise ValueError(f"{seen[out]} and {path} would both write {out}; give each "
+                             f"recording once, and recordings of one folder distinct names (or "
+                             f"process them separately)")
         seen[out] = path
     batch = _Batch(paths, outputs, options, overwrite, plot, progress)
+    created = [d for d in (out_dir, *out_dir.parents) if not d.exists()]  # innermost first
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:  # every file fails with the reason; nothing is solved in vain
         batch.unwritable = f"cannot create the output folder {out_dir}: {err}"
     else:
         batch.removed = _remove_stale_temporaries(outputs, plot)
-    results = _execute(batch.jobs(), n_jobs, backend, client)
-    for result in results:
-        batch.add(result)
-    batch.flush()
+    try:
+        results = _execute(batch.jobs(), n_jobs, backend, client)
+        for result in results:
+            batch.add(result)
+        batch.flush()
+    finally:
+        _remove_empty(created)  # a batch that wrote nothing leaves no trace
     return batch.report(time.perf_counter() - started)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Removes the folders (innermost first) this batch created, while they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()  # fails on a folder holding anything, which is then kept
+        except OSError:
+            return
+
+
+def solve_recording(path: str | Path, options: IkOptions | None = None, *, n_jobs: int = 1,
+                    backend: str = "loky", client: Any = None) -> ReferenceMotion:
+    """Solves IK for one recording and returns its `ReferenceMotion` (nothing is written).
+
+    The same IK as `run`, for one file, with errors raised rather than reported: a script goes
+    on only with a result (save it with `flyenv.motion.io.save`). Long recordings can be split
+    into jobs (`options.chunk_frames`) solved by `n_jobs` workers.
+
+    Args:
+        path: a recording (.pkl, .npz, .csv; see `flyenv.ik_preprocess.io`).
+        options: what to do with it.
+        n_jobs: parallel workers over legs x chunks (1: serial, -1: all cores).
+        backend: "loky", "threading", "multiprocessing" or "dask" (as `run`).
+        client: for the dask backend, a `distributed.Client` or a scheduler address.
+
+    Returns:
+        The motion: joint angles (T, 42) [rad], keypoints, their forward kinematics and fit
+        error, with the options and the source recorded in its metadata.
+
+    Raises:
+        FileNotFoundError: no such file.
+        RecordingError: (a ValueError) the file cannot be used: unreadable, implausible data, no
+            frame rate or one that clashes with `options.fps`, a leg that cannot be fitted, a
+            thorax layout that is no fly's; the message names the file and the field.
+        RuntimeError: the IK of a leg failed (a solver error on odd data), naming the file,
+            the leg and the frames.
+        ValueError: bad options or backend.
+    """
+    options = options or IkOptions()
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    path = Path(path)
+    prepared = prepare(path, options)
+    jobs = plan_jobs(0, prepared.filled, prepared.tracked, prepared.legs, prepared.body,
+                     options.solver, lm_options(prepared, options), options.chunk_frames,
+                     options.overlap_frames)
+    solution = Solution.empty(len(prepared.filled))
+    if n_jobs == 1 and backend != "dask":
+        for job in jobs:  # in this process, so a solver's error keeps its traceback
+            try:
+                stitch(solution, solve_job(job))
+            except Exception as err:
+                raise RuntimeError(f"{path}: IK of leg {job.leg}, frames {job.start}-"
+                                   f"{job.stop} failed: {type(err).__name__}: {err}") from err
+    else:
+        for result in _execute(jobs, n_jobs, backend, client):
+            if result.failure is not None:
+                raise RuntimeError(f"{path}: {result.failure}")
+            stitch(solution, result)
+    return assemble(prepared, solution, options)
 
 
 def _remove_stale_temporaries(outputs: list[Path], plot: bool) -> list[Path]:
@@ -244,7 +368,7 @@ class _Batch:
                                                f"{self.unwritable}"))
                 continue
             try:
-                note = "" if self.overwrite else _check_existing(out, path)
+                note = "" if self.overwrite else _check_existing(out, path, options)
             except ValueError as err:  # an output of another recording: never overwritten
                 self._done(file_id, FileResult(path, out, "failed", str(err)))
                 continue
@@ -301,7 +425,9 @@ class _Batch:
         prepared = pending.prepared
         thorax = None if prepared.thorax is None else motion.metadata["thorax"]
         self._done(file_id, FileResult(path, out, "written", pending.note,
-                                       num_frames=motion.num_frames, error_mean_mm=mean,
+                                       num_frames=motion.num_frames, fps=motion.fps,
+                                       missing_legs=tuple(motion.missing_legs),
+                                       error_mean_mm=mean,
                                        error_p95_mm=p95, thorax=thorax, body=prepared.body))
 
     def _done(self, file_id: int, result: FileResult) -> None:
@@ -315,16 +441,17 @@ class _Batch:
         return IkReport(files, mean, p95, self.stats.leg_frames, seconds, self.removed)
 
 
-def _check_existing(out: Path, source: Path) -> str | None:
+def _check_existing(out: Path, source: Path, options: IkOptions) -> str | None:
     """Whether an existing output is skipped (None) or (re)done (the reason, or "").
 
-    An output is skipped only if it loads and was made from these very bytes (the SHA-256 it
-    records; outputs of older flyenv versions record only the source path).
+    An output is skipped only if it loads, was made from these very bytes (the SHA-256 it
+    records; outputs of older flyenv versions record only the source path) and with options
+    that give the same result (`IkOptions.differences`, and the frame rate when one is given).
 
     Raises:
         ValueError: `out` was made from another recording (a file of the same name from another
-            folder) or from an earlier version of this one: it is neither skipped nor
-            overwritten.
+            folder), from an earlier version of this one, or with other options: it is neither
+            skipped nor overwritten.
     """
     if not out.exists():
         return ""
@@ -341,6 +468,14 @@ def _check_existing(out: Path, source: Path) -> str | None:
                          f"another version of this one ({made_from}); refusing to skip or "
                          f"overwrite it: write to another folder, rename the recording, or pass "
                          f"--overwrite")
+    recorded = motion.metadata.get("ik")
+    differ = options.differences(recorded) if isinstance(recorded, dict) else []
+    if options.fps is not None and abs(motion.fps - options.fps) > 1e-9 * options.fps:
+        differ.append(f"fps {motion.fps:.6g}, now {options.fps:.6g}")
+    if differ:
+        raise ValueError(f"{source}: {out} exists and was made from this recording with other "
+                         f"options ({'; '.join(differ)}); refusing to skip or overwrite it: "
+                         f"write to another folder, or pass --overwrite to redo it")
     return None
 
 
