@@ -275,11 +275,11 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
     Returns:
         The contents of `OUTPUT/curve.json` (args, device, curve, evaluation, files).
     """
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
     envs = gym.make_vec("flyenv/FlyImitation-v0", num_envs=args.num_envs, device=args.device,
                         autoreset_mode="same_step", **_env_settings(args))
+    out = Path(args.output)  # made once the settings are known to be valid
+    out.mkdir(parents=True, exist_ok=True)
     base = envs
     envs = NormalizeObservation(EpisodeStatistics(envs))
     stats: EpisodeStatistics = envs.env
@@ -366,8 +366,20 @@ def _env_settings(args: PpoArgs) -> dict[str, object]:
         paths = tuple(p.strip() for p in args.reference.split(",") if p.strip())
         settings["reference"] = paths[0] if len(paths) == 1 else paths
     if args.randomization:
-        settings["randomization"] = json.loads(args.randomization)
+        settings["randomization"] = _json_object("randomization", args.randomization)
     return settings
+
+
+def _json_object(option: str, text: str) -> dict[str, object]:
+    # The env's config checks the keys (naming the valid ones); here only the JSON itself.
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--{option}: not valid JSON ({err}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"--{option} must be a JSON object such as '{{\"friction\": [0.5, "
+                         f"1.5]}}', got {text!r}")
+    return value
 
 
 def _log(log: Log, iteration: int, num_iterations: int, stats: EpisodeStatistics,

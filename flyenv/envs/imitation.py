@@ -205,7 +205,8 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
 
         Args:
             actions: (num_envs, 42) float tensor on the env's device: residuals [rad] or joint
-                targets [rad] (see `action_mode`); clipped to the action space.
+                targets [rad] (see `action_mode`); clipped to the action space. A numpy array
+                (such as `action_space.sample()`) is copied to the device as float32 first.
 
         Returns:
             obs (num_envs, obs_dim) float32, reward (num_envs,) float32, terminated and
@@ -242,9 +243,13 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
                                "env")
 
     def _check_actions(self, actions: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(actions, np.ndarray):  # e.g. action_space.sample(): one host->device copy
+            actions = torch.from_numpy(np.ascontiguousarray(actions))
+            if actions.dtype.is_floating_point:  # other dtypes are refused below
+                actions = actions.to(self.device, torch.float32)
         if not isinstance(actions, torch.Tensor):
-            raise TypeError(f"actions must be a torch.Tensor on {self.device}, got "
-                            f"{type(actions).__name__} (wrap the env for numpy actions)")
+            raise TypeError(f"actions must be a torch.Tensor on {self.device} or a numpy array, "
+                            f"got {type(actions).__name__}")
         if tuple(actions.shape) != (self.num_envs, c.NUM_DOFS):
             raise ValueError(f"actions must have shape ({self.num_envs}, {c.NUM_DOFS}), got "
                              f"{tuple(actions.shape)}")
