@@ -11,7 +11,7 @@ Usage:
               [--backend loky|threading|multiprocessing|dask] [--plot] [--overwrite] [--fps HZ]
               [--fps-range LOW HIGH]
     flyenv bench [--engine mujoco|warp|both] [--device DEV] [--num-envs N...] [--steps K]
-                 [--warmup K] [--min-time S] [--no-start-times] [--out DIR]
+                 [--warmup K] [--min-time S] [--no-start-times] [--out DIR (flyenv-bench)]
 
 Example:
     flyenv demo --output ./flyenv-demo
