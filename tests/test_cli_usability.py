@@ -52,3 +52,85 @@ def test_demo_refuses_an_unknown_recording_before_writing_anything(tmp_path, cap
     with pytest.raises(FileNotFoundError):
         run_demo(out, recording=tmp_path / "absent.pkl")
     assert not out.exists()
+
+
+def _example(name):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and inspect look the module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_replay_example_cuts_a_given_reference_to_duration(tmp_path, monkeypatch):
+    # --duration used to apply to the embedded gait only; a --reference was replayed whole.
+    from flyenv.motion import load, save, tripod_gait
+
+    example = _example("replay_reference")
+    clip = save(tripod_gait(duration_s=0.4), tmp_path / "clip.npz")
+    seen = {}
+
+    def track(motion, tethered):
+        seen.setdefault("tracked", []).append(motion.num_frames)
+        raise SystemExit(0)  # the frames the replay gets are all this test needs
+
+    monkeypatch.setattr(example, "track_reference", track)
+    monkeypatch.setattr(sys, "argv", ["replay_reference.py", "--reference", str(clip),
+                                      "--duration", "0.1", "--output", str(tmp_path / "o")])
+    with pytest.raises(SystemExit):
+        example.main()
+    motion = load(clip)
+    assert seen["tracked"] == [round(0.1 * motion.fps) + 1]
+    cut = example.first_seconds(motion, 0.1)
+    assert cut.duration_s == pytest.approx(0.1)
+    assert cut.root_pos.shape[0] == cut.joint_angles.shape[0] == cut.num_frames
+    assert example.first_seconds(motion, 10.0).num_frames == motion.num_frames
+
+
+def test_every_option_has_help_text_from_its_docstring(capsys):
+    import dataclasses
+
+    from flyenv.apps.options import field_docs
+    from flyenv.apps.train import PpoArgs
+
+    docs = field_docs(PpoArgs)
+    assert set(docs) == {f.name for f in dataclasses.fields(PpoArgs)}
+    assert docs["gamma"].startswith("Discount (0.95: a 40 ms horizon")
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    for field in dataclasses.fields(PpoArgs):
+        flag = f"--{field.name.replace('_', '-')}"
+        assert flag in help_text
+        assert " ".join(docs[field.name].split()[:4]) in help_text, field.name
+    assert "(default: 100000)" in help_text
+    example = _example("replay_reference")
+    assert set(field_docs(example.Args)) == {f.name for f in dataclasses.fields(example.Args)}
+
+
+def test_train_says_what_it_will_run_and_on_which_clip(tmp_path):
+    # `--total-timesteps 1` ran a whole iteration and 400 evaluation steps without a word, and
+    # nothing named the clip.
+    from flyenv.apps.train import PpoArgs, _clips, _plan
+    from flyenv.envs import FlyImitationVecEnv
+    from flyenv.motion import save, tripod_gait
+
+    clip = save(tripod_gait(duration_s=0.2), tmp_path / "walk.npz")
+    env = FlyImitationVecEnv(num_envs=1, reference=str(clip), device="cpu")
+    clips = _clips(env)
+    env.close()
+    assert clips == [{"name": "walk", "source": str(clip), "duration_s": pytest.approx(0.2)}]
+    args = PpoArgs(num_envs=4, num_steps=64, total_timesteps=1, reference=str(clip))
+    lines = _plan(args, clips, num_iterations=1)
+    assert lines[0] == f"imitating walk (0.20 s, {clip})"
+    assert lines[1] == ("training: 1 iteration(s) x 4 flies x 64 steps = 256 env steps "
+                        "(--total-timesteps 1 rounded up to whole iterations of num_envs x "
+                        "num_steps = 256)")
+    assert lines[2] == ("then evaluation: 200 steps of the deterministic policy and 200 of the "
+                        "replay baseline, on 4 flies")
+    exact = _plan(PpoArgs(num_envs=4, num_steps=64, total_timesteps=512), clips, 2)
+    assert exact[1].endswith("= 512 env steps")

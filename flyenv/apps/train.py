@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from flyenv.apps.options import add_dataclass_arguments
 from flyenv.envs import FlyImitationVecEnv
 from flyenv.wrappers import EpisodeStatistics, NormalizeObservation
 from flyenv.wrappers.record_video import record_episode
@@ -45,7 +46,8 @@ class PpoArgs:
     num_envs: int = 64
     """Simulated flies."""
     total_timesteps: int = 100_000
-    """Env steps over all flies."""
+    """Env steps over all flies, rounded down to whole iterations of num_envs x num_steps
+    steps (at least one; the run says what it will do)."""
     time_limit_s: float = 0.0
     """Stop training after the iteration that passes this wall time [s] (0: no limit); the
     checkpoint, evaluation and video follow as usual."""
@@ -101,11 +103,8 @@ class PpoArgs:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds an option `--field-name` for every field of `PpoArgs`, with its default."""
-    for field in dataclasses.fields(PpoArgs):
-        kind = {"int": int, "float": float}.get(field.type, str)
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind,
-                            default=field.default, help=f"(default: {field.default!r})")
+    """Adds an option `--field-name` for every field of `PpoArgs` (help: its docstring)."""
+    add_dataclass_arguments(parser, PpoArgs)
 
 
 def args_from(namespace: argparse.Namespace) -> PpoArgs:
@@ -293,6 +292,9 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
     n, t = args.num_envs, args.num_steps
     rollout = Rollout.zeros(t, n, obs_dim, act_dim, device)
     num_iterations = max(1, args.total_timesteps // (n * t))
+    clips = _clips(base)
+    for line in _plan(args, clips, num_iterations):
+        log(line)
     curve = []
 
     obs, _ = envs.reset(seed=args.seed)
@@ -318,7 +320,8 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
         f"replaying the reference (zero residuals) scores {evaluation['replay_score']:.3f}")
     files = {"checkpoint": out / "checkpoint.pt", "curve_json": out / "curve.json",
              "curve_png": _plot_curve(curve, evaluation, out / "curve.png")}
-    result = {"args": dataclasses.asdict(args), "device": str(device), "curve": curve,
+    result = {"args": dataclasses.asdict(args), "device": str(device), "clips": clips,
+              "curve": curve,
               "evaluation": evaluation, "files": {k: str(v) for k, v in files.items()}}
     # The run's results are on disk before the video is tried: rendering needs an OpenGL
     # context (EGL/OSMesa) that a training machine may lack, and must not cost the curve.
@@ -368,6 +371,42 @@ def _env_settings(args: PpoArgs) -> dict[str, object]:
     if args.randomization:
         settings["randomization"] = _json_object("randomization", args.randomization)
     return settings
+
+
+def _clips(env: FlyImitationVecEnv) -> list[dict[str, object]]:
+    """The clips the env imitates: name, source file and duration [s].
+
+    The name is the file's stem, or "tripod_gait" for the embedded gait.
+    """
+    sources = env.config.reference
+    if sources is None:
+        return [{"name": "tripod_gait", "source": "flyenv.motion.tripod_gait (embedded)",
+                 "duration_s": (int(env.ref.lengths[0]) - 1) * env.config.control_dt_s}]
+    sources = [sources] if isinstance(sources, str | Path) else list(sources)
+    return [{"name": name, "source": str(source),
+             "duration_s": (int(length) - 1) * env.config.control_dt_s}
+            for name, source, length in zip(env.ref.names, sources, env.ref.lengths.tolist(),
+                                            strict=True)]
+
+
+def _plan(args: PpoArgs, clips: list[dict[str, object]], num_iterations: int) -> list[str]:
+    """What the run will do, said before it starts (the clips, the steps, the evaluation)."""
+    n, t = args.num_envs, args.num_steps
+    steps = num_iterations * n * t
+    lines = ["imitating " + ", ".join(f"{c['name']} ({c['duration_s']:.2f} s, {c['source']})"
+                                      for c in clips)]
+    line = (f"training: {num_iterations} iteration(s) x {n} flies x {t} steps = {steps} env "
+            f"steps")
+    if steps != args.total_timesteps:
+        how = "up" if steps > args.total_timesteps else "down"
+        line += (f" (--total-timesteps {args.total_timesteps} rounded {how} to whole "
+                 f"iterations of num_envs x num_steps = {n * t})")
+    lines.append(line)
+    after = (f"then evaluation: {args.eval_steps} steps of the deterministic policy and "
+             f"{args.eval_steps} of the replay baseline, on {n} flies")
+    if args.video_steps:
+        after += f", and a video of {args.video_steps} steps"
+    return lines + [after]
 
 
 def _json_object(option: str, text: str) -> dict[str, object]:
