@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from flyenv.apps.options import add_dataclass_arguments
+from flyenv.apps.plots import plot_training_curve
 from flyenv.envs import FlyImitationVecEnv
 from flyenv.wrappers import EpisodeStatistics, NormalizeObservation
 from flyenv.wrappers.record_video import record_episode
@@ -319,7 +320,7 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
         f"({evaluation['reward_per_step']:.3f} per step over {args.eval_steps} steps); "
         f"replaying the reference (zero residuals) scores {evaluation['replay_score']:.3f}")
     files = {"checkpoint": out / "checkpoint.pt", "curve_json": out / "curve.json",
-             "curve_png": _plot_curve(curve, evaluation, out / "curve.png")}
+             "curve_png": plot_training_curve(curve, evaluation, out / "curve.png")}
     result = {"args": dataclasses.asdict(args), "device": str(device), "clips": clips,
               "curve": curve,
               "evaluation": evaluation, "files": {k: str(v) for k, v in files.items()}}
@@ -457,29 +458,6 @@ def _evaluate(agent: Agent, envs: gym.vector.VectorEnv, base: gym.vector.VectorE
         per_step[name] = float(total) / steps
     return {"reward_per_step": per_step["policy"], "score": per_step["policy"] / base.max_reward,
             "replay_score": per_step["replay"] / base.max_reward}
-
-
-def _plot_curve(curve: list[dict], evaluation: dict[str, float], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = [r["env_steps"] for r in curve]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(steps, [r["score"] for r in curve], label="rollout reward / max (with exploration)")
-    ax.axhline(evaluation["score"], color="k", ls="--", label="final deterministic evaluation")
-    ax.axhline(evaluation["replay_score"], color="tab:gray", ls=":",
-               label="replay of the reference (zero residuals)")
-    values = [r["score"] for r in curve] + [evaluation["score"], evaluation["replay_score"]]
-    ax.set(xlabel="env steps", ylabel="imitation score (reward / max)",
-           ylim=(max(0.0, min(values) - 0.05), min(1.0, max(values) + 0.05)))
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 def _tensorboard(out: Path) -> object:
