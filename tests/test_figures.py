@@ -89,3 +89,87 @@ def test_training_curve_tells_evaluation_and_replay_apart(tmp_path, figures):
     assert high - low < 0.01 and low < 0.876 < 0.877 < high  # apart by a third of the axis
     assert {t.get_text() for t in final.texts} == {"0.8770", "0.8760"}
     assert "+0.0010" in final.get_title()
+
+
+# Videos ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def renderer():
+    from flyenv.body.mjcf import build_model
+    from flyenv.sim.render import FlyRenderer
+
+    renderer = FlyRenderer(build_model(), 240, 180)
+    yield renderer
+    renderer.close()
+
+
+def _standing(model, x_mm=0.0):
+    import mujoco
+
+    data = mujoco.MjData(model)
+    mujoco.mj_resetDataKeyframe(model, data, model.key("stand").id)
+    qpos = data.qpos.copy()
+    qpos[0] = x_mm
+    return qpos
+
+
+def test_the_shadow_follows_the_fly_wherever_it_walks(renderer):
+    # The light was fixed in the world and a directional light's shadow map covers only
+    # +-stat.extent (5 mm) around it: from about 0.8 s of a replay on, the fly had no shadow.
+    import mujoco
+
+    flags = renderer._renderer.scene.flags
+    darkened = []
+    for x_mm in (0.0, 8.0, 30.0):
+        qpos = _standing(renderer.model, x_mm)
+        with_shadow = renderer.render(qpos).astype(int)
+        flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
+        without = renderer.render(qpos).astype(int)
+        flags[mujoco.mjtRndFlag.mjRND_SHADOW] = True
+        darkened.append(int(((without - with_shadow).sum(axis=2) > 60).sum()))
+    assert min(darkened) > 300, darkened  # pixels the shadow darkens
+    assert max(darkened) < 1.5 * min(darkened), darkened  # the same shadow everywhere
+
+
+def test_a_ghost_comes_with_a_key_and_captions_are_written(renderer):
+    from flyenv.sim.render import GHOST_KEY, annotate
+
+    qpos = _standing(renderer.model)
+    plain = renderer.render(qpos)
+
+    def changed(image, rows, cols):  # renders vary by a level or two from call to call
+        return int((np.abs(image[rows, cols].astype(int) - plain[rows, cols]) > 30).sum())
+
+    keyed = renderer.render(qpos, ghost_qpos=qpos, caption=["t = 0.010 s"])
+    top, left, right = slice(0, 30), slice(0, 60), slice(-60, None)
+    assert changed(keyed, top, left) > 100  # the key, top left
+    assert changed(keyed, top, right) > 100  # the caption, top right
+    # Each key line has its swatch in the body's colour: blue for the ghost.
+    for label, rgb in GHOST_KEY:
+        assert (np.abs(keyed.astype(int) - rgb).sum(axis=2) < 10).any(), label
+    no_ghost = renderer.render(qpos, ghost_qpos=qpos, placement="off")
+    assert changed(no_ghost, top, left) == 0  # no ghost, no key
+    stamped = annotate(plain, bottom_right=["10x slow motion"])
+    assert stamped.shape == plain.shape and stamped.dtype == np.uint8
+    assert changed(stamped, slice(-30, None), right) > 100
+    assert (stamped[:-40] == plain[:-40]).all()
+
+
+def test_env_frames_are_stamped_with_world_time_and_clip(monkeypatch):
+    from flyenv.envs import FlyImitationVecEnv
+    from flyenv.motion import tripod_gait
+
+    env = FlyImitationVecEnv(num_envs=2, reference=tripod_gait(duration_s=0.2), device="cpu",
+                             random_start=False, render_mode="rgb_array", render_size=(96, 72),
+                             render_worlds=(0, 1))
+    env.reset(seed=0)
+    for _ in range(3):
+        env.step(np.zeros((2, c.NUM_DOFS), np.float32))
+    env.render()
+    captions = []
+    monkeypatch.setattr(env._renderer, "render",
+                        lambda q, g, placement, caption: captions.append(caption))
+    env.render()
+    env.close()
+    assert captions == [("world 0  t = 0.006 s", "clip clip0 at 0.006 s"),
+                        ("world 1  t = 0.006 s", "clip clip0 at 0.006 s")]
