@@ -5,7 +5,7 @@ Usage:
     flyenv data [NAME]
     flyenv replay REFERENCE.npz [--output FILE.mp4] [--steps N] [--tethered]
     flyenv train [--reference FILE.npz] [--device DEV] [--num-envs N] [--total-timesteps N]
-                 [--output DIR] [--video-steps N] ... (every field of flyenv.apps.train.PpoArgs)
+                 [--output DIR] [--video-steps N] ... (each field of apps.train_args.PpoArgs)
     flyenv model [--tethered] [--body FILE] [--output FILE.xml]
     flyenv ik RECORDING... -o OUT_DIR [--workers N] [--solver lm|seqik]
               [--body template|data|FILE.json] [--align] [--chunk-frames K] [--overlap F]
@@ -63,9 +63,9 @@ def _add_replay(replay_cmd: argparse.ArgumentParser) -> None:
 
 
 def _add_train(train_cmd: argparse.ArgumentParser) -> None:
-    from flyenv.apps import train
+    from flyenv.apps import train_args
 
-    train.add_arguments(train_cmd)
+    train_args.add_arguments(train_cmd)
     train_cmd.set_defaults(func=_train)
 
 

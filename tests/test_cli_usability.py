@@ -115,22 +115,22 @@ def test_every_option_has_help_text_from_its_docstring(capsys):
 def test_train_says_what_it_will_run_and_on_which_clip(tmp_path):
     # `--total-timesteps 1` ran a whole iteration and 400 evaluation steps without a word, and
     # nothing named the clip.
-    from flyenv.apps.train import PpoArgs, _clips, _plan
+    from flyenv.apps.train_args import PpoArgs, describe_clips, plan
     from flyenv.envs import FlyImitationVecEnv
     from flyenv.motion import save, tripod_gait
 
     clip = save(tripod_gait(duration_s=0.2), tmp_path / "walk.npz")
     env = FlyImitationVecEnv(num_envs=1, reference=str(clip), device="cpu")
-    clips = _clips(env)
+    clips = describe_clips(env)
     env.close()
     assert clips == [{"name": "walk", "source": str(clip), "duration_s": pytest.approx(0.2)}]
     args = PpoArgs(num_envs=4, num_steps=64, total_timesteps=1, reference=str(clip))
-    lines = _plan(args, clips, num_iterations=1)
+    lines = plan(args, clips, num_iterations=1)
     assert lines[0] == f"imitating walk (0.20 s, {clip})"
     assert lines[1] == ("training: 1 iteration(s) x 4 flies x 64 steps = 256 env steps "
                         "(--total-timesteps 1 rounded up to whole iterations of num_envs x "
                         "num_steps = 256)")
     assert lines[2] == ("then evaluation: 200 steps of the deterministic policy and 200 of the "
                         "replay baseline, on 4 flies")
-    exact = _plan(PpoArgs(num_envs=4, num_steps=64, total_timesteps=512), clips, 2)
+    exact = plan(PpoArgs(num_envs=4, num_steps=64, total_timesteps=512), clips, 2)
     assert exact[1].endswith("= 512 env steps")
