@@ -108,8 +108,9 @@ def test_every_option_has_help_text_from_its_docstring(capsys):
         assert flag in help_text
         assert " ".join(docs[field.name].split()[:4]) in help_text, field.name
     assert "(default: 100000)" in help_text
-    example = _example("replay_reference")
-    assert set(field_docs(example.Args)) == {f.name for f in dataclasses.fields(example.Args)}
+    for name in ("replay_reference", "recording_to_policy"):
+        example = _example(name)
+        assert set(field_docs(example.Args)) == {f.name for f in dataclasses.fields(example.Args)}
 
 
 def test_train_says_what_it_will_run_and_on_which_clip(tmp_path):

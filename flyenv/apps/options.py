@@ -49,7 +49,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             default = field.default_factory()
         # argparse formats help with %: a literal % in a docstring must not break it.
         text = docs.get(field.name, "").replace("%", "%%")
-        text = f"{text} (default: %(default)r)" if text else "(default: %(default)r)"
+        text = f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
         flag = f"--{field.name.replace('_', '-')}"
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
