@@ -8,6 +8,7 @@ fly's thorax, so the legs are compared in place) or beside it.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -123,10 +124,10 @@ def annotate(image: np.ndarray, *, top_left: Sequence[tuple[str, tuple[int, int,
     Returns:
         (H, W, 3) uint8, the annotated copy.
     """
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     height = image.shape[0]
-    font = ImageFont.load_default(size=max(10, height // 28))
+    font = _font(max(10, height // 28))
     canvas = Image.fromarray(np.ascontiguousarray(image))
     draw = ImageDraw.Draw(canvas, "RGBA")
     pad, line = 4, font.size + 4
@@ -151,6 +152,13 @@ def annotate(image: np.ndarray, *, top_left: Sequence[tuple[str, tuple[int, int,
     if bottom_right:
         block(list(bottom_right), True, True)
     return np.asarray(canvas)
+
+
+@functools.lru_cache(maxsize=4)
+def _font(size_px: int) -> object:
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=size_px)  # Pillow's bundled font, no system fonts
 
 
 def write_video(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: float) -> Path:
