@@ -26,7 +26,7 @@ from flyenv.apps import bench as benchmark
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    benchmark.add_arguments(parser)
+    benchmark.add_arguments(parser, out=benchmark.PROJECT_OUT)
     args = parser.parse_args(argv)
     results, json_path, png_path = benchmark.run_args(args)
     print(benchmark.format_table(results))

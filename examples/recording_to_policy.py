@@ -1,11 +1,12 @@
 """From a 3D pose recording to a trained imitation policy and its video, in one script.
 
 Usage:
-    python examples/recording_to_policy.py [--recording FILE] [--fps HZ] [--output DIR]
+    python examples/recording_to_policy.py [--recording NAME|FILE] [--fps HZ] [--output DIR]
         [--device auto|cpu|cuda] [--num-envs N] [--total-timesteps N]
 
 Example:
     python examples/recording_to_policy.py --output r2p
+    python examples/recording_to_policy.py --recording df3d_walk_100 --output r2p-df3d
     python examples/recording_to_policy.py --recording my_fly.pkl --fps 100 --device cuda \\
         --num-envs 4096 --total-timesteps 50000000
 
@@ -20,7 +21,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from flyenv.apps.demo import synthetic_recording
+from flyenv.apps.demo import resolve_recording, synthetic_recording
+from flyenv.apps.options import add_dataclass_arguments
 from flyenv.apps.train import PpoArgs, train
 from flyenv.ik_preprocess import IkOptions
 from flyenv.ik_preprocess import run as run_ik
@@ -28,10 +30,11 @@ from flyenv.ik_preprocess import run as run_ik
 
 @dataclasses.dataclass(frozen=True)
 class Args:
-    recording: Path | None = None
-    """Recording (pkl, npz, csv); synthetic keypoints of the tripod gait when omitted."""
+    recording: str | None = None
+    """A sample recording by name (`flyenv data` lists them, e.g. df3d_walk_100) or a file (pkl,
+    npz, csv); synthetic keypoints of the tripod gait when omitted."""
     fps: float | None = None
-    """Frame rate of the recording when the file does not say [Hz]."""
+    """Frame rate of the recording when the file does not say [Hz] (the samples' is known)."""
     output: Path = Path("recording-to-policy")
     """Folder for the reference, the IK plot, the checkpoint and the video."""
     device: str = "auto"
@@ -48,19 +51,19 @@ class Args:
 
 def parse_args() -> Args:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    kinds = {"recording": Path, "fps": float, "output": Path, "device": str, "num_envs": int,
-             "total_timesteps": int, "video_steps": int, "duration": float}
-    for field in dataclasses.fields(Args):
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=kinds[field.name],
-                            default=field.default)
+    add_dataclass_arguments(parser, Args)
     return Args(**vars(parser.parse_args()))
 
 
 def main() -> None:
     args = parse_args()
-    recording = args.recording or synthetic_recording(args.output / "keypoints_tripod.npz",
-                                                      duration_s=args.duration)
-    report = run_ik([recording], args.output / "ik", IkOptions(fps=args.fps), plot=True,
+    fps = args.fps
+    if args.recording is None:
+        recording = synthetic_recording(args.output / "keypoints_tripod.npz",
+                                        duration_s=args.duration)
+    else:
+        recording, fps, _ = resolve_recording(args.recording, fps)
+    report = run_ik([recording], args.output / "ik", IkOptions(fps=fps), plot=True,
                     overwrite=True)
     if report.failed:
         raise SystemExit(f"IK failed: {report.failed[0].message}")

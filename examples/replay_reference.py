@@ -2,14 +2,16 @@
 
 Usage:
     python examples/replay_reference.py [--reference FILE.npz] [--output DIR] [--duration S]
+                                        [--leg LF]
 
 Example:
     python examples/replay_reference.py --output replay-out
-    python examples/replay_reference.py --reference flyenv-demo/reference_tripod.npz
+    python examples/replay_reference.py --reference flyenv-demo/reference_tripod.npz --duration 1
 
-Without `--reference` it replays flyenv's embedded tripod gait. It writes the tracking plot and a
-video of each replay (tethered.mp4, free.mp4: the vector env following the reference with zero
-residual, with its ghost, 10x slowed down) and prints the figures.
+Without `--reference` it replays flyenv's embedded tripod gait; `--duration` replays the first
+seconds of either (a cut reference is saved as reference.npz beside the outputs). It writes the
+tracking plot and a video of each replay (tethered.mp4, free.mp4: the vector env following the
+reference with zero residual, with its ghost, 10x slowed down) and prints the figures.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from flyenv.apps.options import add_dataclass_arguments
 from flyenv.apps.plots import plot_tracking
 from flyenv.apps.replay import replay_video
 from flyenv.body import DOF_NAMES
-from flyenv.motion import load, save, tripod_gait
+from flyenv.motion import ReferenceMotion, load, save, tripod_gait
 from flyenv.sim import track_reference
 
 
@@ -32,26 +35,43 @@ class Args:
     reference: Path | None = None
     """ReferenceMotion .npz to replay; the embedded tripod gait when omitted."""
     output: Path = Path("replay-out")
-    """Folder for the tracking plot."""
-    duration: float = 2.0
-    """Length of the embedded gait [s] (ignored with --reference)."""
+    """Folder for the tracking plot and the videos."""
+    duration: float | None = None
+    """Seconds to replay: the first S of --reference (default: all of it), or the length of the
+    embedded gait (default: 2)."""
     leg: str = "LF"
     """Leg whose joints the plot shows over time."""
 
 
+# The fields of a ReferenceMotion that hold one row per frame.
+PER_FRAME = ("joint_angles", "joint_velocities", "root_pos", "root_quat", "root_lin_vel",
+             "root_ang_vel", "keypoints", "fk_keypoints", "ik_error", "underdetermined")
+
+
+def first_seconds(motion: ReferenceMotion, seconds: float) -> ReferenceMotion:
+    """The motion's first `seconds` (all of it when it is shorter)."""
+    if not seconds > 0:
+        raise SystemExit(f"--duration must be > 0 s, got {seconds}")
+    frames = min(motion.num_frames, int(round(seconds * motion.fps)) + 1)
+    rows = {name: getattr(motion, name)[:frames] for name in PER_FRAME
+            if getattr(motion, name) is not None}
+    return motion.replace(**rows)
+
+
 def parse_args() -> Args:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    for field in dataclasses.fields(Args):
-        kind = float if field.type == "float" else (str if field.type == "str" else Path)
-        parser.add_argument(f"--{field.name}", type=kind, default=field.default,
-                            help=field.name)
+    add_dataclass_arguments(parser, Args)
     return Args(**vars(parser.parse_args()))
 
 
 def main() -> None:
     args = parse_args()
-    motion = tripod_gait(duration_s=args.duration) if args.reference is None else load(
-        args.reference)
+    if args.reference is None:
+        motion = tripod_gait(duration_s=args.duration or 2.0)
+    else:
+        motion = load(args.reference)
+        if args.duration is not None:
+            motion = first_seconds(motion, args.duration)
     print(f"reference: {motion.metadata.get('source', args.reference)}, {motion.num_frames} "
           f"frames at {motion.fps:g} Hz, missing legs: {list(motion.missing_legs) or 'none'}")
     results = []
@@ -65,7 +85,9 @@ def main() -> None:
         results.append(result)
     path = plot_tracking(results, args.output / "tracking.png", leg=args.leg)
     print(f"wrote {path}")
-    reference = args.reference or save(motion, args.output / "reference.npz")
+    # The env replays a file: the embedded gait's, or the cut one's.
+    cut = args.reference is None or args.duration is not None
+    reference = save(motion, args.output / "reference.npz") if cut else args.reference
     for tethered in (True, False):
         video, mean_reward, max_reward = replay_video(
             reference, args.output / f"{'tethered' if tethered else 'free'}.mp4",

@@ -1,20 +1,22 @@
 """The `flyenv` command line.
 
 Usage:
-    flyenv demo [--output DIR] [--recording FILE] [--duration S]
+    flyenv demo [--output DIR] [--recording NAME|FILE] [--duration S]
+    flyenv data [NAME]
     flyenv replay REFERENCE.npz [--output FILE.mp4] [--steps N] [--tethered]
     flyenv train [--reference FILE.npz] [--device DEV] [--num-envs N] [--total-timesteps N]
-                 [--output DIR] [--video-steps N] ... (every field of flyenv.apps.train.PpoArgs)
+                 [--output DIR] [--video-steps N] ... (each field of apps.train_args.PpoArgs)
     flyenv model [--tethered] [--body FILE] [--output FILE.xml]
     flyenv ik RECORDING|FOLDER... -o OUT_DIR [--workers N] [--solver lm|seqik]
               [--body template|data|FILE.json] [--align] [--chunk-frames K] [--overlap F]
               [--backend loky|threading|multiprocessing|dask] [--plot] [--overwrite] [--fps HZ]
               [--fps-range LOW HIGH]
     flyenv bench [--engine mujoco|warp|both] [--device DEV] [--num-envs N...] [--steps K]
-                 [--warmup K] [--min-time S] [--no-start-times] [--out DIR]
+                 [--warmup K] [--min-time S] [--no-start-times] [--out DIR (flyenv-bench)]
 
 Example:
     flyenv demo --output ./flyenv-demo
+    flyenv demo --recording df3d_walk_100 --output ./flyenv-demo-df3d
 """
 
 from __future__ import annotations
@@ -40,10 +42,12 @@ Command = tuple[str, Callable[[argparse.ArgumentParser], None]]
 def _add_demo(demo: argparse.ArgumentParser) -> None:
     demo.add_argument("--output", type=Path, default=Path("flyenv-demo"),
                       help="folder for the artefacts (default: %(default)s)")
-    demo.add_argument("--recording", type=Path, default=None,
-                      help="your recording (pkl, npz, csv) instead of the synthetic one")
+    demo.add_argument("--recording", default=None, metavar="NAME|FILE",
+                      help="a sample recording by name (flyenv data lists them, e.g. "
+                           "df3d_walk_100) or your own file (pkl, npz, csv) instead of the "
+                           "synthetic gait")
     demo.add_argument("--fps", type=float, default=None,
-                      help="frame rate [Hz] of a --recording that does not carry one")
+                      help="frame rate [Hz] of a --recording file that does not carry one")
     demo.add_argument("--duration", type=float, default=2.0,
                       help="length of the synthetic gait [s] (default: %(default)s)")
     demo.add_argument("--video-steps", type=int, default=300,
@@ -62,9 +66,9 @@ def _add_replay(replay_cmd: argparse.ArgumentParser) -> None:
 
 
 def _add_train(train_cmd: argparse.ArgumentParser) -> None:
-    from flyenv.apps import train
+    from flyenv.apps import train_args
 
-    train.add_arguments(train_cmd)
+    train_args.add_arguments(train_cmd)
     train_cmd.set_defaults(func=_train)
 
 
@@ -127,6 +131,13 @@ def _add_ik(ik: argparse.ArgumentParser) -> None:
     ik.set_defaults(func=_ik)
 
 
+def _add_data(data_cmd: argparse.ArgumentParser) -> None:
+    data_cmd.add_argument("name", nargs="?", default=None,
+                          help="print only this sample's path (for scripts: "
+                               "flyenv ik \"$(flyenv data df3d_walk)\" ...)")
+    data_cmd.set_defaults(func=_data)
+
+
 def _add_bench(bench: argparse.ArgumentParser) -> None:
     from flyenv.apps import bench as benchmark
 
@@ -141,6 +152,8 @@ COMMANDS: dict[str, Command] = {
               "evaluation, video", _add_train),
     "model": ("print the fly model; optionally write it as MJCF", _add_model),
     "ik": ("3D pose recordings -> ReferenceMotion files (offline IK)", _add_ik),
+    "data": ("the sample recordings shipped with flyenv (names for demo --recording, paths)",
+             _add_data),
     "bench": ("throughput of the imitation env: physics alone and full env steps against "
               "num_envs, and start times", _add_bench),
 }
@@ -160,8 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"flyenv {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"flyenv {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 
@@ -309,6 +323,22 @@ def _print_file(result: FileResult) -> None:
     print(f"  fit error [mm] {'mean':>8}{'p95':>8}")
     for k, name in enumerate(c.KEYPOINTS[1:]):
         print(f"    {name:<12}{result.error_mean_mm[k]:>8.4f}{result.error_p95_mm[k]:>8.4f}")
+
+
+def _data(args: argparse.Namespace) -> int:
+    from flyenv import data
+
+    if args.name is not None:
+        print(data.path(args.name))
+        return 0
+    print(f"sample recordings (flyenv demo --recording NAME; flyenv.data.path(NAME)), in "
+          f"{data.DATA_DIR}:")
+    for name in data.RECORDINGS:
+        sample = data.SAMPLES[name]
+        print(f"  {name:<15}{sample.fps:>6g} Hz  {sample.description}")
+    print("other files: " + ", ".join(n for n in data.SAMPLES if n not in data.RECORDINGS))
+    print(f"licence and provenance: {data.LICENSE} (Apache-2.0, from SeqIKPy)")
+    return 0
 
 
 def _bench(args: argparse.Namespace) -> int:

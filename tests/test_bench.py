@@ -1,5 +1,8 @@
 import json
 import math
+from pathlib import Path
+
+import pytest
 
 from flyenv.apps.bench import format_table, sweep
 from flyenv.cli import main
@@ -61,3 +64,29 @@ def test_bench_times_a_physics_setting_against_a_baseline_step(tmp_path):
     assert baseline["physics_dt_s"] == 1e-4 and baseline["control_decimation"] == 20
     summary = results["summary"]["mujoco"]
     assert summary["speedup_over_baseline"]["2"] > 0 and summary["baseline_substeps"] == 20
+
+
+
+def test_flyenv_bench_writes_into_a_folder_of_the_users_by_default(monkeypatch):
+    # `flyenv bench` in a checkout must not overwrite the committed benchmarks/results; the
+    # project's own script keeps writing there.
+    import importlib.util
+
+    from flyenv.apps import bench
+
+    outs = []
+
+    def run_args(args):
+        outs.append(args.out)
+        raise SystemExit(0)  # the options are all this test needs
+
+    monkeypatch.setattr(bench, "run_args", run_args)
+    with pytest.raises(SystemExit):
+        main(["bench"])
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "env_bench.py"
+    spec = importlib.util.spec_from_file_location("env_bench", script)
+    env_bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(env_bench)
+    with pytest.raises(SystemExit):
+        env_bench.main([])
+    assert outs == [Path("flyenv-bench"), Path("benchmarks/results")]

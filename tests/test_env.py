@@ -280,8 +280,10 @@ def test_bad_actions_get_clear_errors():
         env.step(torch.zeros(2, 41))
     with pytest.raises(ValueError, match="floating point"):
         env.step(torch.zeros(2, 42, dtype=torch.int64))
-    with pytest.raises(TypeError, match="torch.Tensor"):
-        env.step(np.zeros((2, 42), np.float32))
+    with pytest.raises(TypeError, match="torch.Tensor on cpu or a numpy array, got list"):
+        env.step([[0.0] * 42] * 2)
+    with pytest.raises(ValueError, match="floating point"):
+        env.step(np.zeros((2, 42), np.int64))
     with pytest.raises(ValueError, match="must be on cpu"):
         env.step(torch.zeros(2, 42, device="meta"))
     with pytest.raises(ValueError, match="reset_mask must be a bool tensor"):
@@ -291,7 +293,7 @@ def test_bad_actions_get_clear_errors():
 
 
 def test_bad_config_gets_clear_errors(short_gait):
-    with pytest.raises(ValueError, match="unknown config key 'tetherd'.*'tethered'"):
+    with pytest.raises(ValueError, match="config: unknown key 'tetherd'.*'tethered'"):
         make(1, tetherd=True)
     with pytest.raises(ValueError, match="action_mode must be one of"):
         make(1, action_mode="torque")
@@ -341,6 +343,22 @@ def test_absolute_actions_at_the_reference_track_it():
         nxt = torch.minimum(env._frame + 1, env.ref.lengths[env._clip] - 1)
         _, _, _, _, info = env.step(env.ref.joint_pos[env._clip, nxt])
     assert (info["reward/joint_pos"] > 0.95).all()
+
+
+def test_numpy_actions_such_as_action_space_samples_are_accepted():
+    # Gymnasium's convention: action_space.sample() is a valid action.
+    env, same = make(2), make(2)
+    env.reset(seed=0)
+    same.reset(seed=0)
+    env.action_space.seed(3)
+    sample = env.action_space.sample()
+    assert isinstance(sample, np.ndarray)
+    obs, reward, *_ = env.step(sample)
+    obs_t, reward_t, *_ = same.step(torch.as_tensor(sample))
+    torch.testing.assert_close(obs, obs_t, rtol=0, atol=0)
+    torch.testing.assert_close(reward, reward_t, rtol=0, atol=0)
+    assert obs.dtype == torch.float32
+    env.step(sample.astype(np.float64)[:, ::-1])  # other float dtypes, any strides
 
 
 def test_single_env_passes_check_env():

@@ -15,6 +15,7 @@ from flyenv.body.config import BodyConfig
 from flyenv.body.kinematics import forward_kinematics
 from flyenv.body.mjcf import build_model
 from flyenv.envs import FlyImitationVecEnv, RandomizationConfig
+from flyenv.envs.config import FlyImitationConfig
 from flyenv.motion import tripod_gait
 from flyenv.sim import make_engine
 
@@ -210,3 +211,25 @@ def test_bad_randomization_gets_clear_errors():
         RandomizationConfig(push_duration_s=0.0)
     with pytest.raises(TypeError):
         RandomizationConfig(frictions=(0.5, 1.0))
+    # Through the env's config (what `flyenv train --randomization` reaches): named, with a hint.
+    with pytest.raises(ValueError, match=r"randomization: unknown key 'fricton' \(did you mean "
+                                         r"'friction'\?\); valid keys are \['friction', "):
+        FlyImitationConfig(randomization={"fricton": (0.5, 1.5)})
+    with pytest.raises(ValueError, match=r"reward: unknown key 'weight' \(did you mean "
+                                         r"'weights'\?\)"):
+        FlyImitationConfig(reward={"weight": {}})
+
+
+def test_train_cli_names_a_misspelt_randomization(tmp_path, capsys):
+    from flyenv.cli import main
+
+    out = tmp_path / "ppo"
+    assert main(["train", "--output", str(out), "--device", "cpu", "--randomization",
+                 '{"mass_scal": [0.8, 1.2]}']) == 2
+    err = capsys.readouterr().err
+    assert "flyenv train: error:" in err and "did you mean 'mass_scale'?" in err
+    assert "Traceback" not in err and not out.exists()  # no empty output folder left
+    assert main(["train", "--randomization", "friction=0.5"]) == 2
+    assert "--randomization: not valid JSON" in capsys.readouterr().err
+    assert main(["train", "--randomization", "[0.5, 1.5]"]) == 2
+    assert "must be a JSON object" in capsys.readouterr().err

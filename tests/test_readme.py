@@ -87,3 +87,11 @@ def test_readme_blocks_run_in_order(tmp_path):
     assert (tmp_path / "flyenv-demo" / "reference_tripod.npz").exists()
     assert (tmp_path / "refs" / "keypoints_tripod.npz").exists()
     assert (tmp_path / "ppo-out" / "curve.json").exists()
+
+
+def test_readme_shows_each_rl_adapter_in_use():
+    # The SB3 adapter worked from its docstring only; the README block above runs it.
+    python = [code for kind, code in _blocks() if kind == "python"]
+    sb3 = [code for code in python if "Sb3VecEnv(" in code]
+    assert sb3 and "PPO(" in sb3[0] and ".learn(" in sb3[0]
+    assert 'autoreset_mode="same_step"' in sb3[0]

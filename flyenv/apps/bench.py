@@ -29,6 +29,10 @@ from flyenv.apps.machine import device_slug, environment_info
 from flyenv.envs import FlyImitationConfig, FlyImitationVecEnv
 
 DEFAULT_DEVICE = {"mujoco": "cpu", "warp": "cuda"}
+# Where `flyenv bench` writes unless told: a folder of the user's in the working directory,
+# never the repository's committed benchmarks/results (benchmarks/env_bench.py writes there).
+USER_OUT = Path("flyenv-bench")
+PROJECT_OUT = Path("benchmarks/results")
 DEFAULT_NUM_ENVS = {"mujoco": [4, 8, 16, 32, 64, 128, 256],
                     "warp": [256, 512, 1024, 2048, 4096, 8192, 16384, 32768]}
 MIN_FULL_OVER_BARE = 0.8  # target: full/bare throughput of the mujoco engine at every size
@@ -431,8 +435,14 @@ def format_table(results: dict[str, Any]) -> str:
     return "\n".join(lines + [f"{e}: skipped ({why})" for e, why in results["skipped"].items()])
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of `flyenv bench` and `benchmarks/env_bench.py` (see `run_args`)."""
+def add_arguments(parser: argparse.ArgumentParser, out: Path = USER_OUT) -> None:
+    """The options of `flyenv bench` and `benchmarks/env_bench.py` (see `run_args`).
+
+    Args:
+        parser: the parser to add them to.
+        out: the default of `--out`: a folder of the user's (`flyenv bench`), or the repository's
+            `benchmarks/results` for the project's own benchmark script.
+    """
     add = parser.add_argument
     add("--engine", choices=("mujoco", "warp", "both"), default="both",
         help="both: mujoco on the CPU, then warp on CUDA if there is a GPU (default: both)")
@@ -458,8 +468,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="domain randomization on (RANDOMIZATION: every range, pushes; JSON name _randomize)")
     add("--two-bodies", action="store_true",
         help="two clips of two bodies (template x0.9 and x1.1; JSON name _two_bodies)")
-    add("--out", type=Path, default=Path("benchmarks/results"),
-        help="folder for env_bench_<device>.json and .png (default: benchmarks/results)")
+    add("--out", type=Path, default=out,
+        help="folder for env_bench_<device>.json and .png (default: %(default)s)")
 
 
 def run_args(args: argparse.Namespace) -> tuple[dict[str, Any], Path, Path]:

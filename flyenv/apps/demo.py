@@ -8,18 +8,21 @@ reference's own joint targets and writes an mp4 of the free fly with its referen
 
 Files are named by what they hold: `keypoints_<name>.npz` (the synthetic recording),
 `reference_<name>.npz` (the IK's ReferenceMotion), `ik_fit_<name>.png`, `tracking.png`,
-`imitation.mp4`, where <name> is `tripod` or the recording's file stem.
+`imitation.mp4`, where <name> is `tripod`, the sample's name (`flyenv.data`, e.g.
+`df3d_walk_100`) or the recording's file stem.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from flyenv import data
 from flyenv.apps.plots import plot_tracking
 from flyenv.apps.replay import replay_video
 from flyenv.body import constants as c
@@ -81,22 +84,54 @@ def synthetic_recording(path: Path, *, duration_s: float = 2.0, noise_mm: float 
     return path
 
 
-def run_demo(out: Path, *, recording: Path | None = None, fps: float | None = None,
+def resolve_recording(recording: str | os.PathLike, fps: float | None = None,
+                      ) -> tuple[Path, float | None, str]:
+    """A recording given by sample name (`flyenv.data.RECORDINGS`) or by path.
+
+    Args:
+        recording: a sample name such as "df3d_walk_100", or the path of a recording file.
+        fps: frame rate [Hz] the user gave (wins over the sample's).
+
+    Returns:
+        (the file, its frame rate [Hz]: `fps`, else the sample's, else None, the name the
+        demo's files take: the sample name or the file's stem).
+
+    Raises:
+        FileNotFoundError: for neither an existing file nor a sample name, naming the samples
+            and the closest one.
+    """
+    name = str(recording)
+    if name in data.RECORDINGS:
+        sample = data.sample(name)
+        return sample.path, sample.fps if fps is None else fps, name
+    path = Path(recording)
+    if path.is_file():
+        return path, fps, path.stem
+    close = difflib.get_close_matches(name, data.RECORDINGS, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise FileNotFoundError(f"--recording {name!r} is neither a file nor a sample recording; the "
+                            f"samples (flyenv data) are {', '.join(data.RECORDINGS)}.{hint}")
+
+
+def run_demo(out: Path, *, recording: str | os.PathLike | None = None, fps: float | None = None,
              duration_s: float = 2.0, num_envs: int = 2, video_steps: int = 300,
              log: Callable[[str], None] = lambda line: None) -> DemoResult:
     """Runs the pipeline and writes its artefacts into `out` (see the module doc).
 
     Args:
         out: output folder.
-        recording: a user's recording (any format `flyenv ik` reads); None makes the synthetic
-            one.
-        fps: frame rate [Hz] of a recording that does not carry one (SeqIKPy pickles).
+        recording: a sample recording's name (`flyenv.data.RECORDINGS`, e.g. "df3d_walk_100")
+            or a user's recording (any format `flyenv ik` reads); None makes the synthetic one.
+        fps: frame rate [Hz] of a recording that does not carry one (SeqIKPy pickles; the
+            samples' is known).
         duration_s: length of the synthetic gait [s].
         num_envs: flies in the vector env (world 0 is filmed).
         video_steps: env steps filmed at most (500 per simulated second; the video plays them
             10x slowed down).
         log: receives one line per stage.
     """
+    if recording is not None:  # a bad name fails before anything is written
+        recording, fps, name = resolve_recording(recording, fps)
     out.mkdir(parents=True, exist_ok=True)
     if recording is None:
         name = "tripod"
@@ -104,8 +139,8 @@ def run_demo(out: Path, *, recording: Path | None = None, fps: float | None = No
         log(f"1. keypoints from the embedded tripod gait by forward kinematics, with tracking "
             f"noise and dropouts: {recording}")
     else:
-        name = recording.stem
-        log(f"1. recording: {recording}")
+        rate = f" at {fps:g} Hz" if fps is not None else ""
+        log(f"1. recording {name}{rate}: {recording}")
     work = out / ".ik"  # the IK writes <recording stem>.npz/.png; renamed below
     report = run_ik([recording], work, IkOptions(fps=fps), n_jobs=1, overwrite=True, plot=True)
     if report.failed:

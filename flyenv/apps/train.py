@@ -10,13 +10,14 @@ maximum reward) to stdout, to TensorBoard when installed, and to `OUTPUT/curve.j
 `OUTPUT/policy.mp4` of the trained policy with the reference ghost (last, after the checkpoint
 and the curve: a machine without OpenGL loses only the video, with a warning).
 
-One iteration is `collect` (a rollout) and `update` (GAE and the clipped update), neither of which
-reads a device value on the host; the log reads a few scalars once per iteration.
+The settings (`PpoArgs`, every field an option of `flyenv train`) are declared in
+`flyenv.apps.train_args` and re-exported here. One iteration is `collect` (a rollout) and
+`update` (GAE and the clipped update), neither of which reads a device value on the host; the
+log reads a few scalars once per iteration.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import time
@@ -29,88 +30,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from flyenv.apps import train_args
+from flyenv.apps.plots import plot_training_curve
+from flyenv.apps.train_args import PpoArgs, add_arguments, args_from
 from flyenv.envs import FlyImitationVecEnv
 from flyenv.wrappers import EpisodeStatistics, NormalizeObservation
 from flyenv.wrappers.record_video import record_episode
 
+__all__ = ["Agent", "PpoArgs", "Rollout", "add_arguments", "args_from", "collect",
+           "make_optimizer", "policy_video", "train", "update"]
+
 Log = Callable[[str], None]
-
-
-@dataclasses.dataclass(frozen=True)
-class PpoArgs:
-    """PPO settings (each field is a command-line option of `flyenv train`)."""
-
-    device: str = "auto"
-    """Torch device of the env and the policy (auto: cuda when present)."""
-    num_envs: int = 64
-    """Simulated flies."""
-    total_timesteps: int = 100_000
-    """Env steps over all flies."""
-    time_limit_s: float = 0.0
-    """Stop training after the iteration that passes this wall time [s] (0: no limit); the
-    checkpoint, evaluation and video follow as usual."""
-    num_steps: int = 64
-    """Rollout length per iteration."""
-    control_decimation: int = 0
-    """Physics steps per policy step (0: the env's default, a 500 Hz policy at any physics
-    step; with physics_dt_s 1e-4, 50 is a 200 Hz one)."""
-    residual_range_rad: float = 0.1
-    """Half-width of the residual action box [rad] (the env's default is 0.5). Adam moves the
-    policy's mean by steps proportional to this range while the exploration noise stays ~0.025
-    rad: with 0.5 each step is too large and the rollout reward falls as training goes on; with
-    0.1 it rises."""
-    reference: str = ""
-    """ReferenceMotion .npz to imitate, or several separated by commas (clips of several fitted
-    bodies: each fly simulates its clip's body); the embedded tripod gait when empty."""
-    randomization: str = ""
-    """Domain randomization: a JSON object of `RandomizationConfig` fields, e.g.
-    '{"friction": [0.5, 1.5], "mass_scale": [0.8, 1.2], "push_force_un": [1, 5]}' (empty: off)."""
-    output: str = "ppo-out"
-    """Folder for the checkpoint and the learning curve."""
-    seed: int = 1
-    """Seed of torch and the env."""
-    learning_rate: float = 1e-4
-    """Adam learning rate (annealed linearly to 0)."""
-    gamma: float = 0.95
-    """Discount (0.95: a 40 ms horizon at 500 Hz; an action's effect on the tracking reward is
-    nearly all in the next step, and longer horizons bury it in the other actions' noise)."""
-    gae_lambda: float = 0.95
-    """GAE lambda."""
-    num_minibatches: int = 4
-    """Minibatches per epoch."""
-    update_epochs: int = 4
-    """Epochs per iteration."""
-    clip_coef: float = 0.2
-    """PPO clip range."""
-    ent_coef: float = 0.0
-    """Entropy bonus."""
-    vf_coef: float = 0.5
-    """Value loss weight."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping."""
-    init_log_std: float = -1.386
-    """Initial log standard deviation of the actions, in units of the action range (-1.386: 0.25
-    of it, 0.025 rad with the default range; 0.068 rad of noise alone costs a quarter of the
-    reward at 500 Hz)."""
-    hidden: int = 256
-    """Width of the two hidden layers."""
-    eval_steps: int = 200
-    """Steps of the final deterministic evaluation."""
-    video_steps: int = 0
-    """Env steps of the final video of the policy (0: no video)."""
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds an option `--field-name` for every field of `PpoArgs`, with its default."""
-    for field in dataclasses.fields(PpoArgs):
-        kind = {"int": int, "float": float}.get(field.type, str)
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind,
-                            default=field.default, help=f"(default: {field.default!r})")
-
-
-def args_from(namespace: argparse.Namespace) -> PpoArgs:
-    """The `PpoArgs` of parsed options (other attributes of the namespace are ignored)."""
-    return PpoArgs(**{f.name: getattr(namespace, f.name) for f in dataclasses.fields(PpoArgs)})
 
 
 class Agent(nn.Module):
@@ -275,11 +205,11 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
     Returns:
         The contents of `OUTPUT/curve.json` (args, device, curve, evaluation, files).
     """
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
     envs = gym.make_vec("flyenv/FlyImitation-v0", num_envs=args.num_envs, device=args.device,
-                        autoreset_mode="same_step", **_env_settings(args))
+                        autoreset_mode="same_step", **train_args.env_settings(args))
+    out = Path(args.output)  # made once the settings are known to be valid
+    out.mkdir(parents=True, exist_ok=True)
     base = envs
     envs = NormalizeObservation(EpisodeStatistics(envs))
     stats: EpisodeStatistics = envs.env
@@ -293,6 +223,9 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
     n, t = args.num_envs, args.num_steps
     rollout = Rollout.zeros(t, n, obs_dim, act_dim, device)
     num_iterations = max(1, args.total_timesteps // (n * t))
+    clips = train_args.describe_clips(base)
+    for line in train_args.plan(args, clips, num_iterations):
+        log(line)
     curve = []
 
     obs, _ = envs.reset(seed=args.seed)
@@ -317,8 +250,9 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
         f"({evaluation['reward_per_step']:.3f} per step over {args.eval_steps} steps); "
         f"replaying the reference (zero residuals) scores {evaluation['replay_score']:.3f}")
     files = {"checkpoint": out / "checkpoint.pt", "curve_json": out / "curve.json",
-             "curve_png": _plot_curve(curve, evaluation, out / "curve.png")}
-    result = {"args": dataclasses.asdict(args), "device": str(device), "curve": curve,
+             "curve_png": plot_training_curve(curve, evaluation, out / "curve.png")}
+    result = {"args": dataclasses.asdict(args), "device": str(device), "clips": clips,
+              "curve": curve,
               "evaluation": evaluation, "files": {k: str(v) for k, v in files.items()}}
     # The run's results are on disk before the video is tried: rendering needs an OpenGL
     # context (EGL/OSMesa) that a training machine may lack, and must not cost the curve.
@@ -347,7 +281,7 @@ def policy_video(agent: Agent, obs_norm: dict[str, torch.Tensor], args: PpoArgs,
     """
     env = NormalizeObservation(FlyImitationVecEnv(
         num_envs=1, device=str(next(agent.parameters()).device), random_start=False,
-        autoreset_mode="disabled", render_mode="rgb_array", **_env_settings(args)))
+        autoreset_mode="disabled", render_mode="rgb_array", **train_args.env_settings(args)))
     env.load_state_dict(obs_norm)
     env.update = False
     try:
@@ -355,19 +289,6 @@ def policy_video(agent: Agent, obs_norm: dict[str, torch.Tensor], args: PpoArgs,
                               steps=args.video_steps, slowdown=slowdown)[0]
     finally:
         env.close()
-
-
-def _env_settings(args: PpoArgs) -> dict[str, object]:
-    """The env config the policy is trained in (and filmed in)."""
-    settings: dict[str, object] = {"residual_range_rad": args.residual_range_rad}
-    if args.control_decimation:
-        settings["control_decimation"] = args.control_decimation
-    if args.reference:
-        paths = tuple(p.strip() for p in args.reference.split(",") if p.strip())
-        settings["reference"] = paths[0] if len(paths) == 1 else paths
-    if args.randomization:
-        settings["randomization"] = json.loads(args.randomization)
-    return settings
 
 
 def _log(log: Log, iteration: int, num_iterations: int, stats: EpisodeStatistics,
@@ -406,29 +327,6 @@ def _evaluate(agent: Agent, envs: gym.vector.VectorEnv, base: gym.vector.VectorE
         per_step[name] = float(total) / steps
     return {"reward_per_step": per_step["policy"], "score": per_step["policy"] / base.max_reward,
             "replay_score": per_step["replay"] / base.max_reward}
-
-
-def _plot_curve(curve: list[dict], evaluation: dict[str, float], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = [r["env_steps"] for r in curve]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(steps, [r["score"] for r in curve], label="rollout reward / max (with exploration)")
-    ax.axhline(evaluation["score"], color="k", ls="--", label="final deterministic evaluation")
-    ax.axhline(evaluation["replay_score"], color="tab:gray", ls=":",
-               label="replay of the reference (zero residuals)")
-    values = [r["score"] for r in curve] + [evaluation["score"], evaluation["replay_score"]]
-    ax.set(xlabel="env steps", ylabel="imitation score (reward / max)",
-           ylim=(max(0.0, min(values) - 0.05), min(1.0, max(values) + 0.05)))
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 def _tensorboard(out: Path) -> object:

@@ -157,8 +157,6 @@ def build_spec(config: BodyConfig | None = None, *, tethered: bool = False,
     spec.visual.map.znear = 0.01
 
     world = spec.worldbody
-    world.add_light(name="top", pos=(0, 0, 20), dir=(0, 0, -1),
-                    type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL)
     if floor:
         _add_floor(spec, options)
 
@@ -168,6 +166,11 @@ def build_spec(config: BodyConfig | None = None, *, tethered: bool = False,
         thorax.add_freejoint(name="root")
     thorax.add_camera(name="track", mode=mujoco.mjtCamLight.mjCAMLIGHT_TRACKCOM,
                       pos=(-1.0, -6.0, 3.0), xyaxes=(1, -0.17, 0, 0.1, 0.5, 0.86))
+    # The light follows the fly like the camera: a directional light's shadow map covers only
+    # +-stat.extent around the light, so a light fixed in the world lost the fly's shadow once
+    # it had walked 5 mm (0.5-0.8 s of a replay).
+    thorax.add_light(name="top", mode=mujoco.mjtCamLight.mjCAMLIGHT_TRACKCOM, pos=(0, 0, 20),
+                     dir=(0, 0, -1), type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL)
     _add_trunk(thorax, options)
     for legid, leg in enumerate(c.LEGS):
         _add_leg(spec, thorax, leg, config.thc[legid], config.lengths[legid],

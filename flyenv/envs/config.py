@@ -234,10 +234,11 @@ class FlyImitationConfig:
     deterministic: bool = False
 
     def __post_init__(self) -> None:
-        if isinstance(self.reward, Mapping):
-            object.__setattr__(self, "reward", RewardConfig(**self.reward))
-        if isinstance(self.randomization, Mapping):
-            object.__setattr__(self, "randomization", RandomizationConfig(**self.randomization))
+        for name, kind in (("reward", RewardConfig), ("randomization", RandomizationConfig)):
+            value = getattr(self, name)
+            if isinstance(value, Mapping):
+                check_keys(f"FlyImitationConfig.{name}", value, kind)
+                object.__setattr__(self, name, kind(**value))
         object.__setattr__(self, "model_options", dict(self.model_options))
         self.physics_options()  # refuses unknown or bad fields now, not at env construction
         if isinstance(self.autoreset_mode, AutoresetMode):
@@ -319,14 +320,27 @@ class FlyImitationConfig:
         Raises:
             ValueError: for an unknown key (with the closest valid name) or a bad value.
         """
-        fields = [f.name for f in dataclasses.fields(cls)]
-        for key in kwargs:
-            if key not in fields:
-                close = difflib.get_close_matches(key, fields, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ValueError(f"FlyImitation-v0: unknown config key {key!r}{hint}; valid keys "
-                                 f"are {fields}")
+        check_keys("FlyImitation-v0 config", kwargs, cls)
         return cls(**kwargs)
+
+
+def check_keys(owner: str, keys: Mapping[str, Any], config: type) -> None:
+    """Refuses keys that are not fields of the dataclass `config`, naming the valid ones.
+
+    Args:
+        owner: what the keys configure, for the message (e.g. "FlyImitationConfig.reward").
+        keys: the keys given (a mapping or kwargs).
+        config: the dataclass whose fields are the valid keys.
+
+    Raises:
+        ValueError: for the first unknown key, with the closest valid name and all of them.
+    """
+    fields = [f.name for f in dataclasses.fields(config)]
+    for key in keys:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"{owner}: unknown key {key!r}{hint}; valid keys are {fields}")
 
 
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:

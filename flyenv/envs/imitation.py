@@ -205,7 +205,8 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
 
         Args:
             actions: (num_envs, 42) float tensor on the env's device: residuals [rad] or joint
-                targets [rad] (see `action_mode`); clipped to the action space.
+                targets [rad] (see `action_mode`); clipped to the action space. A numpy array
+                (such as `action_space.sample()`) is copied to the device as float32 first.
 
         Returns:
             obs (num_envs, obs_dim) float32, reward (num_envs,) float32, terminated and
@@ -242,9 +243,13 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
                                "env")
 
     def _check_actions(self, actions: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(actions, np.ndarray):  # e.g. action_space.sample(): one host->device copy
+            actions = torch.from_numpy(np.ascontiguousarray(actions))
+            if actions.dtype.is_floating_point:  # other dtypes are refused below
+                actions = actions.to(self.device, torch.float32)
         if not isinstance(actions, torch.Tensor):
-            raise TypeError(f"actions must be a torch.Tensor on {self.device}, got "
-                            f"{type(actions).__name__} (wrap the env for numpy actions)")
+            raise TypeError(f"actions must be a torch.Tensor on {self.device} or a numpy array, "
+                            f"got {type(actions).__name__}")
         if tuple(actions.shape) != (self.num_envs, c.NUM_DOFS):
             raise ValueError(f"actions must have shape ({self.num_envs}, {c.NUM_DOFS}), got "
                              f"{tuple(actions.shape)}")
@@ -349,8 +354,10 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         """(H, W, 3) uint8 frames of the worlds in `render_worlds` (with `render_mode="rgb_array"`).
 
         The reference pose at each world's frame is drawn as a ghost where `render_ghost` says
-        ("overlay", "beside" or "off"). Copies those worlds' state to the host (a device sync):
-        for videos, not training steps.
+        ("overlay", "beside" or "off"), with a key saying which body is which. Each frame is
+        stamped with the world, its time since its episode began and the clip's name and time
+        (random starts begin inside the clip). Copies those worlds' state to the host (a device
+        sync): for videos, not training steps.
         """
         if self.render_mode is None:
             gym.logger.warn("render() called without render_mode='rgb_array'; nothing drawn")
@@ -365,8 +372,13 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         ghost[:, -c.NUM_DOFS:] = self.ref.joint_pos[clip, frame].double().cpu().numpy()
         if self._free:
             ghost[:, 3:7] = self.ref.root_quat_w[clip, frame].double().cpu().numpy()
-        return tuple(self._renderer.render(q, g, cfg.render_ghost)
-                     for q, g in zip(qpos, ghost, strict=True))
+        dt = cfg.control_dt_s
+        captions = [(f"world {w}  t = {steps * dt:.3f} s",
+                     f"clip {self.ref.names[k]} at {f * dt:.3f} s")
+                    for w, steps, k, f in zip(cfg.render_worlds, self._steps[worlds].tolist(),
+                                              clip.tolist(), frame.tolist(), strict=True)]
+        return tuple(self._renderer.render(q, g, cfg.render_ghost, caption)
+                     for q, g, caption in zip(qpos, ghost, captions, strict=True))
 
     def observation_part(self, obs: torch.Tensor, name: str) -> torch.Tensor:
         """The part `name` (e.g. "joint_vel") of observations (..., obs_dim).

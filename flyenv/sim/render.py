@@ -8,6 +8,7 @@ fly's thorax, so the legs are compared in place) or beside it.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,8 +51,8 @@ class FlyRenderer:
         self._free = model.njnt > 0 and model.jnt_type[0] == mujoco.mjtJoint.mjJNT_FREE
 
     def render(self, qpos: np.ndarray, ghost_qpos: np.ndarray | None = None,
-               placement: GhostPlacement = "overlay") -> np.ndarray:
-        """One frame.
+               placement: GhostPlacement = "overlay", caption: Sequence[str] = ()) -> np.ndarray:
+        """One frame, with a key to the ghost when one is drawn.
 
         Args:
             qpos: (nq,) the fly's state.
@@ -60,6 +61,7 @@ class FlyRenderer:
                 reference's own root position is ignored; its orientation and joint angles are
                 kept), so the legs are compared in place. "beside": the same, moved
                 `GHOST_OFFSET_MM` to the fly's left. "off": no ghost, as with None.
+            caption: lines written in the top right corner (e.g. the time).
 
         Returns:
             (height, width, 3) uint8 image.
@@ -73,10 +75,13 @@ class FlyRenderer:
         self._data.qpos[:] = qpos
         mujoco.mj_forward(self.model, self._data)
         self._renderer.update_scene(self._data, camera="track")
-        if ghost_qpos is not None and placement != "off":
+        ghost = ghost_qpos is not None and placement != "off"
+        if ghost:
             offset_mm = GHOST_OFFSET_MM if placement == "beside" else np.zeros(3)
             self._add_ghost(np.asarray(ghost_qpos, dtype=float), offset_mm)
-        return self._renderer.render()
+        image = self._renderer.render()
+        key = GHOST_KEY if ghost else ()
+        return annotate(image, top_left=key, top_right=caption) if key or caption else image
 
     def _add_ghost(self, ghost_qpos: np.ndarray, offset_mm: np.ndarray) -> None:
         self._ghost.qpos[:] = ghost_qpos
@@ -98,6 +103,62 @@ class FlyRenderer:
     def close(self) -> None:
         """Frees the GL context."""
         self._renderer.close()
+
+
+# The key an image with a ghost carries: which body is which.
+GHOST_KEY: tuple[tuple[str, tuple[int, int, int]], ...] = (
+    ("simulated fly", (179, 140, 89)),
+    ("reference (blue ghost)", tuple(int(255 * v) for v in _GHOST_LEG_RGBA[:3])))
+
+
+def annotate(image: np.ndarray, *, top_left: Sequence[tuple[str, tuple[int, int, int]]] = (),
+             top_right: Sequence[str] = (), bottom_right: Sequence[str] = ()) -> np.ndarray:
+    """Writes text on a frame: a key (swatch and label per line) and captions, on dark boxes.
+
+    Args:
+        image: (H, W, 3) uint8 frame (not changed).
+        top_left: (label, RGB swatch colour) lines, e.g. `GHOST_KEY`.
+        top_right: caption lines, e.g. the time.
+        bottom_right: caption lines, e.g. the playback speed.
+
+    Returns:
+        (H, W, 3) uint8, the annotated copy.
+    """
+    from PIL import Image, ImageDraw
+
+    height = image.shape[0]
+    font = _font(max(10, height // 28))
+    canvas = Image.fromarray(np.ascontiguousarray(image))
+    draw = ImageDraw.Draw(canvas, "RGBA")
+    pad, line = 4, font.size + 4
+
+    def block(lines: Sequence[str], x_right: bool, y_bottom: bool, swatch: int = 0) -> None:
+        width = max(draw.textlength(text, font=font) for text in lines) + swatch
+        x0 = image.shape[1] - width - 3 * pad if x_right else pad
+        y0 = height - len(lines) * line - 3 * pad if y_bottom else pad
+        draw.rectangle((x0, y0, x0 + width + 2 * pad, y0 + len(lines) * line + 2 * pad),
+                       fill=(0, 0, 0, 140))
+        for k, text in enumerate(lines):
+            draw.text((x0 + pad + swatch, y0 + pad + k * line), text, font=font,
+                      fill=(255, 255, 255))
+
+    if top_left:
+        block([label for label, _ in top_left], False, False, swatch=line)
+        for k, (_, rgb) in enumerate(top_left):
+            y = 2 * pad + k * line
+            draw.rectangle((2 * pad, y + 2, 2 * pad + line - 8, y + line - 6), fill=rgb)
+    if top_right:
+        block(list(top_right), True, False)
+    if bottom_right:
+        block(list(bottom_right), True, True)
+    return np.asarray(canvas)
+
+
+@functools.lru_cache(maxsize=4)
+def _font(size_px: int) -> object:
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=size_px)  # Pillow's bundled font, no system fonts
 
 
 def write_video(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: float) -> Path:

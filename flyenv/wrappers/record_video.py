@@ -11,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from flyenv.sim.render import write_video
+from flyenv.sim.render import annotate, write_video
 
 
 class RecordVideo(gym.vector.VectorWrapper):
@@ -101,13 +101,19 @@ def record_episode(env: gym.vector.VectorEnv, policy: Callable[[torch.Tensor], t
     Returns:
         (the mp4, world 0's reward at each step filmed).
     """
+    speed = [f"{slowdown:g}x slow motion" if slowdown > 1 else
+             "real time" if slowdown == 1 else f"{1 / slowdown:g}x speed"]
+
+    def frame() -> np.ndarray:
+        return annotate(env.render()[0], bottom_right=speed)
+
     obs, _ = env.reset(seed=0)
-    frames, rewards = [env.render()[0]], []
+    frames, rewards = [frame()], []
     with torch.no_grad():
         for _ in range(steps):
             obs, reward, terminated, truncated, _ = env.step(policy(obs))
             rewards.append(float(reward[0]))
-            frames.append(env.render()[0])
+            frames.append(frame())
             if bool(terminated[0] | truncated[0]):
                 break
     fps = 1.0 / env.unwrapped.config.control_dt_s / slowdown

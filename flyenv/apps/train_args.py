@@ -1,0 +1,155 @@
+"""The settings of `flyenv train` (`PpoArgs`, each field an option) and what a run says of them.
+
+`PpoArgs` is the one place each option is declared and described (its docstring is the option's
+help, see `flyenv.apps.options`); `env_settings` turns it into the env's config and `plan` into
+the lines a run prints before it starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from flyenv.apps.options import add_dataclass_arguments
+
+if TYPE_CHECKING:
+    from flyenv.envs import FlyImitationVecEnv
+
+
+@dataclasses.dataclass(frozen=True)
+class PpoArgs:
+    """PPO settings (each field is a command-line option of `flyenv train`)."""
+
+    device: str = "auto"
+    """Torch device of the env and the policy (auto: cuda when present)."""
+    num_envs: int = 64
+    """Simulated flies."""
+    total_timesteps: int = 100_000
+    """Env steps over all flies, rounded down to whole iterations of num_envs x num_steps
+    steps (at least one; the run says what it will do)."""
+    time_limit_s: float = 0.0
+    """Stop training after the iteration that passes this wall time [s] (0: no limit); the
+    checkpoint, evaluation and video follow as usual."""
+    num_steps: int = 64
+    """Rollout length per iteration."""
+    control_decimation: int = 0
+    """Physics steps per policy step (0: the env's default, a 500 Hz policy at any physics
+    step; with physics_dt_s 1e-4, 50 is a 200 Hz one)."""
+    residual_range_rad: float = 0.1
+    """Half-width of the residual action box [rad] (the env's default is 0.5). Adam moves the
+    policy's mean by steps proportional to this range while the exploration noise stays ~0.025
+    rad: with 0.5 each step is too large and the rollout reward falls as training goes on; with
+    0.1 it rises."""
+    reference: str = ""
+    """ReferenceMotion .npz to imitate, or several separated by commas (clips of several fitted
+    bodies: each fly simulates its clip's body); the embedded tripod gait when empty."""
+    randomization: str = ""
+    """Domain randomization: a JSON object of `RandomizationConfig` fields, e.g.
+    '{"friction": [0.5, 1.5], "mass_scale": [0.8, 1.2], "push_force_un": [1, 5]}' (empty: off)."""
+    output: str = "ppo-out"
+    """Folder for the checkpoint and the learning curve."""
+    seed: int = 1
+    """Seed of torch and the env."""
+    learning_rate: float = 1e-4
+    """Adam learning rate (annealed linearly to 0)."""
+    gamma: float = 0.95
+    """Discount (0.95: a 40 ms horizon at 500 Hz; an action's effect on the tracking reward is
+    nearly all in the next step, and longer horizons bury it in the other actions' noise)."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+    num_minibatches: int = 4
+    """Minibatches per epoch."""
+    update_epochs: int = 4
+    """Epochs per iteration."""
+    clip_coef: float = 0.2
+    """PPO clip range."""
+    ent_coef: float = 0.0
+    """Entropy bonus."""
+    vf_coef: float = 0.5
+    """Value loss weight."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping."""
+    init_log_std: float = -1.386
+    """Initial log standard deviation of the actions, in units of the action range (-1.386: 0.25
+    of it, 0.025 rad with the default range; 0.068 rad of noise alone costs a quarter of the
+    reward at 500 Hz)."""
+    hidden: int = 256
+    """Width of the two hidden layers."""
+    eval_steps: int = 200
+    """Steps of the final deterministic evaluation."""
+    video_steps: int = 0
+    """Env steps of the final video of the policy (0: no video)."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds an option `--field-name` for every field of `PpoArgs` (help: its docstring)."""
+    add_dataclass_arguments(parser, PpoArgs)
+
+
+def args_from(namespace: argparse.Namespace) -> PpoArgs:
+    """The `PpoArgs` of parsed options (other attributes of the namespace are ignored)."""
+    return PpoArgs(**{f.name: getattr(namespace, f.name) for f in dataclasses.fields(PpoArgs)})
+
+
+def env_settings(args: PpoArgs) -> dict[str, object]:
+    """The env config the policy is trained in (and filmed in)."""
+    settings: dict[str, object] = {"residual_range_rad": args.residual_range_rad}
+    if args.control_decimation:
+        settings["control_decimation"] = args.control_decimation
+    if args.reference:
+        paths = tuple(p.strip() for p in args.reference.split(",") if p.strip())
+        settings["reference"] = paths[0] if len(paths) == 1 else paths
+    if args.randomization:
+        settings["randomization"] = _json_object("randomization", args.randomization)
+    return settings
+
+
+def describe_clips(env: FlyImitationVecEnv) -> list[dict[str, object]]:
+    """The clips the env imitates: name, source file and duration [s].
+
+    The name is the file's stem, or "tripod_gait" for the embedded gait.
+    """
+    sources = env.config.reference
+    if sources is None:
+        return [{"name": "tripod_gait", "source": "flyenv.motion.tripod_gait (embedded)",
+                 "duration_s": (int(env.ref.lengths[0]) - 1) * env.config.control_dt_s}]
+    sources = [sources] if isinstance(sources, str | Path) else list(sources)
+    return [{"name": name, "source": str(source),
+             "duration_s": (int(length) - 1) * env.config.control_dt_s}
+            for name, source, length in zip(env.ref.names, sources, env.ref.lengths.tolist(),
+                                            strict=True)]
+
+
+def plan(args: PpoArgs, clips: list[dict[str, object]], num_iterations: int) -> list[str]:
+    """What the run will do, said before it starts (the clips, the steps, the evaluation)."""
+    n, t = args.num_envs, args.num_steps
+    steps = num_iterations * n * t
+    lines = ["imitating " + ", ".join(f"{c['name']} ({c['duration_s']:.2f} s, {c['source']})"
+                                      for c in clips)]
+    line = (f"training: {num_iterations} iteration(s) x {n} flies x {t} steps = {steps} env "
+            f"steps")
+    if steps != args.total_timesteps:
+        how = "up" if steps > args.total_timesteps else "down"
+        line += (f" (--total-timesteps {args.total_timesteps} rounded {how} to whole "
+                 f"iterations of num_envs x num_steps = {n * t})")
+    lines.append(line)
+    after = (f"then evaluation: {args.eval_steps} steps of the deterministic policy and "
+             f"{args.eval_steps} of the replay baseline, on {n} flies")
+    if args.video_steps:
+        after += f", and a video of {args.video_steps} steps"
+    return lines + [after]
+
+
+def _json_object(option: str, text: str) -> dict[str, object]:
+    # The env's config checks the keys (naming the valid ones); here only the JSON itself.
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--{option}: not valid JSON ({err}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"--{option} must be a JSON object such as '{{\"friction\": [0.5, "
+                         f"1.5]}}', got {text!r}")
+    return value
