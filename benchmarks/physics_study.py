@@ -260,6 +260,8 @@ def _adhesion_targets(motion: ReferenceMotion, times_s: np.ndarray) -> np.ndarra
 def _replay(motion: ReferenceMotion, setting: Setting) -> dict[str, float]:
     options = ModelOptions(timestep_s=setting.dt_s, **setting.options)
     model = build_model(motion.body, options=options)
+    # A diverged replay must stop here, not be put back to the keyframe by mj_step's reset.
+    model.opt.disableflags |= mujoco.mjtDisableBit.mjDSBL_AUTORESET
     data = mujoco.MjData(model)
     ref = resample(motion, CONTROL_DT_S)
     targets = np.where(np.isfinite(ref.joint_angles), ref.joint_angles,
@@ -297,7 +299,8 @@ def _replay(motion: ReferenceMotion, setting: Setting) -> dict[str, float]:
             f = data.sensordata[touch]
             force_mean[k] += f
             np.maximum(force_max[k], f, out=force_max[k])
-        if not np.isfinite(data.qpos).all():
+        if not np.isfinite(data.qpos).all() or data.warning[
+                mujoco.mjtWarning.mjWARN_BADQACC].number:
             diverged = True
             break
         # After mj_step the derived fields describe the state before the last substep; a
@@ -361,11 +364,10 @@ def _random_starts(path: Path | None, setting: Setting, num_envs: int) -> dict[s
                              model_options=setting.options, autoreset_mode="disabled")
     try:
         env.reset(seed=0)
-        zeros = torch.zeros(num_envs, c.NUM_DOFS)
         ever = {k: torch.zeros(num_envs, dtype=torch.bool) for k in TERMINATIONS}
         start = time.perf_counter()
         for _ in range(RANDOM_START_STEPS):
-            _, _, _, _, info = env.step(zeros)
+            _, _, _, _, info = env.step(env.replay_action())
             for k in TERMINATIONS:
                 ever[k] |= info[f"termination/{k}"]
         wall = time.perf_counter() - start

@@ -97,3 +97,55 @@ def test_adhesion_holds_a_claw_against_a_pull():
     assert _pulled_claw_lift(adhesion_on=False, pull_uN=10.0) > 0.05
     assert abs(_pulled_claw_lift(adhesion_on=True, pull_uN=20.0)) < 0.005
     assert _pulled_claw_lift(adhesion_on=True, pull_uN=40.0) > 0.05
+
+
+# The env with adhesion -----------------------------------------------------------------------
+
+ADHESION = {"adhesion_gain_uN": 30.0}
+
+
+def test_adhesion_adds_six_actions_in_0_1_and_replays_the_stance():
+    import torch
+
+    from flyenv.envs import FlyImitationVecEnv
+    from flyenv.motion.gait import tripod_gait
+
+    gait = tripod_gait(duration_s=0.4)
+    env = FlyImitationVecEnv(num_envs=2, reference=gait, engine="mujoco", device="cpu",
+                             model_options=ADHESION, random_start=False)
+    try:
+        assert env.single_action_space.shape == (c.NUM_DOFS + c.NUM_LEGS,)
+        np.testing.assert_array_equal(env.single_action_space.low[c.NUM_DOFS:], 0.0)
+        np.testing.assert_array_equal(env.single_action_space.high[c.NUM_DOFS:], 1.0)
+        env.reset(seed=0)
+        # Reset: the adhesion commands are the start frame's stance flags.
+        np.testing.assert_array_equal(env.engine.ctrl[:, c.NUM_DOFS:].numpy(),
+                                      env.ref.stance[0, 0].expand(2, -1).numpy())
+        stance_seen = []
+        for _ in range(30):
+            action = env.replay_action()
+            assert action.shape == (2, c.NUM_DOFS + c.NUM_LEGS)
+            assert (action[:, :c.NUM_DOFS] == 0).all()
+            stance_seen.append(action[0, c.NUM_DOFS:].clone())
+            env.step(action)
+            np.testing.assert_array_equal(env.engine.ctrl[:, c.NUM_DOFS:].numpy(),
+                                          action[:, c.NUM_DOFS:].numpy())
+        stance_seen = torch.stack(stance_seen)
+        # A tripod: the flags switch during 60 ms of 10 Hz stepping, and LF and RF alternate.
+        assert set(stance_seen.unique().tolist()) == {0.0, 1.0}
+        assert (stance_seen[:, 0] != stance_seen[:, 3]).any()
+        over = env.replay_action()
+        over[:, c.NUM_DOFS:] = 5.0  # clipped to the action space
+        env.step(over)
+        assert (env.engine.ctrl[:, c.NUM_DOFS:] == 1.0).all()
+        with pytest.raises(ValueError, match=r"shape \(2, 48\)"):
+            env.step(torch.zeros(2, c.NUM_DOFS))
+    finally:
+        env.close()
+
+
+def test_env_refuses_the_actuator_filter():
+    from flyenv.envs import FlyImitationConfig
+
+    with pytest.raises(ValueError, match="actuator_timeconst_s"):
+        FlyImitationConfig(model_options={"actuator_timeconst_s": 0.01}).physics_options()

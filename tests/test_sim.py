@@ -161,6 +161,27 @@ def test_warp_engine_agrees_with_c_mujoco(model, warp_kwargs):
 
 
 @pytest.mark.warp
+def test_warp_agrees_with_c_mujoco_with_adhesion_and_noslip(warp_kwargs):
+    # Issue 22's contact options on both engines: tarsus adhesion on, noslip, elliptic cones.
+    model = build_model(options=ModelOptions(adhesion_gain_uN=30.0, noslip_iterations=3,
+                                             cone="elliptic", impratio=10.0))
+    warp = make_engine(model, NWORLD, nsubstep=NSUB, **warp_kwargs)
+    c_mujoco = make_engine(model, NWORLD, nsubstep=NSUB, engine="mujoco", device="cpu")
+    assert warp.ctrl.shape == (NWORLD, 48)
+    for engine in (warp, c_mujoco):  # world 1 lets go with its left legs
+        engine.ctrl[1, 42:45] = 0.0
+    for _ in range(4):
+        _drive(warp, 1)
+        _drive(c_mujoco, 1)
+        np.testing.assert_allclose(warp.qpos.cpu().numpy(), c_mujoco.qpos.numpy(), atol=2e-5)
+        np.testing.assert_allclose(warp.sensordata.cpu().numpy(), c_mujoco.sensordata.numpy(),
+                                   rtol=2e-3, atol=2e-3)
+    # Adhesion presses the tarsi on: more normal force than the fly's weight alone.
+    assert c_mujoco.sensordata[0].sum() > c_mujoco.sensordata[1].sum() + 30.0
+    assert not warp.overflow().any()
+
+
+@pytest.mark.warp
 def test_warp_masked_reset_leaves_other_worlds_bit_identical(warp_engines):
     _check_masked_reset(*warp_engines)
 
