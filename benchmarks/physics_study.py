@@ -130,7 +130,9 @@ def _contact_settings() -> list[Setting]:
              "kp 150 adhesion 40": {"actuator_kp": 150.0, "adhesion_gain_uN": 40.0},
              "kp 100 adhesion 20": {"actuator_kp": 100.0, "adhesion_gain_uN": 20.0},
              "kp 150 adhesion 20 noslip 3": {"actuator_kp": 150.0, "adhesion_gain_uN": 20.0,
-                                             "noslip_iterations": 3}}
+                                             "noslip_iterations": 3},
+             "kp 150 adhesion 20 impratio 10": {"actuator_kp": 150.0, "adhesion_gain_uN": 20.0,
+                                                "impratio": 10.0}}
     out = []
     for name, options in holds.items():
         for dt in (1e-4, 2e-4, 4e-4):

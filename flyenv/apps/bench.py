@@ -39,7 +39,7 @@ from flyenv.envs import FlyImitationVecEnv
 t1 = time.perf_counter()
 env = FlyImitationVecEnv(num_envs={n}, engine={engine!r}, device={device!r})
 env.reset(seed=0)
-env.step(torch.zeros(env.num_envs, 42, device=env.device))
+env.step(torch.zeros(env.num_envs, env.num_actions, device=env.device))
 torch.cuda.synchronize(env.device) if env.device.type == "cuda" else None
 print("FLYENV_BENCH", json.dumps({{"import_s": t1 - t0, "start_s": time.perf_counter() - t1}}))
 """
@@ -118,7 +118,9 @@ def _measure(num_envs: int, steps: int, warmup: int, min_time_s: float,
     env = FlyImitationVecEnv(num_envs=num_envs, **kwargs)
     row: dict[str, Any] = {"num_envs": num_envs, "ok": True}
     try:
-        zeros = torch.zeros(num_envs, 42, device=env.device)
+        # Zero residuals; with adhesion every tarsus sticky (the most contact work).
+        zeros = torch.zeros(num_envs, env.num_actions, device=env.device)
+        zeros[:, 42:] = 1.0
         _, info = env.reset(seed=0)
         env.step(zeros)
         _sync(device)
