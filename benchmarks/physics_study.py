@@ -132,7 +132,9 @@ def _contact_settings() -> list[Setting]:
              "kp 150 adhesion 20 noslip 3": {"actuator_kp": 150.0, "adhesion_gain_uN": 20.0,
                                              "noslip_iterations": 3},
              "kp 150 adhesion 20 impratio 10": {"actuator_kp": 150.0, "adhesion_gain_uN": 20.0,
-                                                "impratio": 10.0}}
+                                                "impratio": 10.0},
+             "kp 150 impratio 10": {"actuator_kp": 150.0, "impratio": 10.0},
+             "kp 150 noslip 3": {"actuator_kp": 150.0, "noslip_iterations": 3}}
     out = []
     for name, options in holds.items():
         for dt in (1e-4, 2e-4, 4e-4):
@@ -546,6 +548,23 @@ def screen(settings: list[Setting], cache: Path, out: Path,
     return study
 
 
+def terminations(settings: list[Setting], cache: Path, out: Path, num_envs: int,
+                 clip_names: tuple[str, ...]) -> dict[str, Any]:
+    """Random starts only (`_random_starts`) per setting and clip; JSON rewritten as it goes."""
+    motions = {k: v for k, v in clips(cache).items() if k in clip_names}
+    study: dict[str, Any] = {"environment": environment_info("cpu"), "num_starts": num_envs,
+                             "random_start_steps": RANDOM_START_STEPS, "results": {}}
+    for setting in settings:
+        study["results"][setting.name] = {}
+        for clip, (_, path) in motions.items():
+            starts = _random_starts(path, setting, num_envs)
+            study["results"][setting.name][clip] = starts
+            print(f"{setting.name:<44} {clip:<14} terminated {starts['terminated']} "
+                  f"{starts['by_cause']} rtf {starts['env_realtime_factor']:.2f}", flush=True)
+            out.write_text(json.dumps(study, indent=1, default=_json) + "\n")
+    return study
+
+
 def _log_fidelity(setting: Setting, clip: str, row: dict[str, Any]) -> None:
     r, f = row["replay"], row["fidelity"]
     if r.get("diverged"):
@@ -649,8 +668,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep the random starts of an earlier run's JSON, redo the replays")
     parser.add_argument("--screen", type=Path,
                         help="replays only, against the recordings (issue 22), JSON to this path")
+    parser.add_argument("--terminations", type=Path,
+                        help="random starts only (--starts per clip), JSON to this path")
     parser.add_argument("--clips", nargs="+", default=list(WALKING_CLIPS),
-                        help="clips of --screen")
+                        help="clips of --screen and --terminations")
     parser.add_argument("--cache", type=Path,
                         default=Path(tempfile.gettempdir()) / "flyenv-physics-study")
     args = parser.parse_args(argv)
@@ -659,6 +680,9 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     if args.screen:
         screen(chosen, args.cache, args.screen, tuple(args.clips))
+        return 0
+    if args.terminations:
+        terminations(chosen, args.cache, args.terminations, args.starts, tuple(args.clips))
         return 0
     if args.from_json:
         study = json.loads(args.from_json.read_text())
