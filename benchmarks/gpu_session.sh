@@ -16,7 +16,7 @@
 #   tests    the warp and gpu tests on cuda:0 (kernels compile here)  -> tests.log, tests.xml
 #   bench    env benchmark, warp: 1024/4096/16384 flies, bare physics and full step, x real
 #            time, GPU memory per world                              -> env_bench_<gpu>.json/png
-#   contacts issue 22's contact model (tarsus adhesion, noslip 3, kp 150) against today's
+#   contacts issue 22's STICKY_FEET (tarsus adhesion, noslip 3) against the default
 #            model at 4096 flies, both at 1e-4 s, side by side: its cost -> env_bench_<gpu>_*.json
 #   determinism  MuJoCo Warp's deterministic mode against the default, 4096 worlds, step time
 #            and bit-identity                                        -> determinism_cost_<gpu>.json
@@ -152,7 +152,7 @@ stage bench 100 "$PY" benchmarks/env_bench.py --engine warp --device "$device" \
 stage contacts 90 "$PY" benchmarks/env_bench.py --engine warp --device "$device" \
   --num-envs "$contact_size" --steps 10 --warmup 2 --min-time 0.5 --no-start-times \
   --physics-dt 1e-4 --baseline-physics-dt 1e-4 --model-option adhesion_gain_uN=20.0 \
-  --model-option noslip_iterations=3 --model-option actuator_kp=150.0 --out "$out"
+  --model-option noslip_iterations=3 --out "$out"
 stage determinism 45 "$PY" benchmarks/determinism_cost.py --device "$device" \
   --num-worlds "$det_size" --out "$out"
 # shellcheck disable=SC2086
