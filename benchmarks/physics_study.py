@@ -28,6 +28,14 @@ every metric on every clip is within it. The JSON (`benchmarks/results/physics_s
 holds every number, the tolerances and the verdicts; the PNG the metrics against the step; the
 .md the table. IK references are cached in a temporary folder (never in the repository).
 
+Issue 22 added fidelity against the recordings: `--screen` replays the walking clips (the
+tripod gait straight and turning at 1.6 rad/s, known root motion; the df3d walk, its stance
+odometry) and reports forward speed and yaw rate against the clip's own (`recording_truth`),
+slide at the contact in the clip's stance (`flyenv.sim.contacts.contact_slide_speed`), swing
+drag and stance fraction, judged by `FIDELITY`; `--terminations` runs the random starts alone;
+`--options '{"adhesion_gain_uN": 20, ...}'` puts a contact model under every setting, the fine
+reference included (last round's question asked again with it).
+
 Usage (from the repository root; about 30 minutes on the 2-core box, 40 when it is shared):
 
     python benchmarks/physics_study.py [--settings NAME ...] [--starts 64] [--out DIR]
@@ -594,7 +602,7 @@ def plot(study: dict[str, Any], path: Path) -> Path:
     settings = {s["name"]: s for s in study["settings"]}
     results = study["results"]
     clip_names = list(next(iter(results.values())))
-    colors = dict(zip(clip_names, ("C0", "C1", "C2"), strict=False))
+    colors = {clip: f"C{i}" for i, clip in enumerate(clip_names)}
     markers = {"implicitfast": "s", "elliptic implicitfast": "*", "elliptic": "^", "iter": "v",
                "tol": "D", "armature": "P"}
     for ax, metric in zip(axes.flat, metrics, strict=False):
@@ -669,6 +677,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep the random starts of an earlier run's JSON, redo the replays")
     parser.add_argument("--screen", type=Path,
                         help="replays only, against the recordings (issue 22), JSON to this path")
+    parser.add_argument("--options", type=json.loads, default={},
+                        help="ModelOptions fields (JSON) under every setting, the reference too")
     parser.add_argument("--terminations", type=Path,
                         help="random starts only (--starts per clip), JSON to this path")
     parser.add_argument("--clips", nargs="+", default=list(WALKING_CLIPS),
@@ -677,6 +687,10 @@ def main(argv: list[str] | None = None) -> int:
                         default=Path(tempfile.gettempdir()) / "flyenv-physics-study")
     args = parser.parse_args(argv)
     chosen = [s for s in SETTINGS if args.settings is None or s.name in args.settings]
+    if args.options and not (args.screen or args.terminations):
+        chosen = [SETTINGS[0]] + [s for s in chosen if s.name != REFERENCE]
+    # --options under every setting, the fine reference included.
+    chosen = [dataclasses.replace(s, options={**args.options, **s.options}) for s in chosen]
     torch.set_num_threads(1)
     start = time.perf_counter()
     if args.screen:
