@@ -648,7 +648,7 @@ def table(study: dict[str, Any]) -> str:
                 lines.append(f"| {name} | {clip} | diverged ||||||| {s['terminated']} | "
                              f"{s['nonfinite']} | {s['env_realtime_factor']:.2f} | no |")
                 continue
-            bad = {f.split(": ")[1] for f in verdict["failures"] if f.startswith(clip)}
+            bad = {f.split(": ")[1] for f in verdict["failures"] if f.startswith(f"{clip}: ")}
 
             def cell(metric: str, fmt: str, r: dict = r, s: dict = s, bad: set = bad) -> str:
                 value = (s if metric in ("terminated", "nonfinite") else r)[metric]
