@@ -58,9 +58,9 @@ class ModelOptions:
     loaded legs give, the thorax sags ~0.1 mm below the clip's height, swing claws drag on the
     ground (27-35% of swing samples) and the free fly walks at 0.84x the speed and 0.81x the yaw
     rate of tripod gaits with known root motion; kp 150 keeps the height, drags in 10%, walks at
-    0.94x / 0.95x, tracks to 0.1 deg RMS tethered and stands still (no more terminations from
-    random starts). Stance claws still slide (1.2 mm/s mean at the contact): what holds them is
-    adhesion, `STICKY_FEET`.
+    0.94-0.95x the speed and 0.94x the yaw rate, tracks to 0.1 deg RMS tethered and stands
+    still (no more terminations from random starts). Stance claws still slide (1.2 mm/s mean at
+    the contact): what holds them is adhesion, `STICKY_FEET`.
 
     Attributes:
         timestep_s: physics step [s].
