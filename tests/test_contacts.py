@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from flyenv.body import constants as c
-from flyenv.body.mjcf import ModelOptions, build_model
+from flyenv.body.mjcf import STICKY_FEET, ModelOptions, build_model
 from flyenv.sim.contacts import contact_slide_speed
 
 RADIUS_MM = 0.1
@@ -64,6 +64,8 @@ def test_contact_options_reach_the_model():
         assert actuator.gainprm[0] == pytest.approx(20.0)
     np.testing.assert_allclose(model.key("stand").act, c.STANDING_POSE_RAD)
     assert build_model().nu == c.NUM_DOFS  # off by default: no adhesion actuators
+    sticky = build_model(options=ModelOptions(**STICKY_FEET))
+    assert sticky.nu == c.NUM_DOFS + c.NUM_LEGS and sticky.opt.noslip_iterations == 3
 
 
 @pytest.mark.parametrize(("field", "value"), [
