@@ -16,13 +16,16 @@
 #   tests    the warp and gpu tests on cuda:0 (kernels compile here)  -> tests.log, tests.xml
 #   bench    env benchmark, warp: 1024/4096/16384 flies, bare physics and full step, x real
 #            time, GPU memory per world                              -> env_bench_<gpu>.json/png
+#   contacts issue 22's STICKY_FEET (tarsus adhesion, noslip 3) against the default
+#            model at 4096 flies, both at 1e-4 s, side by side: its cost -> env_bench_<gpu>_*.json
 #   determinism  MuJoCo Warp's deterministic mode against the default, 4096 worlds, step time
 #            and bit-identity                                        -> determinism_cost_<gpu>.json
 #   solver   solver iterations per world and per batch at 4096 flies -> solver_iterations_*.json
 #   start    cold (empty kernel cache) and warm start, one fresh interpreter each -> start.json
 #   train    PPO, 4096 flies, TRAIN_SECONDS (90) of training + evaluation -> ppo_gpu/curve.*
 # `bash benchmarks/gpu_session.sh run --dry-run` runs the same stages here on the CPU (MuJoCo
-# Warp on the Warp CPU device, tiny sizes, no install) to test this script.
+# Warp on the Warp CPU device, tiny sizes, no install) to test this script; STAGES="env
+# contacts" (names) runs only those.
 # Results go to $OUT (the device tool brings them back; benchmarks/results/gpu without it);
 # commit them under benchmarks/results/ with the device name.
 set -uo pipefail
@@ -80,11 +83,11 @@ begin=$(date +%s)
 scale=1  # stage limits are for the GPU; the CPU dry run compiles and steps slower
 if [ "$dry" = 1 ]; then
   scale=4; TOTAL=${TOTAL_SECONDS:-2400}
-  device=cpu; sizes="4 8"; det_size=4; solver_args="--num-envs 4 --steps 3"
+  device=cpu; sizes="4 8"; det_size=4; solver_args="--num-envs 4 --steps 3"; contact_size=4
   train_args="--num-envs 2 --num-steps 4 --total-timesteps 16 --eval-steps 2"
   test_args=(--cpu -k "captured or host or deterministic")
 else
-  device=cuda; sizes="1024 4096 16384"; det_size=4096
+  device=cuda; sizes="1024 4096 16384"; det_size=4096; contact_size=4096
   solver_args="--num-envs 4096 --steps 40"
   train_args="--num-envs 4096 --total-timesteps 1000000000 --time-limit-s ${TRAIN_SECONDS:-90}"
   train_args+=" --eval-steps 200"
@@ -95,6 +98,9 @@ fi
 # or at what is left of TOTAL, whichever is less; records the exit code and the time.
 stage() {
   local name=$1 limit=$(($2 * scale)); shift 2
+  if [ -n "${STAGES:-}" ] && [[ " $STAGES " != *" $name "* ]]; then
+    return
+  fi
   local left=$((TOTAL - ($(date +%s) - begin)))
   [ "$left" -lt "$limit" ] && limit=$left
   if [ "$limit" -le 5 ]; then
@@ -141,6 +147,12 @@ stage tests 170 "$PY" -m pytest -p no:cacheprovider -o addopts="-ra -p no:benchm
 # shellcheck disable=SC2086
 stage bench 100 "$PY" benchmarks/env_bench.py --engine warp --device "$device" \
   --num-envs $sizes --steps 20 --warmup 3 --min-time 0.5 --no-start-times --out "$out"
+# The contact model's cost: noslip's extra solver pass and the adhesion actuators, against
+# today's model at the same step (--baseline-physics-dt times it right after each size).
+stage contacts 90 "$PY" benchmarks/env_bench.py --engine warp --device "$device" \
+  --num-envs "$contact_size" --steps 10 --warmup 2 --min-time 0.5 --no-start-times \
+  --physics-dt 1e-4 --baseline-physics-dt 1e-4 --model-option adhesion_gain_uN=20.0 \
+  --model-option noslip_iterations=3 --out "$out"
 stage determinism 45 "$PY" benchmarks/determinism_cost.py --device "$device" \
   --num-worlds "$det_size" --out "$out"
 # shellcheck disable=SC2086

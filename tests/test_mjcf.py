@@ -65,8 +65,8 @@ def test_joints_and_actuators_in_documented_order(free_model):
     bounds = BodyConfig.default().bounds
     np.testing.assert_allclose(m.jnt_range[1:], bounds)
     np.testing.assert_allclose(m.actuator_ctrlrange, bounds)
-    np.testing.assert_allclose(m.actuator_gainprm[:, 0], 50.0)
-    np.testing.assert_allclose(m.actuator_biasprm[:, 1], -50.0)
+    np.testing.assert_allclose(m.actuator_gainprm[:, 0], 150.0)
+    np.testing.assert_allclose(m.actuator_biasprm[:, 1], -150.0)
     assert m.jnt_limited[1:].all()
 
 

@@ -6,6 +6,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
 
 from flyenv.body import DOF_NAMES, BodyConfig, forward_kinematics
 from flyenv.body import constants as c
@@ -243,6 +244,31 @@ def test_gait_keeps_stance_claws_on_the_ground(gait):
     vx = np.gradient(claw_x_world, t, axis=0)
     both = stance & np.roll(stance, 1, axis=0) & np.roll(stance, -1, axis=0)
     assert np.abs(vx[both]).max() < 0.05 * gait.metadata["speed_mm_s"]
+
+
+def test_turning_gait_keeps_stance_claws_still_in_the_world():
+    turn = -2.0  # rad/s, to the right
+    gait = tripod_gait(duration_s=1.0, turn_rate_rad_s=turn)
+    t = np.arange(gait.num_frames) / gait.fps
+    yaw = Rotation.from_quat(np.array(gait.root_quat), scalar_first=True).as_euler("xyz")[:, 2]
+    np.testing.assert_allclose(np.unwrap(yaw), turn * t, atol=1e-9)
+    # The thorax moves along its heading at the generator's speed.
+    vel = np.gradient(gait.root_pos[:, :2], t, axis=0)
+    heading = np.stack([np.cos(turn * t), np.sin(turn * t)], axis=1)
+    np.testing.assert_allclose(vel[1:-1], gait.metadata["speed_mm_s"] * heading[1:-1],
+                               rtol=1e-3, atol=1e-3)
+    claws_b = np.array(gait.fk_keypoints[..., 4, :])
+    rotation = Rotation.from_quat(np.repeat(np.array(gait.root_quat), 6, axis=0),
+                                  scalar_first=True)
+    claws_w = (rotation.apply(claws_b.reshape(-1, 3)).reshape(claws_b.shape)
+               + gait.root_pos[:, None])
+    params = gait.metadata["generator"]
+    phase = (t[:, None] * params["step_freq_hz"] + np.array([0, .5, 0, .5, 0, .5])) % 1
+    stance = phase < params["duty"]
+    inner = stance & np.roll(stance, 1, axis=0) & np.roll(stance, -1, axis=0)
+    claw_vel = np.gradient(claws_w, t, axis=0)
+    assert np.abs(claw_vel[inner]).max() < 0.05 * gait.metadata["speed_mm_s"]
+    assert np.abs(claws_w[stance][:, 2]).max() < 1e-6
 
 
 def test_gait_is_a_tripod_within_bounds(gait):

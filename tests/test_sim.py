@@ -16,8 +16,10 @@ def model():
 
 
 def _drive(engine, nstep, offset=0.0):
-    # Different targets per world, so the worlds really differ.
-    target = engine.ctrl.clone() + offset + 0.05 * torch.arange(engine.nworld)[:, None].to(
+    # Different targets per world, so the worlds really differ; small enough steps (0.02 rad
+    # per world) that no fly is kicked off the ground: at kp 150 a 0.1 rad jump launches one
+    # within 6 ms, and float32 and float64 then part at the lift-off instant.
+    target = engine.ctrl.clone() + offset + 0.02 * torch.arange(engine.nworld)[:, None].to(
         engine.ctrl)
     for _ in range(nstep):
         engine.ctrl.copy_(target)
@@ -157,6 +159,26 @@ def test_warp_engine_agrees_with_c_mujoco(model, warp_kwargs):
                                    atol=2e-5)
         np.testing.assert_allclose(warp.sensordata.cpu().numpy(), c_mujoco.sensordata.numpy(),
                                    rtol=2e-3, atol=2e-3)
+    assert not warp.overflow().any()
+
+
+@pytest.mark.warp
+def test_warp_agrees_with_c_mujoco_with_adhesion_and_noslip(warp_kwargs):
+    # Issue 22's contact options on both engines: tarsus adhesion and noslip.
+    model = build_model(options=ModelOptions(adhesion_gain_uN=30.0, noslip_iterations=3))
+    warp = make_engine(model, NWORLD, nsubstep=NSUB, **warp_kwargs)
+    c_mujoco = make_engine(model, NWORLD, nsubstep=NSUB, engine="mujoco", device="cpu")
+    assert warp.ctrl.shape == (NWORLD, 48)
+    for engine in (warp, c_mujoco):  # world 1 lets go with its left legs
+        engine.ctrl[1, 42:45] = 0.0
+    for _ in range(4):
+        _drive(warp, 1)
+        _drive(c_mujoco, 1)
+        np.testing.assert_allclose(warp.qpos.cpu().numpy(), c_mujoco.qpos.numpy(), atol=2e-5)
+        np.testing.assert_allclose(warp.sensordata.cpu().numpy(), c_mujoco.sensordata.numpy(),
+                                   rtol=2e-3, atol=2e-3)
+    # Adhesion presses the tarsi on: more normal force than the fly's weight alone.
+    assert c_mujoco.sensordata[0].sum() > c_mujoco.sensordata[1].sum() + 30.0
     assert not warp.overflow().any()
 
 

@@ -43,7 +43,7 @@ from flyenv.envs import FlyImitationVecEnv
 t1 = time.perf_counter()
 env = FlyImitationVecEnv(num_envs={n}, engine={engine!r}, device={device!r})
 env.reset(seed=0)
-env.step(torch.zeros(env.num_envs, 42, device=env.device))
+env.step(torch.zeros(env.num_envs, env.num_actions, device=env.device))
 torch.cuda.synchronize(env.device) if env.device.type == "cuda" else None
 print("FLYENV_BENCH", json.dumps({{"import_s": t1 - t0, "start_s": time.perf_counter() - t1}}))
 """
@@ -122,7 +122,7 @@ def _measure(num_envs: int, steps: int, warmup: int, min_time_s: float,
     env = FlyImitationVecEnv(num_envs=num_envs, **kwargs)
     row: dict[str, Any] = {"num_envs": num_envs, "ok": True}
     try:
-        zeros = torch.zeros(num_envs, 42, device=env.device)
+        zeros = torch.zeros(num_envs, env.num_actions, device=env.device)
         _, info = env.reset(seed=0)
         env.step(zeros)
         _sync(device)
@@ -136,7 +136,10 @@ def _measure(num_envs: int, steps: int, warmup: int, min_time_s: float,
         clip, frame = info["clip"], info["frame"]  # each world's start
         last = env.ref.lengths[clip][:, None] - 1
         ahead = torch.minimum(frame[:, None] + torch.arange(1, 51, device=device), last)
-        targets = env.ref.joint_pos[clip[:, None], ahead].transpose(0, 1).contiguous()
+        targets = env.ref.joint_pos[clip[:, None], ahead]
+        if env.adhesion:  # the clips' stance flags as the adhesion commands
+            targets = torch.cat([targets, env.ref.stance[clip[:, None], ahead]], dim=2)
+        targets = targets.transpose(0, 1).contiguous()
         tick = [0]
 
         def bare() -> None:
@@ -152,7 +155,9 @@ def _measure(num_envs: int, steps: int, warmup: int, min_time_s: float,
         physics = _PhysicsClock(env.engine)
 
         def full() -> None:
-            _, _, terminated, truncated, _ = env.step(zeros)
+            # Zero residuals; with adhesion the clips' stance flags (`replay_action`).
+            _, _, terminated, truncated, _ = env.step(
+                env.replay_action() if env.adhesion else zeros)
             ends[0] = ends[0] + (terminated | truncated).sum()
 
         for _ in range(warmup):

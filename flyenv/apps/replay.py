@@ -12,9 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from flyenv.body import constants as c
 from flyenv.envs import FlyImitationVecEnv
 from flyenv.wrappers.record_video import record_episode
 
@@ -38,8 +36,7 @@ def replay_video(reference: Path, path: Path, *, num_envs: int = 1, steps: int =
                              engine="mujoco", random_start=False, autoreset_mode="disabled",
                              tethered=tethered, render_mode="rgb_array", render_size=(480, 360))
     try:
-        zeros = torch.zeros(num_envs, c.NUM_DOFS)
-        video, rewards = record_episode(env, lambda obs: zeros, path, steps=steps,
+        video, rewards = record_episode(env, lambda obs: env.replay_action(), path, steps=steps,
                                         slowdown=slowdown)
         return video, float(np.mean(rewards)), env.max_reward
     finally:

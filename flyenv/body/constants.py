@@ -48,6 +48,8 @@ DOF_NAMES: tuple[str, ...] = tuple(f"{leg}_{joint}" for leg in LEGS for joint in
 KEYPOINT_NAMES: tuple[str, ...] = tuple(f"{leg}_{kp}" for leg in LEGS for kp in KEYPOINTS)
 # Touch sensors (and their sites) on the tarsi of the MuJoCo model, in LEGS order.
 TOUCH_SENSOR_NAMES: tuple[str, ...] = tuple(f"{leg}_tarsus_touch" for leg in LEGS)
+# The tarsus adhesion actuators of a model built with adhesion (after the 42 joint actuators).
+ADHESION_NAMES: tuple[str, ...] = tuple(f"{leg}_tarsus_adhesion" for leg in LEGS)
 
 # ThC (thorax-coxa) position of each leg in the thorax frame [mm].
 TEMPLATE_THC_MM: tuple[tuple[float, float, float], ...] = (

@@ -4,8 +4,11 @@ Units are mm, g and s: gravity is -9810 mm/s², the whole fly weighs about 1 mg.
 chain of four capsule segments whose hinge joints reproduce `flyenv.body.kinematics` exactly
 (the joint angles of an IK solution are the simulator's `qpos`), with a site at each keypoint and
 a position actuator per DOF, and a touch sensor per tarsus (`TOUCH_SENSOR_NAMES`, the normal
-contact force on it [µN]). Only the tarsi and the body touch the ground; nothing collides with
-itself.
+contact force on it [µN]). With `ModelOptions.adhesion_gain_uN` > 0 each tarsus also gets an
+adhesion actuator (`ADHESION_NAMES`, after the 42 joint actuators, control in [0, 1]): MuJoCo
+pulls the tarsus onto the surfaces it touches with up to that force, shared among its contacts,
+so the friction cone widens as in FlyGym's and flybody's sticky claws. Only the tarsi and the
+body touch the ground; nothing collides with itself.
 
 Two variants come from the same builder: free-walking (a free root joint above a floor) and
 tethered (the thorax fixed in space, no floor unless asked for).
@@ -32,6 +35,14 @@ _INTEGRATORS = {"euler": mujoco.mjtIntegrator.mjINT_EULER,
 _CONES = {"pyramidal": mujoco.mjtCone.mjCONE_PYRAMIDAL, "elliptic": mujoco.mjtCone.mjCONE_ELLIPTIC}
 
 
+# Issue 22's feet that hold (`ModelOptions` fields, e.g. `model_options=STICKY_FEET` in the env):
+# tarsus adhesion up to 20 µN (~2x the fly's weight) driven by the clip's stance, and noslip. At
+# 1e-4 s the tripod gaits then walk at 0.96x their speed and 0.94x their yaw rate with 0.16 mm/s
+# mean slide at the contact in stance (kp 150 alone: 1.2 mm/s), the df3d walk's stance claws
+# slide 0.46 mm/s, and random starts end no more often. Off by default: it adds six actions.
+STICKY_FEET: dict[str, float | int] = {"adhesion_gain_uN": 20.0, "noslip_iterations": 3}
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelOptions:
     """Physical parameters of the compiled model (units mm, g, s).
@@ -39,10 +50,17 @@ class ModelOptions:
     The defaults follow NeuroMechFly as FlyGym builds it, except joint damping and armature:
     FlyGym's damping 0.5 with armature 1e-6 makes a capsule fly's feet chatter and the standing
     fly creep forward; it holds still once dt * damping / M_ii stays below about 3. Of the quiet
-    settings, damping 0.05 with armature 1e-5 (near critical damping with kp 50) tracks the
-    embedded gait at 10 Hz stepping to 0.5 deg RMS tethered, where damping 0.5 with armature
-    1e-4 (over-damped, 10 ms lag) lags by 3.4 deg RMS; the latter also stays quiet at
-    dt 2e-4 to 5e-4. Joint stiffness is 0: the position actuators hold the pose.
+    settings, damping 0.05 with armature 1e-5 tracks the embedded gait at 10 Hz stepping to
+    0.4 deg RMS tethered with kp 50, where damping 0.5 with armature 1e-4 (over-damped, 10 ms
+    lag) lags by 3.4 deg RMS. Joint stiffness is 0: the position actuators hold the pose.
+
+    The joint gain is 150 (issue 22, benchmarks/physics_study.py --screen): with kp 50 the
+    loaded legs give, the thorax sags ~0.1 mm below the clip's height, swing claws drag on the
+    ground (27-35% of swing samples) and the free fly walks at 0.84x the speed and 0.81x the yaw
+    rate of tripod gaits with known root motion; kp 150 keeps the height, drags in 10%, walks at
+    0.94-0.95x the speed and 0.94x the yaw rate, tracks to 0.1 deg RMS tethered and stands
+    still (no more terminations from random starts). Stance claws still slide (1.2 mm/s mean at
+    the contact): what holds them is adhesion, `STICKY_FEET`.
 
     Attributes:
         timestep_s: physics step [s].
@@ -75,11 +93,19 @@ class ModelOptions:
         cone: friction cone of the contacts, "pyramidal" or "elliptic".
         solver_tolerance: the constraint solver stops when the cost improves less than this
             (relative).
+        noslip_iterations: iterations of MuJoCo's noslip post-solver (0: off); it removes the
+            slip that soft contacts allow, at extra cost per step.
+        impratio: ratio of frictional to normal constraint impedance (elliptic cones: > 1
+            makes friction harder, MuJoCo suggests 10-100 for legged locomotion).
+        adhesion_gain_uN: largest adhesion force of a tarsus [µN] (the fly weighs ~9.8 µN);
+            0 builds no adhesion actuators.
+        actuator_timeconst_s: time constant of a first-order filter on the joint actuators'
+            commands [s] (flybody: 10 ms); 0 applies the command at once.
     """
 
     timestep_s: float = 1e-4
     total_mass_g: float = c.TOTAL_MASS_G
-    actuator_kp: float = 50.0
+    actuator_kp: float = 150.0
     actuator_force_limit: float = 30.0
     joint_damping: float = 0.05
     joint_armature: float = 1e-5
@@ -97,6 +123,15 @@ class ModelOptions:
     integrator: Literal["euler", "implicitfast"] = "euler"
     cone: Literal["pyramidal", "elliptic"] = "pyramidal"
     solver_tolerance: float = 1e-8
+    noslip_iterations: int = 0
+    impratio: float = 1.0
+    adhesion_gain_uN: float = 0.0
+    actuator_timeconst_s: float = 0.0
+
+    @property
+    def adhesion(self) -> bool:
+        """Whether the model has tarsus adhesion actuators."""
+        return self.adhesion_gain_uN > 0
 
     def __post_init__(self) -> None:
         positive = ("timestep_s", "total_mass_g", "actuator_kp", "actuator_force_limit",
@@ -115,6 +150,14 @@ class ModelOptions:
             if getattr(self, name) not in choices:
                 raise ValueError(f"ModelOptions.{name} must be one of {list(choices)}, got "
                                  f"{getattr(self, name)!r}")
+        if not (isinstance(self.noslip_iterations, int) and self.noslip_iterations >= 0):
+            raise ValueError(f"ModelOptions.noslip_iterations must be an int >= 0, got "
+                             f"{self.noslip_iterations!r}")
+        if not self.impratio >= 1:
+            raise ValueError(f"ModelOptions.impratio must be >= 1, got {self.impratio}")
+        for name in ("adhesion_gain_uN", "actuator_timeconst_s"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"ModelOptions.{name} must be >= 0, got {getattr(self, name)}")
         if not self.solver_tolerance >= 0:
             raise ValueError(f"ModelOptions.solver_tolerance must be >= 0, got "
                              f"{self.solver_tolerance}")
@@ -152,6 +195,8 @@ def build_spec(config: BodyConfig | None = None, *, tethered: bool = False,
     spec.option.tolerance = options.solver_tolerance
     spec.option.iterations = options.solver_iterations
     spec.option.ls_iterations = options.linesearch_iterations
+    spec.option.noslip_iterations = options.noslip_iterations
+    spec.option.impratio = options.impratio
     spec.stat.meansize = 0.5
     spec.stat.extent = 5.0
     spec.visual.map.znear = 0.01
@@ -176,8 +221,13 @@ def build_spec(config: BodyConfig | None = None, *, tethered: bool = False,
         _add_leg(spec, thorax, leg, config.thc[legid], config.lengths[legid],
                  config.bounds[legid * c.DOF_PER_LEG:(legid + 1) * c.DOF_PER_LEG], options)
 
+    if options.adhesion:
+        for leg, name in zip(c.LEGS, c.ADHESION_NAMES, strict=True):
+            spec.add_actuator(name=name, target=f"{leg}_Tarsus",
+                              trntype=mujoco.mjtTrn.mjTRN_BODY,
+                              ctrlrange=(0.0, 1.0)).set_to_adhesion(gain=options.adhesion_gain_uN)
     _set_uniform_density(spec, options.total_mass_g)
-    _add_stand_keyframe(spec, tethered, height)
+    _add_stand_keyframe(spec, tethered, height, options)
     return spec
 
 
@@ -187,8 +237,9 @@ def build_model(config: BodyConfig | None = None, *, tethered: bool = False,
     """Compiles the fly (see `build_spec` for the arguments).
 
     Returns:
-        The `mujoco.MjModel`. Its last 42 qpos entries (and its 42 actuators) are the joint
-        angles in `DOF_NAMES` order: `qpos[-42:] = angles` needs no conversion.
+        The `mujoco.MjModel`. Its last 42 qpos entries (and its first 42 actuators) are the
+        joint angles in `DOF_NAMES` order: `qpos[-42:] = angles` needs no conversion. With
+        adhesion, actuators 42-47 are the tarsi's (`ADHESION_NAMES`).
     """
     return build_spec(config, tethered=tethered, floor=floor, options=options).compile()
 
@@ -247,7 +298,8 @@ def _add_leg(spec: mujoco.MjSpec, thorax: mujoco.MjsBody, leg: str, thc: np.ndar
             spec.add_actuator(name=dof, target=dof, trntype=mujoco.mjtTrn.mjTRN_JOINT,
                               ctrlrange=(lo, hi), forcerange=(-options.actuator_force_limit,
                               options.actuator_force_limit)).set_to_position(
-                                  kp=options.actuator_kp)
+                                  kp=options.actuator_kp,
+                                  timeconst=options.actuator_timeconst_s or -1)
         length = float(lengths[segid])
         touches = segment == "Tarsus"
         body.add_geom(name=f"{leg}_{segment}", type=mujoco.mjtGeom.mjGEOM_CAPSULE,
@@ -292,7 +344,13 @@ def _set_uniform_density(spec: mujoco.MjSpec, total_mass_g: float) -> None:
         geom.density = density
 
 
-def _add_stand_keyframe(spec: mujoco.MjSpec, tethered: bool, height: float) -> None:
+def _add_stand_keyframe(spec: mujoco.MjSpec, tethered: bool, height: float,
+                        options: ModelOptions) -> None:
     pose = list(c.STANDING_POSE_RAD)
     root = [] if tethered else [0.0, 0.0, height, 1.0, 0.0, 0.0, 0.0]
-    spec.add_key(name="stand", qpos=root + pose, ctrl=pose)
+    # Standing: every tarsus on the ground, so adhesion (when built) is on; filtered actuators
+    # start at the pose they hold.
+    key = spec.add_key(name="stand", qpos=root + pose,
+                       ctrl=pose + [1.0] * (c.NUM_LEGS * options.adhesion))
+    if options.actuator_timeconst_s > 0:
+        key.act = pose

@@ -283,7 +283,13 @@ class FlyImitationConfig:
         if unknown:
             raise ValueError(f"FlyImitationConfig.model_options: unknown fields {unknown}; the "
                              f"fields are {sorted(fields)} (the step is physics_dt_s)")
-        return ModelOptions(timestep_s=self.physics_dt_s, **self.model_options)
+        options = ModelOptions(timestep_s=self.physics_dt_s, **self.model_options)
+        if options.actuator_timeconst_s > 0:
+            # The engines' resets do not set the filter's state (it would restart at 0 rad).
+            raise ValueError("FlyImitationConfig.model_options: actuator_timeconst_s > 0 is not "
+                             "supported by the env yet (the engines do not reset the "
+                             "actuators' filter state); it is a model option for studies")
+        return options
 
     @property
     def substeps(self) -> int:

@@ -29,7 +29,7 @@ _CLAW_SITES = tuple(f"{leg}_Claw" for leg in c.LEGS)
 TERMINATIONS = ("nonfinite", "overflow", "fall", "tilt", "joint_error", "drift")
 # Columns of the env's reference frame table (one row per clip frame, one gather per step).
 _JOINT_POS, _JOINT_VEL, _CLAW_POS_B = slice(0, 42), slice(42, 84), slice(84, 102)
-_ROOT_POS_W, _ROOT_LIN_VEL_W = slice(102, 105), slice(105, 108)
+_ROOT_POS_W, _ROOT_LIN_VEL_W, _STANCE = slice(102, 105), slice(105, 108), slice(108, 114)
 
 
 class FlyImitationVecEnv(gym.vector.VectorEnv):
@@ -67,6 +67,7 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
 
         options = cfg.physics_options()
+        self.adhesion = options.adhesion
         engine, self.device = resolve_engine(cfg.engine, cfg.device)
         # Each world simulates the body its clip was made for: one model per body, and the
         # fields that differ between them (and those randomized) per world in the engine.
@@ -133,6 +134,10 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         else:
             high = np.full(c.NUM_DOFS, cfg.residual_range_rad, dtype=np.float32)
             low = -high
+        if self.adhesion:  # the tarsi's adhesion commands, absolute in both modes
+            low = np.concatenate([low, np.zeros(c.NUM_LEGS, np.float32)])
+            high = np.concatenate([high, np.ones(c.NUM_LEGS, np.float32)])
+        self.num_actions = len(low)
         self.single_action_space = gym.spaces.Box(low, high, dtype=np.float32)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
@@ -160,7 +165,8 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         # frame are one row, gathered by one index_select (columns: the _JOINT_POS... slices).
         ref = self.ref
         self._table = torch.cat([ref.joint_pos, ref.joint_vel, ref.claw_pos_b.flatten(2),
-                                 ref.root_pos_w, ref.root_lin_vel_w], dim=2).flatten(0, 1)
+                                 ref.root_pos_w, ref.root_lin_vel_w, ref.stance],
+                                dim=2).flatten(0, 1)
         self._clip_frames = ref.joint_pos.shape[1]
         self._set_clip_fields()
         self._next_row = self._table[:1].expand(n, -1)  # set by _observe before any step
@@ -204,9 +210,12 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         """Advances every fly by one control step.
 
         Args:
-            actions: (num_envs, 42) float tensor on the env's device: residuals [rad] or joint
-                targets [rad] (see `action_mode`); clipped to the action space. A numpy array
-                (such as `action_space.sample()`) is copied to the device as float32 first.
+            actions: (num_envs, num_actions) float tensor on the env's device: residuals [rad]
+                or joint targets [rad] (see `action_mode`), then with adhesion
+                (`model_options={"adhesion_gain_uN": ...}`) the six tarsi's adhesion commands
+                in [0, 1] (LEGS order); clipped to the action space. `replay_action()` replays
+                the reference. A numpy array (such as `action_space.sample()`) is copied to
+                the device as float32 first.
 
         Returns:
             obs (num_envs, obs_dim) float32, reward (num_envs,) float32, terminated and
@@ -250,9 +259,9 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         if not isinstance(actions, torch.Tensor):
             raise TypeError(f"actions must be a torch.Tensor on {self.device} or a numpy array, "
                             f"got {type(actions).__name__}")
-        if tuple(actions.shape) != (self.num_envs, c.NUM_DOFS):
-            raise ValueError(f"actions must have shape ({self.num_envs}, {c.NUM_DOFS}), got "
-                             f"{tuple(actions.shape)}")
+        if tuple(actions.shape) != (self.num_envs, self.num_actions):
+            raise ValueError(f"actions must have shape ({self.num_envs}, {self.num_actions}), "
+                             f"got {tuple(actions.shape)}")
         if not actions.dtype.is_floating_point:  # int, bool and complex are refused
             raise ValueError(f"actions must be a real floating point tensor (float32; other "
                              f"float dtypes are converted), got {actions.dtype}")
@@ -267,10 +276,26 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         return torch.clamp(actions, self._action_low, self._action_high), invalid
 
     def _targets(self, actions: torch.Tensor) -> torch.Tensor:
+        # (num_envs, nu): joint targets, then the adhesion commands as given.
         if self.config.action_mode == "absolute":
             return actions
-        target = self._next_row[:, _JOINT_POS] + actions
-        return torch.clamp(target, self._bounds[:, 0], self._bounds[:, 1])
+        target = self._next_row[:, _JOINT_POS] + actions[:, :c.NUM_DOFS]
+        target = torch.clamp(target, self._bounds[:, 0], self._bounds[:, 1])
+        return torch.cat([target, actions[:, c.NUM_DOFS:]], dim=1) if self.adhesion else target
+
+    def replay_action(self) -> torch.Tensor:
+        """The action that replays the reference (the next frame's targets).
+
+        Zero residuals (with absolute actions, the next frame's angles) and, with adhesion, the
+        next frame's stance flags as the adhesion commands.
+
+        Returns:
+            (num_envs, num_actions) float32 on the env's device.
+        """
+        row = self._next_row
+        joints = (row[:, _JOINT_POS] if self.config.action_mode == "absolute"
+                  else torch.zeros_like(row[:, _JOINT_POS]))
+        return torch.cat([joints, row[:, _STANCE]], dim=1) if self.adhesion else joints
 
     def _read_state(self) -> observations.FlyState:
         e, n = self.engine, self.num_envs
@@ -452,7 +477,9 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
             fields = self._world_models.values(ref.clip_body[clip])
         if self._pushes is not None:
             self._pushes.reset(mask)
-        self.engine.reset(mask, qpos, qvel, joint_pos, fields)
+        ctrl = (torch.cat([joint_pos, ref.stance[clip, frame]], dim=1) if self.adhesion
+                else joint_pos)
+        self.engine.reset(mask, qpos, qvel, ctrl, fields)
         return True
 
     def _world_info(self) -> dict[str, torch.Tensor]:

@@ -16,7 +16,7 @@ from flyenv.body.kinematics import forward_kinematics
 from flyenv.body.mjcf import ModelOptions
 from flyenv.motion.format import ReferenceMotion
 from flyenv.motion.gait import tripod_gait
-from flyenv.motion.grounding import ground, odometry
+from flyenv.motion.grounding import ground, odometry, stance_claws
 from flyenv.motion.io import load
 from flyenv.motion.resample import resample
 
@@ -40,6 +40,9 @@ class ReferenceBank:
         dof_mask: (nclip, 42) 1.0 for DOFs of legs present in the clip.
         leg_mask: (nclip, 6) 1.0 for legs present.
         claw_pos_b: (nclip, T, 6, 3) claws in the thorax frame, by forward kinematics [mm].
+        stance: (nclip, T, 6) 1.0 where the claw is in stance
+            (`flyenv.motion.grounding.stance_claws`), 0.0 in swing and for missing legs: the
+            adhesion targets of a replay.
         root_pos_w: (nclip, T, 3) thorax position [mm]. Without root motion: above the origin
             at the grounded height of each frame (`flyenv.motion.grounding.ground`: the stance
             claws rest on the floor), or at the fixed standing height for a clip with fewer
@@ -67,6 +70,7 @@ class ReferenceBank:
     dof_mask: torch.Tensor
     leg_mask: torch.Tensor
     claw_pos_b: torch.Tensor
+    stance: torch.Tensor
     root_pos_w: torch.Tensor
     root_quat_w: torch.Tensor
     root_lin_vel_w: torch.Tensor
@@ -172,7 +176,8 @@ def _stack(names: tuple[str, ...], bodies: list[BodyConfig], clips: list[Referen
     stand = np.asarray(c.STANDING_POSE_RAD)
     arrays = {key: np.zeros((nclip, length, *shape)) for key, shape in (
         ("joint_pos", (c.NUM_DOFS,)), ("joint_vel", (c.NUM_DOFS,)),
-        ("claw_pos_b", (c.NUM_LEGS, 3)), ("root_pos_w", (3,)), ("root_quat_w", (4,)),
+        ("claw_pos_b", (c.NUM_LEGS, 3)), ("stance", (c.NUM_LEGS,)), ("root_pos_w", (3,)),
+        ("root_quat_w", (4,)),
         ("root_lin_vel_w", (3,)), ("root_ang_vel_w", (3,)))}
     dof_mask = np.zeros((nclip, c.NUM_DOFS))
     leg_mask = np.zeros((nclip, c.NUM_LEGS))
@@ -185,6 +190,7 @@ def _stack(names: tuple[str, ...], bodies: list[BodyConfig], clips: list[Referen
             "joint_pos": q,
             "joint_vel": np.where(present, clip.joint_velocities, 0.0),
             "claw_pos_b": claws,
+            "stance": _stance(clip, bodies[clipid]),
         }
         if clip.has_root:
             values.update(root_pos_w=clip.root_pos, root_quat_w=clip.root_quat,
@@ -211,6 +217,19 @@ def _stack(names: tuple[str, ...], bodies: list[BodyConfig], clips: list[Referen
         lengths=torch.tensor([clip.num_frames for clip in clips], device=device),
         dof_mask=tensor(dof_mask), leg_mask=tensor(leg_mask),
         **{key: tensor(value) for key, value in arrays.items()})
+
+
+def _stance(clip: ReferenceMotion, body: BodyConfig) -> np.ndarray:
+    """(T, 6) 1.0 where a present leg's claw is in stance in the (control-rate) clip."""
+    present = clip.leg_mask > 0
+    out = np.zeros((clip.num_frames, c.NUM_LEGS))
+    if not present.any() or clip.num_frames < 2:
+        return out
+    q = np.where(np.repeat(present, c.DOF_PER_LEG), clip.joint_angles,
+                 np.asarray(c.STANDING_POSE_RAD))
+    claws = forward_kinematics(body, q)[:, present, _CLAW]
+    out[:, present] = stance_claws(claws, clip.fps)
+    return out
 
 
 def _grounded_root(claws_b: np.ndarray, fps: float, standing_height_mm: float,
