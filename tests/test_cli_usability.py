@@ -52,6 +52,13 @@ def test_demo_refuses_an_unknown_recording_before_writing_anything(tmp_path, cap
     with pytest.raises(FileNotFoundError):
         run_demo(out, recording=tmp_path / "absent.pkl")
     assert not out.exists()
+    # A recording the IK refuses: one error naming the file once, and no empty folder left.
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    assert main(["demo", "--recording", str(bad), "--fps", "100", "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count(str(bad)) == 1 and "IK failed" in err
+    assert not out.exists()
 
 
 def _example(name):

@@ -132,6 +132,7 @@ def run_demo(out: Path, *, recording: str | os.PathLike | None = None, fps: floa
     """
     if recording is not None:  # a bad name fails before anything is written
         recording, fps, name = resolve_recording(recording, fps)
+    made_out = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     if recording is None:
         name = "tripod"
@@ -144,7 +145,9 @@ def run_demo(out: Path, *, recording: str | os.PathLike | None = None, fps: floa
     work = out / ".ik"  # the IK writes <recording stem>.npz/.png; renamed below
     report = run_ik([recording], work, IkOptions(fps=fps), n_jobs=1, overwrite=True, plot=True)
     if report.failed:
-        raise ValueError(f"IK failed for {recording}: {report.failed[0].message}")
+        if made_out and not any(out.iterdir()):  # a failed demo leaves no empty folder behind
+            out.rmdir()
+        raise ValueError(f"IK failed: {report.failed[0].message}")
     reference, ik_plot = out / f"reference_{name}.npz", out / f"ik_fit_{name}.png"
     os.replace(work / f"{recording.stem}.npz", reference)
     os.replace(work / f"{recording.stem}.png", ik_plot)
