@@ -57,7 +57,7 @@ _MAX_NAME_CHARS = 64
 # rows parsed into numbers at a time.
 _MAX_HEADER_CHARS = 1 << 16
 _MAX_CELL_CHARS = 64
-_CSV_CHUNK_ROWS = 4096
+_CSV_CHUNK_ROWS = 512
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
