@@ -128,3 +128,60 @@ def test_a_csv_line_without_end_is_not_read_whole(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 3 << 20, peak  # the 8 MB line would be 8 MB of text and 4e6 cells
+
+
+# -- item 3: a resumed batch goes through the same per-file error handling -----------------------
+
+
+def _small_recording(path, frames=12):
+    from flyenv.motion import tripod_gait
+
+    keypoints = np.asarray(tripod_gait(duration_s=0.1).fk_keypoints[:frames])
+    np.savez(path, keypoints=keypoints, leg_names=np.array(c.LEGS), fps=np.array(100.0))
+    return path
+
+
+def test_a_resumed_batch_reports_inputs_gone_bad_and_goes_on(tmp_path, capsys):
+    from flyenv.cli import main
+
+    names = ["gone", "dangling", "folder", "loop", "last"]
+    paths = [_small_recording(tmp_path / f"{n}.npz") for n in names]
+    out = tmp_path / "out"
+    assert main(["ik", *map(str, paths), "-o", str(out), "--frame", "thorax"]) == 0
+    before = {p.name: p.read_bytes() for p in out.glob("*.npz")}
+    assert len(before) == 5
+    # Between the runs the inputs go bad: their outputs exist, so the resume path sees them.
+    paths[0].unlink()
+    paths[1].unlink()
+    paths[1].symlink_to(tmp_path / "nowhere.npz")
+    paths[2].unlink()
+    paths[2].mkdir()
+    paths[3].unlink()
+    paths[3].symlink_to(paths[3])
+    paths[4].unlink()
+    _small_recording(paths[4], frames=14)  # changed: its output is another version's
+    capsys.readouterr()
+    code = main(["ik", *map(str, paths), "-o", str(out), "--frame", "thorax"])
+    text = capsys.readouterr()
+    assert code == 1, text
+    report = text.out + text.err
+    assert "Traceback" not in report
+    assert f"{paths[0]}: no such file" in report
+    assert f"{paths[1]}: a symbolic link to {tmp_path / 'nowhere.npz'}, which does not exist" \
+        in report
+    assert f"{paths[2]}: a directory, not a recording file" in report
+    assert f"{paths[3]}: a symbolic link loop" in report
+    assert "last.npz exists and was made from another recording" in report
+    # Nothing the user had was touched.
+    assert {p.name: p.read_bytes() for p in out.glob("*.npz")} == before
+
+
+def test_load_recording_says_what_a_non_file_is(tmp_path):
+    folder = tmp_path / "d.pkl"
+    folder.mkdir()
+    with pytest.raises(RecordingError, match=r"d.pkl: a directory, not a recording file"):
+        load_recording(folder)
+    loop = tmp_path / "l.pkl"
+    loop.symlink_to(loop)
+    with pytest.raises(FileNotFoundError, match=r"l.pkl: a symbolic link loop"):
+        load_recording(loop)

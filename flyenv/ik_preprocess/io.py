@@ -26,7 +26,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
 import math
+import os
+import stat
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,15 +110,20 @@ def load_recording(path: str | Path, *,
         The recording, with finite keypoints within `MAX_COORD_MM` (NaN where untracked).
 
     Raises:
-        FileNotFoundError: if the file does not exist.
+        FileNotFoundError: if there is no file (nothing there, a dangling link, a link loop),
+            saying which.
         RecordingError: (a ValueError) naming the file, the field and what was expected, for
-            unknown formats, corrupt or truncated files, unknown legs, wrong shapes or dtypes,
-            implausible values or frame rates, too few frames, or arrays larger than the file
-            holds or than the limits in `flyenv.ik_preprocess.limits`.
+            a directory or other non-file, an unreadable file, unknown formats, corrupt or
+            truncated files, unknown legs, wrong shapes or dtypes, implausible values or frame
+            rates, too few frames, or arrays larger than the file holds or than the limits in
+            `flyenv.ik_preprocess.limits`.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+    missing, problem = input_problem(path)
+    if missing:
+        raise FileNotFoundError(f"{path}: {problem}")
+    if problem is not None:
+        raise RecordingError(path, problem)
     suffix = path.suffix.lower()
     readers = {".pkl": _from_pickle, ".pickle": _from_pickle, ".npz": _from_npz,
                ".csv": _from_csv}
@@ -131,6 +139,33 @@ def load_recording(path: str | Path, *,
         # error on a malformed array) is still this file's fault.
         raise RecordingError(path, f"cannot read the file ({type(err).__name__}: {err})"
                              ) from err
+
+
+def input_problem(path: Path) -> tuple[bool, str | None]:
+    """What keeps `path` from being read as a recording, said plainly; (False, None) if nothing.
+
+    Returns:
+        (missing, problem): missing is True when there is no file to read (nothing there, a
+        dangling link, a link loop), problem the description (None for a readable file).
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            return True, f"a symbolic link to {os.readlink(path)}, which does not exist"
+        return True, "no such file"
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return True, "a symbolic link loop (the link points back to itself), not a file"
+        return False, f"cannot be examined ({err.strerror})"
+    if stat.S_ISDIR(mode):
+        return False, ("a directory, not a recording file (pass the files in it, e.g. "
+                       "folder/*.pkl)")
+    if not stat.S_ISREG(mode):
+        return False, "not a regular file (a device, pipe or socket), so not a recording"
+    if not os.access(path, os.R_OK):
+        return False, "not readable: permission denied"
+    return False, None
 
 
 def _from_pickle(path: Path, fps_range: tuple[float, float]) -> Recording:

@@ -25,6 +25,7 @@ import joblib
 import numpy as np
 
 from flyenv.body.config import BodyConfig
+from flyenv.ik_preprocess.io import input_problem
 from flyenv.ik_preprocess.jobs import Job as Job
 from flyenv.ik_preprocess.jobs import JobResult as JobResult
 from flyenv.ik_preprocess.jobs import Solution, plan_jobs, stitch
@@ -243,10 +244,14 @@ class _Batch:
                 self._done(file_id, FileResult(path, out, "failed", f"{path}: "
                                                f"{self.unwritable}"))
                 continue
+            _, problem = input_problem(path)
+            if problem is not None:  # the same report whether or not its output exists
+                self._done(file_id, FileResult(path, out, "failed", f"{path}: {problem}"))
+                continue
             try:
                 note = "" if self.overwrite else _check_existing(out, path)
-            except ValueError as err:  # an output of another recording: never overwritten
-                self._done(file_id, FileResult(path, out, "failed", str(err)))
+            except (ValueError, OSError) as err:  # another recording's output, or unreadable
+                self._done(file_id, FileResult(path, out, "failed", _message(path, err)))
                 continue
             if note is None:
                 self._done(file_id, FileResult(path, out, "skipped"))
