@@ -35,10 +35,12 @@ refused (give it in the thorax frame and turn the estimate off).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.ndimage import median_filter
 from scipy.signal import savgol_filter
 from scipy.spatial.transform import Rotation, Slerp
 
@@ -171,15 +173,14 @@ def estimate_thorax_pose(keypoints_mm: np.ndarray, layout_mm: np.ndarray, fps: f
     scale = float(np.nanmedian(scales))
     _check_layout(thc, layout, legs, shape_residual, scale, path)
     window = _window(len(thc), fps)
-    travel, turn = _spread(*_smooth(rotation, position, _window(len(thc), fps,
-                                                                DETECT_WINDOW_S)))
+    travel, turn = _spread(rotation, position, _window(len(thc), fps, DETECT_WINDOW_S))
     rotation, position = _smooth(rotation, position, window)
     if travel <= ROOT_MOTION_MM and turn <= ROOT_MOTION_DEG:
         rot0, pos0 = _fit_constant(thc, layout, legs)
         return ThoraxPose(rot0 * Rotation.identity(len(thc)), np.tile(pos0, (len(thc), 1)),
                           False, travel, turn, residual, scale, names)
     claws = keypoints[:, :, c.KEYPOINTS.index("Claw")]
-    up_vec, source = _up_axis(claws, rotation, fps, up)
+    up_vec, source = _up_axis(claws, rotation, position, fps, up, path)
     root = _world_root(rotation, position, claws, up_vec, fps, window)
     return ThoraxPose(rotation, position, True, travel, turn, residual, scale, names, up_vec,
                       source, *root)
@@ -187,65 +188,157 @@ def estimate_thorax_pose(keypoints_mm: np.ndarray, layout_mm: np.ndarray, fps: f
 
 # -- fitting --------------------------------------------------------------------------------------
 
+# Candidate inlier sets of the robust fit: all six ThC, all but one, all but two (22, 6).
+_SUBSETS = np.array([[i not in drop for i in range(c.NUM_LEGS)]
+                     for k in range(3) for drop in itertools.combinations(range(c.NUM_LEGS), k)])
+
 
 def _kabsch(points: np.ndarray, layout: np.ndarray) -> tuple[Rotation, np.ndarray]:
     """Rigid transform (R, p) with points ~ R layout + p, for (n, 3) finite arrays, n >= 3."""
-    centre, layout_centre = points.mean(0), layout.mean(0)
-    rot, _ = Rotation.align_vectors(points - centre, layout - layout_centre)
-    return rot, centre - rot.apply(layout_centre)
+    rot, pos = _kabsch_batch(points[None], layout, np.ones((1, len(points)), dtype=bool))
+    return Rotation.from_matrix(rot[0]), pos[0]
 
 
-def _similarity_fit(points: np.ndarray, layout: np.ndarray) -> tuple[float, float]:
-    """Scale and RMS residual [mm] of the similarity fit (Umeyama) of layout to points (n, 3).
+def _kabsch_batch(points: np.ndarray, layout: np.ndarray, use: np.ndarray,
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Rigid fits of many frames at once (Kabsch, one batched SVD).
+
+    Args:
+        points: (N, K, 3) [mm]; entries not in `use` may be NaN.
+        layout: (K, 3) or (N, K, 3) [mm].
+        use: (N, K) bool, the points each fit uses (at least 3 for a meaningful fit).
+
+    Returns:
+        R (N, 3, 3) and p (N, 3) with points ~ R layout + p.
+    """
+    weight = use[..., None].astype(float)
+    count = np.maximum(weight.sum(1), 1.0)  # (N, 1)
+    points = np.where(use[..., None], points, 0.0)
+    layout = np.broadcast_to(layout, points.shape)
+    centre, layout_centre = (weight * points).sum(1) / count, (weight * layout).sum(1) / count
+    cov = np.einsum("nki,nkj->nij", weight * (layout - layout_centre[:, None]),
+                    points - centre[:, None])
+    u, _, vt = np.linalg.svd(cov)
+    v, ut = vt.transpose(0, 2, 1), u.transpose(0, 2, 1)
+    flip = np.ones((len(cov), 3))
+    flip[:, 2] = np.where(np.linalg.det(v @ ut) < 0, -1.0, 1.0)
+    rot = (v * flip[:, None, :]) @ ut
+    return rot, centre - np.einsum("nij,nj->ni", rot, layout_centre)
+
+
+def _distances(points: np.ndarray, layout: np.ndarray, rot: np.ndarray, pos: np.ndarray,
+               ) -> np.ndarray:
+    """(N, K) distance of points (N, K, 3) from the fitted layout R layout + p [mm]."""
+    fitted = np.einsum("nij,nkj->nki", rot, np.broadcast_to(layout, points.shape)) + pos[:, None]
+    return np.linalg.norm(fitted - points, axis=-1)
+
+
+def _similarity_batch(points: np.ndarray, layout: np.ndarray, use: np.ndarray,
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Scale (N,) and RMS residual (N,) [mm] of similarity fits (Umeyama) of layout to points.
 
     The layout check uses it so that a fly larger or smaller than the body is judged by its
     shape; the pose itself is the rigid fit.
     """
-    rot, _ = _kabsch(points, layout)
-    centred, target = layout - layout.mean(0), points - points.mean(0)
-    scale = float(np.sum(rot.apply(centred) * target) / np.sum(centred ** 2))
-    residual = scale * rot.apply(centred) - target
-    return scale, float(np.sqrt(np.mean(np.sum(residual ** 2, -1))))
+    rot, _ = _kabsch_batch(points, layout, use)
+    weight = use.astype(float)
+    count = np.maximum(weight.sum(1, keepdims=True), 1.0)
+    pts = np.where(use[..., None], points, 0.0)
+    lay = np.broadcast_to(layout, pts.shape)
+    centred = lay - ((weight[..., None] * lay).sum(1) / count)[:, None]
+    target = pts - ((weight[..., None] * pts).sum(1) / count)[:, None]
+    turned = np.einsum("nij,nkj->nki", rot, centred)
+    scale = (np.einsum("nk,nki,nki->n", weight, turned, target)
+             / np.einsum("nk,nki,nki->n", weight, centred, centred))
+    miss = np.sum((scale[:, None, None] * turned - target) ** 2, -1)
+    return scale, np.sqrt((weight * miss).sum(1) / count[:, 0])
+
+
+def _robust_fits(thc: np.ndarray, tracked: np.ndarray, layout: np.ndarray,
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-frame rigid fits that leave out up to two mistracked ThC.
+
+    A frame whose fit to all its tracked ThC leaves one farther than the threshold (the
+    recording's median distance times `OUTLIER_FACTOR`, at least `OUTLIER_MM`) tries every
+    subset without one or two of them (at least three kept) and keeps the fit with the least
+    truncated squared distance over all its ThC (MSAC); the ThC within the threshold of it are
+    refitted. Frames with fewer than three tracked ThC get NaN.
+
+    Returns:
+        R (T, 3, 3), p (T, 3), and (T, 6) bool the ThC each fit used.
+    """
+    use = tracked.copy()
+    rot, pos = _kabsch_batch(thc, layout, use)
+    dist = _distances(thc, layout, rot, pos)
+    fit = use.sum(1) >= 3
+    with np.errstate(invalid="ignore"):
+        threshold = max(OUTLIER_FACTOR * float(np.nanmedian(np.where(use & fit[:, None], dist,
+                                                                     np.nan))), OUTLIER_MM)
+        far = np.where(use, dist, 0.0).max(1) > threshold
+    suspect = np.flatnonzero(fit & far & (use.sum(1) > 3))
+    if suspect.size:
+        masks = tracked[suspect, None] & _SUBSETS[None]  # (F, 22, 6)
+        num = len(_SUBSETS)
+        points = np.repeat(thc[suspect], num, axis=0)
+        cand_rot, cand_pos = _kabsch_batch(points, layout, masks.reshape(-1, c.NUM_LEGS))
+        cand_dist = _distances(points, layout, cand_rot, cand_pos).reshape(-1, num, c.NUM_LEGS)
+        cost = np.where(tracked[suspect, None], np.minimum(cand_dist, threshold) ** 2,
+                        0.0).sum(-1)
+        cost[masks.sum(-1) < 3] = np.inf
+        best = np.argmin(cost, axis=1)
+        inliers = tracked[suspect] & (cand_dist[np.arange(len(suspect)), best] < threshold)
+        keep = np.where((inliers.sum(1) >= 3)[:, None], inliers,
+                        masks[np.arange(len(suspect)), best])
+        use[suspect] = keep
+        rot[suspect], pos[suspect] = _kabsch_batch(thc[suspect], layout, keep)
+    rot[~fit], pos[~fit] = np.nan, np.nan
+    use[~fit] = False
+    return rot, pos, use
 
 
 def _fit_frames(thc: np.ndarray, layout: np.ndarray, path: str | Path,
                 ) -> tuple[Rotation, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per-frame robust rigid fits.
+    """Robust rigid fits of every frame, vectorised over frames.
 
-    Returns rotation (T,), position (T, 3), rigid residual (T,), similarity scale (T,) and
-    similarity residual (T,); NaN residuals and scales for frames with fewer than 3 ThC.
+    A first pass fits the body's layout (`_robust_fits`); the recording's own ThC layout (the
+    robust centre of each ThC in the fitted thorax frames, turned onto the body's layout so the
+    frame keeps its definition) is then fitted again, so a fly whose ThC sit a little off the
+    template's does not have a ThC dropped in every frame, and a mistracked one stands out
+    against tracking noise alone.
+
+    Returns rotation (T,), position (T, 3), rigid residual (T,) and the similarity scale (T,)
+    and residual (T,) against the body's layout; NaN residuals and scales for frames with
+    fewer than 3 ThC.
     """
-    num_frames = len(thc)
-    quats = np.full((num_frames, 4), np.nan)
-    position = np.full((num_frames, 3), np.nan)
-    residual = np.full(num_frames, np.nan)
-    scales = np.full(num_frames, np.nan)
-    shape_residual = np.full(num_frames, np.nan)
-    for t in range(num_frames):
-        use = np.isfinite(thc[t]).all(-1)
-        if use.sum() < 3:
-            continue
-        rot, pos = _kabsch(thc[t, use], layout[use])
-        dist = np.linalg.norm(rot.apply(layout) + pos - thc[t], axis=-1)
-        worst = np.nanargmax(np.where(use, dist, -1.0))
-        if use.sum() > 3 and dist[worst] > max(OUTLIER_FACTOR * np.nanmedian(dist[use]),
-                                               OUTLIER_MM):
-            use[worst] = False  # one mistracked ThC: refit without it
-            rot, pos = _kabsch(thc[t, use], layout[use])
-            dist = np.linalg.norm(rot.apply(layout) + pos - thc[t], axis=-1)
-        quats[t], position[t] = rot.as_quat(), pos
-        residual[t] = np.sqrt(np.mean(dist[use] ** 2))
-        scales[t], shape_residual[t] = _similarity_fit(thc[t, use], layout[use])
-    good = np.isfinite(residual)
+    tracked = np.isfinite(thc).all(-1)
+    rot, pos, use = _robust_fits(thc, tracked, layout)
+    good = use.sum(1) >= 3
     if not good.any():
         raise RecordingError(path, "no frame has three or more ThC keypoints tracked; the "
                                    "thorax pose cannot be found")
+    local = np.einsum("tji,tkj->tki", rot[good], thc[good] - pos[good, None])
+    legs = tracked[good].any(0)
+    own = layout.copy()
+    own[legs] = robust_center(local[:, legs])
+    if legs.sum() >= 3:
+        turn, shift = _kabsch_batch(layout[None], own, legs[None])
+        own = own @ turn[0].T + shift[0]
+        rot, pos, use = _robust_fits(thc, tracked, own)
+    good = use.sum(1) >= 3
+    dist = _distances(thc, own, rot, pos)
+    with np.errstate(invalid="ignore"):
+        residual = np.where(good, np.sqrt(np.where(use, dist ** 2, 0.0).sum(1)
+                                          / np.maximum(use.sum(1), 1)), np.nan)
+    scales, shape_residual = _similarity_batch(thc, layout, use)
+    scales[~good], shape_residual[~good] = np.nan, np.nan
+    num_frames = len(thc)
     frames = np.arange(num_frames)
-    rotation = Rotation.from_quat(quats[good])
+    rotation = Rotation.from_matrix(rot[good])
+    position = pos
     if not good.all():  # interpolate the pose of frames with too few ThC
         rotation = Slerp(frames[good], rotation)(np.clip(frames, frames[good][0],
                                                          frames[good][-1]))
-        position = np.stack([np.interp(frames, frames[good], position[good, i])
+        position = np.stack([np.interp(frames, frames[good], pos[good, i])
                              for i in range(3)], axis=1)
     return rotation, position, residual, scales, shape_residual
 
@@ -276,14 +369,13 @@ def _swapped_residual(thc: np.ndarray, layout: np.ndarray, legs: np.ndarray) -> 
     """Median similarity residual with left and right labels exchanged (up to 200 frames)."""
     if not np.isin(_MIRROR[legs], legs).all():
         return np.inf
-    swapped = thc[:, _MIRROR]
     frames = np.linspace(0, len(thc) - 1, min(len(thc), 200)).astype(int)
-    out = []
-    for t in frames:
-        use = np.isfinite(swapped[t]).all(-1)
-        if use.sum() >= 3:
-            out.append(_similarity_fit(swapped[t, use], layout[use])[1])
-    return float(np.median(out)) if out else np.inf
+    swapped = thc[frames][:, _MIRROR]
+    use = np.isfinite(swapped).all(-1)
+    enough = use.sum(1) >= 3
+    if not enough.any():
+        return np.inf
+    return float(np.median(_similarity_batch(swapped[enough], layout, use[enough])[1]))
 
 
 def _fit_constant(thc: np.ndarray, layout: np.ndarray, legs: np.ndarray,
@@ -349,23 +441,46 @@ def _smooth(rotation: Rotation, position: np.ndarray, window: int,
             savgol_filter(position, window, SMOOTH_ORDER, axis=0))
 
 
-def _spread(rotation: Rotation, position: np.ndarray) -> tuple[float, float]:
-    travel = np.linalg.norm(position - np.median(position, axis=0), axis=1).max()
-    turn = (rotation * rotation.mean().inv()).magnitude().max()
-    return float(travel), float(np.degrees(turn))
+def _spread(rotation: Rotation, position: np.ndarray, window: int) -> tuple[float, float]:
+    """Largest travel [mm] and turn [deg] of the thorax from its median pose.
+
+    The deviations are median-filtered over `window` frames first, so a burst of mistracking
+    shorter than half the window (a few frames of a glitch) cannot decide root motion, while
+    a fly's travel and turns, which last longer, pass unchanged.
+    """
+    turn = (rotation * rotation.mean().inv()).as_rotvec()
+    turn -= np.median(turn, axis=0)
+    travel = position - np.median(position, axis=0)
+    if window:
+        turn = median_filter(turn, size=(window, 1), mode="nearest")
+        travel = median_filter(travel, size=(window, 1), mode="nearest")
+    return (float(np.linalg.norm(travel, axis=1).max()),
+            float(np.degrees(np.linalg.norm(turn, axis=1).max())))
 
 
-def _up_axis(claws: np.ndarray, rotation: Rotation, fps: float, up: np.ndarray | None,
-             ) -> tuple[np.ndarray, str]:
-    """World up in the input frame: given, else the normal of the stance claws' plane."""
+def _up_axis(claws: np.ndarray, rotation: Rotation, position: np.ndarray, fps: float,
+             up: np.ndarray | None, path: str | Path = "recording") -> tuple[np.ndarray, str]:
+    """World up in the input frame: given, else the normal of the stance claws' plane.
+
+    A given up along which the claws sit above the thorax would put the thorax below the
+    floor (an up of the wrong sign, e.g. `--up 0 0 -1` for z-up data): refused.
+    """
     thorax_up = rotation.apply([0.0, 0.0, 1.0]).mean(0)
     thorax_up /= np.linalg.norm(thorax_up)
     if up is not None:
         given = np.asarray(up, dtype=float)
         if given.shape != (3,) or not np.isfinite(given).all() or np.linalg.norm(given) == 0:
             raise ValueError(f"up must be a non-zero 3-vector, got {up!r}")
-        return given / np.linalg.norm(given), "given"
-    normal, _ = floor_plane(claws, thorax_up, fps)
+        given = given / np.linalg.norm(given)
+        with np.errstate(invalid="ignore"):
+            below = np.nanmedian((claws - position[:, None]) @ given)
+        if below > 0:
+            raise RecordingError(path, f"with up = {np.round(given, 3).tolist()} the claws sit "
+                                       f"{below:.2f} mm above the thorax, so the thorax would "
+                                       f"stand below the floor: check the sign of up (--up)",
+                                 "up")
+        return given, "given"
+    normal, _ = floor_plane(claws - position[0], thorax_up, fps)
     return (thorax_up, "thorax") if normal is None else (normal, "floor")
 
 
@@ -413,19 +528,23 @@ def floor_plane(claws_mm: np.ndarray, up_guess: np.ndarray, fps: float,
 def _world_root(rotation: Rotation, position: np.ndarray, claws: np.ndarray, up: np.ndarray,
                 fps: float, window: int) -> tuple[np.ndarray, ...]:
     """Root pose and velocities in the canonical world frame (see the module docstring)."""
+    # Heights are taken from the first thorax position, not the input's origin: an offset
+    # along a plane normal a little off `up` would otherwise shift the floor by the offset
+    # times the tilt (85 mm for an input 5 m from its origin).
+    relative = claws - position[0]
     with np.errstate(invalid="ignore"):
-        heights = claws @ up
+        heights = relative @ up
     floor = np.nanpercentile(heights, 5) if np.isfinite(heights).any() else 0.0
-    normal, offset = floor_plane(claws, up, fps)
+    normal, offset = floor_plane(relative, up, fps)
     if normal is not None and abs(normal @ up) > 0.999:
-        floor = offset
+        floor = offset / (normal @ up)  # the plane along `up` below the first thorax position
     heading = rotation[0].apply([1.0, 0.0, 0.0])
     x_axis = heading - (heading @ up) * up
     if np.linalg.norm(x_axis) < 1e-6:  # thorax pointing straight up: any horizontal x
         x_axis = np.cross(up, [0.0, 1.0, 0.0] if abs(up[1]) < 0.9 else [1.0, 0.0, 0.0])
     x_axis /= np.linalg.norm(x_axis)
     world = np.stack([x_axis, np.cross(up, x_axis), up], axis=1)  # columns: axes in input
-    origin = position[0] - (position[0] @ up - floor) * up
+    origin = position[0] + floor * up
     pos_w = (position - origin) @ world
     rot_w = Rotation.from_matrix(world.T) * rotation
     dt = 1.0 / fps
