@@ -185,3 +185,138 @@ def test_load_recording_says_what_a_non_file_is(tmp_path):
     loop.symlink_to(loop)
     with pytest.raises(FileNotFoundError, match=r"l.pkl: a symbolic link loop"):
         load_recording(loop)
+
+
+# -- items 2 and 5: the thorax estimate --------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from scipy.spatial.transform import Rotation  # noqa: E402
+
+from flyenv.body import BodyConfig  # noqa: E402
+from flyenv.ik_preprocess import thorax as th  # noqa: E402
+from flyenv.ik_preprocess.thorax import estimate_thorax_pose  # noqa: E402
+
+THC = BodyConfig.default().thc
+DERANDOMIZE = settings(deadline=None, derandomize=bool(__import__("os").environ.get("CI")))
+
+
+@pytest.fixture(scope="module")
+def walking_world():
+    """A freely walking gait (turning, pitching) seen from a tilted, offset camera, 200 Hz."""
+    from test_ik_frames import _world
+
+    from flyenv.motion.gait import tripod_gait
+
+    gait = tripod_gait(duration_s=1.0, fps=200.0)
+    keypoints, pos, rot = _world(gait, noise_mm=0.005, seed=1)
+    return keypoints, gait.fps, pos, rot
+
+
+@pytest.fixture(scope="module")
+def df3d_walk():
+    from flyenv import data
+
+    return np.array(load_recording(data.path("df3d_walk")).keypoints)
+
+
+def _rigid(keypoints, rotvec, offset):
+    rot = Rotation.from_rotvec(rotvec)
+    return rot.apply(keypoints.reshape(-1, 3)).reshape(keypoints.shape) + offset
+
+
+@settings(DERANDOMIZE, max_examples=15, suppress_health_check=list(HealthCheck))
+@given(rotvec=st.tuples(*[st.floats(-3.1, 3.1)] * 3),
+       offset=st.tuples(*[st.floats(-9000, 9000)] * 3))
+def test_root_motion_is_the_same_under_any_rigid_transform_of_the_input(walking_world, rotvec,
+                                                                          offset):
+    keypoints, fps, *_ = walking_world
+    base = estimate_thorax_pose(keypoints, THC, fps)
+    moved = estimate_thorax_pose(_rigid(keypoints, np.array(rotvec), np.array(offset)), THC, fps)
+    assert base.moving and moved.moving
+    # Same heights above the floor, same track (canonical: first heading along x), same
+    # orientations, speeds and turning; the legs in the thorax frame are the same too.
+    np.testing.assert_allclose(moved.root_pos_w, base.root_pos_w, atol=2e-3)
+    turn = Rotation.from_quat(moved.root_quat_w, scalar_first=True) * Rotation.from_quat(
+        base.root_quat_w, scalar_first=True).inv()
+    assert np.degrees(turn.magnitude()).max() < 0.05
+    np.testing.assert_allclose(moved.root_lin_vel_w, base.root_lin_vel_w, atol=0.05)
+    np.testing.assert_allclose(moved.root_ang_vel_w, base.root_ang_vel_w, atol=5e-3)
+    np.testing.assert_allclose(moved.to_thorax(_rigid(keypoints, np.array(rotvec),
+                                                      np.array(offset))),
+                               base.to_thorax(keypoints), atol=2e-3)
+
+
+def test_large_offsets_leave_the_floor_where_it_was(walking_world):
+    keypoints, fps, *_ = walking_world
+    base = estimate_thorax_pose(keypoints, THC, fps)
+    for offset in ([200.0, 300.0, 0.0], [2000.0, 3000.0, -4000.0], [9999.0, -9999.0, 9999.0]):
+        moved = estimate_thorax_pose(keypoints + offset, THC, fps)
+        # Before: 10.7 mm up at (200, 300, 0), 85 mm at (2000, 3000, -4000).
+        assert abs(moved.root_pos_w[:, 2] - base.root_pos_w[:, 2]).max() < 1e-3, offset
+
+
+def _glitch(keypoints, legs, frames, shift_mm=1.0, seed=0):
+    out = keypoints.copy()
+    rng = np.random.default_rng(seed)
+    for leg in legs:
+        direction = rng.standard_normal(3)
+        out[frames, leg, 0] += shift_mm * direction / np.linalg.norm(direction)
+    return out
+
+
+@pytest.mark.parametrize(("legs", "start"), [((0, 4), 500), ((1, 3), 120), ((2, 5), 870)])
+def test_two_mistracked_thc_for_five_frames_do_not_make_a_tethered_fly_walk(df3d_walk, legs,
+                                                                            start):
+    clean = estimate_thorax_pose(df3d_walk, THC, 100.0)
+    # The no-motion test has a margin on the real tethered walk (it read 6 deg of 10 before).
+    assert not clean.moving and clean.turn_deg < 0.5 * th.ROOT_MOTION_DEG
+    glitched = _glitch(df3d_walk, legs, slice(start, start + 5))
+    pose = estimate_thorax_pose(glitched, THC, 100.0)
+    assert not pose.moving, (pose.travel_mm, pose.turn_deg)  # before: a 13 deg turn
+    assert pose.turn_deg < clean.turn_deg + 0.5
+    # The canonical frame, and so every frame's thorax-frame keypoints, barely moves.
+    turn = (pose.rotation[0] * clean.rotation[0].inv()).magnitude()
+    assert np.degrees(turn) < 0.05
+    np.testing.assert_allclose(pose.position_mm[0], clean.position_mm[0], atol=2e-3)
+
+
+@pytest.mark.parametrize("legs", [(0,), (0, 4), (1, 5), (2, 3)])
+def test_mistracked_thc_do_not_bend_a_walking_fly_root(walking_world, legs):
+    keypoints, fps, pos, rot = walking_world
+
+    def errors(pose):
+        turn = Rotation.from_quat(pose.root_quat_w, scalar_first=True) * rot.inv()
+        return (np.degrees(turn.magnitude()).max(),
+                np.linalg.norm(pose.root_pos_w - pos, axis=1).max())
+
+    clean = errors(estimate_thorax_pose(keypoints, THC, fps))
+    glitched = errors(estimate_thorax_pose(_glitch(keypoints, legs, slice(80, 85)), THC, fps))
+    # Against the true root: no worse than the clean recording (before: 10-66 deg and 0.3 mm
+    # off with two ThC mistracked).
+    assert glitched[0] < clean[0] + 0.1 and glitched[1] < clean[1] + 0.005, (glitched, clean)
+
+
+def _reference_fits(thc, layout):
+    """The former per-frame loop (scipy's align_vectors, one outlier dropped per frame)."""
+    quats = np.full((len(thc), 4), np.nan)
+    pos = np.full((len(thc), 3), np.nan)
+    for t in range(len(thc)):
+        use = np.isfinite(thc[t]).all(-1)
+        if use.sum() < 3:
+            continue
+        centre, lc = thc[t, use].mean(0), layout[use].mean(0)
+        rot, _ = Rotation.align_vectors(thc[t, use] - centre, layout[use] - lc)
+        quats[t], pos[t] = rot.as_quat(), centre - rot.apply(lc)
+    return Rotation.from_quat(quats), pos
+
+
+def test_vectorised_fits_match_the_per_frame_loop_on_clean_data(walking_world):
+    keypoints, fps, *_ = walking_world
+    keypoints = keypoints.copy()
+    keypoints[::7, 2, 0] = np.nan  # a ThC untracked now and then
+    thc = keypoints[:, :, 0]
+    rotation, position, *_ = th._fit_frames(thc, THC, "clean")
+    expected_rot, expected_pos = _reference_fits(thc, THC)
+    assert np.degrees((rotation * expected_rot.inv()).magnitude()).max() < 0.05
+    np.testing.assert_allclose(position, expected_pos, atol=1e-3)
