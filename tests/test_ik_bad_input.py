@@ -5,6 +5,7 @@ Memory is measured inside the tests (tracemalloc, or an address-space cap in a s
 never by timing.
 """
 
+import os
 import pickle
 import subprocess
 import sys
@@ -14,10 +15,17 @@ import tracemalloc
 import numpy as np
 import pytest
 from conftest import REPO
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy.spatial.transform import Rotation
 
+from flyenv.body import BodyConfig
 from flyenv.body import constants as c
-from flyenv.ik_preprocess import RecordingError, load_recording
+from flyenv.ik_preprocess import IkOptions, RecordingError, load_recording, run, solver
 from flyenv.ik_preprocess import io as ik_io
+from flyenv.ik_preprocess import thorax as th
+from flyenv.ik_preprocess.thorax import estimate_thorax_pose
+from flyenv.motion import io as motion_io
 
 
 def _shared_nested(levels=10, fanout=10):
@@ -130,7 +138,7 @@ def test_a_csv_line_without_end_is_not_read_whole(tmp_path):
     assert peak < 3 << 20, peak  # the 8 MB line would be 8 MB of text and 4e6 cells
 
 
-# -- item 3: a resumed batch goes through the same per-file error handling -----------------------
+# -- item 3: a resumed batch goes through the same per-file error handling -------------------------
 
 
 def _small_recording(path, frames=12):
@@ -187,18 +195,11 @@ def test_load_recording_says_what_a_non_file_is(tmp_path):
         load_recording(loop)
 
 
-# -- items 2 and 5: the thorax estimate --------------------------------------------------------------
+# -- items 2 and 5: the thorax estimate ------------------------------------------------------------
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from scipy.spatial.transform import Rotation  # noqa: E402
-
-from flyenv.body import BodyConfig  # noqa: E402
-from flyenv.ik_preprocess import thorax as th  # noqa: E402
-from flyenv.ik_preprocess.thorax import estimate_thorax_pose  # noqa: E402
 
 THC = BodyConfig.default().thc
-DERANDOMIZE = settings(deadline=None, derandomize=bool(__import__("os").environ.get("CI")))
+DERANDOMIZE = settings(deadline=None, derandomize=bool(os.environ.get("CI")))
 
 
 @pytest.fixture(scope="module")
@@ -320,3 +321,50 @@ def test_vectorised_fits_match_the_per_frame_loop_on_clean_data(walking_world):
     expected_rot, expected_pos = _reference_fits(thc, THC)
     assert np.degrees((rotation * expected_rot.inv()).magnitude()).max() < 0.05
     np.testing.assert_allclose(position, expected_pos, atol=1e-3)
+
+
+# -- item 6: determinedness from the whole chain; bounds never anchor ------------------------------
+
+
+def test_an_angle_is_determined_only_by_its_whole_chain():
+    tracked = np.ones((3, 1, 5), dtype=bool)
+    tracked[1, 0, [1, 2]] = False  # CTr and FTi lost, TiTa and Claw tracked
+    tracked[2, 0, 1] = False  # CTr lost
+    undetermined = solver.undetermined_angles(tracked)[:, 0]
+    assert not undetermined[0].any()
+    assert undetermined[1].all()  # TiTa pitch included: the tibia's direction is unknown
+    np.testing.assert_array_equal(undetermined[2], [1, 1, 1, 1, 1, 1, 0])
+
+
+def test_a_value_on_its_bound_does_not_anchor_the_interpolation():
+    angles = np.array([0.0, 0.2, -np.pi, 9.0, 9.0, 0.6, 0.8])[:, None, None]
+    bad = np.array([0, 0, 0, 1, 1, 0, 0], dtype=bool)[:, None]
+    bounds = np.array([[[-np.pi, 1.0]]])
+    out = solver.interpolate_frames(angles, bad, bounds)[:, 0, 0]
+    # Frames 3-4 come from frames 1 and 5, not from frame 2 sitting on -pi (which keeps it).
+    np.testing.assert_allclose(out, [0.0, 0.2, -np.pi, 0.4, 0.5, 0.6, 0.8])
+
+
+def test_damaged_frames_are_flagged_and_never_left_on_a_bound(tmp_path):
+    from flyenv import data
+
+    keypoints = np.array(load_recording(data.path("df3d_walk_100")).keypoints)
+    damaged = keypoints.copy()
+    frames = np.array([12, 30, 31, 47, 62, 63, 81])
+    damaged[frames, :, 1:3] = np.nan  # CTr and FTi lost in single frames and pairs
+    paths = []
+    for name, kp in (("clean", keypoints), ("damaged", damaged)):
+        paths.append(tmp_path / f"{name}.npz")
+        np.savez(paths[-1], keypoints=kp, leg_names=np.array(c.LEGS), fps=np.array(100.0))
+    report = run(paths, tmp_path / "out", IkOptions(frame="thorax"))
+    assert [f.status for f in report.files] == ["written", "written"]
+    clean, hurt = (motion_io.load(f.output) for f in report.files)
+    # Every angle of the damaged frames (TiTa pitch too) is flagged and interpolated ...
+    assert hurt.underdetermined[frames].all()
+    bounds = BodyConfig.default().bounds
+    angles = hurt.joint_angles[frames]
+    on_bound = (np.abs(angles - bounds[:, 0]) < 1e-6) | (np.abs(angles - bounds[:, 1]) < 1e-6)
+    assert not on_bound.any()
+    # ... from the frames around, which keep their values.
+    np.testing.assert_allclose(np.delete(hurt.joint_angles, frames, 0),
+                               np.delete(clean.joint_angles, frames, 0), atol=1e-6)
