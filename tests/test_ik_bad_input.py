@@ -368,3 +368,55 @@ def test_damaged_frames_are_flagged_and_never_left_on_a_bound(tmp_path):
     # ... from the frames around, which keep their values.
     np.testing.assert_allclose(np.delete(hurt.joint_angles, frames, 0),
                                np.delete(clean.joint_angles, frames, 0), atol=1e-6)
+
+
+# -- item 4: references that would take all the memory, and errors that name the file -------------
+
+
+def _gait_file(path, **changes):
+    import dataclasses
+
+    from flyenv.motion import tripod_gait
+
+    clip = tripod_gait(duration_s=1.0)
+    clip = dataclasses.replace(clip, **changes) if changes else clip
+    motion_io.save(clip, path)
+    return path
+
+
+def test_a_reference_at_a_tiny_frame_rate_is_refused_before_it_is_resampled(tmp_path):
+    import torch
+
+    from flyenv.envs.reference import load_references
+
+    path = _gait_file(tmp_path / "slow.npz", fps=0.1)  # 501 frames: 5000 s, 2.5e6 at 500 Hz
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError) as err:
+            load_references(path, 0.002, torch.device("cpu"), standing_height_mm=1.0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    message = str(err.value)
+    assert f"reference '{path}' lasts 5000 s" in message
+    assert "2500001 frames at the control rate (500 Hz)" in message and "GB" in message
+    assert peak < 16 << 20, peak  # before: 7.5 GB and a MemoryError naming no file
+
+
+def test_reference_errors_name_the_file_and_odd_dtypes_are_refused(tmp_path):
+    import torch
+
+    from flyenv.envs.reference import load_references
+
+    short = _gait_file(tmp_path / "short.npz", fps=10_000.0)  # 501 frames: 0.05 s
+    with pytest.raises(ValueError, match=rf"reference '{short}' lasts 0.05 s, shorter than"):
+        load_references(short, 0.05, torch.device("cpu"), standing_height_mm=1.0)
+    good = _gait_file(tmp_path / "good.npz")
+    with np.load(good) as archive:
+        fields = dict(archive)
+    for dtype in (np.int64, np.complex128):
+        bad = tmp_path / f"{np.dtype(dtype).name}.npz"
+        np.savez(bad, **{**fields, "joint_angles": fields["joint_angles"].astype(dtype)})
+        with pytest.raises(ValueError, match=rf"{bad}: field 'joint_angles' must hold real "
+                                             rf"floats .*got dtype {np.dtype(dtype).name}"):
+            motion_io.load(bad)
