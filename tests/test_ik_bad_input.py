@@ -141,11 +141,11 @@ def test_a_csv_line_without_end_is_not_read_whole(tmp_path):
 # -- item 3: a resumed batch goes through the same per-file error handling -------------------------
 
 
-def _small_recording(path, frames=12):
+def _small_recording(path, frames=12, legs=6):
     from flyenv.motion import tripod_gait
 
-    keypoints = np.asarray(tripod_gait(duration_s=0.1).fk_keypoints[:frames])
-    np.savez(path, keypoints=keypoints, leg_names=np.array(c.LEGS), fps=np.array(100.0))
+    keypoints = np.asarray(tripod_gait(duration_s=0.1).fk_keypoints[:frames, :legs])
+    np.savez(path, keypoints=keypoints, leg_names=np.array(c.LEGS[:legs]), fps=np.array(100.0))
     return path
 
 
@@ -420,3 +420,63 @@ def test_reference_errors_name_the_file_and_odd_dtypes_are_refused(tmp_path):
         with pytest.raises(ValueError, match=rf"{bad}: field 'joint_angles' must hold real "
                                              rf"floats .*got dtype {np.dtype(dtype).name}"):
             motion_io.load(bad)
+
+
+# -- items 7 and 8: concurrent runs on one folder, a killed worker --------------------------------
+
+
+def _die_on_file_1(job):
+    """Stands in for the runner's solver in a loky worker: file 1's worker is killed."""
+    import os
+    import signal
+
+    from flyenv.ik_preprocess.jobs import solve_job_safely
+
+    if job.file_id == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return solve_job_safely(job)
+
+
+def test_a_killed_worker_fails_its_file_and_the_batch_goes_on(tmp_path, monkeypatch):
+    from flyenv.ik_preprocess import runner
+
+    paths = [_small_recording(tmp_path / f"r{i}.npz", legs=2) for i in range(4)]
+    monkeypatch.setattr(runner, "solve_job_safely", _die_on_file_1)
+    report = run(paths, tmp_path / "out", IkOptions(frame="thorax"), n_jobs=2, backend="loky")
+    assert [f.status for f in report.files] == ["written", "failed", "written", "written"]
+    assert report.files[1].message.startswith(f"{paths[1]}: the worker solving leg ")
+    assert "died (killed, or out of memory)" in report.files[1].message
+    for f in report.files[::2]:
+        assert motion_io.load(f.output).num_frames == 12
+    assert not (tmp_path / "out" / "r1.npz").exists()
+
+
+def test_concurrent_runs_on_one_folder_solve_each_file_once(tmp_path):
+    import shutil
+    import threading
+    import time
+
+    from flyenv.ik_preprocess.locks import OutputLock
+
+    a, b = (_small_recording(tmp_path / f"{n}.npz") for n in "ab")
+    elsewhere = run([a], tmp_path / "elsewhere", IkOptions(frame="thorax")).files[0].output
+    out = tmp_path / "out"
+    out.mkdir()
+    other_run = OutputLock(out / "a.npz")  # another run is solving a.npz
+    assert other_run.acquire(wait=False)
+    reports = []
+    thread = threading.Thread(target=lambda: reports.append(
+        run([a, b], out, IkOptions(frame="thorax"))))
+    thread.start()
+    for _ in range(600):  # b is done while a waits for the other run
+        if (out / "b.npz").exists():
+            break
+        time.sleep(0.05)
+    assert thread.is_alive() and not (out / "a.npz").exists()
+    shutil.copy(elsewhere, out / "a.npz")  # the other run writes a.npz and lets go
+    written = (out / "a.npz").read_bytes()
+    other_run.release()
+    thread.join(60)
+    assert [f.status for f in reports[0].files] == ["skipped", "written"]
+    assert (out / "a.npz").read_bytes() == written  # solved once, never overwritten
+    assert not list(out.glob(".*.lock"))
