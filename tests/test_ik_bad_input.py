@@ -480,3 +480,65 @@ def test_concurrent_runs_on_one_folder_solve_each_file_once(tmp_path):
     assert [f.status for f in reports[0].files] == ["skipped", "written"]
     assert (out / "a.npz").read_bytes() == written  # solved once, never overwritten
     assert not list(out.glob(".*.lock"))
+
+
+# -- item 7: the env's smaller ones, and the CLI's warning -----------------------------------------
+
+
+def _env(num_envs=2):
+    from flyenv.envs.imitation import FlyImitationVecEnv
+
+    return FlyImitationVecEnv(num_envs=num_envs, device="cpu", engine="mujoco", nthread=1)
+
+
+def test_huge_finite_actions_are_clipped_by_one_rule_and_any_seed_is_accepted():
+    import torch
+
+    observations = []
+    for value in (1e30, 1e300):
+        env = _env()
+        env.reset(seed=2 ** 64 + 5)  # before: "Overflow when unpacking long long"
+        actions = torch.zeros(2, 42, dtype=torch.float64)
+        actions[:, 3] = value
+        actions[1, 7] = -value
+        obs, _, _, _, info = env.step(actions)
+        assert not info["invalid_action"].any()  # before: 1e300 overflowed float32 and was zeroed
+        observations.append(obs)
+    torch.testing.assert_close(observations[0], observations[1])
+    a, b = _env(), _env()
+    torch.testing.assert_close(a.reset(seed=2 ** 70)[0], b.reset(seed=2 ** 70)[0])
+    from gymnasium.error import Error
+
+    with pytest.raises(Error, match="Seed must be greater or equal to zero"):  # as Gymnasium
+        a.reset(seed=-1)
+
+
+def test_a_reset_mask_on_another_device_gets_a_clear_error():
+    import torch
+
+    env = _env()
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"reset_mask must be a bool tensor of shape \(2,\) on "
+                                         r"cpu .*on meta"):
+        env.reset(options={"reset_mask": torch.ones(2, dtype=torch.bool, device="meta")})
+
+
+def test_the_cli_warns_when_few_legs_leave_the_orientation_to_the_input(tmp_path, capsys):
+    from flyenv.cli import main
+
+    path = _small_recording(tmp_path / "two.npz", legs=2)
+    assert main(["ik", str(path), "-o", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {path}: only {list(c.LEGS[:2])} have a tracked ThC" in err
+    assert "depends on how the recording is oriented" in err
+
+
+def test_an_up_of_the_wrong_sign_is_refused(walking_world):
+    from test_ik_frames import CAMERA
+
+    keypoints, fps, *_ = walking_world
+    up = CAMERA.apply([0.0, 0.0, 1.0])
+    assert estimate_thorax_pose(keypoints, THC, fps, up=up).root_pos_w[:, 2].min() > 0
+    with pytest.raises(RecordingError, match=r"claws sit .* mm above the thorax, so the thorax "
+                                             r"would stand below the floor: check the sign"):
+        estimate_thorax_pose(keypoints, THC, fps, up=-up, path="walk.npz")
