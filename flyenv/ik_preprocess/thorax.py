@@ -2,20 +2,25 @@
 
 Pose trackers write keypoints in a camera, arena or egocentric frame. The six ThC keypoints sit
 on the rigid thorax, so a rigid fit of the body's ThC layout (`BodyConfig.thc`) to them in each
-frame (Kabsch, `scipy.spatial.transform.Rotation.align_vectors`) gives the thorax's position
-and orientation in the input frame. Untracked ThC are left out of a frame's fit, and one that
-sits more than `OUTLIER_FACTOR` times the frame's median residual (and `OUTLIER_MM`) from the
-fitted layout is dropped and the frame refitted, so one mistracked point does not tilt the
-thorax. Frames with fewer than three tracked ThC take the pose interpolated from their
-neighbours.
+frame (Kabsch, one batched SVD over all frames) gives the thorax's position and orientation in
+the input frame. Untracked ThC are left out of a frame's fit. Mistracked ones are left out too:
+a frame whose fit leaves a ThC farther than `OUTLIER_FACTOR` times the recording's median
+distance (and `OUTLIER_MM`) is refitted on the best subset without up to two of its ThC (the
+least truncated squared distance over all of them, MSAC), so two mistracked points in the same
+frame do not tilt the thorax. The fit is done twice: against the body's layout, then against
+the recording's own (each ThC's robust position in the thorax frames of the first pass, turned
+onto the body's layout so that the frame keeps its definition), so a fly whose ThC sit a little
+off the template's loses none of them while a mistracked one stands out against tracking noise.
+Frames with fewer than three tracked ThC take the pose interpolated from their neighbours.
 
 Two outcomes (`ThoraxPose.moving`):
 
-- The thorax stays put (tethered or egocentric input): the pose, smoothed over
-  `DETECT_WINDOW_S`, moves less than `ROOT_MOTION_MM` and turns less than `ROOT_MOTION_DEG`
-  from its median. One constant rigid transform, fitted to the robust ThC positions of the
-  whole recording, defines the canonical thorax frame (origin and axes of the body's layout:
-  x anterior, y left, z up); the clip has no root motion.
+- The thorax stays put (tethered or egocentric input): the pose, median-filtered over
+  `DETECT_WINDOW_S` (so a burst of mistracking shorter than half of it cannot decide), moves
+  less than `ROOT_MOTION_MM` and turns less than `ROOT_MOTION_DEG` from its median. One
+  constant rigid transform, fitted to the robust ThC positions of the whole recording, defines
+  the canonical thorax frame (origin and axes of the body's layout: x anterior, y left, z up);
+  the clip has no root motion.
 - It moves or turns (a fly walking freely, tracked in the world): the legs are expressed in the
   smoothed per-frame thorax frame, and the root motion goes to a canonical world frame: z up
   (the normal of the plane the stance claws walk on, found from claw height and speed, or the
@@ -64,9 +69,9 @@ OUTLIER_FACTOR = 3.0
 OUTLIER_MM = 0.05
 # Savitzky-Golay window [s] (at least 5 frames) and order of the root smoothing.
 SMOOTH_WINDOW_S = 0.05
-# Longer window of the pose the root-motion test looks at: tracking noise on the ThC of a
-# tethered fly (up to 0.05 mm in the df3d file) turns the short-window pose by several degrees,
-# while a walking fly's travel and turns last longer than this [s].
+# Median-filter window of the pose the root-motion test looks at: tracking noise on the ThC of a
+# tethered fly (up to 0.05 mm in the df3d file) turns the per-frame pose by several degrees, and
+# glitches last a few frames, while a walking fly's travel and turns last longer than this [s].
 DETECT_WINDOW_S = 0.25
 SMOOTH_ORDER = 3
 # Stance claws for the floor plane: within this height of the plane [mm] and slower than this
