@@ -79,6 +79,8 @@ SMOOTH_ORDER = 3
 FLOOR_TOL_MM = 0.1
 STANCE_SPEED_FRACTION = 0.3
 _MIRROR = np.array([3, 4, 5, 0, 1, 2])  # LF<->RF, LM<->RM, LH<->RH
+# Frames (evenly spaced) that the recording's own layout and the layout check are taken from.
+_LAYOUT_FRAMES = 2000
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -177,13 +179,13 @@ def estimate_thorax_pose(keypoints_mm: np.ndarray, layout_mm: np.ndarray, fps: f
     rotation, position, residual, scales, shape_residual = _fit_frames(thc, layout, path)
     scale = float(np.nanmedian(scales))
     _check_layout(thc, layout, legs, shape_residual, scale, path)
-    window = _window(len(thc), fps)
     travel, turn = _spread(rotation, position, _window(len(thc), fps, DETECT_WINDOW_S))
-    rotation, position = _smooth(rotation, position, window)
     if travel <= ROOT_MOTION_MM and turn <= ROOT_MOTION_DEG:
         rot0, pos0 = _fit_constant(thc, layout, legs)
         return ThoraxPose(rot0 * Rotation.identity(len(thc)), np.tile(pos0, (len(thc), 1)),
                           False, travel, turn, residual, scale, names)
+    window = _window(len(thc), fps)
+    rotation, position = _smooth(rotation, position, window)
     claws = keypoints[:, :, c.KEYPOINTS.index("Claw")]
     up_vec, source = _up_axis(claws, rotation, position, fps, up, path)
     root = _world_root(rotation, position, claws, up_vec, fps, window)
@@ -316,26 +318,29 @@ def _fit_frames(thc: np.ndarray, layout: np.ndarray, path: str | Path,
     fewer than 3 ThC.
     """
     tracked = np.isfinite(thc).all(-1)
-    rot, pos, use = _robust_fits(thc, tracked, layout)
-    good = use.sum(1) >= 3
-    if not good.any():
+    if not (tracked.sum(1) >= 3).any():
         raise RecordingError(path, "no frame has three or more ThC keypoints tracked; the "
                                    "thorax pose cannot be found")
-    local = np.einsum("tji,tkj->tki", rot[good], thc[good] - pos[good, None])
-    legs = tracked[good].any(0)
+    # The recording's own layout, from evenly spaced frames (a robust centre needs no more).
+    some = _spaced(tracked.sum(1) >= 3, _LAYOUT_FRAMES)
+    rot, pos, use = _robust_fits(thc[some], tracked[some], layout)
+    local = np.einsum("tji,tkj->tki", rot, thc[some] - pos[:, None])
+    legs = tracked[some].any(0)
     own = layout.copy()
     own[legs] = robust_center(local[:, legs])
     if legs.sum() >= 3:
         turn, shift = _kabsch_batch(layout[None], own, legs[None])
         own = own @ turn[0].T + shift[0]
-        rot, pos, use = _robust_fits(thc, tracked, own)
+    rot, pos, use = _robust_fits(thc, tracked, own)
     good = use.sum(1) >= 3
     dist = _distances(thc, own, rot, pos)
     with np.errstate(invalid="ignore"):
         residual = np.where(good, np.sqrt(np.where(use, dist ** 2, 0.0).sum(1)
                                           / np.maximum(use.sum(1), 1)), np.nan)
-    scales, shape_residual = _similarity_batch(thc, layout, use)
-    scales[~good], shape_residual[~good] = np.nan, np.nan
+    # The layout check takes medians of these: evenly spaced frames are enough.
+    scales, shape_residual = np.full(len(thc), np.nan), np.full(len(thc), np.nan)
+    some = _spaced(good, _LAYOUT_FRAMES)
+    scales[some], shape_residual[some] = _similarity_batch(thc[some], layout, use[some])
     num_frames = len(thc)
     frames = np.arange(num_frames)
     rotation = Rotation.from_matrix(rot[good])
@@ -346,6 +351,12 @@ def _fit_frames(thc: np.ndarray, layout: np.ndarray, path: str | Path,
         position = np.stack([np.interp(frames, frames[good], pos[good, i])
                              for i in range(3)], axis=1)
     return rotation, position, residual, scales, shape_residual
+
+
+def _spaced(frames: np.ndarray, count: int) -> np.ndarray:
+    """Indices of at most `count` evenly spaced True entries of `frames` (T,) bool."""
+    index = np.flatnonzero(frames)
+    return index[np.linspace(0, len(index) - 1, min(len(index), count)).astype(int)]
 
 
 def _check_layout(thc: np.ndarray, layout: np.ndarray, legs: np.ndarray, residual: np.ndarray,
