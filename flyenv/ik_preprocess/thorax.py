@@ -80,7 +80,7 @@ FLOOR_TOL_MM = 0.1
 STANCE_SPEED_FRACTION = 0.3
 _MIRROR = np.array([3, 4, 5, 0, 1, 2])  # LF<->RF, LM<->RM, LH<->RH
 # Frames (evenly spaced) that the recording's own layout and the layout check are taken from.
-_LAYOUT_FRAMES = 2000
+_LAYOUT_FRAMES = 500
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
