@@ -40,7 +40,6 @@ refused (give it in the thorax frame and turn the estimate off).
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +49,7 @@ from scipy.signal import savgol_filter
 from scipy.spatial.transform import Rotation, Slerp
 
 from flyenv.body import constants as c
+from flyenv.ik_preprocess import rigid
 from flyenv.ik_preprocess.align import robust_center
 from flyenv.ik_preprocess.limits import RecordingError
 
@@ -64,7 +64,8 @@ LAYOUT_SCALE_RANGE = (0.5, 2.0)
 LAYOUT_RESIDUAL_FRACTION = 0.25
 # Left/right swap: the mirrored labelling fits with less than this fraction of the residual.
 SWAP_RESIDUAL_RATIO = 0.5
-# A ThC this many times the frame's median residual away (and at least OUTLIER_MM) is dropped.
+# A ThC this many times the recording's median distance from its fit away (and at least
+# OUTLIER_MM) is left out of that frame's fit.
 OUTLIER_FACTOR = 3.0
 OUTLIER_MM = 0.05
 # Savitzky-Golay window [s] (at least 5 frames) and order of the root smoothing.
@@ -195,119 +196,11 @@ def estimate_thorax_pose(keypoints_mm: np.ndarray, layout_mm: np.ndarray, fps: f
 
 # -- fitting --------------------------------------------------------------------------------------
 
-# Candidate inlier sets of the robust fit: all six ThC, all but one, all but two (22, 6).
-_SUBSETS = np.array([[i not in drop for i in range(c.NUM_LEGS)]
-                     for k in range(3) for drop in itertools.combinations(range(c.NUM_LEGS), k)])
-
-
-def _kabsch(points: np.ndarray, layout: np.ndarray) -> tuple[Rotation, np.ndarray]:
-    """Rigid transform (R, p) with points ~ R layout + p, for (n, 3) finite arrays, n >= 3."""
-    rot, pos = _kabsch_batch(points[None], layout, np.ones((1, len(points)), dtype=bool))
-    return Rotation.from_matrix(rot[0]), pos[0]
-
-
-def _kabsch_batch(points: np.ndarray, layout: np.ndarray, use: np.ndarray,
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Rigid fits of many frames at once (Kabsch, one batched SVD).
-
-    Args:
-        points: (N, K, 3) [mm]; entries not in `use` may be NaN.
-        layout: (K, 3) or (N, K, 3) [mm].
-        use: (N, K) bool, the points each fit uses (at least 3 for a meaningful fit).
-
-    Returns:
-        R (N, 3, 3) and p (N, 3) with points ~ R layout + p.
-    """
-    weight = use[..., None].astype(float)
-    count = np.maximum(weight.sum(1), 1.0)  # (N, 1)
-    points = np.where(use[..., None], points, 0.0)
-    layout = np.broadcast_to(layout, points.shape)
-    centre, layout_centre = (weight * points).sum(1) / count, (weight * layout).sum(1) / count
-    cov = np.einsum("nki,nkj->nij", weight * (layout - layout_centre[:, None]),
-                    points - centre[:, None])
-    u, _, vt = np.linalg.svd(cov)
-    v, ut = vt.transpose(0, 2, 1), u.transpose(0, 2, 1)
-    flip = np.ones((len(cov), 3))
-    flip[:, 2] = np.where(np.linalg.det(v @ ut) < 0, -1.0, 1.0)
-    rot = (v * flip[:, None, :]) @ ut
-    return rot, centre - np.einsum("nij,nj->ni", rot, layout_centre)
-
-
-def _distances(points: np.ndarray, layout: np.ndarray, rot: np.ndarray, pos: np.ndarray,
-               ) -> np.ndarray:
-    """(N, K) distance of points (N, K, 3) from the fitted layout R layout + p [mm]."""
-    fitted = np.einsum("nij,nkj->nki", rot, np.broadcast_to(layout, points.shape)) + pos[:, None]
-    return np.linalg.norm(fitted - points, axis=-1)
-
-
-def _similarity_batch(points: np.ndarray, layout: np.ndarray, use: np.ndarray,
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """Scale (N,) and RMS residual (N,) [mm] of similarity fits (Umeyama) of layout to points.
-
-    The layout check uses it so that a fly larger or smaller than the body is judged by its
-    shape; the pose itself is the rigid fit.
-    """
-    rot, _ = _kabsch_batch(points, layout, use)
-    weight = use.astype(float)
-    count = np.maximum(weight.sum(1, keepdims=True), 1.0)
-    pts = np.where(use[..., None], points, 0.0)
-    lay = np.broadcast_to(layout, pts.shape)
-    centred = lay - ((weight[..., None] * lay).sum(1) / count)[:, None]
-    target = pts - ((weight[..., None] * pts).sum(1) / count)[:, None]
-    turned = np.einsum("nij,nkj->nki", rot, centred)
-    scale = (np.einsum("nk,nki,nki->n", weight, turned, target)
-             / np.einsum("nk,nki,nki->n", weight, centred, centred))
-    miss = np.sum((scale[:, None, None] * turned - target) ** 2, -1)
-    return scale, np.sqrt((weight * miss).sum(1) / count[:, 0])
-
-
-def _robust_fits(thc: np.ndarray, tracked: np.ndarray, layout: np.ndarray,
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-frame rigid fits that leave out up to two mistracked ThC.
-
-    A frame whose fit to all its tracked ThC leaves one farther than the threshold (the
-    recording's median distance times `OUTLIER_FACTOR`, at least `OUTLIER_MM`) tries every
-    subset without one or two of them (at least three kept) and keeps the fit with the least
-    truncated squared distance over all its ThC (MSAC); the ThC within the threshold of it are
-    refitted. Frames with fewer than three tracked ThC get NaN.
-
-    Returns:
-        R (T, 3, 3), p (T, 3), and (T, 6) bool the ThC each fit used.
-    """
-    use = tracked.copy()
-    rot, pos = _kabsch_batch(thc, layout, use)
-    dist = _distances(thc, layout, rot, pos)
-    fit = use.sum(1) >= 3
-    with np.errstate(invalid="ignore"):
-        threshold = max(OUTLIER_FACTOR * float(np.nanmedian(np.where(use & fit[:, None], dist,
-                                                                     np.nan))), OUTLIER_MM)
-        far = np.where(use, dist, 0.0).max(1) > threshold
-    suspect = np.flatnonzero(fit & far & (use.sum(1) > 3))
-    if suspect.size:
-        masks = tracked[suspect, None] & _SUBSETS[None]  # (F, 22, 6)
-        num = len(_SUBSETS)
-        points = np.repeat(thc[suspect], num, axis=0)
-        cand_rot, cand_pos = _kabsch_batch(points, layout, masks.reshape(-1, c.NUM_LEGS))
-        cand_dist = _distances(points, layout, cand_rot, cand_pos).reshape(-1, num, c.NUM_LEGS)
-        cost = np.where(tracked[suspect, None], np.minimum(cand_dist, threshold) ** 2,
-                        0.0).sum(-1)
-        cost[masks.sum(-1) < 3] = np.inf
-        best = np.argmin(cost, axis=1)
-        inliers = tracked[suspect] & (cand_dist[np.arange(len(suspect)), best] < threshold)
-        keep = np.where((inliers.sum(1) >= 3)[:, None], inliers,
-                        masks[np.arange(len(suspect)), best])
-        use[suspect] = keep
-        rot[suspect], pos[suspect] = _kabsch_batch(thc[suspect], layout, keep)
-    rot[~fit], pos[~fit] = np.nan, np.nan
-    use[~fit] = False
-    return rot, pos, use
-
-
 def _fit_frames(thc: np.ndarray, layout: np.ndarray, path: str | Path,
                 ) -> tuple[Rotation, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Robust rigid fits of every frame, vectorised over frames.
 
-    A first pass fits the body's layout (`_robust_fits`); the recording's own ThC layout (the
+    A first pass fits the body's layout (`rigid.robust_fits`); the recording's own ThC layout (the
     robust centre of each ThC in the fitted thorax frames, turned onto the body's layout so the
     frame keeps its definition) is then fitted again, so a fly whose ThC sit a little off the
     template's does not have a ThC dropped in every frame, and a mistracked one stands out
@@ -323,24 +216,25 @@ def _fit_frames(thc: np.ndarray, layout: np.ndarray, path: str | Path,
                                    "thorax pose cannot be found")
     # The recording's own layout, from evenly spaced frames (a robust centre needs no more).
     some = _spaced(tracked.sum(1) >= 3, _LAYOUT_FRAMES)
-    rot, pos, use = _robust_fits(thc[some], tracked[some], layout)
+    rot, pos, use = rigid.robust_fits(thc[some], tracked[some], layout, OUTLIER_FACTOR,
+                                       OUTLIER_MM)
     local = np.einsum("tji,tkj->tki", rot, thc[some] - pos[:, None])
     legs = tracked[some].any(0)
     own = layout.copy()
     own[legs] = robust_center(local[:, legs])
     if legs.sum() >= 3:
-        turn, shift = _kabsch_batch(layout[None], own, legs[None])
+        turn, shift = rigid.kabsch_batch(layout[None], own, legs[None])
         own = own @ turn[0].T + shift[0]
-    rot, pos, use = _robust_fits(thc, tracked, own)
+    rot, pos, use = rigid.robust_fits(thc, tracked, own, OUTLIER_FACTOR, OUTLIER_MM)
     good = use.sum(1) >= 3
-    dist = _distances(thc, own, rot, pos)
+    dist = rigid.distances(thc, own, rot, pos)
     with np.errstate(invalid="ignore"):
         residual = np.where(good, np.sqrt(np.where(use, dist ** 2, 0.0).sum(1)
                                           / np.maximum(use.sum(1), 1)), np.nan)
     # The layout check takes medians of these: evenly spaced frames are enough.
     scales, shape_residual = np.full(len(thc), np.nan), np.full(len(thc), np.nan)
     some = _spaced(good, _LAYOUT_FRAMES)
-    scales[some], shape_residual[some] = _similarity_batch(thc[some], layout, use[some])
+    scales[some], shape_residual[some] = rigid.similarity_batch(thc[some], layout, use[some])
     num_frames = len(thc)
     frames = np.arange(num_frames)
     rotation = Rotation.from_matrix(rot[good])
@@ -391,14 +285,14 @@ def _swapped_residual(thc: np.ndarray, layout: np.ndarray, legs: np.ndarray) -> 
     enough = use.sum(1) >= 3
     if not enough.any():
         return np.inf
-    return float(np.median(_similarity_batch(swapped[enough], layout, use[enough])[1]))
+    return float(np.median(rigid.similarity_batch(swapped[enough], layout, use[enough])[1]))
 
 
 def _fit_constant(thc: np.ndarray, layout: np.ndarray, legs: np.ndarray,
                   ) -> tuple[Rotation, np.ndarray]:
     """One rigid transform fitted to the robust ThC positions of the whole recording."""
     centre = robust_center(thc[:, legs])
-    return _kabsch(centre, layout[legs])
+    return rigid.kabsch(centre, layout[legs])
 
 
 def _few_legs(thc: np.ndarray, layout: np.ndarray, legs: np.ndarray, names: tuple[str, ...],
