@@ -113,7 +113,10 @@ def run(paths: Sequence[str | Path], out_dir: str | Path, options: IkOptions | N
     not load is redone, saying so in its `FileResult.message`), and temporary files a killed run
     left for these outputs are removed. A file that cannot be read, solved or written (bad data,
     a full disk, an output folder that cannot be created) is reported as failed with the reason
-    and the batch goes on, with any number of workers and any backend.
+    and the batch goes on, with any number of workers and any backend; so does a worker that
+    dies (killed, out of memory): its file fails and a fresh pool takes the rest. Each output
+    is locked while it is made (`flyenv.ik_preprocess.locks`): a concurrent run on the same
+    folder leaves it to the run that holds it, waits for it at the end and skips it if written.
 
     Args:
         paths: recordings (.pkl, .npz, .csv; see `flyenv.ik_preprocess.io`).
@@ -520,15 +523,27 @@ def _execute_dask(jobs: Iterable[Job], n_jobs: int, client: Any) -> Iterator[Job
         window = 2 * max(sum(client.nthreads().values()), 1)
         queue = distributed.as_completed()
         source = iter(jobs)
+        submitted: dict[Any, Job] = {}
+
+        def submit(job: Job) -> None:
+            future = client.submit(solve_job_safely, job, pure=False)
+            submitted[future] = job
+            queue.add(future)
+
         for job in source:
-            queue.add(client.submit(solve_job_safely, job, pure=False))
+            submit(job)
             if queue.count() >= window:
                 break
         for future in queue:
-            yield future.result()
+            job = submitted.pop(future)
+            try:
+                yield future.result()
+            except distributed.KilledWorker as err:  # dask gave up after its own retries
+                yield _failed(job, f"the worker solving leg {job.leg}, frames {job.start}-"
+                                   f"{job.stop} died (killed, or out of memory): {err}")
             job = next(source, None)
             if job is not None:
-                queue.add(client.submit(solve_job_safely, job, pure=False))
+                submit(job)
     finally:
         if own_cluster is not None:
             client.close()
