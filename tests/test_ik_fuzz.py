@@ -285,7 +285,7 @@ def test_large_csv(folder, frames, legs, time, seed, damage, where):
     text = io.StringIO()
     np.savetxt(text, values, fmt="%.4f", delimiter=",")
     lines = [",".join(header), *text.getvalue().splitlines()]
-    row = 1 + int(where * frames) if frames else 0
+    row = 1 + min(int(where * frames), frames - 1) if frames else 0
     bad = {"text": "abc", "inf": "inf", "long cell": "1" * 70, "quote": '"1,\n2"'}
     if damage in bad and frames:
         cells = lines[row].split(",")
