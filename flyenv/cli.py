@@ -258,6 +258,12 @@ def _ik(args: argparse.Namespace) -> int:
             bar.set_postfix(failed=failed)
         elif result.message:  # an output redone: why
             tqdm.write(result.message, file=sys.stderr)
+        legs = (result.thorax or {}).get("legs_fitted", [])
+        if result.status == "written" and 0 < len(legs) < 3:
+            tqdm.write(f"warning: {result.path}: only {legs} have a tracked ThC, which cannot "
+                       f"fix the thorax's orientation: the output's frame follows the input's "
+                       f"axes (turned only onto the line through the ThC), so it depends on how "
+                       f"the recording is oriented", file=sys.stderr)
 
     with bar:
         report = runner.run(recordings, args.output, options, n_jobs=args.workers,

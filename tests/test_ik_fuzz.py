@@ -8,6 +8,7 @@ to see the outcomes (`event`s) by error kind.
 
 import io
 import itertools
+import math
 import os
 import pickle
 import re
@@ -231,6 +232,72 @@ def test_random_csv(folder, columns, rows, times):
                  for j, name in enumerate(header)]
         lines.append(",".join(cells))
     _load(folder, ".csv", "\n".join(lines).encode("utf-8", "surrogatepass"))
+
+
+LEAVES = st.one_of(st.floats(width=32), st.lists(st.floats(-5, 5), max_size=3),
+                  GOOD_ARRAYS, st.text(max_size=40), st.binary(max_size=40))
+
+
+def _shared_tree(leaf, levels, fanouts, copies):
+    """A tree whose levels hold the level below `fanout` times, by reference or as copies.
+
+    Shared references make it tiny in the pickle and huge when expanded (10 levels of 10 are
+    1e10 leaves in a few hundred bytes).
+    """
+    node = leaf
+    for level in range(levels):
+        fanout = fanouts[level % len(fanouts)]
+        node = [list(node) if copies and isinstance(node, list) else node
+                for _ in range(fanout)] if copies else [node] * fanout
+    return node
+
+
+@settings(FUZZ, max_examples=60)
+@given(leaf=LEAVES, levels=st.integers(1, 14), fanouts=st.lists(st.integers(1, 16), min_size=1,
+                                                                   max_size=4),
+       copies=st.booleans(), where=st.sampled_from(["RF_leg", "Neck", "both", "top", "tuple"]),
+       protocol=st.integers(0, pickle.HIGHEST_PROTOCOL))
+def test_nested_and_shared_pickles(folder, leaf, levels, fanouts, copies, where, protocol):
+    if copies and math.prod(fanouts[i % len(fanouts)] for i in range(levels)) > 50_000:
+        copies = False  # a copied tree that large is a large pickle; sharing keeps it small
+    tree = _shared_tree(leaf, levels, fanouts, copies)
+    content = {"RF_leg": tree} if where == "RF_leg" else {
+        "Neck": tree, "RF_leg": np.zeros((3, 5, 3))} if where == "Neck" else {
+        "RF_leg": tree, "LF_leg": tree} if where == "both" else tree if where == "top" else {
+        "RF_leg": (tree, tree)}
+    _load(folder, ".pkl", pickle.dumps(content, protocol=protocol))
+
+
+@settings(FUZZ, max_examples=15)
+@given(frames=st.integers(0, 3000), legs=st.lists(st.sampled_from(c.LEGS), min_size=1,
+                                                   max_size=6, unique=True),
+       time=st.booleans(), seed=st.integers(0, 2 ** 16),
+       damage=st.sampled_from([None, "text", "short row", "long cell", "long line", "blank",
+                               "inf", "quote"]),
+       where=st.floats(0, 1))
+def test_large_csv(folder, frames, legs, time, seed, damage, where):
+    header = (["time"] if time else []) + [f"{leg}_{kp}_{axis}" for leg in legs
+                                           for kp in c.KEYPOINTS for axis in "xyz"]
+    rng = np.random.default_rng(seed)
+    values = rng.uniform(-3, 3, (frames, len(header)))
+    if time:
+        values[:, 0] = np.arange(frames) / 100.0
+    text = io.StringIO()
+    np.savetxt(text, values, fmt="%.4f", delimiter=",")
+    lines = [",".join(header), *text.getvalue().splitlines()]
+    row = 1 + min(int(where * frames), frames - 1) if frames else 0
+    bad = {"text": "abc", "inf": "inf", "long cell": "1" * 70, "quote": '"1,\n2"'}
+    if damage in bad and frames:
+        cells = lines[row].split(",")
+        cells[-1] = bad[damage]
+        lines[row] = ",".join(cells)
+    elif damage == "short row" and frames:
+        lines[row] = lines[row].rsplit(",", 1)[0]
+    elif damage == "long line":
+        lines.insert(row, "1," * 20_000)
+    elif damage == "blank":
+        lines.insert(row, "")
+    _load(folder, ".csv", ("\n".join(lines) + "\n").encode())
 
 
 @settings(FUZZ, max_examples=12)

@@ -529,3 +529,14 @@ def test_cli_summary_names_missing_legs_and_the_frame_rate(tmp_path, capsys):
     assert "legs: LF RF; missing from the recording: LM LH RM RH (NaN angles)" in printed
     body_rows = [line.split()[0] for line in printed.splitlines() if " ThC [" in line]
     assert body_rows == ["LF", "RF"]
+
+
+def test_output_names_of_same_named_inputs_survive_a_link_loop(tmp_path):
+    from flyenv.ik_preprocess.runner import output_paths
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    loop = tmp_path / "b" / "walk.npz"
+    loop.symlink_to(loop)
+    names = [p.name for p in output_paths([tmp_path / "a" / "walk.npz", loop], tmp_path)]
+    assert names == ["a__walk.npz", "b__walk.npz"]

@@ -197,7 +197,7 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         self._check_open()
         super().reset(seed=seed)
         if seed is not None:
-            self._generator.manual_seed(int(seed))
+            self._generator.manual_seed(_torch_seed(seed))
             self.action_space.seed(int(seed))
         mask = self._reset_mask(options)
         self._reset_worlds(mask)
@@ -267,13 +267,17 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
                              f"float dtypes are converted), got {actions.dtype}")
         if actions.device != self.device:
             raise ValueError(f"actions must be on {self.device}, got {actions.device}")
-        actions = actions.to(torch.float32)
+        # One rule in the dtype given: NaN/inf are invalid (zeroed), every finite value is
+        # clipped, so a float64 1e300 is clipped like 1e30 rather than overflowing float32
+        # to inf and being zeroed.
         invalid = ~torch.isfinite(actions).all(dim=1)
         if self.config.invalid_actions == "raise" and bool(invalid.any()):
             worlds = torch.nonzero(invalid).flatten().tolist()[:10]
             raise ValueError(f"actions have NaN/inf entries in worlds {worlds}")
         actions = torch.nan_to_num(actions, nan=0.0, posinf=0.0, neginf=0.0)
-        return torch.clamp(actions, self._action_low, self._action_high), invalid
+        actions = torch.clamp(actions, self._action_low.to(actions.dtype),
+                              self._action_high.to(actions.dtype))
+        return actions.to(torch.float32), invalid
 
     def _targets(self, actions: torch.Tensor) -> torch.Tensor:
         # (num_envs, nu): joint targets, then the adhesion commands as given.
@@ -433,7 +437,13 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         mask = options.get("reset_mask")
         if mask is None:
             return torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
-        mask = torch.as_tensor(mask, device=self.device)
+        try:
+            mask = torch.as_tensor(mask, device=self.device)
+        except (TypeError, ValueError, RuntimeError, NotImplementedError) as err:
+            where = f" on {mask.device}" if isinstance(mask, torch.Tensor) else ""
+            raise ValueError(f"reset_mask must be a bool tensor of shape ({self.num_envs},) on "
+                             f"{self.device} (or one that can be moved there), got "
+                             f"{type(mask).__name__}{where}: {type(err).__name__}") from err
         if mask.shape != (self.num_envs,) or mask.dtype != torch.bool:
             raise ValueError(f"reset_mask must be a bool tensor of shape ({self.num_envs},), "
                              f"got {mask.dtype} {tuple(mask.shape)}")
@@ -504,3 +514,17 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         # normalizer.
         sound = (obs.abs() < observations.MJ_MAXVAL).all(dim=1, keepdim=True)
         return torch.where(sound, obs, 0.0)
+
+
+def _torch_seed(seed: Any) -> int:
+    """A torch generator seed for any non-negative int, as Gymnasium's seeding accepts.
+
+    Seeds below 2**64 are used as they are; larger ones are hashed to 64 bits by numpy's
+    `SeedSequence`, which Gymnasium's own seeding uses.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    seed = int(seed)
+    if seed < 2 ** 64:
+        return seed
+    return int(np.random.SeedSequence(seed).generate_state(1, np.uint64)[0])

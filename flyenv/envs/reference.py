@@ -21,6 +21,12 @@ from flyenv.motion.io import load
 from flyenv.motion.resample import resample
 
 _CLAW = c.KEYPOINTS.index("Claw")
+# Most frames the bank may hold: clips x the longest clip's frames at the control rate (the
+# clips are padded to it). Each frame takes about 2 KB while the bank is built (float64 arrays,
+# splines, then float32 tensors and the env's frame table), so this caps loading near 4 GB: a
+# clip at a very low frame rate lasts long and resamples to millions of frames.
+MAX_BANK_FRAMES = 2_000_000
+_BANK_BYTES_PER_FRAME = 2048
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,45 +110,69 @@ def load_references(spec: object, control_dt_s: float, device: torch.device, *,
             root motion and none.
     """
     items = _as_items(spec)
-    clips, names = [], []
+    clips, names, labels = [], [], []
     for i, item in enumerate(items):
         if isinstance(item, ReferenceMotion):
             clips.append(item)
             names.append(f"clip{i}")
+            labels.append(f"reference clip{i} (FlyImitationConfig.reference[{i}], in memory)")
         elif isinstance(item, str | os.PathLike):
-            clips.append(load(item))
+            clips.append(load(item))  # its errors start with the file
             names.append(Path(item).stem)
+            labels.append(f"reference {str(item)!r}")
         else:
             raise ValueError(f"FlyImitationConfig.reference[{i}] must be a path or a "
                              f"ReferenceMotion, got {type(item).__name__}")
     bodies: list[BodyConfig] = []
     clip_body = []
-    for name, clip in zip(names, clips, strict=True):
+    for label, clip in zip(labels, clips, strict=True):
         own = clip.body if body is None else body
-        _check_body(name, clip.body, own)
-        clip.validate(own)
+        _check_body(label, clip.body, own)
+        try:
+            clip.validate(own)
+        except ValueError as err:
+            raise ValueError(f"{label}: {err}") from err
         same = [i for i, b in enumerate(bodies) if _same_geometry(b, own)]
         if not same:
             if bodies and not np.allclose(own.bounds, bodies[0].bounds, rtol=0, atol=1e-9):
-                raise ValueError(f"reference {name!r} was made for a body ({own.name!r}) whose "
+                raise ValueError(f"{label} was made for a body ({own.name!r}) whose "
                                  f"joint bounds differ from {bodies[0].name!r}'s; clips of "
                                  f"several bodies must share the joint bounds")
             same = [len(bodies)]
             bodies.append(own)
         clip_body.append(same[0])
     if len({clip.has_root for clip in clips}) > 1:
-        raise ValueError(f"reference clips {names} mix clips with and without root motion; "
+        raise ValueError(f"reference clips {labels} mix clips with and without root motion; "
                          f"make one environment per kind")
+    _check_bank_size(labels, clips, control_dt_s)
     resampled = []
-    for name, clip in zip(names, clips, strict=True):
+    for label, clip in zip(labels, clips, strict=True):
         if clip.duration_s < 2 * control_dt_s:
-            raise ValueError(f"reference {name!r} lasts {clip.duration_s:.4g} s, shorter than "
+            raise ValueError(f"{label} lasts {clip.duration_s:.4g} s, shorter than "
                              f"two env steps ({2 * control_dt_s:.4g} s)")
         resampled.append(resample(clip, control_dt_s))
     bank = _stack(tuple(names), [bodies[i] for i in clip_body], resampled, device,
                   standing_height_mm)
     return dataclasses.replace(bank, bodies=tuple(bodies),
                                clip_body=torch.tensor(clip_body, device=device))
+
+
+def _check_bank_size(labels: list[str], clips: list[ReferenceMotion], control_dt_s: float,
+                     ) -> None:
+    """Refuses clips whose bank would exceed `MAX_BANK_FRAMES`, before anything is resampled."""
+    frames = [int(clip.duration_s / control_dt_s) + 1 for clip in clips]
+    longest = int(np.argmax(frames))
+    total = len(clips) * frames[longest]
+    if total > MAX_BANK_FRAMES:
+        gigabytes = total * _BANK_BYTES_PER_FRAME / 1e9
+        clip = clips[longest]
+        raise ValueError(
+            f"{labels[longest]} lasts {clip.duration_s:.6g} s ({clip.num_frames} frames at "
+            f"{clip.fps:g} Hz): {frames[longest]} frames at the control "
+            f"rate ({1 / control_dt_s:g} Hz), so the bank of {len(clips)} clip(s) padded to it "
+            f"would hold {total} frames (about {gigabytes:.3g} GB to build), more than the "
+            f"{MAX_BANK_FRAMES} allowed (flyenv.envs.reference.MAX_BANK_FRAMES); cut the clip "
+            f"or check its frame rate")
 
 
 def _as_items(spec: object) -> list:
@@ -156,10 +186,10 @@ def _as_items(spec: object) -> list:
                      f"a non-empty sequence of them, got {spec!r}")
 
 
-def _check_body(name: str, clip_body: BodyConfig, body: BodyConfig) -> None:
+def _check_body(label: str, clip_body: BodyConfig, body: BodyConfig) -> None:
     for field in ("thc", "lengths", "bounds"):
         if not np.allclose(getattr(clip_body, field), getattr(body, field), rtol=0, atol=1e-9):
-            raise ValueError(f"reference {name!r} was made for another body "
+            raise ValueError(f"{label} was made for another body "
                              f"({clip_body.name!r}: its {field} differ from the simulated body "
                              f"{body.name!r}); solve it again for this body or simulate its own")
 

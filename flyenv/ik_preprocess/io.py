@@ -26,9 +26,12 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
 import math
 import os
+import stat
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +60,11 @@ _NESTED_KEYPOINTS = ("Coxa", "Femur", "Tibia", "Tarsus", "Claw")
 _NPZ_FIELDS = {"keypoints": "fiu", "leg_names": "US", "fps": "fiu"}
 _KINDS = {"fiu": "real numbers (float or integer)", "US": "text"}
 _MAX_NAME_CHARS = 64
+# CSV: the header line's length, a cell's length (a float needs at most ~25 characters) and the
+# rows parsed into numbers at a time.
+_MAX_HEADER_CHARS = 1 << 16
+_MAX_CELL_CHARS = 64
+_CSV_CHUNK_ROWS = 512
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -106,15 +114,20 @@ def load_recording(path: str | Path, *,
         The recording, with finite keypoints within `MAX_COORD_MM` (NaN where untracked).
 
     Raises:
-        FileNotFoundError: if the file does not exist.
+        FileNotFoundError: if there is no file (nothing there, a dangling link, a link loop),
+            saying which.
         RecordingError: (a ValueError) naming the file, the field and what was expected, for
-            unknown formats, corrupt or truncated files, unknown legs, wrong shapes or dtypes,
-            implausible values or frame rates, too few frames, or arrays larger than the file
-            holds or than the limits in `flyenv.ik_preprocess.limits`.
+            a directory or other non-file, an unreadable file, unknown formats, corrupt or
+            truncated files, unknown legs, wrong shapes or dtypes, implausible values or frame
+            rates, too few frames, or arrays larger than the file holds or than the limits in
+            `flyenv.ik_preprocess.limits`.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+    missing, problem = input_problem(path)
+    if missing:
+        raise FileNotFoundError(f"{path}: {problem}")
+    if problem is not None:
+        raise RecordingError(path, problem)
     suffix = path.suffix.lower()
     readers = {".pkl": _from_pickle, ".pickle": _from_pickle, ".npz": _from_npz,
                ".csv": _from_csv}
@@ -182,6 +195,32 @@ def _is_reference_motion(path: Path) -> bool:
     except (zipfile.BadZipFile, OSError, EOFError, ValueError):
         return False  # not ours to judge here: the reader names what is wrong
     return "joint_angles.npy" in names and "leg_names.npy" not in names
+
+
+def input_problem(path: Path) -> tuple[bool, str | None]:
+    """What keeps `path` from being read as a recording, said plainly; (False, None) if nothing.
+
+    Returns:
+        (missing, problem): missing is True when there is no file to read (nothing there, a
+        dangling link, a link loop), problem the description (None for a readable file).
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            return True, f"a symbolic link to {os.readlink(path)}, which does not exist"
+        return True, "no such file"
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return True, "a symbolic link loop (the link points back to itself), not a file"
+        return False, f"cannot be examined ({err.strerror})"
+    if stat.S_ISDIR(mode):
+        return False, "a directory, not a recording file"
+    if not stat.S_ISREG(mode):
+        return False, "not a regular file (a device, pipe or socket), so not a recording"
+    if not os.access(path, os.R_OK):
+        return False, "not readable: permission denied"
+    return False, None
 
 
 def _from_pickle(path: Path, fps_range: tuple[float, float]) -> Recording:
@@ -310,23 +349,23 @@ def _read_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, fi
 
 
 def _from_csv(path: Path, fps_range: tuple[float, float]) -> Recording:
-    rows = _read_csv_rows(path)
-    if len(rows) < 1 + MIN_FRAMES:
+    _check_line_count(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            lines = _BoundedLines(path, f)
+            reader = csv.reader(lines)
+            header = [h.strip() for h in next(reader, [])]
+            _check_header(path, header)
+            lines.limit = (_MAX_CELL_CHARS + 1) * len(header) + 2
+            values = _csv_values(path, header, reader)
+    except UnicodeDecodeError as err:
+        raise RecordingError(path, f"not UTF-8 text ({err})") from err
+    except csv.Error as err:
+        raise RecordingError(path, f"not a readable CSV file ({err})") from err
+    if len(values) < MIN_FRAMES:
         raise RecordingError(path, f"needs a header row and at least {MIN_FRAMES} frames, got "
-                                   f"{max(len(rows) - 1, 0)} data rows")
-    header = [h.strip() for h in rows[0]]
-    known = {f"{leg}_{kp}_{axis}" for leg in c.LEGS for kp in c.KEYPOINTS for axis in "xyz"}
-    unknown = [h[:_MAX_NAME_CHARS] for h in header if h not in known and h not in ("frame",
-                                                                                   "time")]
-    if unknown:
-        raise RecordingError(path, f"unknown columns {unknown[:5]}; expected "
-                                   f"'<leg>_<keypoint>_<x|y|z>' with leg in {list(c.LEGS)} and "
-                                   f"keypoint in {list(c.KEYPOINTS)}, or 'frame'/'time'")
-    if len(set(header)) != len(header):
-        repeated = sorted({h for h in header if header.count(h) > 1})
-        raise RecordingError(path, f"columns {repeated[:5]} appear more than once")
+                                   f"{len(values)} data rows")
     columns = {name: i for i, name in enumerate(header)}
-    values = _csv_values(path, header, rows[1:])
     legs = {}
     for leg in c.LEGS:
         wanted = [f"{leg}_{kp}_{axis}" for kp in c.KEYPOINTS for axis in "xyz"]
@@ -346,42 +385,101 @@ def _from_csv(path: Path, fps_range: tuple[float, float]) -> Recording:
                                        "[s]", "time")
         with np.errstate(divide="ignore", over="ignore"):
             fps = check_fps(path, "time", 1.0 / np.median(step), fps_range)
+    del values  # the legs are copies; only they and the recording's array are held from here
     return _assemble(path, legs, fps=fps, extra={})
 
 
-def _read_csv_rows(path: Path) -> list[list[str]]:
-    rows = []
+def _check_line_count(path: Path) -> None:
+    """Refuses a file with more lines than `MAX_FRAMES` rows before reading any of them."""
+    lines = 0
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            lines += block.count(b"\n")
+            if lines > MAX_FRAMES + 1:
+                raise RecordingError(path, f"more than {MAX_FRAMES} rows; at most {MAX_FRAMES} "
+                                           f"frames are read")
+
+
+class _BoundedLines:
+    """The file's lines for `csv.reader`, each read with a bound on its length.
+
+    `limit` starts at `_MAX_HEADER_CHARS` for the header and is set to what a row of the
+    header's columns can hold once it is known, so one line without a newline never becomes a
+    gigabyte string.
+    """
+
+    def __init__(self, path: Path, f: Any) -> None:
+        self.path, self.f, self.limit = path, f, _MAX_HEADER_CHARS
+
+    def __iter__(self) -> _BoundedLines:
+        return self
+
+    def __next__(self) -> str:
+        line = self.f.readline(self.limit + 1)
+        if not line:
+            raise StopIteration
+        if len(line) > self.limit:
+            raise RecordingError(self.path, f"a line is longer than {self.limit} characters "
+                                            f"(cells of at most {_MAX_CELL_CHARS} characters "
+                                            f"are read)")
+        return line
+
+
+def _check_header(path: Path, header: list[str]) -> None:
+    if not header:
+        raise RecordingError(path, "empty: expected a header row naming the columns")
+    known = {f"{leg}_{kp}_{axis}" for leg in c.LEGS for kp in c.KEYPOINTS for axis in "xyz"}
+    unknown = [h[:_MAX_NAME_CHARS] for h in header if h not in known and h not in ("frame",
+                                                                                   "time")]
+    if unknown:
+        raise RecordingError(path, f"unknown columns {unknown[:5]}; expected "
+                                   f"'<leg>_<keypoint>_<x|y|z>' with leg in {list(c.LEGS)} and "
+                                   f"keypoint in {list(c.KEYPOINTS)}, or 'frame'/'time'")
+    if len(set(header)) != len(header):
+        repeated = sorted({h for h in header if header.count(h) > 1})
+        raise RecordingError(path, f"columns {repeated[:5]} appear more than once")
+
+
+def _csv_values(path: Path, header: list[str], reader: Iterator[list[str]]) -> np.ndarray:
+    """The data rows as a float array (rows, columns), parsed `_CSV_CHUNK_ROWS` at a time.
+
+    Only the numbers are kept: the strings of one chunk at a time, never of the whole file.
+    """
+    ncol = len(header)
+    chunks, rows, total = [], [], 0
+    for row in reader:
+        if len(row) != ncol:
+            raise RecordingError(path, f"row {total + len(rows) + 2} has {len(row)} cells, the "
+                                       f"header {ncol}")
+        rows.append(row)
+        if len(rows) == _CSV_CHUNK_ROWS:
+            chunks.append(_parse_rows(path, header, rows, total))
+            total += len(rows)
+            rows = []
+    if rows:
+        chunks.append(_parse_rows(path, header, rows, total))
+    if not chunks:
+        return np.empty((0, ncol))
+    return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+
+def _parse_rows(path: Path, header: list[str], rows: list[list[str]], first: int) -> np.ndarray:
+    """Cells as floats (empty cells and 'nan' are NaN); the first bad cell is named."""
     try:
-        with path.open(newline="", encoding="utf-8") as f:
-            for row in csv.reader(f):
-                rows.append(row)
-                if len(rows) > MAX_FRAMES + 1:
-                    raise RecordingError(path, f"more than {MAX_FRAMES} rows; at most "
-                                               f"{MAX_FRAMES} frames are read")
-    except UnicodeDecodeError as err:
-        raise RecordingError(path, f"not UTF-8 text ({err})") from err
-    except csv.Error as err:
-        raise RecordingError(path, f"not a readable CSV file ({err})") from err
-    return rows
-
-
-def _csv_values(path: Path, header: list[str], rows: list[list[str]]) -> np.ndarray:
-    values = np.full((len(rows), len(header)), np.nan)
+        return np.array([[float(cell) if cell and not cell.isspace() else np.nan
+                          for cell in row] for row in rows], dtype=float).reshape(-1,
+                                                                                   len(header))
+    except ValueError:
+        pass
     for rowid, row in enumerate(rows):
-        if len(row) != len(header):
-            raise RecordingError(path, f"row {rowid + 2} has {len(row)} cells, the header "
-                                       f"{len(header)}")
         for colid, cell in enumerate(row):
-            cell = cell.strip()
-            if not cell or cell.lower() == "nan":
-                continue
             try:
-                values[rowid, colid] = float(cell)
+                float(cell) if cell.strip() else None
             except ValueError:
-                raise RecordingError(path, f"row {rowid + 2}, column '{header[colid]}': "
-                                           f"'{cell[:20]}' is not a number",
-                                     header[colid]) from None
-    return values
+                raise RecordingError(path, f"row {first + rowid + 2}, column "
+                                           f"'{header[colid]}': '{cell.strip()[:20]}' is not a "
+                                           f"number", header[colid]) from None
+    raise RecordingError(path, "unreadable numbers")  # not reached: some cell failed above
 
 
 def _numeric(path: Path, field: str, value: Any) -> np.ndarray:

@@ -143,7 +143,9 @@ def assemble(prepared: Prepared, solution: Solution, options: IkOptions) -> Refe
     legs = prepared.legs
     present = np.isin(np.arange(c.NUM_LEGS), legs)
     undetermined = solvers.undetermined_angles(prepared.tracked) & present[None, :, None]
-    angles[:, legs] = solvers.interpolate_frames(angles[:, legs], undetermined[:, legs])
+    bounds = prepared.body.bounds.reshape(c.NUM_LEGS, c.DOF_PER_LEG, 2)
+    angles[:, legs] = solvers.interpolate_frames(angles[:, legs], undetermined[:, legs],
+                                                 bounds[legs])
     underdetermined = undetermined.any(-1)
     unusable = undetermined.all(-1)  # nothing beyond the ThC tracked
     frames, legids = np.nonzero(underdetermined)

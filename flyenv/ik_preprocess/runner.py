@@ -16,8 +16,11 @@ the same jobs on a `distributed` cluster (pass a `Client`, a scheduler address, 
 from __future__ import annotations
 
 import dataclasses
+import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import BrokenExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +28,14 @@ import joblib
 import numpy as np
 
 from flyenv.body.config import BodyConfig
-from flyenv.ik_preprocess.io import SUFFIXES, find_recordings
+from flyenv.ik_preprocess.io import SUFFIXES, find_recordings, input_problem
 from flyenv.ik_preprocess.jobs import Job as Job
 from flyenv.ik_preprocess.jobs import JobResult as JobResult
 from flyenv.ik_preprocess.jobs import Solution, plan_jobs, stitch
 from flyenv.ik_preprocess.jobs import chunks as chunks
 from flyenv.ik_preprocess.jobs import solve_job as solve_job
 from flyenv.ik_preprocess.jobs import solve_job_safely as solve_job_safely
+from flyenv.ik_preprocess.locks import OutputLock
 from flyenv.ik_preprocess.options import BODY_MODES as BODY_MODES
 from flyenv.ik_preprocess.options import FRAMES as FRAMES
 from flyenv.ik_preprocess.options import SOLVERS as SOLVERS
@@ -121,7 +125,9 @@ def output_paths(paths: Sequence[str | Path], out_dir: str | Path) -> list[Path]
     for index, name in enumerate(names):
         groups.setdefault(name, []).append(index)
     for stem, members in groups.items():
-        folders = [paths[i].resolve().parent.parts[1:] for i in members]  # without the root
+        if len(members) == 1:
+            continue
+        folders = [_real(paths[i]).parent.parts[1:] for i in members]  # without the root
         distinct = set(folders)  # files of one folder sharing a stem keep sharing a name
         if len(distinct) == 1:
             continue
@@ -132,13 +138,24 @@ def output_paths(paths: Sequence[str | Path], out_dir: str | Path) -> list[Path]
     return [Path(out_dir) / f"{name}.npz" for name in names]
 
 
+def _real(path: Path) -> Path:
+    """`path` with links and `..` resolved, as far as they resolve (a link loop does not)."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):  # a link loop: the batch reports it by name
+        return Path(os.path.abspath(path))
+
+
 def expand_folders(paths: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
     """The inputs with each folder replaced by its recordings (`io.find_recordings`, sorted).
 
+    A folder without recordings stays in the list, so that the batch reports it by name and
+    goes on with the other inputs; only when no input holds a recording at all is it an error.
+
     Raises:
-        ValueError: a folder holds no recording.
+        ValueError: the inputs are folders only, and none holds a recording.
     """
-    expanded = []
+    expanded, empty = [], []
     for path in map(Path, paths):
         if not path.is_dir():
             expanded.append(path)
@@ -147,9 +164,12 @@ def expand_folders(paths: Sequence[str | Path], out_dir: str | Path) -> list[Pat
         if not found:
             also = (f" (only outputs of SeqIKPy or flyenv: {ignored[0].name}, ...)" if ignored
                     else "")
-            raise ValueError(f"{path}: no recording ({', '.join(SUFFIXES)}) in this folder or "
-                             f"below{also}")
+            empty.append(f"{path}: no recording ({', '.join(SUFFIXES)}) in this folder or "
+                         f"below{also}")
+            expanded.append(path)  # fails by name in the batch
         expanded.extend(found)
+    if empty and len(empty) == len(expanded):
+        raise ValueError("; ".join(empty))
     return expanded
 
 
@@ -166,7 +186,10 @@ def run(paths: Sequence[str | Path], out_dir: str | Path, options: IkOptions | N
     kept as it is), and temporary files a killed run left for these outputs are removed. A file
     that cannot be read, solved or written (bad data, a full disk, an output folder that cannot
     be created) is reported as failed with the reason and the batch goes on, with any number of
-    workers and any backend.
+    workers and any backend; so does a worker that dies (killed, out of memory): its file fails
+    and a fresh pool takes the rest. Each output is locked while it is made
+    (`flyenv.ik_preprocess.locks`): a concurrent run on the same folder leaves it to the run that
+    holds it, waits for it at the end and skips it if written.
 
     Args:
         paths: recordings (.pkl, .npz, .csv; see `flyenv.ik_preprocess.io`), or folders:
@@ -207,14 +230,15 @@ def run(paths: Sequence[str | Path], out_dir: str | Path, options: IkOptions | N
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:  # every file fails with the reason; nothing is solved in vain
         batch.unwritable = f"cannot create the output folder {out_dir}: {err}"
-    else:
-        batch.removed = _remove_stale_temporaries(outputs, plot)
     try:
-        results = _execute(batch.jobs(), n_jobs, backend, client)
-        for result in results:
-            batch.add(result)
-        batch.flush()
+        batch.run(_execute(batch.jobs(range(len(paths))), n_jobs, backend, client))
+        # Outputs another run was writing: wait for each in turn (holding no other lock, so
+        # two runs never wait on each other), then skip it if that run wrote it, or do it.
+        while batch.deferred:
+            file_id = batch.deferred.pop(0)
+            batch.run(_execute(batch.jobs([file_id], wait=True), n_jobs, backend, client))
     finally:
+        batch.release_locks()
         _remove_empty(created)  # a batch that wrote nothing leaves no trace
     return batch.report(time.perf_counter() - started)
 
@@ -359,18 +383,55 @@ class _Batch:
         self.stats = ErrorStats()
         self.unwritable: str | None = None
         self.removed: list[Path] = []
+        self.locks: dict[int, OutputLock] = {}
+        self.deferred: list[int] = []  # outputs another run held the lock of
 
-    def jobs(self) -> Iterator[Job]:
+    def run(self, results: Iterable[JobResult]) -> None:
+        """Takes every result in, then finishes the files whose jobs never all returned."""
+        for result in results:
+            self.add(result)
+        self.flush()
+
+    def release_locks(self) -> None:
+        for file_id in list(self.locks):
+            self.locks.pop(file_id).release()
+
+    def _lock(self, file_id: int, wait: bool) -> bool:
+        """Takes the output's lock (and clears its stale temporaries); False: deferred/failed."""
+        path, out = self.paths[file_id], self.outputs[file_id]
+        lock = OutputLock(out)
+        try:
+            if not lock.acquire(wait):
+                self.deferred.append(file_id)
+                return False
+        except OSError as err:
+            self._done(file_id, FileResult(path, out, "failed", f"{path}: cannot lock its output "
+                                                                f"({lock.path}): {err}"))
+            return False
+        self.locks[file_id] = lock
+        # Only now: a temporary of another live run's output is that run's, not stale.
+        self.removed += _remove_stale_temporaries([out], self.plot)
+        return True
+
+    def jobs(self, file_ids: Iterable[int], wait: bool = False) -> Iterator[Job]:
+        """The files' jobs; a file whose output another run holds is deferred (or awaited)."""
         options = self.options
-        for file_id, (path, out) in enumerate(zip(self.paths, self.outputs, strict=True)):
+        for file_id in file_ids:
+            path, out = self.paths[file_id], self.outputs[file_id]
             if self.unwritable is not None:
                 self._done(file_id, FileResult(path, out, "failed", f"{path}: "
                                                f"{self.unwritable}"))
                 continue
+            _, problem = input_problem(path)
+            if problem is not None:  # the same report whether or not its output exists
+                self._done(file_id, FileResult(path, out, "failed", f"{path}: {problem}"))
+                continue
+            if not self._lock(file_id, wait):
+                continue
             try:
                 note = "" if self.overwrite else _check_existing(out, path, options)
-            except ValueError as err:  # an output of another recording: never overwritten
-                self._done(file_id, FileResult(path, out, "failed", str(err)))
+            except (ValueError, OSError) as err:  # another recording's output, or unreadable
+                self._done(file_id, FileResult(path, out, "failed", _message(path, err)))
                 continue
             if note is None:
                 self._done(file_id, FileResult(path, out, "skipped"))
@@ -431,6 +492,9 @@ class _Batch:
                                        error_p95_mm=p95, thorax=thorax, body=prepared.body))
 
     def _done(self, file_id: int, result: FileResult) -> None:
+        lock = self.locks.pop(file_id, None)
+        if lock is not None:
+            lock.release()
         self.files[file_id] = result
         if self.progress is not None:
             self.progress(result)
@@ -498,9 +562,96 @@ def _execute(jobs: Iterable[Job], n_jobs: int, backend: str, client: Any,
     elif n_jobs == 1:
         yield from map(solve_job_safely, jobs)
     else:
+        yield from _execute_pool(jobs, n_jobs, backend)
+
+
+class _Dispatched:
+    """The jobs as a pool takes them, remembering those whose results have not come back.
+
+    Jobs of a file marked `lost` (one of its jobs killed its worker) are held back from the
+    pool and kept in `held_back`: that file fails whatever they give.
+    """
+
+    def __init__(self, jobs: Iterable[Job]) -> None:
+        self.source = iter(jobs)
+        self.unanswered: dict[tuple[int, str, int], Job] = {}
+        self.lost: set[int] = set()
+        self.held_back: list[Job] = []
+        self.lock = threading.Lock()  # joblib may dispatch from its callback thread
+
+    def __iter__(self) -> _Dispatched:
+        return self
+
+    def __next__(self) -> Job:
+        with self.lock:
+            while True:
+                job = next(self.source)
+                if job.file_id not in self.lost:
+                    self.unanswered[job.file_id, job.leg, job.start] = job
+                    return job
+                self.held_back.append(job)
+
+    def answered(self, result: JobResult) -> None:
+        with self.lock:
+            self.unanswered.pop((result.file_id, result.leg, result.start), None)
+
+    def take(self, name: str) -> list[Job]:
+        """Empties and returns `unanswered` or `held_back`."""
+        with self.lock:
+            store = getattr(self, name)
+            jobs = list(store.values() if isinstance(store, dict) else store)
+            store.clear()
+            return jobs
+
+
+def _execute_pool(jobs: Iterable[Job], n_jobs: int, backend: str) -> Iterator[JobResult]:
+    """The jobs in a joblib pool; a worker that dies (killed, out of memory) costs one file.
+
+    When a worker dies, joblib abandons the pool. Each job that was in flight is then solved
+    alone in a fresh worker: one whose worker dies again comes back as a failure naming its
+    file's leg and frames (its file fails, and its other jobs are not tried), the others as
+    results; the remaining jobs go to a fresh pool.
+    """
+    dispatched = _Dispatched(jobs)
+    while True:
         parallel = joblib.Parallel(n_jobs=n_jobs, backend=backend,
                                    return_as="generator_unordered", pre_dispatch="2*n_jobs")
-        yield from parallel(joblib.delayed(solve_job_safely)(job) for job in jobs)
+        try:
+            for result in parallel(joblib.delayed(solve_job_safely)(job) for job in dispatched):
+                dispatched.answered(result)
+                yield result
+                yield from map(_not_tried, dispatched.take("held_back"))
+            yield from map(_not_tried, dispatched.take("held_back"))
+            return
+        except BrokenExecutor:
+            for job in dispatched.take("unanswered"):
+                if job.file_id in dispatched.lost:
+                    yield _not_tried(job)
+                    continue
+                result = _solve_alone(job, backend)
+                if result.failure is not None and "died" in result.failure:
+                    dispatched.lost.add(job.file_id)
+                yield result
+
+
+def _failed(job: Job, reason: str) -> JobResult:
+    empty = np.empty((0,))
+    return JobResult(job.file_id, job.leg, job.start, empty, empty, empty, failure=reason)
+
+
+def _not_tried(job: Job) -> JobResult:
+    return _failed(job, f"leg {job.leg}, frames {job.start}-{job.stop} not solved: another "
+                        f"job of this file killed its worker")
+
+
+def _solve_alone(job: Job, backend: str) -> JobResult:
+    """One job in a fresh single-worker pool; a failure result if that worker dies too."""
+    try:
+        return joblib.Parallel(n_jobs=1 if backend == "threading" else 2, backend=backend)(
+            [joblib.delayed(solve_job_safely)(job)])[0]
+    except BrokenExecutor as err:
+        return _failed(job, f"the worker solving leg {job.leg}, frames {job.start}-{job.stop} "
+                            f"died (killed, or out of memory): {type(err).__name__}")
 
 
 def _execute_dask(jobs: Iterable[Job], n_jobs: int, client: Any) -> Iterator[JobResult]:
@@ -521,15 +672,27 @@ def _execute_dask(jobs: Iterable[Job], n_jobs: int, client: Any) -> Iterator[Job
         window = 2 * max(sum(client.nthreads().values()), 1)
         queue = distributed.as_completed()
         source = iter(jobs)
+        submitted: dict[Any, Job] = {}
+
+        def submit(job: Job) -> None:
+            future = client.submit(solve_job_safely, job, pure=False)
+            submitted[future] = job
+            queue.add(future)
+
         for job in source:
-            queue.add(client.submit(solve_job_safely, job, pure=False))
+            submit(job)
             if queue.count() >= window:
                 break
         for future in queue:
-            yield future.result()
+            job = submitted.pop(future)
+            try:
+                yield future.result()
+            except distributed.KilledWorker as err:  # dask gave up after its own retries
+                yield _failed(job, f"the worker solving leg {job.leg}, frames {job.start}-"
+                                   f"{job.stop} died (killed, or out of memory): {err}")
             job = next(source, None)
             if job is not None:
-                queue.add(client.submit(solve_job_safely, job, pure=False))
+                submit(job)
     finally:
         if own_cluster is not None:
             client.close()

@@ -39,6 +39,8 @@ _STAGES: tuple[tuple[int, tuple[int | None, int]], ...] = (
     (3, (4, 5)),  # CTr roll (z), FTi pitch (y) -> TiTa
     (4, (None, 6)),  # TiTa pitch (y) -> Claw
 )
+# A value this close to its joint bound [rad] does not anchor an interpolation.
+BOUND_TOL_RAD = 1e-6
 _AXIS = tuple(int(np.argmax(axis)) for axis in c.JOINT_AXES)
 # SeqIKPy's initial guesses (its NeuroMechFly locomotion configuration), (6, 7) in LEGS and
 # JOINTS order [rad]. Not a pose: the seed that picks between mirror solutions.
@@ -246,14 +248,24 @@ def fill_gaps(keypoints_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _interpolate_gaps(keypoints_mm, tracked), tracked
 
 
+# The keypoints that fix each angle (besides the ThC, which the solvers interpolate): a joint's
+# angles are fixed by the segments on both sides of it, and a roll about a segment by the next
+# segment's plane. ThC yaw, pitch: the coxa; ThC roll, CTr pitch: coxa and femur; CTr roll,
+# FTi pitch: femur and tibia (with the coxa they turn against); TiTa pitch: tibia and tarsus.
+ANGLE_KEYPOINTS: tuple[tuple[str, ...], ...] = (
+    ("CTr",), ("CTr",), ("CTr", "FTi"), ("CTr", "FTi"), ("CTr", "FTi", "TiTa"),
+    ("CTr", "FTi", "TiTa"), ("FTi", "TiTa", "Claw"))
+
+
 def undetermined_angles(tracked: np.ndarray) -> np.ndarray:
     """Which angles the tracked keypoints of each frame cannot determine.
 
-    The angles of a stage (ThC yaw and pitch; ThC roll and CTr pitch; CTr roll and FTi pitch;
-    TiTa pitch) point one segment, so they need both its keypoints: the distal one and its
-    parent (the ThC excepted, which the solvers interpolate). Where either is untracked the fit
-    has nothing to go on for them (a free angle may end anywhere in its range, often on a
-    bound), so they are taken from neighbouring frames instead (`interpolate_frames`).
+    An angle is determined only when every keypoint of the chain that fixes it is tracked
+    (`ANGLE_KEYPOINTS`): TiTa pitch is the angle between tibia and tarsus, so it needs the
+    FTi as well as the TiTa and Claw; with the FTi lost the tibia may point anywhere the chain
+    reaches the TiTa from, and the fit has nothing to go on (a free angle may end anywhere in
+    its range, often on a bound: TiTa pitch with CTr and FTi lost sat on its -pi bound). Such
+    angles are taken from neighbouring frames instead (`interpolate_frames`).
 
     Args:
         tracked: (T, L, 5) bool, ThC, CTr, FTi, TiTa, Claw tracked.
@@ -263,41 +275,57 @@ def undetermined_angles(tracked: np.ndarray) -> np.ndarray:
     """
     tracked = np.asarray(tracked, dtype=bool)
     undetermined = np.zeros((*tracked.shape[:2], c.DOF_PER_LEG), dtype=bool)
-    for stage, (kpid, (joint_a, joint_b)) in enumerate(_STAGES):
-        seen = tracked[..., kpid] & (tracked[..., kpid - 1] if stage > 0 else True)
-        for joint in (joint_a, joint_b):
-            if joint is not None:
-                undetermined[..., joint] = ~seen
+    for joint, names in enumerate(ANGLE_KEYPOINTS):
+        kpids = [c.KEYPOINTS.index(name) for name in names]
+        undetermined[..., joint] = ~tracked[..., kpids].all(-1)
     return undetermined
 
 
-def interpolate_frames(angles_rad: np.ndarray, bad: np.ndarray) -> np.ndarray:
+def interpolate_frames(angles_rad: np.ndarray, bad: np.ndarray,
+                       bounds_rad: np.ndarray | None = None) -> np.ndarray:
     """Replace the angles of bad frames by linear interpolation from good neighbours.
 
     Args:
         angles_rad: (T, L, 7).
         bad: (T, L) bool, frames of a leg to replace, or (T, L, 7) single angles to replace.
+        bounds_rad: (L, 7, 2) joint ranges; when given, a good value on its bound (within
+            `BOUND_TOL_RAD`) does not anchor the interpolation (it may be where a fit with
+            little to go on stopped), unless the angle has no other good value. It keeps its
+            own value.
 
     Returns:
         (T, L, 7); a leg (or angle) with no good frame is returned unchanged.
     """
-    return _interpolate_gaps(np.asarray(angles_rad, dtype=float), ~np.asarray(bad, dtype=bool))
+    angles = np.asarray(angles_rad, dtype=float)
+    bad = np.asarray(bad, dtype=bool)
+    if bounds_rad is None:
+        return _interpolate_gaps(angles, ~bad)
+    bad = np.broadcast_to(bad if bad.ndim == angles.ndim else bad[..., None], angles.shape)
+    bounds = np.asarray(bounds_rad, dtype=float)
+    on_bound = ((np.abs(angles - bounds[..., 0]) < BOUND_TOL_RAD)
+                | (np.abs(angles - bounds[..., 1]) < BOUND_TOL_RAD))
+    anchor = ~bad & ~on_bound
+    # An angle with no anchor off its bounds keeps the good values it has as anchors.
+    anchor |= ~bad & ~anchor.any(axis=0, keepdims=True)
+    return _interpolate_gaps(angles, anchor, replace=bad)
 
 
-def _interpolate_gaps(values: np.ndarray, good: np.ndarray) -> np.ndarray:
+def _interpolate_gaps(values: np.ndarray, good: np.ndarray,
+                      replace: np.ndarray | None = None) -> np.ndarray:
     """A copy of values (T, *S, *F) with frames where good (T, *S) is False interpolated in time.
 
     Each series of S is interpolated linearly from its own good frames; a series with no good
-    frame is left as it is.
+    frame is left as it is. With `replace` (like `good`), only those frames are replaced.
     """
     out = values.copy()
     series = out.reshape(good.shape[0], good[0].size, -1)  # a view of the copy
     good = good.reshape(good.shape[0], -1)
+    replace = ~good if replace is None else np.asarray(replace).reshape(good.shape)
     frames = np.arange(good.shape[0])
-    for s in np.flatnonzero(good.any(axis=0) & ~good.all(axis=0)):
-        keep = good[:, s]
+    for s in np.flatnonzero(good.any(axis=0) & replace.any(axis=0)):
+        keep, fill = good[:, s], replace[:, s]
         for dim in range(series.shape[2]):
-            series[:, s, dim] = np.interp(frames, frames[keep], series[keep, s, dim])
+            series[fill, s, dim] = np.interp(frames[fill], frames[keep], series[keep, s, dim])
     return out
 
 

@@ -2,20 +2,25 @@
 
 Pose trackers write keypoints in a camera, arena or egocentric frame. The six ThC keypoints sit
 on the rigid thorax, so a rigid fit of the body's ThC layout (`BodyConfig.thc`) to them in each
-frame (Kabsch, `scipy.spatial.transform.Rotation.align_vectors`) gives the thorax's position
-and orientation in the input frame. Untracked ThC are left out of a frame's fit, and one that
-sits more than `OUTLIER_FACTOR` times the frame's median residual (and `OUTLIER_MM`) from the
-fitted layout is dropped and the frame refitted, so one mistracked point does not tilt the
-thorax. Frames with fewer than three tracked ThC take the pose interpolated from their
-neighbours.
+frame (Kabsch, one batched SVD over all frames) gives the thorax's position and orientation in
+the input frame. Untracked ThC are left out of a frame's fit. Mistracked ones are left out too:
+a frame whose fit leaves a ThC farther than `OUTLIER_FACTOR` times the recording's median
+distance (and `OUTLIER_MM`) is refitted on the best subset without up to two of its ThC (the
+least truncated squared distance over all of them, MSAC), so two mistracked points in the same
+frame do not tilt the thorax. The fit is done twice: against the body's layout, then against
+the recording's own (each ThC's robust position in the thorax frames of the first pass, turned
+onto the body's layout so that the frame keeps its definition), so a fly whose ThC sit a little
+off the template's loses none of them while a mistracked one stands out against tracking noise.
+Frames with fewer than three tracked ThC take the pose interpolated from their neighbours.
 
 Two outcomes (`ThoraxPose.moving`):
 
-- The thorax stays put (tethered or egocentric input): the pose, smoothed over
-  `DETECT_WINDOW_S`, moves less than `ROOT_MOTION_MM` and turns less than `ROOT_MOTION_DEG`
-  from its median. One constant rigid transform, fitted to the robust ThC positions of the
-  whole recording, defines the canonical thorax frame (origin and axes of the body's layout:
-  x anterior, y left, z up); the clip has no root motion.
+- The thorax stays put (tethered or egocentric input): the pose, median-filtered over
+  `DETECT_WINDOW_S` (so a burst of mistracking shorter than half of it cannot decide), moves
+  less than `ROOT_MOTION_MM` and turns less than `ROOT_MOTION_DEG` from its median. One
+  constant rigid transform, fitted to the robust ThC positions of the whole recording, defines
+  the canonical thorax frame (origin and axes of the body's layout: x anterior, y left, z up);
+  the clip has no root motion.
 - It moves or turns (a fly walking freely, tracked in the world): the legs are expressed in the
   smoothed per-frame thorax frame, and the root motion goes to a canonical world frame: z up
   (the normal of the plane the stance claws walk on, found from claw height and speed, or the
@@ -39,10 +44,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.ndimage import median_filter
 from scipy.signal import savgol_filter
 from scipy.spatial.transform import Rotation, Slerp
 
 from flyenv.body import constants as c
+from flyenv.ik_preprocess import rigid
 from flyenv.ik_preprocess.align import robust_center
 from flyenv.ik_preprocess.limits import RecordingError
 
@@ -57,14 +64,15 @@ LAYOUT_SCALE_RANGE = (0.5, 2.0)
 LAYOUT_RESIDUAL_FRACTION = 0.25
 # Left/right swap: the mirrored labelling fits with less than this fraction of the residual.
 SWAP_RESIDUAL_RATIO = 0.5
-# A ThC this many times the frame's median residual away (and at least OUTLIER_MM) is dropped.
+# A ThC this many times the recording's median distance from its fit away (and at least
+# OUTLIER_MM) is left out of that frame's fit.
 OUTLIER_FACTOR = 3.0
 OUTLIER_MM = 0.05
 # Savitzky-Golay window [s] (at least 5 frames) and order of the root smoothing.
 SMOOTH_WINDOW_S = 0.05
-# Longer window of the pose the root-motion test looks at: tracking noise on the ThC of a
-# tethered fly (up to 0.05 mm in the df3d file) turns the short-window pose by several degrees,
-# while a walking fly's travel and turns last longer than this [s].
+# Median-filter window of the pose the root-motion test looks at: tracking noise on the ThC of a
+# tethered fly (up to 0.05 mm in the df3d file) turns the per-frame pose by several degrees, and
+# glitches last a few frames, while a walking fly's travel and turns last longer than this [s].
 DETECT_WINDOW_S = 0.25
 SMOOTH_ORDER = 3
 # Stance claws for the floor plane: within this height of the plane [mm] and slower than this
@@ -72,6 +80,8 @@ SMOOTH_ORDER = 3
 FLOOR_TOL_MM = 0.1
 STANCE_SPEED_FRACTION = 0.3
 _MIRROR = np.array([3, 4, 5, 0, 1, 2])  # LF<->RF, LM<->RM, LH<->RH
+# Frames (evenly spaced) that the recording's own layout and the layout check are taken from.
+_LAYOUT_FRAMES = 500
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -170,16 +180,15 @@ def estimate_thorax_pose(keypoints_mm: np.ndarray, layout_mm: np.ndarray, fps: f
     rotation, position, residual, scales, shape_residual = _fit_frames(thc, layout, path)
     scale = float(np.nanmedian(scales))
     _check_layout(thc, layout, legs, shape_residual, scale, path)
-    window = _window(len(thc), fps)
-    travel, turn = _spread(*_smooth(rotation, position, _window(len(thc), fps,
-                                                                DETECT_WINDOW_S)))
-    rotation, position = _smooth(rotation, position, window)
+    travel, turn = _spread(rotation, position, _window(len(thc), fps, DETECT_WINDOW_S))
     if travel <= ROOT_MOTION_MM and turn <= ROOT_MOTION_DEG:
         rot0, pos0 = _fit_constant(thc, layout, legs)
         return ThoraxPose(rot0 * Rotation.identity(len(thc)), np.tile(pos0, (len(thc), 1)),
                           False, travel, turn, residual, scale, names)
+    window = _window(len(thc), fps)
+    rotation, position = _smooth(rotation, position, window)
     claws = keypoints[:, :, c.KEYPOINTS.index("Claw")]
-    up_vec, source = _up_axis(claws, rotation, fps, up)
+    up_vec, source = _up_axis(claws, rotation, position, fps, up, path)
     root = _world_root(rotation, position, claws, up_vec, fps, window)
     return ThoraxPose(rotation, position, True, travel, turn, residual, scale, names, up_vec,
                       source, *root)
@@ -187,67 +196,61 @@ def estimate_thorax_pose(keypoints_mm: np.ndarray, layout_mm: np.ndarray, fps: f
 
 # -- fitting --------------------------------------------------------------------------------------
 
-
-def _kabsch(points: np.ndarray, layout: np.ndarray) -> tuple[Rotation, np.ndarray]:
-    """Rigid transform (R, p) with points ~ R layout + p, for (n, 3) finite arrays, n >= 3."""
-    centre, layout_centre = points.mean(0), layout.mean(0)
-    rot, _ = Rotation.align_vectors(points - centre, layout - layout_centre)
-    return rot, centre - rot.apply(layout_centre)
-
-
-def _similarity_fit(points: np.ndarray, layout: np.ndarray) -> tuple[float, float]:
-    """Scale and RMS residual [mm] of the similarity fit (Umeyama) of layout to points (n, 3).
-
-    The layout check uses it so that a fly larger or smaller than the body is judged by its
-    shape; the pose itself is the rigid fit.
-    """
-    rot, _ = _kabsch(points, layout)
-    centred, target = layout - layout.mean(0), points - points.mean(0)
-    scale = float(np.sum(rot.apply(centred) * target) / np.sum(centred ** 2))
-    residual = scale * rot.apply(centred) - target
-    return scale, float(np.sqrt(np.mean(np.sum(residual ** 2, -1))))
-
-
 def _fit_frames(thc: np.ndarray, layout: np.ndarray, path: str | Path,
                 ) -> tuple[Rotation, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per-frame robust rigid fits.
+    """Robust rigid fits of every frame, vectorised over frames.
 
-    Returns rotation (T,), position (T, 3), rigid residual (T,), similarity scale (T,) and
-    similarity residual (T,); NaN residuals and scales for frames with fewer than 3 ThC.
+    A first pass fits the body's layout (`rigid.robust_fits`); the recording's own ThC layout (the
+    robust centre of each ThC in the fitted thorax frames, turned onto the body's layout so the
+    frame keeps its definition) is then fitted again, so a fly whose ThC sit a little off the
+    template's does not have a ThC dropped in every frame, and a mistracked one stands out
+    against tracking noise alone.
+
+    Returns rotation (T,), position (T, 3), rigid residual (T,) and the similarity scale (T,)
+    and residual (T,) against the body's layout; NaN residuals and scales for frames with
+    fewer than 3 ThC.
     """
-    num_frames = len(thc)
-    quats = np.full((num_frames, 4), np.nan)
-    position = np.full((num_frames, 3), np.nan)
-    residual = np.full(num_frames, np.nan)
-    scales = np.full(num_frames, np.nan)
-    shape_residual = np.full(num_frames, np.nan)
-    for t in range(num_frames):
-        use = np.isfinite(thc[t]).all(-1)
-        if use.sum() < 3:
-            continue
-        rot, pos = _kabsch(thc[t, use], layout[use])
-        dist = np.linalg.norm(rot.apply(layout) + pos - thc[t], axis=-1)
-        worst = np.nanargmax(np.where(use, dist, -1.0))
-        if use.sum() > 3 and dist[worst] > max(OUTLIER_FACTOR * np.nanmedian(dist[use]),
-                                               OUTLIER_MM):
-            use[worst] = False  # one mistracked ThC: refit without it
-            rot, pos = _kabsch(thc[t, use], layout[use])
-            dist = np.linalg.norm(rot.apply(layout) + pos - thc[t], axis=-1)
-        quats[t], position[t] = rot.as_quat(), pos
-        residual[t] = np.sqrt(np.mean(dist[use] ** 2))
-        scales[t], shape_residual[t] = _similarity_fit(thc[t, use], layout[use])
-    good = np.isfinite(residual)
-    if not good.any():
+    tracked = np.isfinite(thc).all(-1)
+    if not (tracked.sum(1) >= 3).any():
         raise RecordingError(path, "no frame has three or more ThC keypoints tracked; the "
                                    "thorax pose cannot be found")
+    # The recording's own layout, from evenly spaced frames (a robust centre needs no more).
+    some = _spaced(tracked.sum(1) >= 3, _LAYOUT_FRAMES)
+    rot, pos, use = rigid.robust_fits(thc[some], tracked[some], layout, OUTLIER_FACTOR,
+                                       OUTLIER_MM)
+    local = np.einsum("tji,tkj->tki", rot, thc[some] - pos[:, None])
+    legs = tracked[some].any(0)
+    own = layout.copy()
+    own[legs] = robust_center(local[:, legs])
+    if legs.sum() >= 3:
+        turn, shift = rigid.kabsch_batch(layout[None], own, legs[None])
+        own = own @ turn[0].T + shift[0]
+    rot, pos, use = rigid.robust_fits(thc, tracked, own, OUTLIER_FACTOR, OUTLIER_MM)
+    good = use.sum(1) >= 3
+    dist = rigid.distances(thc, own, rot, pos)
+    with np.errstate(invalid="ignore"):
+        residual = np.where(good, np.sqrt(np.where(use, dist ** 2, 0.0).sum(1)
+                                          / np.maximum(use.sum(1), 1)), np.nan)
+    # The layout check takes medians of these: evenly spaced frames are enough.
+    scales, shape_residual = np.full(len(thc), np.nan), np.full(len(thc), np.nan)
+    some = _spaced(good, _LAYOUT_FRAMES)
+    scales[some], shape_residual[some] = rigid.similarity_batch(thc[some], layout, use[some])
+    num_frames = len(thc)
     frames = np.arange(num_frames)
-    rotation = Rotation.from_quat(quats[good])
+    rotation = Rotation.from_matrix(rot[good])
+    position = pos
     if not good.all():  # interpolate the pose of frames with too few ThC
         rotation = Slerp(frames[good], rotation)(np.clip(frames, frames[good][0],
                                                          frames[good][-1]))
-        position = np.stack([np.interp(frames, frames[good], position[good, i])
+        position = np.stack([np.interp(frames, frames[good], pos[good, i])
                              for i in range(3)], axis=1)
     return rotation, position, residual, scales, shape_residual
+
+
+def _spaced(frames: np.ndarray, count: int) -> np.ndarray:
+    """Indices of at most `count` evenly spaced True entries of `frames` (T,) bool."""
+    index = np.flatnonzero(frames)
+    return index[np.linspace(0, len(index) - 1, min(len(index), count)).astype(int)]
 
 
 def _check_layout(thc: np.ndarray, layout: np.ndarray, legs: np.ndarray, residual: np.ndarray,
@@ -276,21 +279,20 @@ def _swapped_residual(thc: np.ndarray, layout: np.ndarray, legs: np.ndarray) -> 
     """Median similarity residual with left and right labels exchanged (up to 200 frames)."""
     if not np.isin(_MIRROR[legs], legs).all():
         return np.inf
-    swapped = thc[:, _MIRROR]
     frames = np.linspace(0, len(thc) - 1, min(len(thc), 200)).astype(int)
-    out = []
-    for t in frames:
-        use = np.isfinite(swapped[t]).all(-1)
-        if use.sum() >= 3:
-            out.append(_similarity_fit(swapped[t, use], layout[use])[1])
-    return float(np.median(out)) if out else np.inf
+    swapped = thc[frames][:, _MIRROR]
+    use = np.isfinite(swapped).all(-1)
+    enough = use.sum(1) >= 3
+    if not enough.any():
+        return np.inf
+    return float(np.median(rigid.similarity_batch(swapped[enough], layout, use[enough])[1]))
 
 
 def _fit_constant(thc: np.ndarray, layout: np.ndarray, legs: np.ndarray,
                   ) -> tuple[Rotation, np.ndarray]:
     """One rigid transform fitted to the robust ThC positions of the whole recording."""
     centre = robust_center(thc[:, legs])
-    return _kabsch(centre, layout[legs])
+    return rigid.kabsch(centre, layout[legs])
 
 
 def _few_legs(thc: np.ndarray, layout: np.ndarray, legs: np.ndarray, names: tuple[str, ...],
@@ -349,23 +351,46 @@ def _smooth(rotation: Rotation, position: np.ndarray, window: int,
             savgol_filter(position, window, SMOOTH_ORDER, axis=0))
 
 
-def _spread(rotation: Rotation, position: np.ndarray) -> tuple[float, float]:
-    travel = np.linalg.norm(position - np.median(position, axis=0), axis=1).max()
-    turn = (rotation * rotation.mean().inv()).magnitude().max()
-    return float(travel), float(np.degrees(turn))
+def _spread(rotation: Rotation, position: np.ndarray, window: int) -> tuple[float, float]:
+    """Largest travel [mm] and turn [deg] of the thorax from its median pose.
+
+    The deviations are median-filtered over `window` frames first, so a burst of mistracking
+    shorter than half the window (a few frames of a glitch) cannot decide root motion, while
+    a fly's travel and turns, which last longer, pass unchanged.
+    """
+    turn = (rotation * rotation.mean().inv()).as_rotvec()
+    turn -= np.median(turn, axis=0)
+    travel = position - np.median(position, axis=0)
+    if window:
+        turn = median_filter(turn, size=(window, 1), mode="nearest")
+        travel = median_filter(travel, size=(window, 1), mode="nearest")
+    return (float(np.linalg.norm(travel, axis=1).max()),
+            float(np.degrees(np.linalg.norm(turn, axis=1).max())))
 
 
-def _up_axis(claws: np.ndarray, rotation: Rotation, fps: float, up: np.ndarray | None,
-             ) -> tuple[np.ndarray, str]:
-    """World up in the input frame: given, else the normal of the stance claws' plane."""
+def _up_axis(claws: np.ndarray, rotation: Rotation, position: np.ndarray, fps: float,
+             up: np.ndarray | None, path: str | Path = "recording") -> tuple[np.ndarray, str]:
+    """World up in the input frame: given, else the normal of the stance claws' plane.
+
+    A given up along which the claws sit above the thorax would put the thorax below the
+    floor (an up of the wrong sign, e.g. `--up 0 0 -1` for z-up data): refused.
+    """
     thorax_up = rotation.apply([0.0, 0.0, 1.0]).mean(0)
     thorax_up /= np.linalg.norm(thorax_up)
     if up is not None:
         given = np.asarray(up, dtype=float)
         if given.shape != (3,) or not np.isfinite(given).all() or np.linalg.norm(given) == 0:
             raise ValueError(f"up must be a non-zero 3-vector, got {up!r}")
-        return given / np.linalg.norm(given), "given"
-    normal, _ = floor_plane(claws, thorax_up, fps)
+        given = given / np.linalg.norm(given)
+        with np.errstate(invalid="ignore"):
+            below = np.nanmedian((claws - position[:, None]) @ given)
+        if below > 0:
+            raise RecordingError(path, f"with up = {np.round(given, 3).tolist()} the claws sit "
+                                       f"{below:.2f} mm above the thorax, so the thorax would "
+                                       f"stand below the floor: check the sign of up (--up)",
+                                 "up")
+        return given, "given"
+    normal, _ = floor_plane(claws - position[0], thorax_up, fps)
     return (thorax_up, "thorax") if normal is None else (normal, "floor")
 
 
@@ -413,19 +438,23 @@ def floor_plane(claws_mm: np.ndarray, up_guess: np.ndarray, fps: float,
 def _world_root(rotation: Rotation, position: np.ndarray, claws: np.ndarray, up: np.ndarray,
                 fps: float, window: int) -> tuple[np.ndarray, ...]:
     """Root pose and velocities in the canonical world frame (see the module docstring)."""
+    # Heights are taken from the first thorax position, not the input's origin: an offset
+    # along a plane normal a little off `up` would otherwise shift the floor by the offset
+    # times the tilt (85 mm for an input 5 m from its origin).
+    relative = claws - position[0]
     with np.errstate(invalid="ignore"):
-        heights = claws @ up
+        heights = relative @ up
     floor = np.nanpercentile(heights, 5) if np.isfinite(heights).any() else 0.0
-    normal, offset = floor_plane(claws, up, fps)
+    normal, offset = floor_plane(relative, up, fps)
     if normal is not None and abs(normal @ up) > 0.999:
-        floor = offset
+        floor = offset / (normal @ up)  # the plane along `up` below the first thorax position
     heading = rotation[0].apply([1.0, 0.0, 0.0])
     x_axis = heading - (heading @ up) * up
     if np.linalg.norm(x_axis) < 1e-6:  # thorax pointing straight up: any horizontal x
         x_axis = np.cross(up, [0.0, 1.0, 0.0] if abs(up[1]) < 0.9 else [1.0, 0.0, 0.0])
     x_axis /= np.linalg.norm(x_axis)
     world = np.stack([x_axis, np.cross(up, x_axis), up], axis=1)  # columns: axes in input
-    origin = position[0] - (position[0] @ up - floor) * up
+    origin = position[0] + floor * up
     pos_w = (position - origin) @ world
     rot_w = Rotation.from_matrix(world.T) * rotation
     dt = 1.0 / fps

@@ -18,6 +18,13 @@ holds:
 Before unpickling, the opcode stream is walked with `pickletools.genops`, which checks every
 length-prefixed string against the bytes that follow and reads no more than the file holds;
 memo indices beyond the opcode count (which make CPython grow its memo to that index) are refused.
+
+Shared references let a few hundred bytes describe a tree of billions of elements (a list that
+holds the list below it ten times, ten levels deep), which any later copy or `numpy.asarray`
+would expand. So the unpickled object is measured as if every shared reference were a copy,
+counting each element and array as the float64 bytes it would become, and one that expands to
+more than `MAX_EXPANSION` times the pickle's size (plus `EXPANSION_BASE_BYTES`) is refused
+before anything is expanded; the measuring walks each shared object once.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from __future__ import annotations
 import codecs
 import collections
 import io
+import itertools
 import math
 import pickle
 import pickletools
@@ -40,6 +48,11 @@ _MODULES = ("numpy.core.multiarray", "numpy._core.multiarray")
 _NUMERIC = ("numpy.core.numeric", "numpy._core.numeric")
 _MAX_DEPTH = 32  # nesting of dicts and lists in a pose pickle
 _MAX_DTYPE_STR = 16
+# Expanded size allowed per byte of pickle: an unshared pose pickle expands at most about 8x
+# (a 1-byte element or uint8 value becomes a float64), so 16 leaves room for a few shared arrays.
+MAX_EXPANSION = 16
+EXPANSION_BASE_BYTES = 1 << 20
+_ITEM_BYTES = 8  # one float64, or one reference in a container
 
 
 class _Refused(pickle.UnpicklingError):
@@ -178,7 +191,13 @@ def load_pickle_safely(path: str | Path) -> Any:
     try:
         _scan(data)
         obj = _RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
-        return _plain(obj, 0)
+        budget = MAX_EXPANSION * len(data) + EXPANSION_BASE_BYTES
+        size = _expanded_bytes(obj, 0, {}, budget)
+        if size > budget:
+            raise _Refused(f"the pickle's {len(data)} bytes expand (shared references copied) "
+                           f"to more than {budget} bytes of data, {MAX_EXPANSION}x its size "
+                           f"plus {EXPANSION_BASE_BYTES}: not a pose pickle")
+        return _plain(obj, 0, {})
     except Exception as err:  # noqa: BLE001 - anything a corrupt pickle raises is the file's fault
         raise RecordingError(path, f"cannot load pickle: {_describe(err)}") from err
 
@@ -195,17 +214,50 @@ def _scan(data: bytes) -> None:
                 raise _Refused(f"memo index {arg} beyond the {count} opcodes read so far")
 
 
-def _plain(obj: Any, depth: int) -> Any:
-    """`obj` with the checked arrays turned into plain ndarrays (containers rebuilt)."""
+def _expanded_bytes(obj: Any, depth: int, seen: dict[int, int], budget: int) -> int:
+    """Bytes `obj` holds with every shared reference counted as a copy (float64 per element).
+
+    `seen` caches each container's size by id, so a shared object is walked once; the walk
+    stops as soon as the total passes `budget` (the result is then only known to exceed it).
+    """
+    if depth > _MAX_DEPTH:
+        raise _Refused(f"containers nested deeper than {_MAX_DEPTH} (or a cycle)")
+    if isinstance(obj, np.ndarray):
+        return _ITEM_BYTES * (obj.size + 1)
+    if isinstance(obj, str | bytes | bytearray):
+        return _ITEM_BYTES + 4 * len(obj)  # numpy holds text as UCS-4
+    if not isinstance(obj, dict | list | tuple):
+        return _ITEM_BYTES
+    if id(obj) in seen:
+        return seen[id(obj)]
+    items = itertools.chain.from_iterable(obj.items()) if isinstance(obj, dict) else obj
+    total = _ITEM_BYTES
+    for item in items:
+        total += _expanded_bytes(item, depth + 1, seen, budget)
+        if total > budget:
+            break
+    seen[id(obj)] = total
+    return total
+
+
+def _plain(obj: Any, depth: int, done: dict[int, Any]) -> Any:
+    """`obj` with the checked arrays turned into plain ndarrays (containers rebuilt once each).
+
+    Shared containers stay shared (`done` maps each id to its rebuilt object).
+    """
     if depth > _MAX_DEPTH:
         raise _Refused(f"containers nested deeper than {_MAX_DEPTH} (or a cycle)")
     if isinstance(obj, np.ndarray):
         return np.asarray(obj)
-    if isinstance(obj, dict):
-        return type(obj)((key, _plain(value, depth + 1)) for key, value in obj.items())
-    if isinstance(obj, list | tuple):
-        return type(obj)(_plain(value, depth + 1) for value in obj)
-    return obj
+    if not isinstance(obj, dict | list | tuple):
+        return obj
+    if id(obj) not in done:
+        if isinstance(obj, dict):
+            done[id(obj)] = type(obj)((key, _plain(value, depth + 1, done))
+                                      for key, value in obj.items())
+        else:
+            done[id(obj)] = type(obj)(_plain(value, depth + 1, done) for value in obj)
+    return done[id(obj)]
 
 
 def _describe(err: BaseException) -> str:

@@ -193,10 +193,17 @@ def _from_archive(path: Path, archive: np.lib.npyio.NpzFile) -> ReferenceMotion:
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}: metadata is not valid JSON ({err})") from err
         fields = {name: archive[name] for name in known if name in keys}
+        angles = archive["joint_angles"]
+        for name, array in (("joint_angles", angles), *fields.items()):
+            kind = "b" if name == "underdetermined" else "f"
+            if array.dtype.kind != kind:
+                raise ValueError(f"{path}: field '{name}' must hold "
+                                 f"{'booleans' if kind == 'b' else 'real floats [rad, mm, s]'}, "
+                                 f"got dtype {array.dtype}")
         try:
             return ReferenceMotion(fps=float(fps),
                                    dof_names=tuple(str(n) for n in archive["dof_names"]),
-                                   joint_angles=archive["joint_angles"], metadata=metadata,
+                                   joint_angles=angles, metadata=metadata,
                                    **fields)
         except (TypeError, ValueError) as err:
             raise ValueError(f"{path}: {err}") from err
