@@ -35,7 +35,7 @@ from flyenv.ik_preprocess.options import BODY_MODES as BODY_MODES
 from flyenv.ik_preprocess.options import FRAMES as FRAMES
 from flyenv.ik_preprocess.options import SOLVERS as SOLVERS
 from flyenv.ik_preprocess.options import IkOptions as IkOptions
-from flyenv.ik_preprocess.prepare import Prepared, assemble, lm_options, prepare, source_sha256
+from flyenv.ik_preprocess.prepare import Prepared, assemble, prepare, source_sha256
 from flyenv.motion import io as motion_io
 from flyenv.motion.format import ReferenceMotion
 
@@ -257,7 +257,7 @@ class _Batch:
                 self._done(file_id, FileResult(path, out, "failed", _message(path, err)))
                 continue
             jobs = plan_jobs(file_id, prepared.filled, prepared.tracked, prepared.legs,
-                             prepared.body, options.solver, lm_options(prepared, options),
+                             prepared.body, options.solver, prepared.lm,
                              options.chunk_frames, options.overlap_frames)
             self.pending[file_id] = _Pending(prepared, Solution.empty(len(prepared.filled)),
                                              len(jobs), note=note)
