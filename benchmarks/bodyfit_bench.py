@@ -12,8 +12,10 @@ What it measures (one process, BLAS limited to one thread; `--quick` for a smoke
 1. Real recordings (the df3d walk, 1000 frames, 6 legs; the Anipose grooming, 600 frames, front
    legs), in the canonical thorax frame `flyenv ik` finds: the body measured on all frames, and
    held-out splits (measured on the first half and scored on the second, the reverse, and even
-   frames scored on odd ones); the template body and the left/right-averaged measured body
-   (the body before the alternating fit) for comparison.
+   frames scored on odd ones); for comparison the template body, the left/right-averaged
+   measured body (the body before the alternating fit) and a body fitted proximal segment first
+   (each length the median distance from the chain's joint, as `seqik` places it with the
+   lengths before, to the tracked keypoint).
 2. Another recording of the same fly: the body measured on the 1000-frame df3d walk solves the
    100-frame df3d file (SeqIKPy's aligned tutorial input, another stretch of the same fly with
    each leg rescaled by SeqIKPy's alignment), and the reverse.
@@ -30,9 +32,10 @@ What it measures (one process, BLAS limited to one thread; `--quick` for a smoke
    against the truth.
 6. Scale equivariance: `flyenv.ik_preprocess.run(body="data")` on the df3d walk scaled by 0.8
    and 1.2: the angles' change (p99, max) and the bodies' ratio.
-7. Speed: a `--body data` batch (8 copies of the df3d walk) with 1 and 2 workers; the default
-   path (`--frame estimate`) against `--frame thorax` per leg-frame on 20,000 frames, one core;
-   the odometry per 1000 frames.
+7. Speed: a `--body data` batch (8 copies of the df3d walk) with 1 and 2 workers, with the
+   thorax estimate and without (`--frame thorax`), and what the main process does per file
+   (the thorax estimate, measuring the body); the default path (`--frame estimate`) against
+   `--frame thorax` per leg-frame on 20,000 frames, one core; the odometry per 1000 frames.
 
 Run from the repository root (results in benchmarks/results/bodyfit_bench.json):
 
@@ -62,9 +65,9 @@ from scipy.optimize import minimize
 from flyenv import data
 from flyenv.body import BodyConfig
 from flyenv.body import constants as c
-from flyenv.body.kinematics import forward_kinematics
+from flyenv.body.kinematics import forward_kinematics, leg_forward_kinematics
 from flyenv.ik_preprocess import IkOptions, LmOptions, load_recording, run, solver
-from flyenv.ik_preprocess.align import body_from_recording, segment_lengths
+from flyenv.ik_preprocess.align import body_from_recording, robust_center, segment_lengths
 from flyenv.ik_preprocess.bodyfit import fit_body
 from flyenv.ik_preprocess.thorax import estimate_thorax_pose
 from flyenv.motion import io as motion_io
@@ -175,9 +178,25 @@ def bench_recordings(clips: dict[str, Clip]) -> dict[str, Any]:
         symmetric = body_from_recording(clip.keypoints, clip.template)
         entry["other_bodies_all_frames"] = {
             "template": scored(solve(clip, clip.template.lengths), ref),
-            "left_right_averaged_measured": scored(solve(clip, symmetric.lengths), ref)}
+            "left_right_averaged_measured": scored(solve(clip, symmetric.lengths), ref),
+            "proximal_first": scored(solve(clip, proximal_first(clip)), ref)}
         out[name] = entry
     return out
+
+
+def proximal_first(clip: Clip) -> np.ndarray:
+    """(6, 4) lengths fitted proximal segment first (see the module docstring)."""
+    lengths = fit_body(clip.keypoints, clip.template).body.lengths
+    legs = clip.legs
+    filled, tracked = solver.fill_gaps(clip.keypoints[:, legs])
+    for segment in range(1, c.NUM_SEGMENTS):
+        angles = solver.seqik(filled, lengths[legs], clip.bounds[legs],
+                              solver.SEQIKPY_SEED_RAD[legs])
+        chain = leg_forward_kinematics(filled[:, :, 0], lengths[legs], angles)
+        distance = np.linalg.norm(filled[:, :, segment + 1] - chain[:, :, segment], axis=-1)
+        lengths[legs, segment] = robust_center(np.where(tracked[:, :, segment + 1], distance,
+                                                        np.nan))
+    return lengths
 
 
 def bench_other_recording(df3d: Clip, df3d_100: Clip) -> dict[str, Any]:
@@ -361,30 +380,38 @@ def bench_scale(workdir: Path) -> dict[str, Any]:
 
 
 def bench_workers(workdir: Path, copies: int, repeats: int) -> dict[str, Any]:
+    """A `--body data` batch with 1 and 2 loky workers, with each thorax frame option."""
     source = load_recording(data.path("df3d_walk")).keypoints
     folder = workdir / "batch"
     folder.mkdir()
     paths = [write_recording(folder / f"walk_{i:02d}.npz", source) for i in range(copies)]
     run(paths[:2], workdir / "warmup", IkOptions(body="data"), n_jobs=2)  # start loky's workers
-    seconds: dict[int, list[float]] = {1: [], 2: []}
-    for _ in range(repeats):
-        for n_jobs in seconds:
-            report = run(paths, workdir / f"out_{n_jobs}", IkOptions(body="data"), n_jobs=n_jobs,
-                         overwrite=True)
-            assert not report.failed, report.failed
-            seconds[n_jobs].append(report.seconds)
-    started = time.perf_counter()
-    for _ in range(3):
-        prepared_keypoints = estimate_thorax_pose(source, BodyConfig.default().thc, 100.0)
-        fit_body(prepared_keypoints.to_thorax(source), BodyConfig.default())
-    serial_part = (time.perf_counter() - started) / 3
-    best = {n: min(v) for n, v in seconds.items()}
-    return {"files": copies, "frames_per_file": len(source), "body": "data", "backend": "loky",
-            "seconds": {str(n): v for n, v in seconds.items()},
-            "speedup_2_vs_1": best[1] / best[2],
-            "main_process_seconds_per_file_thorax_estimate_and_body": serial_part,
-            "seconds_per_file_1_worker": best[1] / copies,
-            "load_avg_1min": os.getloadavg()[0]}
+    out: dict[str, Any] = {"files": copies, "frames_per_file": len(source), "body": "data",
+                           "backend": "loky", "load_avg_1min_before": os.getloadavg()[0]}
+    for frame in ("estimate", "thorax"):
+        seconds: dict[int, list[float]] = {1: [], 2: []}
+        for _ in range(repeats):
+            for n_jobs in seconds:
+                report = run(paths, workdir / f"out_{frame}_{n_jobs}",
+                             IkOptions(body="data", frame=frame), n_jobs=n_jobs, overwrite=True)
+                assert not report.failed, report.failed
+                seconds[n_jobs].append(report.seconds)
+        best = {n: min(v) for n, v in seconds.items()}
+        out[f"frame_{frame}"] = {"seconds": {str(n): v for n, v in seconds.items()},
+                                 "speedup_2_vs_1": best[1] / best[2],
+                                 "seconds_per_file_1_worker": best[1] / copies}
+    timings = {}
+    for name, call in (
+            ("thorax_estimate", lambda: estimate_thorax_pose(source, BodyConfig.default().thc,
+                                                             100.0)),
+            ("measure_body", lambda: fit_body(source, BodyConfig.default()))):
+        started = time.perf_counter()
+        for _ in range(3):
+            call()
+        timings[name] = (time.perf_counter() - started) / 3
+    out["main_process_seconds_per_file"] = timings
+    out["load_avg_1min_after"] = os.getloadavg()[0]
+    return out
 
 
 def bench_default_path(workdir: Path, frames: int, repeats: int) -> dict[str, Any]:
@@ -432,7 +459,9 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
                  f"true body p95 worst {synthetic['worst_angle_p95_vs_true_body_deg']:.3f} deg")
     lines.append("scale: " + json.dumps(results["scale"]))
     if "workers" in results:
-        lines.append(f"workers: 2 vs 1 {results['workers']['speedup_2_vs_1']:.2f}x")
+        lines.append("workers (--body data batch), 2 vs 1: " + ", ".join(
+            f"--frame {frame} {results['workers'][f'frame_{frame}']['speedup_2_vs_1']:.2f}x"
+            for frame in ("estimate", "thorax")))
     if "default_path" in results:
         lines.append(f"default path: estimate/thorax "
                      f"{results['default_path']['estimate_over_thorax']:.2f}x")
