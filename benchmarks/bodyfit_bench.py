@@ -314,8 +314,8 @@ def bench_synthetic(df3d: Clip, seeds: int) -> dict[str, Any]:
     motion, _ = solve_angles(df3d.keypoints, per_leg_lengths(df3d), bounds, LmOptions())
     motion = motion.reshape(len(motion), c.NUM_DOFS)
     flies = []
-    for size in SIZES:
-        for seed in range(seeds):
+    for index, size in enumerate(SIZES):
+        for seed in range(index * seeds, (index + 1) * seeds):  # other proportions per size
             body, exact, tracked = synthetic_fly(motion, size, seed)
             fit = fit_body(tracked, template)
             lm = LmOptions(error_floor_mm=LmOptions().error_floor_mm * fit.scale)

@@ -9,19 +9,21 @@ traded against:
 
 - Nothing is traded. The body is a function of each segment's own distances alone, so no
   keypoint's accuracy is bought with another's. `benchmarks/bodyfit_bench.py` searched segment
-  lengths directly on the solver's error instead (Powell, the pooled mean and p95 as the
-  objective): held to "no keypoint's mean error above the measured body's", it gains 0.1-0.2%;
-  left free, it buys the claw's p95 with FTi and TiTa errors 1.2-4.9x the measured body's, which
-  is the trade an unseen recording exposed. Angles and lengths alternated over a pooled objective
-  (the fit this replaces) did the same.
+  lengths on the solver's error instead (per leg, Powell, the pooled mean and p95 of the `lm`
+  fit on even frames as the objective, scored on odd frames): held to "no keypoint's mean error
+  above the measured body's", it gains under 0.5%; left free, it buys the claw (0.6-0.75x) with
+  TiTa 2x (df3d) and FTi 7.7x (Anipose) the measured body's errors, the trade an unseen recording
+  exposed in the alternating angle/length fit this replaces. Fitting proximal segments first
+  (each length from the chain's joint rather than the tracked one) changes the errors by <1.5%.
 - Identifiable. Every length is measured on its own, so lengths the angles cannot tell apart
   (tibia vs tarsus) cannot drift; noise and dropped keypoints only thin the frames a median is
-  taken over (the benchmark's synthetic flies: 0.7-1.3x the template, +-15% per segment).
+  taken over (the benchmark's synthetic flies, 0.7-1.3x the template with +-15% per segment,
+  noise and dropped keypoints: every length within 1%).
 - Scale equivariant by construction: a recording scaled by s gives a body scaled by s (medians
   and quantiles commute with scaling), so the solved angles do not change with the fly's size.
 - Per leg, not left/right averaged: tracked left and right legs differ (the Anipose file's front
-  coxae by 8%), and a shared length raises both legs' errors (CTr 1.2x, FTi 1.45x SeqIKPy's on
-  that file).
+  coxae by 6%, the df3d middle tarsi by 12%), and a shared length raises both legs' errors (on
+  the Anipose file CTr 1.2x and FTi 1.45x SeqIKPy's with a data body, against 1.04x and 1.02x).
 
 A segment never tracked with both its keypoints in one frame takes the mirror leg's length, else
 the template's scaled by the recording's size (the median ratio of the measured lengths to the
