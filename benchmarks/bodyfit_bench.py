@@ -175,6 +175,13 @@ def bench_recordings(clips: dict[str, Clip]) -> dict[str, Any]:
         for split, (train, test) in splits(len(clip.keypoints)).items():
             entry["held_out"][split] = scored(flyenv_data_body(clip.frames(train),
                                                                clip.frames(test)), ref[test])
+        # No chain of constant coxa length gets a mean CTr error below mean |d - median d|
+        # (d: the tracked ThC-CTr distance), which SeqIKPy's first stage attains.
+        distance = np.linalg.norm(clip.keypoints[:, clip.legs, 1] - clip.keypoints[:, clip.legs, 0],
+                                  axis=-1)
+        bound = np.abs(distance - np.median(distance, axis=0)).mean()
+        entry["ctr_lower_bound_mm"] = {"any_solver_any_coxa_length": float(bound),
+                                       "seqikpy_data_body": float(ref[..., 0].mean())}
         symmetric = body_from_recording(clip.keypoints, clip.template)
         entry["other_bodies_all_frames"] = {
             "template": scored(solve(clip, clip.template.lengths), ref),
