@@ -173,8 +173,8 @@ def _rigid_planar_motion(c: np.ndarray, dc: np.ndarray, use: np.ndarray) -> np.n
     chosen = agree[np.arange(num_frames), best]  # (T, L)
     solution = _planar_lstsq(c, dc, chosen)
     single = use.sum(-1) == 1
-    solution[single] = np.column_stack([-(dc[..., :2] * use[..., None]).sum(1)[single],
-                                        np.zeros(single.sum())])
+    alone = np.where(use[..., None], dc[..., :2], 0.0).sum(1)  # the one claw's (vx, vy)
+    solution[single] = np.column_stack([-alone[single], np.zeros(single.sum())])
     solution[use.sum(-1) == 0] = np.nan
     return solution
 
