@@ -6,9 +6,11 @@ What it measures (one process, BLAS limited to one thread):
    (accelerating yaw, pitch and roll oscillations, a bobbing height) and seen from an offset,
    tilted camera, with and without noise and NaN: position, orientation and velocity errors of
    `estimate_thorax_pose`, and the joint angles against those solved from the thorax frame.
-2. The df3d and Anipose files: root motion found?, and the fitted body's fit error per
-   keypoint against SeqIKPy's (df3d: `seqik` with the template, which equals SeqIKPy's; Anipose:
-   SeqIKPy's own forward kinematics shipped with the data), pooled mean and p95 ratios, seconds.
+2. The df3d and Anipose files: root motion found?, and the measured body's (`--body data`) fit
+   error per keypoint against SeqIKPy's with the template (df3d: `seqik` with the template,
+   which equals SeqIKPy's; Anipose: SeqIKPy's own forward kinematics shipped with the data),
+   pooled mean and p95 ratios, seconds. `benchmarks/bodyfit_bench.py` scores the body against
+   SeqIKPy with a data body, on held-out frames too.
 3. Stance-leg odometry on the embedded gait (known speed) at 500 and 100 Hz.
 4. A free fly tracking (`flyenv.sim.track_reference`) the 1000-frame df3d walk (100 Hz) solved
    with its fitted body and grounded start: upright for the whole clip?, mean joint tracking error,
@@ -144,11 +146,9 @@ def fitted_errors(keypoints: np.ndarray, template: BodyConfig, legs: list[int],
     bounds = body.bounds.reshape(6, 7, 2)
     kp = body_kp[:, legs]
     angles = solver.seqik(kp, body.lengths[legs], bounds[legs], solver.SEQIKPY_SEED_RAD[legs])
-    for i, legid in enumerate(legs):
-        leg = slice(i, i + 1)
-        angles[:, leg] = solver.lm(kp[:, leg], body.lengths[legid:legid + 1],
-                                   bounds[legid:legid + 1], angles[:, leg],
-                                   options=fit.lm[legid])
+    # As `--body data` solves: the default lm settings, the floor scaled with the fly.
+    lm = solver.LmOptions(error_floor_mm=solver.LmOptions().error_floor_mm * fit.scale)
+    angles = solver.lm(kp, body.lengths[legs], bounds[legs], angles, options=lm)
     seconds = time.perf_counter() - start
     errors = solver.fit_error(kp, body.lengths[legs], angles)[:, :, 1:]
     return errors, {"seconds": seconds, "root_motion_found": pose.moving,

@@ -10,7 +10,6 @@ from flyenv.body import BodyConfig
 from flyenv.body import constants as c
 from flyenv.envs.reference import load_references
 from flyenv.ik_preprocess import IkOptions, run, solver
-from flyenv.ik_preprocess.bodyfit import fit_body
 from flyenv.ik_preprocess.io import load_recording
 from flyenv.ik_preprocess.limits import RecordingError
 from flyenv.ik_preprocess.thorax import estimate_thorax_pose
@@ -146,20 +145,6 @@ def test_two_legs_moving_is_an_error(gait):
     keypoints[:, [1, 2, 4, 5]] = np.nan
     with pytest.raises(RecordingError, match="cannot fix the thorax's orientation"):
         estimate_thorax_pose(keypoints, BodyConfig.default().thc, gait.fps)
-
-
-def test_fitted_body_recovers_lengths_and_beats_the_template(gait):
-    true_body = BodyConfig.default().replace(
-        segment_lengths_mm=BodyConfig.default().lengths * [1.1, 0.9, 1.05, 1.2])
-    from flyenv.body.kinematics import forward_kinematics
-
-    keypoints = forward_kinematics(true_body, gait.joint_angles)[::4]
-    fit = fit_body(keypoints, BodyConfig.default(), iterations=4)
-    np.testing.assert_allclose(fit.body.lengths, true_body.lengths, rtol=0.15)
-    np.testing.assert_allclose(fit.body.thc, true_body.thc, atol=1e-9)
-    assert (fit.error_mean_mm < fit.template_error_mean_mm).all()
-    assert fit.error_mean_mm.mean() < 0.5 * fit.template_error_mean_mm.mean()
-    assert (fit.body.lengths[:3] == fit.body.lengths[3:]).all()  # left/right symmetric
 
 
 def test_grounding_of_the_gait_matches_its_root_height(gait):

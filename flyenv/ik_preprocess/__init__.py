@@ -3,11 +3,11 @@
 `solve_recording(path, IkOptions(...))` returns one recording's `ReferenceMotion` or raises its
 `RecordingError`; `run(paths, out_dir, IkOptions(...), n_jobs=...)`, the batch, reads
 recordings (`io`, with `limits` and a restricted `unpickle`), finds the thorax pose and root
-motion (`thorax`), takes, aligns (`align`) or fits (`bodyfit`) the body (`prepare`), solves
-each leg (`solver`: `seqik`, SeqIKPy's stages in closed form, and `lm`, a joint fit seeded from
-it) in parallel over files x legs x time chunks (`jobs`: plan, solve, stitch), assembles and
-writes one `.npz` per recording (`runner`: the batch, reporting each file's failure by name);
-`flyenv ik` is the same from the shell.
+motion (`thorax`, `rigid`), takes, aligns (`align`) or measures (`bodyfit`) the body (`prepare`),
+solves each leg (`solver`: `seqik`, SeqIKPy's stages in closed form, and `lm`, a joint fit
+seeded from it) in parallel over files x legs x time chunks (`jobs`: plan, solve, stitch),
+assembles and writes one `.npz` per recording (`runner`: the batch, reporting each file's
+failure by name); `flyenv ik` is the same from the shell.
 """
 
 from flyenv.ik_preprocess.io import Recording as Recording

@@ -28,8 +28,9 @@ class IkOptions:
 
     Attributes:
         solver: "lm" (joint fit, default) or "seqik" (SeqIKPy's stages).
-        body: "template" (the `template` body) or "data" (a body fitted to each recording
-            with its joint angles, `flyenv.ik_preprocess.bodyfit`).
+        body: "template" (the `template` body) or "data" (a body measured from each
+            recording, `flyenv.ik_preprocess.bodyfit`; `lm.error_floor_mm` then scales with the
+            measured fly's size, and the output records the floor used).
         frame: "estimate" (default): find the thorax pose in every frame from the ThC
             keypoints, express the legs in the canonical thorax frame and, when the thorax
             moves, give the clip root motion (`flyenv.ik_preprocess.thorax`); "thorax": the

@@ -42,7 +42,10 @@ class Prepared:
         scale: (6,) alignment scale per leg (NaN for missing legs).
         legs: indices into LEGS of the legs present.
         thorax: the thorax pose per frame (None with `frame="thorax"`).
-        fit: the fitted body (with `body="data"`).
+        fit: the measured body and how it was measured (with `body="data"`).
+        lm: the lm settings the jobs use: the options', with a measured body's
+            `error_floor_mm` scaled by the fly's size (`BodyFit.scale`), so the angles do not
+            depend on the size of the fly.
         source_sha256: hash of the file's bytes, recorded in the output (its identity).
     """
 
@@ -57,6 +60,7 @@ class Prepared:
     thorax: ThoraxPose | None
     fit: BodyFit | None
     source_sha256: str
+    lm: solvers.LmOptions
 
 
 def source_sha256(path: Path) -> str:
@@ -78,7 +82,7 @@ def prepare(path: Path, options: IkOptions) -> Prepared:
     recording = load_recording(path, fps_range=options.fps_range)
     fps = frame_rate(recording, options)
     keypoints = recording.keypoints
-    body, thorax, fit = options.template, None, None
+    body, thorax, fit, lm = options.template, None, None, options.lm
     if options.frame == "estimate":
         thorax = estimate_thorax_pose(keypoints, options.template.thc, fps, up=options.up,
                                       path=path)
@@ -88,19 +92,15 @@ def prepare(path: Path, options: IkOptions) -> Prepared:
     if options.body == "data":
         fit = fit_body(keypoints, options.template, name=f"data:{path.name}")
         body = fit.body
+        # The floor is an error [mm] for a template-sized fly: it scales with the fly.
+        lm = dataclasses.replace(lm, error_floor_mm=lm.error_floor_mm * fit.scale)
     if options.align:
         keypoints, scale = alignment.align_to_body(keypoints, body,
                                                    scale=options.body == "template")
     filled, tracked = solvers.fill_gaps(keypoints)
     legs = [c.LEGS.index(leg) for leg in recording.legs_present]
     return Prepared(recording, fps, body, keypoints, filled, tracked, scale, legs, thorax, fit,
-                    source_sha256(path))
-
-
-def lm_options(prepared: Prepared, options: IkOptions,
-               ) -> solvers.LmOptions | tuple[solvers.LmOptions, ...]:
-    """The lm settings of the jobs: the fitted body's per-leg weights, or the options'."""
-    return options.lm if prepared.fit is None else prepared.fit.lm
+                    source_sha256(path), lm)
 
 
 def _check_keypoints_tracked(path: Path, keypoints: np.ndarray, legs: tuple[str, ...]) -> None:
@@ -158,7 +158,10 @@ def assemble(prepared: Prepared, solution: Solution, options: IkOptions) -> Refe
         "source": str(recording.path),
         "source_sha256": prepared.source_sha256,
         "flyenv_version": __version__,
-        "ik": options.record(),
+        # The user's options as given (a resumed batch compares them), and the lm settings
+        # the solve used (with a measured body the error floor scales with the fly).
+        "ik": {**options.record(),
+               "lm_used": dataclasses.asdict(prepared.lm) if options.solver == "lm" else None},
         "body": prepared.body.to_dict(),
         "missing_legs": list(recording.missing_legs),
         "align_scale": {c.LEGS[i]: float(prepared.scale[i]) for i in legs},

@@ -40,7 +40,7 @@ from flyenv.ik_preprocess.options import BODY_MODES as BODY_MODES
 from flyenv.ik_preprocess.options import FRAMES as FRAMES
 from flyenv.ik_preprocess.options import SOLVERS as SOLVERS
 from flyenv.ik_preprocess.options import IkOptions as IkOptions
-from flyenv.ik_preprocess.prepare import Prepared, assemble, lm_options, prepare, source_sha256
+from flyenv.ik_preprocess.prepare import Prepared, assemble, prepare, source_sha256
 from flyenv.motion import io as motion_io
 from flyenv.motion.format import ReferenceMotion
 
@@ -286,7 +286,7 @@ def solve_recording(path: str | Path, options: IkOptions | None = None, *, n_job
     path = Path(path)
     prepared = prepare(path, options)
     jobs = plan_jobs(0, prepared.filled, prepared.tracked, prepared.legs, prepared.body,
-                     options.solver, lm_options(prepared, options), options.chunk_frames,
+                     options.solver, prepared.lm, options.chunk_frames,
                      options.overlap_frames)
     solution = Solution.empty(len(prepared.filled))
     if n_jobs == 1 and backend != "dask":
@@ -442,7 +442,7 @@ class _Batch:
                 self._done(file_id, FileResult(path, out, "failed", _message(path, err)))
                 continue
             jobs = plan_jobs(file_id, prepared.filled, prepared.tracked, prepared.legs,
-                             prepared.body, options.solver, lm_options(prepared, options),
+                             prepared.body, options.solver, prepared.lm,
                              options.chunk_frames, options.overlap_frames)
             self.pending[file_id] = _Pending(prepared, Solution.empty(len(prepared.filled)),
                                              len(jobs), note=note)

@@ -30,7 +30,6 @@ import dataclasses
 import itertools
 
 import numpy as np
-from scipy.linalg import lstsq
 from scipy.signal import savgol_filter
 from scipy.spatial.transform import Rotation
 
@@ -133,13 +132,7 @@ def odometry(claws_mm: np.ndarray, fps: float, stance: np.ndarray | None = None,
     # Central differences, not a smoothing derivative: a window spanning lift-off would mix
     # swing velocities into the stance claw's.
     claw_vel = np.gradient(claws, 1.0 / fps, axis=0)
-    solution = np.full((len(claws), 3), np.nan)  # vx, vy, wz
-    for t in range(len(claws)):
-        use = stance[t]
-        n = int(use.sum())
-        if n == 0:
-            continue
-        solution[t] = _rigid_planar_motion(claws[t, use], claw_vel[t, use])
+    solution = _rigid_planar_motion(claws, claw_vel, stance)  # (T, 3) vx, vy, wz; NaN: none
     frames = np.arange(len(claws))
     good = np.isfinite(solution[:, 0])
     if not good.any():
@@ -155,47 +148,65 @@ def odometry(claws_mm: np.ndarray, fps: float, stance: np.ndarray | None = None,
             np.stack([zeros, zeros, solution[:, 2]], axis=1))
 
 
-def _rigid_planar_motion(c: np.ndarray, dc: np.ndarray) -> np.ndarray:
-    """(vx, vy, wz) with dc = -(v + w x c) for claws c (n, 3) moving at dc (n, 3).
+def _rigid_planar_motion(c: np.ndarray, dc: np.ndarray, use: np.ndarray) -> np.ndarray:
+    """(T, 3) (vx, vy, wz) with dc = -(v + w x c) for claws c, velocities dc (T, L, 3).
 
-    Consensus: each pair of claws gives a rigid motion; the claws within `OUTLIER_FRACTION`
-    of its speed agree with it. The largest agreeing set is solved by least squares. Ties go
-    to the motion that misses all the stance claws least relative to its speed (the summed
-    miss over its speed, scale-free). Choosing the faster motion instead, as this did before,
-    let a swing claw mislabelled as stance win whenever three noisy claws disagreed: on
-    turning gaits at 100 Hz with 0.02 mm tracking noise it misread the yaw rate by up to
-    1.2 rad/s, where this rule stays within 0.2 rad/s (17% of fast turns) and 4% of the
-    speed, noise-free too (tests/test_ik_frames.py).
+    Only the claws `use` (T, L) count; frames without one get NaN. Consensus, all frames at
+    once: each pair of claws gives a rigid motion; the claws within `OUTLIER_FRACTION` of its
+    speed agree with it. The largest agreeing set is solved by least squares. Ties go to the
+    motion that misses all the stance claws least relative to its speed (the summed miss over
+    its speed, scale-free; then the first pair). Choosing the faster motion instead, as this
+    did before, let a swing claw mislabelled as stance win whenever three noisy claws
+    disagreed: on turning gaits at 100 Hz with 0.02 mm tracking noise it misread the yaw rate
+    by up to 1.2 rad/s, where this rule stays within 0.2 rad/s (17% of fast turns) and 4% of
+    the speed, noise-free too (tests/test_ik_frames.py). A frame with one claw gets its
+    velocity, wz = 0.
     """
-    if len(c) == 1:
-        return np.array([-dc[0, 0], -dc[0, 1], 0.0])
-    best, best_key = np.ones(len(c), dtype=bool), (-1, -np.inf)
-    for a, b in itertools.combinations(range(len(c)), 2):
-        pair = np.zeros(len(c), dtype=bool)
-        pair[[a, b]] = True
-        solution = _planar_lstsq(c[pair], dc[pair])
-        miss = _miss(solution, c, dc)
-        speed = float(np.linalg.norm(solution[:2]))
-        agree = miss <= OUTLIER_FRACTION * speed + 1e-9
-        agree |= pair
-        key = (int(agree.sum()), -float(miss.sum()) / (speed + 1e-9))
-        if key > best_key:
-            best, best_key = agree, key
-    return _planar_lstsq(c[best], dc[best])
+    num_frames, num_legs = use.shape
+    pairs = np.array(list(itertools.combinations(range(num_legs), 2)), dtype=int).reshape(-1, 2)
+    members = np.zeros((len(pairs), num_legs), dtype=bool)
+    members[np.arange(len(pairs))[:, None], pairs] = True  # (P, L)
+    valid = use[:, pairs].all(-1)  # (T, P)
+    motion = _planar_lstsq(c[:, None], dc[:, None], members[None])  # (T, P, 3)
+    miss = _miss(motion[:, :, None], c[:, None], dc[:, None])  # (T, P, L)
+    speed = np.linalg.norm(motion[..., :2], axis=-1)
+    agree = ((miss <= OUTLIER_FRACTION * speed[..., None] + 1e-9) & use[:, None]) | members
+    count = np.where(valid, agree.sum(-1), -1)
+    # Largest count first, then the least miss per speed; argmax takes the first pair of a tie.
+    top = valid & (count == count.max(-1, keepdims=True))
+    relative_miss = np.where(use[:, None], miss, 0.0).sum(-1) / (speed + 1e-9)  # (T, P)
+    best = np.argmax(np.where(top, -relative_miss, -np.inf), axis=-1)
+    chosen = agree[np.arange(num_frames), best]  # (T, L)
+    solution = _planar_lstsq(c, dc, chosen)
+    single = use.sum(-1) == 1
+    alone = np.where(use[..., None], dc[..., :2], 0.0).sum(1)  # the one claw's (vx, vy)
+    solution[single] = np.column_stack([-alone[single], np.zeros(single.sum())])
+    solution[use.sum(-1) == 0] = np.nan
+    return solution
 
 
-def _planar_lstsq(c: np.ndarray, dc: np.ndarray) -> np.ndarray:
-    # vx - wz cy = -dcx ; vy + wz cx = -dcy
-    n = len(c)
-    design = np.zeros((2 * n, 3))
-    design[0::2, 0], design[0::2, 2] = 1.0, -c[:, 1]
-    design[1::2, 1], design[1::2, 2] = 1.0, c[:, 0]
-    return lstsq(design, -dc[:, :2].reshape(-1))[0]
+def _planar_lstsq(c: np.ndarray, dc: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Least-squares (vx, vy, wz) (..., 3) over the claws `rows` (..., L) of c, dc (..., L, 3).
+
+    vx - wz cy = -dcx ; vy + wz cx = -dcy per claw; the minimum-norm solution where the claws
+    cannot fix wz (one claw, or claws at one point), as `scipy.linalg.lstsq` gives.
+    """
+    shape = np.broadcast_shapes(c.shape[:-1], rows.shape)
+    c, dc = np.broadcast_to(c, (*shape, 3)), np.broadcast_to(dc, (*shape, 3))
+    rows = np.broadcast_to(rows, shape)[..., None]
+    design = np.zeros((*shape, 2, 3))
+    design[..., 0, 0], design[..., 0, 2] = 1.0, -c[..., 1]
+    design[..., 1, 1], design[..., 1, 2] = 1.0, c[..., 0]
+    # Claws left out are zero rows (np.where, so a NaN there stays out).
+    design = np.where(rows[..., None], design, 0.0).reshape(*shape[:-1], 2 * shape[-1], 3)
+    target = np.where(rows, -dc[..., :2], 0.0).reshape(*shape[:-1], 2 * shape[-1], 1)
+    return (np.linalg.pinv(design) @ target)[..., 0]
 
 
 def _miss(solution: np.ndarray, c: np.ndarray, dc: np.ndarray) -> np.ndarray:
-    predicted = -(solution[:2] + solution[2] * np.stack([-c[:, 1], c[:, 0]], axis=1))
-    return np.linalg.norm(predicted - dc[:, :2], axis=1)
+    """How far (...) each claw's velocity is from the rigid motion's; solution (..., 3)."""
+    rotation = solution[..., 2:3] * np.stack([-c[..., 1], c[..., 0]], axis=-1)
+    return np.linalg.norm(-(solution[..., :2] + rotation) - dc[..., :2], axis=-1)
 
 
 def _window(num_frames: int, fps: float) -> int:
@@ -210,19 +221,19 @@ def _stance_and_plane(claws: np.ndarray, fps: float) -> tuple[np.ndarray, np.nda
     velocity = np.gradient(claws, axis=0) * fps if num_frames > 1 else np.zeros_like(claws)
     speed = np.linalg.norm(velocity, axis=-1)
     swinging = velocity[..., 0] > SWING_SPEED_FRACTION * max(np.percentile(speed, 90), 1e-9)
-    stance = np.zeros((num_frames, num_legs), dtype=bool)
+    # The three lowest claws, then twice: fit the plane, take the claws near it and not
+    # swinging, while there are at least three (frames that run out keep their last plane).
+    use = np.zeros((num_frames, num_legs), dtype=bool)
+    np.put_along_axis(use, np.argsort(claws[..., 2], axis=1)[:, :MIN_STANCE], True, axis=1)
     coef = np.zeros((num_frames, 3))
-    for t in range(num_frames):
-        lowest = np.argsort(claws[t, :, 2])[:MIN_STANCE]
-        use = np.zeros(num_legs, dtype=bool)
-        use[lowest] = True
-        for _ in range(2):
-            design = np.column_stack([np.ones(use.sum()), claws[t, use, 0], claws[t, use, 1]])
-            coef[t] = lstsq(design, claws[t, use, 2])[0]
-            above = claws[t, :, 2] - (coef[t, 0] + coef[t, 1:] @ claws[t, :, :2].T)
-            candidate = (above < FLOOR_TOL_MM) & ~swinging[t]
-            if candidate.sum() < MIN_STANCE:
-                break
-            use = candidate
-        stance[t] = use
-    return stance, coef
+    active = np.ones(num_frames, dtype=bool)
+    design = np.concatenate([np.ones((num_frames, num_legs, 1)), claws[..., :2]], axis=-1)
+    for _ in range(2):
+        rows = np.where(use[..., None], design, 0.0)
+        fitted = (np.linalg.pinv(rows) @ np.where(use, claws[..., 2], 0.0)[..., None])[..., 0]
+        coef = np.where(active[:, None], fitted, coef)
+        above = claws[..., 2] - np.einsum("tlk,tk->tl", design, coef)
+        candidate = (above < FLOOR_TOL_MM) & ~swinging
+        active &= candidate.sum(1) >= MIN_STANCE
+        use = np.where(active[:, None], candidate, use)
+    return use, coef

@@ -1,0 +1,512 @@
+"""`--body data` judged on data it was not measured on, against SeqIKPy with a data body.
+
+The reference everywhere is SeqIKPy run with a data body on every frame: flyenv's `seqik`
+(SeqIKPy's stages in closed form, its angles) with each leg's median segment distances measured on
+the whole recording it is scored on. flyenv is `--body data` as `flyenv ik` runs it: the measured
+body (`flyenv.ik_preprocess.bodyfit.fit_body`) and the user's `lm` settings (defaults here), the
+lm floor scaled with the fly. Ratios are flyenv's error over the reference's on the same frames:
+each keypoint's mean (CTr, FTi, TiTa, Claw), the pooled mean and p95.
+
+What it measures (one process, BLAS limited to one thread; `--quick` for a smoke run):
+
+1. Real recordings (the df3d walk, 1000 frames, 6 legs; the Anipose grooming, 600 frames, front
+   legs), in the canonical thorax frame `flyenv ik` finds: the body measured on all frames, and
+   held-out splits (measured on the first half and scored on the second, the reverse, and even
+   frames scored on odd ones); for comparison the template body, the left/right-averaged
+   measured body (the body before the alternating fit) and a body fitted proximal segment first
+   (each length the median distance from the chain's joint, as `seqik` places it with the
+   lengths before, to the tracked keypoint).
+2. Another recording of the same fly: the body measured on the 1000-frame df3d walk solves the
+   100-frame df3d file (SeqIKPy's aligned tutorial input, another stretch of the same fly with
+   each leg rescaled by SeqIKPy's alignment), and the reverse.
+3. Length search on the solver's error, to decide whether a fitted body beats the measured one:
+   per leg, Powell over the four log length ratios, the objective the pooled mean + p95 of the
+   `lm` fit on even frames, with and without the constraint that no keypoint's mean error
+   exceeds the measured body's; scored on odd frames.
+4. The solver's keypoint weights with the measured body: how the pooled error and the worst
+   keypoint trade (the targets ask for both at once).
+5. Synthetic flies: the df3d walk's joint angles on bodies 0.7-1.3x the template with +-15% per
+   segment, tracked with noise (0.01 mm x size) and dropped keypoints (5% at random, a claw lost
+   for 30 frames): measured lengths against the true ones, and the angles with the measured body
+   against those with the true body on the same tracking (what the body contributes) and
+   against the truth.
+6. Scale equivariance: `flyenv.ik_preprocess.run(body="data")` on the df3d walk scaled by 0.8
+   and 1.2: the angles' change (p99, max) and the bodies' ratio.
+7. Speed: a `--body data` batch (8 copies of the df3d walk) with 1 and 2 workers, with the
+   thorax estimate and without (`--frame thorax`), and what the main process does per file
+   (the thorax estimate, measuring the body); the default path (`--frame estimate`) against
+   `--frame thorax` per leg-frame on 20,000 frames, one core; the odometry per 1000 frames.
+
+Run from the repository root (results in benchmarks/results/bodyfit_bench.json):
+
+    nice -n 10 python benchmarks/bodyfit_bench.py [--quick]
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize
+
+from flyenv import data
+from flyenv.body import BodyConfig
+from flyenv.body import constants as c
+from flyenv.body.kinematics import forward_kinematics, leg_forward_kinematics
+from flyenv.ik_preprocess import IkOptions, LmOptions, load_recording, run, solver
+from flyenv.ik_preprocess.align import body_from_recording, robust_center, segment_lengths
+from flyenv.ik_preprocess.bodyfit import fit_body
+from flyenv.ik_preprocess.thorax import estimate_thorax_pose
+from flyenv.motion import io as motion_io
+from flyenv.motion.grounding import ground, odometry
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OUTPUT = REPO / "benchmarks" / "results" / "bodyfit_bench.json"
+sys.path.insert(0, str(REPO / "benchmarks"))
+import frames_bench  # noqa: E402
+import ik_bench  # noqa: E402
+
+TARGETS = {"keypoint_mean_ratio": 1.0, "pooled_mean_ratio": 0.7, "pooled_p95_ratio": 0.7,
+           "synthetic_length_error_pct": 3.0, "synthetic_angle_deg": 1.0,
+           "scale_p99_deg": 0.5, "estimate_over_thorax": 1.2}
+SIZES = (0.7, 0.85, 1.0, 1.15, 1.3)
+WEIGHTS = ((3.0, 1.0, 1.5, 6.0, True), (10.0, 5.0, 5.0, 1.0, True), (10.0, 10.0, 10.0, 1.0, True),
+           (10.0, 5.0, 5.0, 1.0, False), (3.0, 1.0, 1.5, 6.0, False))
+
+
+@dataclasses.dataclass(frozen=True)
+class Clip:
+    """A recording in the canonical thorax frame, with the template it is solved against."""
+
+    name: str
+    keypoints: np.ndarray  # (T, 6, 5, 3) [mm]
+    legs: list[int]
+    template: BodyConfig
+
+    @property
+    def bounds(self) -> np.ndarray:
+        """(6, 7, 2) [rad]."""
+        return self.template.bounds.reshape(c.NUM_LEGS, c.DOF_PER_LEG, 2)
+
+    def frames(self, index: np.ndarray) -> Clip:
+        """The clip on some frames."""
+        return dataclasses.replace(self, keypoints=self.keypoints[index])
+
+
+def load_clip(name: str, template: BodyConfig) -> Clip:
+    """A shipped recording in the thorax frame `flyenv ik --frame estimate` finds."""
+    recording = load_recording(data.path(name))
+    pose = estimate_thorax_pose(recording.keypoints, template.thc, 100.0)
+    return Clip(name, pose.to_thorax(recording.keypoints),
+                [c.LEGS.index(leg) for leg in recording.legs_present], template)
+
+
+def solve(clip: Clip, lengths: np.ndarray, lm: LmOptions | None = None,
+          method: str = "lm") -> np.ndarray:
+    """Fit errors (T, L, 4) of CTr..Claw of the clip's legs for a body's (6, 4) lengths [mm]."""
+    legs = clip.legs
+    filled, tracked = solver.fill_gaps(clip.keypoints[:, legs])
+    args = (lengths[legs], clip.bounds[legs])
+    angles = solver.seqik(filled, *args, solver.SEQIKPY_SEED_RAD[legs])
+    if method == "lm":
+        angles = solver.lm(filled, *args, angles, keypoint_mask=tracked[..., 1:], options=lm)
+    return solver.fit_error(filled, lengths[legs], angles)[..., 1:]
+
+
+def per_leg_lengths(clip: Clip) -> np.ndarray:
+    """(6, 4) each leg's median segment distances (SeqIKPy's data body), template elsewhere."""
+    measured = segment_lengths(clip.keypoints)
+    return np.where(np.isfinite(measured), measured, clip.template.lengths)
+
+
+def flyenv_data_body(train: Clip, test: Clip) -> np.ndarray:
+    """Errors on `test` of `--body data` with the body measured on `train` (default lm)."""
+    fit = fit_body(train.keypoints, train.template)
+    lm = LmOptions(error_floor_mm=LmOptions().error_floor_mm * fit.scale)
+    return solve(test, fit.body.lengths, lm)
+
+
+def reference(clip: Clip) -> np.ndarray:
+    """SeqIKPy with a data body measured on the clip itself."""
+    return solve(clip, per_leg_lengths(clip), method="seqik")
+
+
+def scored(errors: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
+    """The errors, the reference's and their ratios, with the targets."""
+    mine, theirs = ik_bench.error_stats(errors), ik_bench.error_stats(ref)
+    ratios = ik_bench.error_ratios(mine, theirs)
+    return {"flyenv_mm": mine, "seqikpy_data_body_mm": theirs, "ratio": ratios,
+            "targets_met": {
+                "every_keypoint_mean_at_most_seqikpy":
+                    ratios["max_keypoint_mean"]["ratio"] <= TARGETS["keypoint_mean_ratio"],
+                "pooled_mean_at_most_0.7": ratios["pooled_mean"] <= TARGETS["pooled_mean_ratio"],
+                "pooled_p95_at_most_0.7": ratios["pooled_p95"] <= TARGETS["pooled_p95_ratio"]}}
+
+
+def splits(num_frames: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Train and test frames of the held-out splits."""
+    frames = np.arange(num_frames)
+    half = num_frames // 2
+    return {"first_half_to_second": (frames[:half], frames[half:]),
+            "second_half_to_first": (frames[half:], frames[:half]),
+            "even_to_odd": (frames[::2], frames[1::2])}
+
+
+def bench_recordings(clips: dict[str, Clip]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, clip in clips.items():
+        ref = reference(clip)
+        entry = {"frames": len(clip.keypoints), "legs": [c.LEGS[i] for i in clip.legs],
+                 "all_frames": scored(flyenv_data_body(clip, clip), ref),
+                 "held_out": {}, "other_bodies_all_frames": {}}
+        for split, (train, test) in splits(len(clip.keypoints)).items():
+            entry["held_out"][split] = scored(flyenv_data_body(clip.frames(train),
+                                                               clip.frames(test)), ref[test])
+        # No chain of constant coxa length gets a mean CTr error below mean |d - median d|
+        # (d: the tracked ThC-CTr distance), which SeqIKPy's first stage attains.
+        distance = np.linalg.norm(clip.keypoints[:, clip.legs, 1] - clip.keypoints[:, clip.legs, 0],
+                                  axis=-1)
+        bound = np.abs(distance - np.median(distance, axis=0)).mean()
+        entry["ctr_lower_bound_mm"] = {"any_solver_any_coxa_length": float(bound),
+                                       "seqikpy_data_body": float(ref[..., 0].mean())}
+        symmetric = body_from_recording(clip.keypoints, clip.template)
+        entry["other_bodies_all_frames"] = {
+            "template": scored(solve(clip, clip.template.lengths), ref),
+            "left_right_averaged_measured": scored(solve(clip, symmetric.lengths), ref),
+            "proximal_first": scored(solve(clip, proximal_first(clip)), ref)}
+        out[name] = entry
+    return out
+
+
+def proximal_first(clip: Clip) -> np.ndarray:
+    """(6, 4) lengths fitted proximal segment first (see the module docstring)."""
+    lengths = fit_body(clip.keypoints, clip.template).body.lengths
+    legs = clip.legs
+    filled, tracked = solver.fill_gaps(clip.keypoints[:, legs])
+    for segment in range(1, c.NUM_SEGMENTS):
+        angles = solver.seqik(filled, lengths[legs], clip.bounds[legs],
+                              solver.SEQIKPY_SEED_RAD[legs])
+        chain = leg_forward_kinematics(filled[:, :, 0], lengths[legs], angles)
+        distance = np.linalg.norm(filled[:, :, segment + 1] - chain[:, :, segment], axis=-1)
+        lengths[legs, segment] = robust_center(np.where(tracked[:, :, segment + 1], distance,
+                                                        np.nan))
+    return lengths
+
+
+def bench_other_recording(df3d: Clip, df3d_100: Clip) -> dict[str, Any]:
+    return {"df3d_walk_to_df3d_walk_100": scored(flyenv_data_body(df3d, df3d_100),
+                                                 reference(df3d_100)),
+            "df3d_walk_100_to_df3d_walk": scored(flyenv_data_body(df3d_100, df3d),
+                                                 reference(df3d))}
+
+
+def search_lengths(clip: Clip, legid: int, capped: bool, max_evals: int,
+                   ) -> tuple[np.ndarray, int]:
+    """Powell over a leg's log length ratios to the measured ones (see the module docstring)."""
+    leg = dataclasses.replace(clip, legs=[legid])
+    fit = fit_body(clip.keypoints, clip.template)
+    measured = fit.body.lengths
+    lm = LmOptions(error_floor_mm=LmOptions().error_floor_mm * fit.scale)
+    base = solve(leg, measured, lm)
+    cap, mean0, p95_0 = base.mean((0, 1)), base.mean(), np.percentile(base, 95)
+    evals = [0]
+
+    def objective(log_ratio: np.ndarray) -> float:
+        evals[0] += 1
+        lengths = measured.copy()
+        lengths[legid] *= np.exp(log_ratio)
+        errors = solve(leg, lengths, lm)
+        value = errors.mean() / mean0 + np.percentile(errors, 95) / p95_0
+        if capped:
+            value += 10.0 * np.maximum(errors.mean((0, 1)) / cap - 1.0, 0.0).sum()
+        return float(value)
+
+    result = minimize(objective, np.zeros(c.NUM_SEGMENTS), method="Powell",
+                      options={"xtol": 1e-3, "ftol": 1e-4, "maxfev": max_evals})
+    lengths = measured.copy()
+    lengths[legid] *= np.exp(result.x)
+    return lengths, evals[0]
+
+
+def bench_length_search(clips: dict[str, Clip], max_evals: int, stride: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, clip in clips.items():
+        train = clip.frames(np.arange(0, len(clip.keypoints), 2 * stride))
+        test = clip.frames(np.arange(1, len(clip.keypoints), 2))
+        measured = fit_body(train.keypoints, clip.template)
+        lm = LmOptions(error_floor_mm=LmOptions().error_floor_mm * measured.scale)
+        base = solve(test, measured.body.lengths, lm)
+        entry: dict[str, Any] = {"train_frames": len(train.keypoints)}
+        for capped in (True, False):
+            lengths = measured.body.lengths.copy()
+            evals = 0
+            started = time.perf_counter()
+            for legid in clip.legs:
+                found, count = search_lengths(train, legid, capped, max_evals)
+                lengths[legid] = found[legid]
+                evals += count
+            errors = solve(test, lengths, lm)
+            ratio = ik_bench.error_ratios(ik_bench.error_stats(errors),
+                                          ik_bench.error_stats(base))
+            entry["capped" if capped else "free"] = {
+                "held_out_ratio_to_measured_body": ratio,
+                "length_ratio_to_measured": (lengths / measured.body.lengths)[clip.legs].tolist(),
+                "evaluations": evals, "seconds": time.perf_counter() - started}
+        out[name] = entry
+    return out
+
+
+def bench_weights(clips: dict[str, Clip]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, clip in clips.items():
+        ref = reference(clip)
+        lengths = fit_body(clip.keypoints, clip.template).body.lengths
+        rows = []
+        for *weights, relative in WEIGHTS:
+            lm = LmOptions(keypoint_weights=tuple(weights), relative=relative,
+                           iterations=8 if relative else 20)
+            ratio = scored(solve(clip, lengths, lm), ref)["ratio"]
+            rows.append({"keypoint_weights": weights, "relative": relative,
+                         "pooled_mean": ratio["pooled_mean"], "pooled_p95": ratio["pooled_p95"],
+                         "per_keypoint_mean": ratio["per_keypoint_mean"]})
+        out[name] = rows
+    return out
+
+
+def synthetic_fly(angles: np.ndarray, size: float, seed: int, noise_mm: float = 0.01,
+                  ) -> tuple[BodyConfig, np.ndarray, np.ndarray]:
+    """A fly of `size` x the template, +-15% per segment (both sides alike), moving with
+    `angles` (T, 42): its body, exact keypoints and tracked ones (noise, drops)."""
+    rng = np.random.default_rng(seed)
+    template = BodyConfig.default()
+    factors = rng.uniform(0.85, 1.15, c.NUM_SEGMENTS)
+    body = template.replace(segment_lengths_mm=size * template.lengths * factors,
+                            thc_mm=size * template.thc)
+    exact = forward_kinematics(body, angles)
+    tracked = exact + noise_mm * size * rng.standard_normal(exact.shape)
+    tracked[rng.random(exact.shape[:3]) < 0.05] = np.nan
+    for legid in rng.choice(c.NUM_LEGS, 3, replace=False):
+        start = int(rng.integers(0, len(angles) - 30))
+        tracked[start:start + 30, legid, 4] = np.nan
+    return body, exact, tracked
+
+
+def solve_angles(keypoints: np.ndarray, lengths: np.ndarray, bounds: np.ndarray,
+                 lm: LmOptions) -> tuple[np.ndarray, np.ndarray]:
+    """lm angles (T, 6, 7) and which the tracking determines."""
+    filled, tracked = solver.fill_gaps(keypoints)
+    angles = solver.seqik(filled, lengths, bounds, solver.SEQIKPY_SEED_RAD)
+    angles = solver.lm(filled, lengths, bounds, angles, keypoint_mask=tracked[..., 1:],
+                       options=lm)
+    return angles, ~solver.undetermined_angles(tracked)
+
+
+def bench_synthetic(df3d: Clip, seeds: int) -> dict[str, Any]:
+    """Measured bodies of synthetic flies moving like the df3d walk."""
+    template = BodyConfig.default()
+    bounds = template.bounds.reshape(c.NUM_LEGS, c.DOF_PER_LEG, 2)
+    motion, _ = solve_angles(df3d.keypoints, per_leg_lengths(df3d), bounds, LmOptions())
+    motion = motion.reshape(len(motion), c.NUM_DOFS)
+    flies = []
+    for index, size in enumerate(SIZES):
+        for seed in range(index * seeds, (index + 1) * seeds):  # other proportions per size
+            body, exact, tracked = synthetic_fly(motion, size, seed)
+            fit = fit_body(tracked, template)
+            lm = LmOptions(error_floor_mm=LmOptions().error_floor_mm * fit.scale)
+            angles, determined = solve_angles(tracked, fit.body.lengths, bounds, lm)
+            with_truth, _ = solve_angles(tracked, body.lengths, bounds, lm)
+            exact_fit = fit_body(exact, template)
+            exact_angles, _ = solve_angles(exact, exact_fit.body.lengths, bounds, lm)
+            true = motion.reshape(angles.shape)
+            body_effect = np.degrees(np.abs(angles - with_truth))[determined]
+            error = np.degrees(np.abs(angles - true))[determined]
+            error_truth = np.degrees(np.abs(with_truth - true))[determined]
+            flies.append({
+                "size": size, "seed": seed,
+                "segment_factors": (body.lengths[0] / (size * template.lengths[0])).tolist(),
+                "length_error_pct_max": float(100 * np.abs(fit.body.lengths / body.lengths
+                                                           - 1).max()),
+                "length_error_pct_max_exact_tracking": float(100 * np.abs(
+                    exact_fit.body.lengths / body.lengths - 1).max()),
+                "angles_vs_true_body_same_tracking_deg": {
+                    "median": float(np.median(body_effect)),
+                    "p95": float(np.percentile(body_effect, 95)),
+                    "p99": float(np.percentile(body_effect, 99))},
+                "angles_vs_truth_deg": {"median": float(np.median(error)),
+                                        "p95": float(np.percentile(error, 95))},
+                "angles_vs_truth_with_true_body_deg": {
+                    "median": float(np.median(error_truth)),
+                    "p95": float(np.percentile(error_truth, 95))},
+                "angles_vs_truth_exact_tracking_max_deg": float(np.degrees(np.abs(
+                    exact_angles - true)).max())})
+    worst_length = max(f["length_error_pct_max"] for f in flies)
+    worst_p95 = max(f["angles_vs_true_body_same_tracking_deg"]["p95"] for f in flies)
+    return {"motion": "df3d walk angles (measured body, lm)", "frames": len(motion),
+            "noise_mm_per_size": 0.01, "dropped": "5% of keypoints, a claw of 3 legs for 30 frames",
+            "flies": flies, "worst_length_error_pct": worst_length,
+            "worst_angle_p95_vs_true_body_deg": worst_p95,
+            "targets_met": {"lengths_within_3pct": worst_length
+                            <= TARGETS["synthetic_length_error_pct"],
+                            "angles_within_1deg_p95": worst_p95
+                            <= TARGETS["synthetic_angle_deg"]}}
+
+
+def write_recording(path: Path, keypoints: np.ndarray) -> Path:
+    np.savez(path, keypoints=keypoints, leg_names=np.array(c.LEGS), fps=100.0)
+    return path
+
+
+def bench_scale(workdir: Path) -> dict[str, Any]:
+    keypoints = load_recording(data.path("df3d_walk")).keypoints
+    motions = {}
+    for scale in (1.0, 0.8, 1.2):
+        path = write_recording(workdir / f"scaled_{scale}.npz", keypoints * scale)
+        report = run([path], workdir / f"scaled_out_{scale}", IkOptions(body="data"))
+        motions[scale] = motion_io.load(report.files[0].output)
+    out: dict[str, Any] = {}
+    for scale in (0.8, 1.2):
+        diff = np.degrees(np.abs(motions[scale].joint_angles - motions[1.0].joint_angles))
+        ratio = motions[scale].body.lengths / motions[1.0].body.lengths / scale
+        out[str(scale)] = {"p99_deg": float(np.percentile(diff, 99)), "max_deg": float(diff.max()),
+                           "body_ratio_over_scale_minus_1_max": float(np.abs(ratio - 1).max())}
+    out["target_met"] = all(v["p99_deg"] <= TARGETS["scale_p99_deg"] for v in out.values())
+    return out
+
+
+def bench_workers(workdir: Path, copies: int, repeats: int) -> dict[str, Any]:
+    """A `--body data` batch with 1 and 2 loky workers, with each thorax frame option."""
+    source = load_recording(data.path("df3d_walk")).keypoints
+    folder = workdir / "batch"
+    folder.mkdir()
+    paths = [write_recording(folder / f"walk_{i:02d}.npz", source) for i in range(copies)]
+    run(paths[:2], workdir / "warmup", IkOptions(body="data"), n_jobs=2)  # start loky's workers
+    out: dict[str, Any] = {"files": copies, "frames_per_file": len(source), "body": "data",
+                           "backend": "loky", "load_avg_1min_before": os.getloadavg()[0]}
+    for frame in ("estimate", "thorax"):
+        seconds: dict[int, list[float]] = {1: [], 2: []}
+        for _ in range(repeats):
+            for n_jobs in seconds:
+                report = run(paths, workdir / f"out_{frame}_{n_jobs}",
+                             IkOptions(body="data", frame=frame), n_jobs=n_jobs, overwrite=True)
+                assert not report.failed, report.failed
+                seconds[n_jobs].append(report.seconds)
+        best = {n: min(v) for n, v in seconds.items()}
+        out[f"frame_{frame}"] = {"seconds": {str(n): v for n, v in seconds.items()},
+                                 "speedup_2_vs_1": best[1] / best[2],
+                                 "seconds_per_file_1_worker": best[1] / copies}
+    timings = {}
+    for name, call in (
+            ("thorax_estimate", lambda: estimate_thorax_pose(source, BodyConfig.default().thc,
+                                                             100.0)),
+            ("measure_body", lambda: fit_body(source, BodyConfig.default()))):
+        started = time.perf_counter()
+        for _ in range(3):
+            call()
+        timings[name] = (time.perf_counter() - started) / 3
+    out["main_process_seconds_per_file"] = timings
+    out["load_avg_1min_after"] = os.getloadavg()[0]
+    return out
+
+
+def bench_default_path(workdir: Path, frames: int, repeats: int) -> dict[str, Any]:
+    source = load_recording(data.path("df3d_walk")).keypoints
+    keypoints = np.tile(source, (-(-frames // len(source)), 1, 1, 1))[:frames]
+    path = write_recording(workdir / "long.npz", keypoints)
+    out: dict[str, Any] = {"frames": frames, "n_jobs": 1}
+    for frame in ("estimate", "thorax"):
+        times = []
+        for _ in range(repeats):
+            report = run([path], workdir / f"long_{frame}", IkOptions(frame=frame),
+                         overwrite=True)
+            times.append(report.seconds)
+        out[frame] = {"seconds": times,
+                      "us_per_leg_frame": min(times) / (frames * c.NUM_LEGS) * 1e6}
+    out["estimate_over_thorax"] = (out["estimate"]["us_per_leg_frame"]
+                                   / out["thorax"]["us_per_leg_frame"])
+    out["target_met"] = out["estimate_over_thorax"] <= TARGETS["estimate_over_thorax"]
+    claws = estimate_thorax_pose(source, BodyConfig.default().thc, 100.0).to_thorax(
+        source)[:, :, c.KEYPOINTS.index("Claw")]
+    started = time.perf_counter()
+    grounding = ground(claws, 100.0)
+    odometry(claws, 100.0, grounding.stance)
+    out["grounding_and_odometry_seconds_per_1000_frames"] = ((time.perf_counter() - started)
+                                                             * 1000 / len(claws))
+    return out
+
+
+def summary_lines(results: dict[str, Any]) -> list[str]:
+    lines = []
+    for name, entry in results["recordings"].items():
+        rows = {"all": entry["all_frames"], **entry["held_out"]}
+        for split, value in rows.items():
+            ratio = value["ratio"]
+            per = " ".join(f"{k} {v:.3f}" for k, v in ratio["per_keypoint_mean"].items())
+            lines.append(f"{name:14} {split:22} {per}  pooled {ratio['pooled_mean']:.3f} "
+                         f"p95 {ratio['pooled_p95']:.3f}")
+    for split, value in results["other_recording"].items():
+        ratio = value["ratio"]
+        per = " ".join(f"{k} {v:.3f}" for k, v in ratio["per_keypoint_mean"].items())
+        lines.append(f"{split:37} {per}  pooled {ratio['pooled_mean']:.3f} "
+                     f"p95 {ratio['pooled_p95']:.3f}")
+    synthetic = results["synthetic"]
+    lines.append(f"synthetic: lengths worst {synthetic['worst_length_error_pct']:.2f}%, angles vs "
+                 f"true body p95 worst {synthetic['worst_angle_p95_vs_true_body_deg']:.3f} deg")
+    lines.append("scale: " + json.dumps(results["scale"]))
+    if "workers" in results:
+        lines.append("workers (--body data batch), 2 vs 1: " + ", ".join(
+            f"--frame {frame} {results['workers'][f'frame_{frame}']['speedup_2_vs_1']:.2f}x"
+            for frame in ("estimate", "thorax")))
+    if "default_path" in results:
+        lines.append(f"default path: estimate/thorax "
+                     f"{results['default_path']['estimate_over_thorax']:.2f}x")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--quick", action="store_true", help="smoke run, numbers not to quote")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    started = time.perf_counter()
+    clips = {"df3d_walk": load_clip("df3d_walk", BodyConfig.default()),
+             "anipose_groom": load_clip("anipose_groom", frames_bench.anipose_template())}
+    df3d_100 = load_clip("df3d_walk_100", BodyConfig.default())
+    results: dict[str, Any] = {"machine": ik_bench.machine_info(), "quick": quick,
+                               "targets_spec": TARGETS}
+    results["recordings"] = bench_recordings(clips)
+    results["other_recording"] = bench_other_recording(clips["df3d_walk"], df3d_100)
+    results["synthetic"] = bench_synthetic(clips["df3d_walk"], 1 if quick else 2)
+    results["weights"] = bench_weights(clips)
+    with tempfile.TemporaryDirectory(prefix="bodyfit_bench_") as tmp:
+        workdir = Path(tmp)
+        results["scale"] = bench_scale(workdir)
+        results["workers"] = bench_workers(workdir, 2 if quick else 8, 1 if quick else 2)
+        results["default_path"] = bench_default_path(workdir, 2000 if quick else 20_000,
+                                                     1 if quick else 2)
+    results["length_search"] = bench_length_search(clips, 40 if quick else 150,
+                                                   8 if quick else 2)
+    results["machine"]["load_avg_1min_at_end"] = os.getloadavg()[0]
+    results["total_seconds"] = time.perf_counter() - started
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(ik_bench.jsonable(results), indent=1) + "\n")
+    print("\n".join(summary_lines(results)))
+    print(f"{results['total_seconds']:.0f} s; wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,147 @@
+"""The measured body (`--body data`): recovery, scale equivariance, honest metadata (issue 21)."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from conftest import DATA
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flyenv.body import BodyConfig
+from flyenv.body import constants as c
+from flyenv.body.kinematics import forward_kinematics
+from flyenv.ik_preprocess import IkOptions, LmOptions, load_recording, run, solver
+from flyenv.ik_preprocess.bodyfit import SOURCES, fit_body
+from flyenv.motion import io as motion_io
+from flyenv.motion.gait import tripod_gait
+
+DF3D_1000 = DATA / "df3d_210902_PR_Fly1" / "pose_result__210902_PR_Fly1_aligned.pkl"
+ANIPOSE = DATA / "anipose_220525_aJO_Fly001_001" / "pose3d_aligned.pkl"
+
+
+@pytest.fixture(scope="module")
+def gait():
+    return tripod_gait(duration_s=1.0, fps=200.0)
+
+
+@pytest.fixture(scope="module")
+def walking():
+    """(240, 6, 5, 3) keypoints of the DF3D walk."""
+    return load_recording(DF3D_1000).keypoints[:240]
+
+
+def _synthetic_fly(gait, size, seed, noise_mm=0.01, drop=0.05):
+    """A fly `size` x the template with +-15% per segment, walking the gait, tracked with noise,
+    dropped keypoints and a claw lost for 20 frames; its body and (T, 6, 5, 3) keypoints."""
+    rng = np.random.default_rng(seed)
+    template = BodyConfig.default()
+    factors = rng.uniform(0.85, 1.15, c.NUM_SEGMENTS)  # the same fly on both sides
+    body = template.replace(segment_lengths_mm=size * template.lengths * factors,
+                            thc_mm=size * template.thc)
+    keypoints = forward_kinematics(body, gait.joint_angles)
+    keypoints = keypoints + noise_mm * size * rng.standard_normal(keypoints.shape)
+    keypoints[rng.random(keypoints.shape[:3]) < drop] = np.nan
+    keypoints[50:70, 2, 4] = np.nan
+    return body, keypoints
+
+
+@pytest.mark.parametrize(("size", "seed"), [(0.7, 0), (1.3, 1)])
+def test_synthetic_flies_give_back_their_lengths_and_angles(gait, size, seed):
+    truth, keypoints = _synthetic_fly(gait, size, seed)
+    fit = fit_body(keypoints, BodyConfig.default())
+    np.testing.assert_allclose(fit.body.lengths, truth.lengths, rtol=0.03)
+    np.testing.assert_allclose(fit.body.thc, truth.thc, atol=0.01 * size)
+    assert (fit.source == SOURCES.index("measured")).all()
+    assert fit.scale == pytest.approx(size, rel=0.15)
+    # The angles solved with the measured body are those the true body gives on the same
+    # tracking (tracking noise moves both alike; the gait's own within 1e-6 deg without it).
+    bounds = truth.bounds.reshape(c.NUM_LEGS, c.DOF_PER_LEG, 2)
+    angles, determined = _solve(keypoints, fit.body.lengths, bounds)
+    with_truth, _ = _solve(keypoints, truth.lengths, bounds)
+    assert np.percentile(np.degrees(np.abs(angles - with_truth))[determined], 95) < 1.0
+    exact = forward_kinematics(truth, gait.joint_angles)
+    angles, _ = _solve(exact, fit_body(exact, BodyConfig.default()).body.lengths, bounds)
+    true = np.asarray(gait.joint_angles).reshape(angles.shape)
+    assert np.degrees(np.abs(angles - true)).max() < 1e-6
+
+
+def _solve(keypoints, lengths, bounds):
+    """lm angles (T, 6, 7) and which of them the tracked keypoints determine."""
+    filled, tracked = solver.fill_gaps(keypoints)
+    angles = solver.seqik(filled, lengths, bounds, solver.SEQIKPY_SEED_RAD)
+    angles = solver.lm(filled, lengths, bounds, angles, keypoint_mask=tracked[..., 1:])
+    return angles, ~solver.undetermined_angles(tracked)
+
+
+@settings(max_examples=20, deadline=None)
+@given(scale=st.floats(0.2, 5.0))
+def test_the_body_scales_with_the_recording(scale):
+    keypoints = load_recording(ANIPOSE).keypoints[::10]
+    template = BodyConfig.default()
+    fit, scaled = fit_body(keypoints, template), fit_body(keypoints * scale, template)
+    np.testing.assert_allclose(scaled.body.lengths, scale * fit.body.lengths, rtol=1e-12)
+    np.testing.assert_allclose(scaled.body.thc, scale * fit.body.thc, rtol=1e-12, atol=1e-12)
+    assert scaled.scale == pytest.approx(scale * fit.scale, rel=1e-12)
+
+
+def test_legs_and_segments_not_tracked_come_from_the_mirror_or_the_scaled_template():
+    keypoints = load_recording(ANIPOSE).keypoints.copy()  # front legs only
+    keypoints[:, 3, 4] = np.nan  # RF claw never tracked: its tarsus is LF's
+    fit = fit_body(keypoints, BodyConfig.default())
+    lengths, template = fit.body.lengths, BodyConfig.default().lengths
+    assert SOURCES[fit.source[3, 3]] == "mirror" and lengths[3, 3] == lengths[0, 3]
+    assert [SOURCES[s] for s in fit.source[1]] == ["template"] * 4
+    np.testing.assert_allclose(lengths[1:3], fit.scale * template[1:3])
+    np.testing.assert_allclose(fit.body.thc[1:3], fit.scale * BodyConfig.default().thc[1:3])
+    assert fit.summary()["source"]["RF"] == ["measured"] * 3 + ["mirror"]
+    assert fit.summary()["spread_mm"]["LM"] == [None] * 4
+    with pytest.raises(ValueError, match="no segment"):
+        fit_body(np.full((3, 6, 5, 3), np.nan), BodyConfig.default())
+
+
+def _write(path, keypoints):
+    np.savez(path, keypoints=keypoints, leg_names=np.array(c.LEGS), fps=100.0)
+    return path
+
+
+def test_angles_do_not_change_with_the_size_of_the_fly(walking, tmp_path):
+    motions = {}
+    for scale in (1.0, 0.8, 1.2):
+        path = _write(tmp_path / f"walk_{scale}.npz", walking * scale)
+        report = run([path], tmp_path / f"out_{scale}", IkOptions(body="data"))
+        motions[scale] = motion_io.load(report.files[0].output)
+    for scale in (0.8, 1.2):
+        np.testing.assert_allclose(motions[scale].body.lengths, scale * motions[1.0].body.lengths,
+                                   rtol=1e-12)
+        diff = np.degrees(np.abs(motions[scale].joint_angles - motions[1.0].joint_angles))
+        assert diff.max() < 1e-4  # by construction: the lm floor scales with the body
+
+
+def test_metadata_says_what_was_solved(walking, tmp_path):
+    """The output's body and solver settings reproduce its angles: the user's lm settings are
+    used with the measured body, and recorded as they were used."""
+    lm = LmOptions(keypoint_weights=(1.0, 2.0, 0.5, 4.0), iterations=5, error_floor_mm=0.02)
+    path = _write(tmp_path / "walk.npz", walking[:60])
+    motion = motion_io.load(run([path], tmp_path / "out", IkOptions(body="data", lm=lm))
+                            .files[0].output)
+    recorded = LmOptions(**{k: tuple(v) if isinstance(v, list) else v
+                            for k, v in motion.metadata["ik"]["lm_used"].items()})
+    # The user's settings, the floor scaled with the fly's size (and recorded so).
+    scale = motion.metadata["body_fit"]["scale_to_template"]
+    assert recorded == dataclasses.replace(lm, error_floor_mm=0.02 * scale) and scale != 1.0
+    body = BodyConfig.from_dict(motion.metadata["body"])
+    assert body == motion.body and body.name == "data:walk.npz"
+    assert motion.metadata["body_fit"]["method"] == "median segment distances per leg"
+    filled, tracked = solver.fill_gaps(motion.keypoints)
+    bounds = body.bounds.reshape(c.NUM_LEGS, c.DOF_PER_LEG, 2)
+    angles = solver.seqik(filled, body.lengths, bounds, solver.SEQIKPY_SEED_RAD)
+    angles = solver.lm(filled, body.lengths, bounds, angles, keypoint_mask=tracked[..., 1:],
+                       options=recorded)
+    determined = ~solver.undetermined_angles(tracked).any(-1)
+    np.testing.assert_allclose(motion.joint_angles.reshape(angles.shape)[determined],
+                               angles[determined], atol=1e-12)
+    # The default settings give other angles: the options were not ignored.
+    default = motion_io.load(run([path], tmp_path / "default", IkOptions(body="data"))
+                             .files[0].output)
+    assert np.abs(default.joint_angles - motion.joint_angles).max() > 1e-3
