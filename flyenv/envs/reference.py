@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -86,7 +87,8 @@ def load_references(spec: object, control_dt_s: float, device: torch.device, *,
     """Loads, checks and resamples the clips of a config's `reference` field.
 
     Args:
-        spec: None (the embedded tripod gait), a path, a `ReferenceMotion`, or a sequence of them.
+        spec: None (the embedded tripod gait), a path, a folder of clips (`folder_clips`), a
+            `ReferenceMotion`, or a sequence of them.
         control_dt_s: env step [s]; the clips are resampled to it.
         device: torch device of the stacked arrays.
         body: the body to simulate; every clip must be made for it (same ThC positions, segment
@@ -102,14 +104,17 @@ def load_references(spec: object, control_dt_s: float, device: torch.device, *,
     items = _as_items(spec)
     clips, names = [], []
     for i, item in enumerate(items):
-        if isinstance(item, ReferenceMotion):
+        if isinstance(item, tuple):  # (name, motion) of a dataset folder
+            names.append(item[0])
+            clips.append(item[1])
+        elif isinstance(item, ReferenceMotion):
             clips.append(item)
             names.append(f"clip{i}")
         elif isinstance(item, str | os.PathLike):
             clips.append(load(item))
             names.append(Path(item).stem)
         else:
-            raise ValueError(f"FlyImitationConfig.reference[{i}] must be a path or a "
+            raise ValueError(f"FlyImitationConfig.reference[{i}] must be a path, a folder or a "
                              f"ReferenceMotion, got {type(item).__name__}")
     bodies: list[BodyConfig] = []
     clip_body = []
@@ -145,11 +150,40 @@ def _as_items(spec: object) -> list:
     if spec is None:
         return [tripod_gait()]
     if isinstance(spec, str | os.PathLike | ReferenceMotion):
-        return [spec]
+        spec = [spec]
     if isinstance(spec, Sequence) and len(spec) > 0:
-        return list(spec)
-    raise ValueError(f"FlyImitationConfig.reference must be None, a path, a ReferenceMotion or "
-                     f"a non-empty sequence of them, got {spec!r}")
+        items = []
+        for item in spec:
+            is_dir = isinstance(item, str | os.PathLike) and Path(item).is_dir()
+            items.extend(folder_clips(item) if is_dir else [item])
+        return items
+    raise ValueError(f"FlyImitationConfig.reference must be None, a path, a folder, a "
+                     f"ReferenceMotion or a non-empty sequence of them, got {spec!r}")
+
+
+def folder_clips(folder: str | os.PathLike) -> list[tuple[str, ReferenceMotion]]:
+    """The clips of a dataset folder: (file stem, motion) of its `*.npz`, sorted by name.
+
+    Files that do not load as a `ReferenceMotion` are left out with a warning naming the file and
+    why (one bad file does not stop a dataset); a folder without any loadable clip is refused.
+
+    Raises:
+        ValueError: the folder holds no loadable `.npz` clip.
+    """
+    folder = Path(folder)
+    clips, bad = [], []
+    for path in sorted(folder.glob("*.npz")):
+        try:
+            clips.append((path.stem, load(path)))
+        except (ValueError, OSError) as err:
+            bad.append(f"{path.name}: {err}")
+    for line in bad:
+        warnings.warn(f"reference folder {str(folder)!r}: left out {line}", RuntimeWarning,
+                      stacklevel=3)
+    if not clips:
+        raise ValueError(f"reference folder {str(folder)!r} holds no loadable ReferenceMotion "
+                         f".npz file" + (f" ({len(bad)} failed: {bad[0]})" if bad else ""))
+    return clips
 
 
 def _check_body(name: str, clip_body: BodyConfig, body: BodyConfig) -> None:
