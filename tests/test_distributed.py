@@ -120,9 +120,9 @@ def test_torchrun_style_training_writes_one_run_from_rank_zero(tmp_path):
     mp.start_processes(_train_worker, args=(2, _free_port(), str(out)), nprocs=2,
                        start_method="fork")
     result = json.loads((out / "curve.json").read_text())
-    assert result["world_size"] == 2 and result["clips"] == ["clip0"]
+    assert result["world_size"] == 2 and result["clips"] == ["tripod_gait"]
     # 32 steps over all ranks: 2 iterations of 2 ranks x 2 worlds x 4 steps.
     assert [r["env_steps"] for r in result["curve"]] == [16, 32]
-    assert "clip/clip0/score" in result["curve"][-1]
+    assert "clip/tripod_gait/score" in result["curve"][-1]
     assert sorted(p.name for p in out.iterdir() if p.name != "tb") == [
         "checkpoint.pt", "curve.json", "curve.png"]

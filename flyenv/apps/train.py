@@ -207,7 +207,7 @@ class ClipStatistics:
             `clip/<name>/score` (reward per step / the env's maximum), `clip/<name>/episodes`
             (ended) and `clip/<name>/fell` (the share of them terminated).
         """
-        steps, reward, episodes, fell = self._sums.cpu().numpy()
+        steps, reward, episodes, fell = self._sums.tolist()  # a copy: zeroed next
         self._sums.zero_()
         record = {}
         for name, n, r, e, f in zip(self.names, steps, reward, episodes, fell, strict=True):

@@ -29,7 +29,8 @@ class ReferenceBank:
     """Clips at the control rate, padded to the longest one (padding repeats the last frame).
 
     Attributes:
-        names: (nclip,) clip names (file stems, or "clip<i>").
+        names: (nclip,) clip names (file stems, "tripod_gait" for the embedded gait, or
+            "clip<i>" for the i-th `ReferenceMotion` given).
         body: the first clip's body (the one simulated when all clips share it).
         bodies: (nbody,) the distinct bodies the clips were made for, in order of first use;
             they share the joint bounds and differ in ThC positions and segment lengths.
@@ -148,7 +149,7 @@ def load_references(spec: object, control_dt_s: float, device: torch.device, *,
 
 def _as_items(spec: object) -> list:
     if spec is None:
-        return [tripod_gait()]
+        return [("tripod_gait", tripod_gait())]
     if isinstance(spec, str | os.PathLike | ReferenceMotion):
         spec = [spec]
     if isinstance(spec, Sequence) and len(spec) > 0:
