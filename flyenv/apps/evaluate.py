@@ -262,10 +262,10 @@ def plot(clips: dict[str, dict], path: Path, title: str = "") -> Path:
     names = list(clips)
     bars = [(cond, ctrl) for cond in CONDITIONS for ctrl in CONTROLLERS]
     colors = {"policy": "tab:blue", "replay": "tab:gray"}
-    fig, axes = plt.subplots(2, 1, figsize=(max(6.0, 1.6 * len(names) + 2), 6), sharex=True)
+    fig, axes = plt.subplots(2, 1, figsize=(max(8.0, 1.6 * len(names) + 2), 6), sharex=True)
     width = 0.8 / len(bars)
     x = np.arange(len(names))
-    for ax, key, label in ((axes[0], "survived", "fraction of the clip survived"),
+    for ax, key, label in ((axes[0], "survived", "fraction of the horizon survived"),
                            (axes[1], "joint_error_deg", "mean joint error [deg]")):
         for k, (cond, ctrl) in enumerate(bars):
             values = [clips[name][cond][ctrl][key] for name in names]
@@ -276,11 +276,13 @@ def plot(clips: dict[str, dict], path: Path, title: str = "") -> Path:
         ax.set_ylabel(label)
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylim(0, 1.05)
-    axes[0].legend(ncol=4, fontsize=8, loc="lower left")
     axes[1].set_xticks(x, names, rotation=20 if len(names) > 4 else 0)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, ncol=4, fontsize=8, loc="upper center",
+               bbox_to_anchor=(0.5, 0.95))
     if title:
-        axes[0].set_title(title)
-    fig.tight_layout()
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
