@@ -346,6 +346,12 @@ def _train(args: argparse.Namespace) -> int:
     from flyenv.apps import train
 
     result = train.train(train.args_from(args), log=print)
+    import torch.distributed as dist
+
+    if dist.is_initialized():  # a torchrun rank: leave the group cleanly
+        dist.destroy_process_group()
+    if "evaluation" not in result:  # a rank other than 0: rank 0 reports
+        return 0
     return 0 if result["evaluation"]["score"] > 0 else 1
 
 

@@ -29,11 +29,14 @@ class Ranks:
         rank: global rank (0 writes the run folder and logs).
         world_size: number of processes.
         local_rank: rank on this machine (its GPU index).
+        joined: in a process group (torchrun), even of one process (which then runs the
+            communication of a multi-process run, e.g. to check NCCL on a one-GPU machine).
     """
 
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    joined: bool = False
 
     @classmethod
     def single(cls) -> Ranks:
@@ -42,7 +45,7 @@ class Ranks:
 
     @classmethod
     def from_env(cls, device: str) -> Ranks:
-        """Joins the process group torchrun describes (`WORLD_SIZE` > 1), else `single()`.
+        """Joins the process group torchrun describes (`RANK`, `WORLD_SIZE`), else `single()`.
 
         Args:
             device: the training device asked for ("auto", "cpu", "cuda"): NCCL on CUDA (each
@@ -51,21 +54,20 @@ class Ranks:
         Raises:
             ValueError: CUDA asked for with fewer GPUs than local ranks.
         """
-        world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        if world_size <= 1:
+        if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
             return cls.single()
-        ranks = cls(rank=int(os.environ["RANK"]), world_size=world_size,
-                    local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+        ranks = cls(rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]),
+                    local_rank=int(os.environ.get("LOCAL_RANK", "0")), joined=True)
         cuda = ranks.device(device).type == "cuda"
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if cuda else "gloo", rank=ranks.rank,
-                                    world_size=world_size)
+                                    world_size=ranks.world_size)
         return ranks
 
     @property
     def distributed(self) -> bool:
-        """Whether there is more than one process."""
-        return self.world_size > 1
+        """Whether the ranks communicate (several processes, or one that joined a group)."""
+        return self.world_size > 1 or self.joined
 
     def device(self, device: str) -> torch.device:
         """This rank's torch device for the device asked for (its own GPU on CUDA)."""
