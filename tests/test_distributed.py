@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from host_reads import no_host_reads
 
 from flyenv.apps.distributed import Ranks
 from flyenv.apps.train import Agent, PpoArgs, Rollout, make_optimizer, update
@@ -55,8 +56,10 @@ def _worker(rank, world, port, out):
     for p in agent.parameters():
         p.data += rank * torch.randn_like(p)
     ranks.broadcast(agent)
-    update(agent, make_optimizer(agent, ARGS.learning_rate),
-           Rollout(**{k: v[:, share] for k, v in data.items()}), next_obs[share], ARGS, ranks)
+    optimizer = make_optimizer(agent, ARGS.learning_rate)
+    with no_host_reads():  # the communication reads nothing on the host either
+        update(agent, optimizer, Rollout(**{k: v[:, share] for k, v in data.items()}),
+               next_obs[share], ARGS, ranks)
     # The normalizers: a common start, then each rank's own observations, merged.
     gen = torch.Generator().manual_seed(2)
     start = _norm(torch.randn(OBS, generator=gen, dtype=torch.float64),
@@ -67,7 +70,8 @@ def _worker(rank, world, port, out):
     since = norm.state_dict()
     for batch in batches[2 * rank:2 * rank + 2]:
         norm._update(batch)
-    ranks.merge_normalizer(norm, since)
+    with no_host_reads():
+        ranks.merge_normalizer(norm, since)
     torch.save({"agent": agent.state_dict(), "norm": norm.state_dict()}, f"{out}.{rank}")
     dist.destroy_process_group()
 

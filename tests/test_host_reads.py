@@ -87,7 +87,15 @@ def test_wrappers_read_nothing_on_the_host(warp_env, mode):
 
 
 def test_ppo_iteration_reads_nothing_on_the_host(warp_env):
-    from flyenv.apps.train import Agent, PpoArgs, Rollout, collect, make_optimizer, update
+    from flyenv.apps.train import (
+        Agent,
+        ClipStatistics,
+        PpoArgs,
+        Rollout,
+        collect,
+        make_optimizer,
+        update,
+    )
 
     base = warp_env("same_step")
     envs = NormalizeObservation(EpisodeStatistics(base))
@@ -97,13 +105,15 @@ def test_ppo_iteration_reads_nothing_on_the_host(warp_env):
     agent = Agent(obs_dim, act_dim, 32, scale, args.init_log_std).to(base.device)
     optimizer = make_optimizer(agent, args.learning_rate)
     rollout = Rollout.zeros(args.num_steps, NENV, obs_dim, act_dim, base.device)
+    clip_stats = ClipStatistics(base.ref.names, base.device)
     before = [p.detach().clone() for p in agent.parameters()]
     obs, _ = envs.reset(seed=2)
     for _ in range(2):  # the second iteration runs Adam with its state in place
         with no_host_reads():
-            obs = collect(agent, envs, obs, rollout, args.gamma)
+            obs = collect(agent, envs, obs, rollout, args.gamma, clip_stats)
             losses = update(agent, optimizer, rollout, obs, args)
     assert torch.isfinite(losses["value_loss"]) and rollout.done.any()
+    assert clip_stats.pop(base.max_reward)["clip/tripod_gait/episodes"] > 0
     assert any(not torch.equal(a, b) for a, b in zip(before, agent.parameters(), strict=True))
 
 
