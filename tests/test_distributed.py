@@ -127,6 +127,6 @@ def test_torchrun_style_training_writes_one_run_from_rank_zero(tmp_path):
     assert result["world_size"] == 2 and result["clips"] == ["tripod_gait"]
     # 32 steps over all ranks: 2 iterations of 2 ranks x 2 worlds x 4 steps.
     assert [r["env_steps"] for r in result["curve"]] == [16, 32]
-    assert "clip/tripod_gait/score" in result["curve"][-1]
+    assert 0 < result["curve"][-1]["clip/tripod_gait/score"] <= 1  # over both ranks
     assert sorted(p.name for p in out.iterdir() if p.name != "tb") == [
         "checkpoint.pt", "curve.json", "curve.png"]

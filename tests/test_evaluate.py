@@ -19,7 +19,7 @@ def trained(tmp_path_factory):
     save(tripod_gait(duration_s=0.3, step_freq_hz=6.0), clips / "slow.npz")
     train(PpoArgs(device="cpu", num_envs=2, num_steps=4, total_timesteps=8, eval_steps=2,
                   hidden=16, control_decimation=10, reference=str(clips),
-                  output=str(root / "run")))
+                  adaptive_starts='{"bin_s": 0.05}', output=str(root / "run")))
     return root
 
 
@@ -30,6 +30,10 @@ def test_eval_reports_every_clip_for_policy_and_replay_clean_and_perturbed(train
     result = evaluate(trained / "run" / "checkpoint.pt", output=trained / "out", starts=2,
                       horizon_s=0.15, randomization=shove, video_steps=0)
     assert list(result["clips"]) == ["fast", "slow"]  # the clips it was trained on
+    curve = json.loads((trained / "run" / "curve.json").read_text())
+    assert curve["clips"] == ["fast", "slow"] and "clip/slow/score" in curve["curve"][-1]
+    assert len(curve["start_probabilities"]) == 2  # adaptive starts: per clip and 50 ms bin
+    assert len(curve["start_probabilities"][0]) == 6
     for clip in result["clips"].values():
         for cond in CONDITIONS:
             for ctrl in CONTROLLERS:

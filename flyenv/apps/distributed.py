@@ -98,6 +98,12 @@ class Ranks:
         for grad, part in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
             grad.copy_(part.view_as(grad))
 
+    def sum_(self, value: torch.Tensor) -> torch.Tensor:
+        """Replaces a tensor by its sum over the ranks, in place (and returns it)."""
+        if self.distributed:
+            dist.all_reduce(value)
+        return value
+
     def average(self, value: torch.Tensor) -> torch.Tensor:
         """The mean of a tensor over the ranks (itself for one process)."""
         if not self.distributed:

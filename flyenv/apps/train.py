@@ -200,13 +200,15 @@ class ClipStatistics:
                             terminated.float()])
         self._sums.index_add_(1, clip, rows)
 
-    def pop(self, max_reward: float) -> dict[str, float]:
-        """Per clip since the last pop (one host read), then starts over.
+    def pop(self, max_reward: float, ranks: Ranks | None = None) -> dict[str, float]:
+        """Per clip since the last pop (one host read), over all `ranks`, then starts over.
 
         Returns:
             `clip/<name>/score` (reward per step / the env's maximum), `clip/<name>/episodes`
             (ended) and `clip/<name>/fell` (the share of them terminated).
         """
+        if ranks is not None:
+            ranks.sum_(self._sums)
         steps, reward, episodes, fell = self._sums.tolist()  # a copy: zeroed next
         self._sums.zero_()
         record = {}
@@ -375,7 +377,7 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
         curve.append(_log(log, iteration, num_iterations, stats, base, start, steps,
                           {"score": score, "value_loss": losses["value_loss"].item(),
                            "action_std": agent.log_std.exp().mean().item(),
-                           **clip_stats.pop(base.max_reward)}, writer))
+                           **clip_stats.pop(base.max_reward, ranks)}, writer))
         over = 0 < args.time_limit_s <= time.perf_counter() - start
         if ranks.any(over) and iteration < num_iterations:  # the ranks stop together
             log(f"time limit of {args.time_limit_s:.0f} s reached after {iteration} iterations")
