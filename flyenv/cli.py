@@ -17,6 +17,7 @@ Usage:
 
 Example:
     flyenv demo --output ./flyenv-demo
+    torchrun --nproc-per-node 2 -m flyenv train --device cpu   # data-parallel, 2 ranks
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ maximum reward) to stdout, to TensorBoard when installed, and to `OUTPUT/curve.j
 and the curve: a machine without OpenGL loses only the video, with a warning).
 
 One iteration is `collect` (a rollout) and `update` (GAE and the clipped update), neither of which
-reads a device value on the host; the log reads a few scalars once per iteration.
+reads a device value on the host; the log reads a few scalars once per iteration. Under
+`torchrun` it is data-parallel (`flyenv.apps.distributed`): one env per rank, gradients,
+advantage statistics and observation statistics shared, rank 0 writing the run.
 """
 
 from __future__ import annotations
