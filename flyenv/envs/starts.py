@@ -14,6 +14,10 @@ with `u` the uniform sampler's distribution (each clip 1 / nclip, spread evenly 
 so no start is ever sampled less than `uniform_ratio` times as often as uniformly (the floor:
 nothing is forgotten), and with no failure at all the distribution is the uniform one.
 
+Each env (each rank of a data-parallel run) keeps its own statistics. In DISABLED autoreset mode
+a world that ended keeps being counted until the caller resets it (the env cannot tell), so the
+statistics are meant for the autoreset modes training uses.
+
 Nothing here reads a device value on the host: the statistics are updated by `index_add_`, the
 bins drawn by inverse-CDF (`searchsorted` on a cumulative sum), whatever the mask.
 """
