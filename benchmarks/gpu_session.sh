@@ -23,6 +23,11 @@
 #   solver   solver iterations per world and per batch at 4096 flies -> solver_iterations_*.json
 #   start    cold (empty kernel cache) and warm start, one fresh interpreter each -> start.json
 #   train    PPO, 4096 flies, TRAIN_SECONDS (90) of training + evaluation -> ppo_gpu/curve.*
+#   clips    a dataset: the df3d walk through flyenv ik, and the embedded gait without root
+#            motion (so both are grounded clips with odometry)              -> clips/*.npz
+#   train_clips  PPO on that folder, 4096 flies, adaptive starts, through torchrun's ranks path
+#            (one rank on the one GPU, NCCL), CLIPS_SECONDS (60), then flyenv eval of both
+#            clips, policy and replay, clean and perturbed -> ppo_clips/curve.*, eval/eval.*
 # `bash benchmarks/gpu_session.sh run --dry-run` runs the same stages here on the CPU (MuJoCo
 # Warp on the Warp CPU device, tiny sizes, no install) to test this script; STAGES="env
 # contacts" (names) runs only those.
@@ -85,12 +90,17 @@ if [ "$dry" = 1 ]; then
   scale=4; TOTAL=${TOTAL_SECONDS:-2400}
   device=cpu; sizes="4 8"; det_size=4; solver_args="--num-envs 4 --steps 3"; contact_size=4
   train_args="--num-envs 2 --num-steps 4 --total-timesteps 16 --eval-steps 2"
+  clips_args="--num-envs 2 --num-steps 4 --total-timesteps 16 --eval-steps 2"
+  eval_args="--starts 1 --horizon-s 0.02"
   test_args=(--cpu -k "captured or host or deterministic")
 else
   device=cuda; sizes="1024 4096 16384"; det_size=4096; contact_size=4096
   solver_args="--num-envs 4096 --steps 40"
   train_args="--num-envs 4096 --total-timesteps 1000000000 --time-limit-s ${TRAIN_SECONDS:-90}"
   train_args+=" --eval-steps 200"
+  clips_args="--num-envs 4096 --total-timesteps 1000000000 --time-limit-s ${CLIPS_SECONDS:-60}"
+  clips_args+=" --eval-steps 200"
+  eval_args="--starts 16 --horizon-s 2"
   test_args=()
 fi
 
@@ -164,4 +174,27 @@ stage start 60 bash -c start_times
 stage train 150 "$PY" -m flyenv.cli train --device "$device" $train_args --video-steps 0 \
   --output "$out/ppo_gpu"
 rm -rf "$out/ppo_gpu/tb"
+make_clips() {
+  "$PY" -m flyenv.cli ik "$("$PY" -c 'import flyenv.data as d; print(d.path("df3d_walk"))')" \
+    -o "$out/clips" --fps 100 --workers 4 --quiet --overwrite || return 1
+  mv "$out"/clips/pose_result__*.npz "$out/clips/df3d_walk.npz"
+  "$PY" -c "import sys; from flyenv.motion import save, tripod_gait
+gait = tripod_gait(duration_s=2.0)
+save(gait.replace(root_pos=None, root_quat=None, root_lin_vel=None, root_ang_vel=None),
+     sys.argv[1] + '/tripod_gait.npz')" "$out/clips"
+}
+train_clips() {
+  # shellcheck disable=SC2086
+  "$PY" -m torch.distributed.run --nproc-per-node 1 -m flyenv train --device "$device" \
+    $clips_args --reference "$out/clips" --adaptive-starts on --video-steps 0 \
+    --output "$out/ppo_clips" || return 1
+  # shellcheck disable=SC2086
+  "$PY" -m flyenv eval "$out/ppo_clips/checkpoint.pt" --device "$device" $eval_args \
+    --video-steps 0 --output "$out/ppo_clips/eval"
+}
+export clips_args eval_args
+export -f make_clips train_clips
+stage clips 45 bash -c make_clips
+stage train_clips 150 bash -c train_clips
+rm -rf "$out/ppo_clips/tb"
 echo "done in $(( $(date +%s) - begin )) s; results in $out" | tee -a "$out/stages.txt"

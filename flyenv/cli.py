@@ -6,6 +6,8 @@ Usage:
     flyenv replay REFERENCE.npz [--output FILE.mp4] [--steps N] [--tethered]
     flyenv train [--reference FILE.npz] [--device DEV] [--num-envs N] [--total-timesteps N]
                  [--output DIR] [--video-steps N] ... (each field of apps.train_args.PpoArgs)
+    flyenv eval CHECKPOINT [--reference FILE_OR_FOLDER...] [--output DIR] [--starts K]
+                [--horizon-s S] [--randomization JSON] [--video-steps N] [--device DEV]
     flyenv model [--tethered] [--body FILE] [--output FILE.xml]
     flyenv ik RECORDING|FOLDER... -o OUT_DIR [--workers N] [--solver lm|seqik]
               [--body template|data|FILE.json] [--align] [--chunk-frames K] [--overlap F]
@@ -17,6 +19,7 @@ Usage:
 Example:
     flyenv demo --output ./flyenv-demo
     flyenv demo --recording df3d_walk_100 --output ./flyenv-demo-df3d
+    torchrun --nproc-per-node 2 -m flyenv train --device cpu   # data-parallel, 2 ranks
 """
 
 from __future__ import annotations
@@ -70,6 +73,28 @@ def _add_train(train_cmd: argparse.ArgumentParser) -> None:
 
     train_args.add_arguments(train_cmd)
     train_cmd.set_defaults(func=_train)
+
+
+def _add_eval(eval_cmd: argparse.ArgumentParser) -> None:
+    eval_cmd.add_argument("checkpoint", type=Path, help="checkpoint.pt of flyenv train")
+    eval_cmd.add_argument("--reference", nargs="+", default=None,
+                          help="clips (.npz) or folders of clips (default: those the policy "
+                               "was trained on)")
+    eval_cmd.add_argument("--output", type=Path, default=None,
+                          help="folder for eval.json, eval.png, videos (default: eval/ beside "
+                               "the checkpoint)")
+    eval_cmd.add_argument("--starts", type=int, default=4,
+                          help="fixed starts per clip, spread over it (default: %(default)s)")
+    eval_cmd.add_argument("--horizon-s", type=float, default=2.0,
+                          help="simulated seconds from each start (default: %(default)s)")
+    eval_cmd.add_argument("--randomization", default="",
+                          help="the perturbed condition: a JSON object of RandomizationConfig "
+                               "fields (default: flyenv.apps.evaluate.DEFAULT_PERTURBATION)")
+    eval_cmd.add_argument("--video-steps", type=int, default=300,
+                          help="env steps of the videos of the worst and best clip (0: none)")
+    eval_cmd.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    eval_cmd.add_argument("--seed", type=int, default=0, help="seeds the perturbations")
+    eval_cmd.set_defaults(func=_eval)
 
 
 def _add_model(model: argparse.ArgumentParser) -> None:
@@ -150,6 +175,8 @@ COMMANDS: dict[str, Command] = {
     "replay": ("video of the fly replaying a ReferenceMotion (zero residuals)", _add_replay),
     "train": ("PPO on the imitation env (flyenv.apps.train): checkpoint, learning curve, "
               "evaluation, video", _add_train),
+    "eval": ("a trained policy against the replay on every clip, clean and perturbed: "
+             "eval.json, eval.png, videos", _add_eval),
     "model": ("print the fly model; optionally write it as MJCF", _add_model),
     "ik": ("3D pose recordings -> ReferenceMotion files (offline IK)", _add_ik),
     "data": ("the sample recordings shipped with flyenv (names for demo --recording, paths)",
@@ -374,7 +401,27 @@ def _train(args: argparse.Namespace) -> int:
     from flyenv.apps import train
 
     result = train.train(train.args_from(args), log=print)
+    import torch.distributed as dist
+
+    if dist.is_initialized():  # a torchrun rank: leave the group cleanly
+        dist.destroy_process_group()
+    if "evaluation" not in result:  # a rank other than 0: rank 0 reports
+        return 0
     return 0 if result["evaluation"]["score"] > 0 else 1
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import json
+
+    from flyenv.apps.evaluate import evaluate
+
+    randomization = json.loads(args.randomization) if args.randomization else None
+    result = evaluate(args.checkpoint, args.reference, args.output, starts=args.starts,
+                      horizon_s=args.horizon_s, randomization=randomization,
+                      video_steps=args.video_steps, device=args.device, seed=args.seed,
+                      log=print)
+    print("wrote " + ", ".join(result["files"].values()))
+    return 0
 
 
 def _replay(args: argparse.Namespace) -> int:

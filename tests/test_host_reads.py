@@ -37,13 +37,14 @@ def test_guard_catches_host_reads():
 def warp_env(warp_device):
     envs = {}
 
-    def make(mode):
-        if mode not in envs:
+    def make(mode, **kwargs):
+        key = (mode, *kwargs)
+        if key not in envs:
             # Short episodes, so that episodes end (and worlds reset) inside the guarded steps.
-            envs[mode] = FlyImitationVecEnv(
+            envs[key] = FlyImitationVecEnv(
                 num_envs=NENV, engine="warp", device="cpu" if warp_device == "cpu" else "cuda",
-                control_decimation=2, max_episode_steps=3, autoreset_mode=mode)
-        return envs[mode]
+                control_decimation=2, max_episode_steps=3, autoreset_mode=mode, **kwargs)
+        return envs[key]
 
     yield make
     for env in envs.values():
@@ -86,7 +87,15 @@ def test_wrappers_read_nothing_on_the_host(warp_env, mode):
 
 
 def test_ppo_iteration_reads_nothing_on_the_host(warp_env):
-    from flyenv.apps.train import Agent, PpoArgs, Rollout, collect, make_optimizer, update
+    from flyenv.apps.train import (
+        Agent,
+        ClipStatistics,
+        PpoArgs,
+        Rollout,
+        collect,
+        make_optimizer,
+        update,
+    )
 
     base = warp_env("same_step")
     envs = NormalizeObservation(EpisodeStatistics(base))
@@ -96,11 +105,27 @@ def test_ppo_iteration_reads_nothing_on_the_host(warp_env):
     agent = Agent(obs_dim, act_dim, 32, scale, args.init_log_std).to(base.device)
     optimizer = make_optimizer(agent, args.learning_rate)
     rollout = Rollout.zeros(args.num_steps, NENV, obs_dim, act_dim, base.device)
+    clip_stats = ClipStatistics(base.ref.names, base.device)
     before = [p.detach().clone() for p in agent.parameters()]
     obs, _ = envs.reset(seed=2)
     for _ in range(2):  # the second iteration runs Adam with its state in place
         with no_host_reads():
-            obs = collect(agent, envs, obs, rollout, args.gamma)
+            obs = collect(agent, envs, obs, rollout, args.gamma, clip_stats)
             losses = update(agent, optimizer, rollout, obs, args)
     assert torch.isfinite(losses["value_loss"]) and rollout.done.any()
+    assert clip_stats.pop(base.max_reward)["clip/tripod_gait/episodes"] > 0
     assert any(not torch.equal(a, b) for a, b in zip(before, agent.parameters(), strict=True))
+
+
+def test_adaptive_starts_read_nothing_on_the_host(warp_env):
+    # A tight joint-error limit makes worlds fail (and their failures be recorded) inside the
+    # guarded steps; resets then draw from the failure-weighted bins.
+    env = warp_env("next_step", adaptive_starts={"bin_s": 0.002, "decay": 0.5},
+                   max_joint_error_rad=0.02)
+    failed = torch.zeros(env.num_envs, dtype=torch.bool, device=env.device)
+    with no_host_reads():
+        env.reset(seed=3)
+        for step in range(8):
+            _, _, terminated, _, _ = env.step(_actions(env, 4 * step))
+            failed |= terminated
+    assert failed.any() and env.start_sampler.failure_rate().max() > 0

@@ -13,7 +13,9 @@ and the curve: a machine without OpenGL loses only the video, with a warning).
 The settings (`PpoArgs`, every field an option of `flyenv train`) are declared in
 `flyenv.apps.train_args` and re-exported here. One iteration is `collect` (a rollout) and
 `update` (GAE and the clipped update), neither of which reads a device value on the host; the
-log reads a few scalars once per iteration.
+log reads a few scalars once per iteration. Under `torchrun` it is data-parallel
+(`flyenv.apps.distributed`): one env per rank, gradients, advantage statistics and observation
+statistics shared, rank 0 writing the run.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import torch
 from torch import nn
 
 from flyenv.apps import train_args
+from flyenv.apps.distributed import Ranks
 from flyenv.apps.plots import plot_training_curve
 from flyenv.apps.train_args import PpoArgs, add_arguments, args_from
 from flyenv.envs import FlyImitationVecEnv
@@ -105,8 +108,46 @@ class Rollout:
                    reward=zeros(), raw_reward=zeros(), done=zeros())
 
 
+class ClipStatistics:
+    """Per clip of the bank, on the device: steps, reward, episodes ended and those terminated.
+
+    Args:
+        names: (nclip,) the clips' names.
+        device: where the sums live.
+    """
+
+    def __init__(self, names: tuple[str, ...], device: torch.device) -> None:
+        self.names = names
+        self._sums = torch.zeros(4, len(names), device=device)
+
+    def add(self, clip: torch.Tensor, reward: torch.Tensor, terminated: torch.Tensor,
+            truncated: torch.Tensor) -> None:
+        """Adds one step of every world (`clip`: (num_envs,) the clip it played this step)."""
+        rows = torch.stack([torch.ones_like(reward), reward, (terminated | truncated).float(),
+                            terminated.float()])
+        self._sums.index_add_(1, clip, rows)
+
+    def pop(self, max_reward: float, ranks: Ranks | None = None) -> dict[str, float]:
+        """Per clip since the last pop (one host read), over all `ranks`, then starts over.
+
+        Returns:
+            `clip/<name>/score` (reward per step / the env's maximum), `clip/<name>/episodes`
+            (ended) and `clip/<name>/fell` (the share of them terminated).
+        """
+        if ranks is not None:
+            ranks.sum_(self._sums)
+        steps, reward, episodes, fell = self._sums.tolist()  # a copy: zeroed next
+        self._sums.zero_()
+        record = {}
+        for name, n, r, e, f in zip(self.names, steps, reward, episodes, fell, strict=True):
+            record[f"clip/{name}/score"] = float(r / max(n, 1) / max_reward)
+            record[f"clip/{name}/episodes"] = float(e)
+            record[f"clip/{name}/fell"] = float(f / e) if e else 0.0
+        return record
+
+
 def collect(agent: Agent, envs: gym.vector.VectorEnv, obs: torch.Tensor, rollout: Rollout,
-            gamma: float) -> torch.Tensor:
+            gamma: float, clip_stats: ClipStatistics | None = None) -> torch.Tensor:
     """Fills `rollout` with one rollout of the stochastic policy (no host read of any value).
 
     Args:
@@ -115,6 +156,7 @@ def collect(agent: Agent, envs: gym.vector.VectorEnv, obs: torch.Tensor, rollout
         obs: (num_envs, obs_dim) the current observations.
         rollout: the buffers to fill, of `num_steps` steps.
         gamma: the discount, for the reward scale and the time-out bootstrap.
+        clip_stats: adds each step to these, by the clip each world played (optional).
 
     Returns:
         (num_envs, obs_dim) the observations after the rollout.
@@ -136,19 +178,26 @@ def collect(agent: Agent, envs: gym.vector.VectorEnv, obs: torch.Tensor, rollout
         rollout.reward[step] = ((1 - gamma) * reward
                                 + gamma * final_value * (truncated & ~terminated))
         rollout.done[step] = (terminated | truncated).float()
+        if clip_stats is not None:  # the clip played this step (before any reset)
+            clip_stats.add(info["final_info"]["clip"], reward, terminated, truncated)
     return obs
 
 
 def update(agent: Agent, optimizer: torch.optim.Optimizer, rollout: Rollout,
-           next_obs: torch.Tensor, args: PpoArgs) -> dict[str, torch.Tensor]:
+           next_obs: torch.Tensor, args: PpoArgs, ranks: Ranks | None = None,
+           ) -> dict[str, torch.Tensor]:
     """GAE and the clipped PPO update over `update_epochs` epochs of minibatches.
 
     Reads no value on the host (use a fused optimizer: Adam's default keeps its step count in a
-    CPU tensor and reads it every step).
+    CPU tensor and reads it every step). With several `ranks`, each minibatch is this rank's
+    share of a global one: advantages are normalized over all ranks' and gradients averaged
+    over them before clipping, so N ranks update like one process with N times the worlds.
 
     Returns:
         The last minibatch's losses as device tensors (`policy_loss`, `value_loss`), for logging.
     """
+    ranks = ranks or Ranks.single()
+    params = list(agent.parameters())
     t, n = rollout.reward.shape
     with torch.no_grad():
         advantages = torch.zeros_like(rollout.reward)
@@ -173,7 +222,8 @@ def update(agent: Agent, optimizer: torch.optim.Optimizer, rollout: Rollout,
             idx = order[begin:begin + minibatch]
             dist = agent.dist(b_obs[idx])
             ratio = (dist.log_prob(b_act[idx]).sum(-1) - b_logp[idx]).exp()
-            adv = (b_adv[idx] - b_adv[idx].mean()) / (b_adv[idx].std() + 1e-8)
+            adv_mean, adv_std = ranks.mean_std(b_adv[idx])
+            adv = (b_adv[idx] - adv_mean) / (adv_std + 1e-8)
             pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(
                 1 - args.clip_coef, 1 + args.clip_coef)).mean()
             v_loss = 0.5 * ((agent.value(b_obs[idx]) - b_ret[idx]) ** 2).mean()
@@ -181,6 +231,7 @@ def update(agent: Agent, optimizer: torch.optim.Optimizer, rollout: Rollout,
                 -1).mean()
             optimizer.zero_grad()
             loss.backward()
+            ranks.average_gradients(params)
             # Clipped per network: the critic's early, large gradients (returns of ~50 against
             # a value head starting at 0) must not scale the policy's away.
             nn.utils.clip_grad_norm_(agent.critic.parameters(), args.max_grad_norm)
@@ -198,62 +249,86 @@ def make_optimizer(agent: Agent, learning_rate: float) -> torch.optim.Optimizer:
 def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
     """Trains, checkpoints and evaluates (see the module doc).
 
+    Started by torchrun (`WORLD_SIZE` > 1), each process is one rank of a data-parallel run
+    (`flyenv.apps.distributed`): its own env of `num_envs` worlds seeded `seed + rank` on its own
+    device, one policy kept the same on all ranks, `total_timesteps` counted over all of them;
+    rank 0 alone logs and writes the run folder.
+
     Args:
         args: the settings.
-        log: receives one line per iteration and a summary.
+        log: receives one line per iteration and a summary (rank 0's).
 
     Returns:
-        The contents of `OUTPUT/curve.json` (args, device, curve, evaluation, files).
+        The contents of `OUTPUT/curve.json` (args, device, clips, curve, evaluation, files); on
+        ranks other than 0, `{"rank": rank}` once training is done.
     """
-    torch.manual_seed(args.seed)
-    envs = gym.make_vec("flyenv/FlyImitation-v0", num_envs=args.num_envs, device=args.device,
+    ranks = Ranks.from_env(args.device)
+    device = ranks.device(args.device)
+    lead = ranks.rank == 0
+    log = log if lead else (lambda line: None)
+    torch.manual_seed(args.seed)  # the same initial policy on every rank (and broadcast)
+    envs = gym.make_vec("flyenv/FlyImitation-v0", num_envs=args.num_envs, device=str(device),
                         autoreset_mode="same_step", **train_args.env_settings(args))
     out = Path(args.output)  # made once the settings are known to be valid
-    out.mkdir(parents=True, exist_ok=True)
+    if lead:
+        out.mkdir(parents=True, exist_ok=True)
     base = envs
     envs = NormalizeObservation(EpisodeStatistics(envs))
     stats: EpisodeStatistics = envs.env
-    device = base.device
     obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     scale = torch.as_tensor(envs.single_action_space.high, device=device)
     agent = Agent(obs_dim, act_dim, args.hidden, scale, args.init_log_std).to(device)
+    ranks.broadcast(agent)
+    torch.manual_seed(args.seed + ranks.rank)  # each rank explores with its own noise
     optimizer = make_optimizer(agent, args.learning_rate)
-    writer = _tensorboard(out)
+    writer = _tensorboard(out) if lead else None
+    clip_stats = ClipStatistics(base.ref.names, device)
 
     n, t = args.num_envs, args.num_steps
     rollout = Rollout.zeros(t, n, obs_dim, act_dim, device)
-    num_iterations = max(1, args.total_timesteps // (n * t))
+    num_iterations = max(1, args.total_timesteps // (n * t * ranks.world_size))
     clips = train_args.describe_clips(base)
-    for line in train_args.plan(args, clips, num_iterations):
+    for line in train_args.plan(args, clips, num_iterations, ranks.world_size):
         log(line)
     curve = []
 
-    obs, _ = envs.reset(seed=args.seed)
+    obs, _ = envs.reset(seed=args.seed + ranks.rank)
+    merged = ranks.merge_normalizer(envs, envs.state_dict())
     start = time.perf_counter()
     for iteration in range(1, num_iterations + 1):
         for group in optimizer.param_groups:
             group["lr"] = args.learning_rate * (1 - (iteration - 1) / num_iterations)
-        obs = collect(agent, envs, obs, rollout, args.gamma)
-        losses = update(agent, optimizer, rollout, obs, args)
-        # The iteration's only host reads: a few scalars for the log.
-        score = rollout.raw_reward.mean().item() / base.max_reward
-        curve.append(_log(log, iteration, num_iterations, stats, base, start, n * t * iteration,
+        obs = collect(agent, envs, obs, rollout, args.gamma, clip_stats)
+        merged = ranks.merge_normalizer(envs, merged)
+        losses = update(agent, optimizer, rollout, obs, args, ranks)
+        # The iteration's only host reads: a few scalars for the log (the score over all ranks).
+        score = ranks.average(rollout.raw_reward.mean()).item() / base.max_reward
+        steps = n * t * ranks.world_size * iteration
+        curve.append(_log(log, iteration, num_iterations, stats, base, start, steps,
                           {"score": score, "value_loss": losses["value_loss"].item(),
-                           "action_std": agent.log_std.exp().mean().item()}, writer))
-        if 0 < args.time_limit_s <= time.perf_counter() - start and iteration < num_iterations:
+                           "action_std": agent.log_std.exp().mean().item(),
+                           **clip_stats.pop(base.max_reward, ranks)}, writer))
+        over = 0 < args.time_limit_s <= time.perf_counter() - start
+        if ranks.any(over) and iteration < num_iterations:  # the ranks stop together
             log(f"time limit of {args.time_limit_s:.0f} s reached after {iteration} iterations")
             break
+    if not lead:
+        base.close()
+        return {"rank": ranks.rank}
     torch.save({"agent": agent.state_dict(), "obs_norm": envs.state_dict(),
-                "args": dataclasses.asdict(args)}, out / "checkpoint.pt")
+                "args": dataclasses.asdict(args), "clips": list(base.ref.names)},
+               out / "checkpoint.pt")
     evaluation = _evaluate(agent, envs, base, args.eval_steps)
     log(f"evaluation: imitation score {evaluation['score']:.3f} of the maximum reward "
         f"({evaluation['reward_per_step']:.3f} per step over {args.eval_steps} steps); "
         f"replaying the reference (zero residuals) scores {evaluation['replay_score']:.3f}")
     files = {"checkpoint": out / "checkpoint.pt", "curve_json": out / "curve.json",
              "curve_png": plot_training_curve(curve, evaluation, out / "curve.png")}
-    result = {"args": dataclasses.asdict(args), "device": str(device), "clips": clips,
-              "curve": curve,
+    result = {"args": dataclasses.asdict(args), "device": str(device),
+              "world_size": ranks.world_size, "clips": clips, "curve": curve,
               "evaluation": evaluation, "files": {k: str(v) for k, v in files.items()}}
+    if base.start_sampler.adaptive:
+        result["start_probabilities"] = base.start_sampler.probabilities().cpu().tolist()
     # The run's results are on disk before the video is tried: rendering needs an OpenGL
     # context (EGL/OSMesa) that a training machine may lack, and must not cost the curve.
     (out / "curve.json").write_text(json.dumps(result, indent=1))

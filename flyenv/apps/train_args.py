@@ -44,8 +44,13 @@ class PpoArgs:
     rad: with 0.5 each step is too large and the rollout reward falls as training goes on; with
     0.1 it rises."""
     reference: str = ""
-    """ReferenceMotion .npz to imitate, or several separated by commas (clips of several fitted
-    bodies: each fly simulates its clip's body); the embedded tripod gait when empty."""
+    """ReferenceMotion .npz to imitate, a folder of them (a dataset), or several of either
+    separated by commas (clips of several fitted bodies: each fly simulates its clip's body); the
+    embedded tripod gait when empty. Each iteration logs every clip's score and falls."""
+    adaptive_starts: str = ""
+    """Start episodes more often where they fail (per clip and phase bin, with a uniform floor;
+    `flyenv.envs.starts`): "on" for the defaults, or a JSON object of `AdaptiveStartsConfig`
+    fields, e.g. '{"bin_s": 0.05}'; empty: uniform starts."""
     randomization: str = ""
     """Domain randomization: a JSON object of `RandomizationConfig` fields, e.g.
     '{"friction": [0.5, 1.5], "mass_scale": [0.8, 1.2], "push_force_un": [1, 5]}' (empty: off)."""
@@ -104,6 +109,9 @@ def env_settings(args: PpoArgs) -> dict[str, object]:
         settings["reference"] = paths[0] if len(paths) == 1 else paths
     if args.randomization:
         settings["randomization"] = _json_object("randomization", args.randomization)
+    if args.adaptive_starts:
+        settings["adaptive_starts"] = ({} if args.adaptive_starts == "on"
+                                       else _json_object("adaptive-starts", args.adaptive_starts))
     return settings
 
 
@@ -117,24 +125,39 @@ def describe_clips(env: FlyImitationVecEnv) -> list[dict[str, object]]:
         return [{"name": "tripod_gait", "source": "flyenv.motion.tripod_gait (embedded)",
                  "duration_s": (int(env.ref.lengths[0]) - 1) * env.config.control_dt_s}]
     sources = [sources] if isinstance(sources, str | Path) else list(sources)
+    files = []  # a dataset folder stands for its clips, named by their file stems
+    for source in sources:
+        folder = Path(source) if isinstance(source, str | Path) else None
+        if folder is not None and folder.is_dir():
+            files += [folder / f"{name}.npz" for name in env.ref.names
+                      if (folder / f"{name}.npz").is_file()]
+        else:
+            files.append(source if folder is not None else "(in memory)")
+    if len(files) != len(env.ref.names):  # names the folders could not tell apart
+        files = ["; ".join(map(str, sources))] * len(env.ref.names)
     return [{"name": name, "source": str(source),
              "duration_s": (int(length) - 1) * env.config.control_dt_s}
-            for name, source, length in zip(env.ref.names, sources, env.ref.lengths.tolist(),
+            for name, source, length in zip(env.ref.names, files, env.ref.lengths.tolist(),
                                             strict=True)]
 
 
-def plan(args: PpoArgs, clips: list[dict[str, object]], num_iterations: int) -> list[str]:
-    """What the run will do, said before it starts (the clips, the steps, the evaluation)."""
-    n, t = args.num_envs, args.num_steps
+def plan(args: PpoArgs, clips: list[dict[str, object]], num_iterations: int,
+         world_size: int = 1) -> list[str]:
+    """What the run will do, said before it starts (the clips, the steps, the evaluation).
+
+    `world_size` ranks (torchrun) each run `num_envs` flies; the steps count all of them.
+    """
+    n, t = args.num_envs * world_size, args.num_steps
     steps = num_iterations * n * t
     lines = ["imitating " + ", ".join(f"{c['name']} ({c['duration_s']:.2f} s, {c['source']})"
                                       for c in clips)]
-    line = (f"training: {num_iterations} iteration(s) x {n} flies x {t} steps = {steps} env "
-            f"steps")
+    flies = f"{n} flies" if world_size == 1 else f"{n} flies ({world_size} ranks)"
+    line = f"training: {num_iterations} iteration(s) x {flies} x {t} steps = {steps} env steps"
     if steps != args.total_timesteps:
         how = "up" if steps > args.total_timesteps else "down"
         line += (f" (--total-timesteps {args.total_timesteps} rounded {how} to whole "
-                 f"iterations of num_envs x num_steps = {n * t})")
+                 f"iterations of {'num_envs' if world_size == 1 else 'flies'} x num_steps = "
+                 f"{n * t})")
     lines.append(line)
     after = (f"then evaluation: {args.eval_steps} steps of the deterministic policy and "
              f"{args.eval_steps} of the replay baseline, on {n} flies")

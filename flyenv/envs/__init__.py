@@ -17,3 +17,4 @@ from flyenv.envs.reference import ReferenceBank as ReferenceBank
 from flyenv.envs.rewards import TERMS as TERMS
 from flyenv.envs.rewards import RewardTerm as RewardTerm
 from flyenv.envs.single import FlyImitationEnv as FlyImitationEnv
+from flyenv.envs.starts import AdaptiveStartsConfig as AdaptiveStartsConfig

@@ -14,6 +14,7 @@ from gymnasium.vector import AutoresetMode
 from flyenv import _registration
 from flyenv.body.mjcf import ModelOptions
 from flyenv.envs import rewards
+from flyenv.envs.starts import AdaptiveStartsConfig
 from flyenv.motion.format import ReferenceMotion
 from flyenv.sim.engine import ENGINE_NAMES, EngineName
 
@@ -153,7 +154,8 @@ class FlyImitationConfig:
     """Everything that defines a `FlyImitation-v0` environment (see `flyenv.envs` for its use).
 
     Attributes:
-        reference: the clip(s) to imitate: a path to a `ReferenceMotion` .npz, a
+        reference: the clip(s) to imitate: a path to a `ReferenceMotion` .npz, a folder of them
+            (a dataset: its `*.npz`, sorted; unreadable files left out with a warning), a
             `ReferenceMotion`, or a tuple of them; None for the embedded tripod gait (2 s). Each
             world simulates the body its clip was made for (clips of several bodies must share
             the joint bounds).
@@ -172,6 +174,11 @@ class FlyImitationConfig:
         future_frames: reference frames ahead of the current one in the observation (>= 1).
         random_start: reference-state initialization: each episode starts at a random frame of
             its clip; False starts every episode at frame 0 (evaluation, replay).
+        adaptive_starts: sample random starts more where episodes fail, per clip and phase bin,
+            with a uniform floor (`flyenv.envs.starts`); None (default): uniform starts. Off by
+            default: the env's task then stays one fixed distribution (scores comparable across
+            runs and policies); PPO turns it on with `--adaptive-starts`. A dict of its fields
+            is accepted.
         reward: the imitation reward.
         randomization: domain randomization (friction, masses, gains, damping, slope, pushes);
             off by default. A dict of its fields is accepted.
@@ -214,6 +221,7 @@ class FlyImitationConfig:
     residual_range_rad: float = 0.5
     future_frames: int = 3
     random_start: bool = True
+    adaptive_starts: AdaptiveStartsConfig | None = None
     reward: RewardConfig = dataclasses.field(default_factory=RewardConfig)
     randomization: RandomizationConfig = dataclasses.field(default_factory=RandomizationConfig)
     min_height_mm: float = 0.45
@@ -239,6 +247,11 @@ class FlyImitationConfig:
             if isinstance(value, Mapping):
                 check_keys(f"FlyImitationConfig.{name}", value, kind)
                 object.__setattr__(self, name, kind(**value))
+        if isinstance(self.adaptive_starts, Mapping):
+            check_keys("FlyImitationConfig.adaptive_starts", self.adaptive_starts,
+                       AdaptiveStartsConfig)
+            object.__setattr__(self, "adaptive_starts",
+                               AdaptiveStartsConfig(**self.adaptive_starts))
         object.__setattr__(self, "model_options", dict(self.model_options))
         self.physics_options()  # refuses unknown or bad fields now, not at env construction
         if isinstance(self.autoreset_mode, AutoresetMode):

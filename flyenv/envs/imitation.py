@@ -22,6 +22,7 @@ from flyenv.envs import observations, rewards
 from flyenv.envs.config import FlyImitationConfig
 from flyenv.envs.randomization import Pushes, WorldModels
 from flyenv.envs.reference import load_references
+from flyenv.envs.starts import StartSampler
 from flyenv.sim.factory import make_engine, resolve_engine
 from flyenv.sim.render import FlyRenderer
 
@@ -36,8 +37,9 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
     """`num_envs` simulated flies imitating reference motion (torch tensors in and out).
 
     `info` carries, per world: `reward/<term>` for each imitation term in use, `termination/<cause>`
-    (bool) for each cause in `TERMINATIONS`, `clip` and `frame` (the reference clip and frame now
-    imitated), `invalid_action` (the action had NaN/inf entries); with clips of several bodies,
+    (bool) for each cause in `TERMINATIONS`, `clip` and `frame` (the reference clip, named by
+    `ref.names[clip]`, and frame now imitated), `invalid_action` (the action had NaN/inf
+    entries); with clips of several bodies,
     `body` (index in `ref.bodies` of the body each world simulates); with domain randomization,
     `randomization/<name>` (each world's sample, see `RandomizationConfig`) and
     `randomization/push` (bool, pushed this step). In SAME_STEP mode `final_obs` and
@@ -168,6 +170,8 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
                                  ref.root_pos_w, ref.root_lin_vel_w, ref.stance],
                                 dim=2).flatten(0, 1)
         self._clip_frames = ref.joint_pos.shape[1]
+        self.start_sampler = StartSampler(ref.lengths, self.config.control_dt_s,
+                                    self.config.adaptive_starts, dev)
         self._set_clip_fields()
         self._next_row = self._table[:1].expand(n, -1)  # set by _observe before any step
 
@@ -189,7 +193,9 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         Args:
             seed: seeds the start-frame sampler (same seed, same clips, frames and observations).
             options: `{"reset_mask": (num_envs,) bool tensor}` resets only those worlds (the way
-                to reset in DISABLED mode); the others keep their state.
+                to reset in DISABLED mode); the others keep their state. `{"clip": (num_envs,),
+                "frame": (num_envs,)}` int tensors start the reset worlds there (fixed starts,
+                for evaluation; checked on the host) instead of sampled starts.
 
         Returns:
             (obs (num_envs, obs_dim), info).
@@ -200,7 +206,7 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
             self._generator.manual_seed(_torch_seed(seed))
             self.action_space.seed(int(seed))
         mask = self._reset_mask(options)
-        self._reset_worlds(mask)
+        self._reset_worlds(mask, self._fixed_starts(options))
         state = self._read_state()
         return self._observe(state), {"clip": self._clip.clone(), "frame": self._frame.clone(),
                                       **self._world_info()}
@@ -241,6 +247,7 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         terminated = ended.any(dim=0)
         truncated = ((self._frame >= self._last) | (self._steps >= self.config.max_episode_steps)
                      ) & ~terminated
+        self.start_sampler.record(self._clip, self._frame, ~starting, terminated)
         return self._finish_step(state, reward, terminated, truncated, ended, terms, invalid,
                                  starting)
 
@@ -430,10 +437,10 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
 
     def _reset_mask(self, options: dict[str, Any] | None) -> torch.Tensor:
         options = options or {}
-        unknown = sorted(set(options) - {"reset_mask"})
+        unknown = sorted(set(options) - {"reset_mask", "clip", "frame"})
         if unknown:
-            raise ValueError(f"reset options: unknown keys {unknown}; the only option is "
-                             f"'reset_mask'")
+            raise ValueError(f"reset options: unknown keys {unknown}; the options are "
+                             f"'reset_mask', 'clip' and 'frame'")
         mask = options.get("reset_mask")
         if mask is None:
             return torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
@@ -449,7 +456,32 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
                              f"got {mask.dtype} {tuple(mask.shape)}")
         return mask
 
-    def _reset_worlds(self, mask: torch.Tensor) -> bool:
+    def _fixed_starts(self, options: dict[str, Any] | None,
+                      ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        options = options or {}
+        if "clip" not in options and "frame" not in options:
+            return None
+        if "clip" not in options or "frame" not in options:
+            raise ValueError("reset options: 'clip' and 'frame' go together (the start of each "
+                             "world)")
+        clip = torch.as_tensor(options["clip"], device=self.device)
+        frame = torch.as_tensor(options["frame"], device=self.device)
+        for name, value in (("clip", clip), ("frame", frame)):
+            if value.shape != (self.num_envs,) or value.dtype.is_floating_point:
+                raise ValueError(f"reset option {name!r} must be an int tensor of shape "
+                                 f"({self.num_envs},), got {value.dtype} {tuple(value.shape)}")
+        clip, frame = clip.long(), frame.long()
+        if not bool(((clip >= 0) & (clip < self.ref.nclip)).all()):
+            raise ValueError(f"reset option 'clip' must lie in [0, {self.ref.nclip}), got "
+                             f"{clip.tolist()}")
+        last = self.ref.lengths[clip] - 2
+        if not bool(((frame >= 0) & (frame <= last)).all()):
+            raise ValueError(f"reset option 'frame' must lie in [0, clip length - 2] "
+                             f"({last.tolist()}), got {frame.tolist()}")
+        return clip, frame
+
+    def _reset_worlds(self, mask: torch.Tensor,
+                      start: tuple[torch.Tensor, torch.Tensor] | None = None) -> bool:
         # Returns whether any world may have been reset. The C engine reads the mask on the host
         # anyway, so an empty one is skipped; the warp engine's reset never reads it (its graph
         # skips the work on the device), so every step does the same work on any device and
@@ -458,12 +490,12 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
             return False
         # Samples for every world whatever the mask: the random stream (and so a seeded run)
         # depends on when resets happen, not on which worlds they concern.
-        ref, n, gen = self.ref, self.num_envs, self._generator
-        clip = torch.randint(ref.nclip, (n,), generator=gen, device=self.device)
-        frame = (torch.rand(n, generator=gen, device=self.device)
-                 * (ref.lengths[clip] - 1)).long()
+        ref, gen = self.ref, self._generator
+        clip, frame = self.start_sampler.sample(gen, self.num_envs)
         if not self.config.random_start:
             frame = torch.zeros_like(frame)
+        if start is not None:  # fixed starts asked by reset(options=...)
+            clip, frame = start
         self._clip = torch.where(mask, clip, self._clip)
         self._frame = torch.where(mask, frame, self._frame)
         self._steps = torch.where(mask, 0, self._steps)

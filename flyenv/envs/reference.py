@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,7 +35,8 @@ class ReferenceBank:
     """Clips at the control rate, padded to the longest one (padding repeats the last frame).
 
     Attributes:
-        names: (nclip,) clip names (file stems, or "clip<i>").
+        names: (nclip,) clip names (file stems, "tripod_gait" for the embedded gait, or
+            "clip<i>" for the i-th `ReferenceMotion` given).
         body: the first clip's body (the one simulated when all clips share it).
         bodies: (nbody,) the distinct bodies the clips were made for, in order of first use;
             they share the joint bounds and differ in ThC positions and segment lengths.
@@ -96,7 +98,8 @@ def load_references(spec: object, control_dt_s: float, device: torch.device, *,
     """Loads, checks and resamples the clips of a config's `reference` field.
 
     Args:
-        spec: None (the embedded tripod gait), a path, a `ReferenceMotion`, or a sequence of them.
+        spec: None (the embedded tripod gait), a path, a folder of clips (`folder_clips`), a
+            `ReferenceMotion`, or a sequence of them.
         control_dt_s: env step [s]; the clips are resampled to it.
         device: torch device of the stacked arrays.
         body: the body to simulate; every clip must be made for it (same ThC positions, segment
@@ -112,7 +115,11 @@ def load_references(spec: object, control_dt_s: float, device: torch.device, *,
     items = _as_items(spec)
     clips, names, labels = [], [], []
     for i, item in enumerate(items):
-        if isinstance(item, ReferenceMotion):
+        if isinstance(item, tuple):  # (name, motion, where) of a dataset folder or the gait
+            names.append(item[0])
+            clips.append(item[1])
+            labels.append(f"reference {item[2]}")
+        elif isinstance(item, ReferenceMotion):
             clips.append(item)
             names.append(f"clip{i}")
             labels.append(f"reference clip{i} (FlyImitationConfig.reference[{i}], in memory)")
@@ -121,7 +128,7 @@ def load_references(spec: object, control_dt_s: float, device: torch.device, *,
             names.append(Path(item).stem)
             labels.append(f"reference {str(item)!r}")
         else:
-            raise ValueError(f"FlyImitationConfig.reference[{i}] must be a path or a "
+            raise ValueError(f"FlyImitationConfig.reference[{i}] must be a path, a folder or a "
                              f"ReferenceMotion, got {type(item).__name__}")
     bodies: list[BodyConfig] = []
     clip_body = []
@@ -177,13 +184,42 @@ def _check_bank_size(labels: list[str], clips: list[ReferenceMotion], control_dt
 
 def _as_items(spec: object) -> list:
     if spec is None:
-        return [tripod_gait()]
+        return [("tripod_gait", tripod_gait(), "tripod_gait (embedded)")]
     if isinstance(spec, str | os.PathLike | ReferenceMotion):
-        return [spec]
+        spec = [spec]
     if isinstance(spec, Sequence) and len(spec) > 0:
-        return list(spec)
-    raise ValueError(f"FlyImitationConfig.reference must be None, a path, a ReferenceMotion or "
-                     f"a non-empty sequence of them, got {spec!r}")
+        items = []
+        for item in spec:
+            is_dir = isinstance(item, str | os.PathLike) and Path(item).is_dir()
+            items.extend(folder_clips(item) if is_dir else [item])
+        return items
+    raise ValueError(f"FlyImitationConfig.reference must be None, a path, a folder, a "
+                     f"ReferenceMotion or a non-empty sequence of them, got {spec!r}")
+
+
+def folder_clips(folder: str | os.PathLike) -> list[tuple[str, ReferenceMotion, str]]:
+    """The clips of a dataset folder: (file stem, motion, 'file') of its `*.npz`, sorted.
+
+    Files that do not load as a `ReferenceMotion` are left out with a warning naming the file and
+    why (one bad file does not stop a dataset); a folder without any loadable clip is refused.
+
+    Raises:
+        ValueError: the folder holds no loadable `.npz` clip.
+    """
+    folder = Path(folder)
+    clips, bad = [], []
+    for path in sorted(folder.glob("*.npz")):
+        try:
+            clips.append((path.stem, load(path), repr(str(path))))
+        except (ValueError, OSError) as err:
+            bad.append(f"{path.name}: {err}")
+    for line in bad:
+        warnings.warn(f"reference folder {str(folder)!r}: left out {line}", RuntimeWarning,
+                      stacklevel=3)
+    if not clips:
+        raise ValueError(f"reference folder {str(folder)!r} holds no loadable ReferenceMotion "
+                         f".npz file" + (f" ({len(bad)} failed: {bad[0]})" if bad else ""))
+    return clips
 
 
 def _check_body(label: str, clip_body: BodyConfig, body: BodyConfig) -> None:

@@ -88,7 +88,7 @@ class RecordVideo(gym.vector.VectorWrapper):
 
 def record_episode(env: gym.vector.VectorEnv, policy: Callable[[torch.Tensor], torch.Tensor],
                    path: str | os.PathLike, *, steps: int, slowdown: float = 10.0,
-                   ) -> tuple[Path, list[float]]:
+                   reset_options: dict[str, Any] | None = None) -> tuple[Path, list[float]]:
     """Films world 0 of a freshly reset env (seed 0) for one episode and writes the mp4.
 
     Args:
@@ -97,6 +97,7 @@ def record_episode(env: gym.vector.VectorEnv, policy: Callable[[torch.Tensor], t
         path: the mp4 to write.
         steps: env steps at most (world 0's episode end stops earlier).
         slowdown: the video plays this many times slower than real time.
+        reset_options: passed to the reset (e.g. the env's fixed `clip` and `frame`).
 
     Returns:
         (the mp4, world 0's reward at each step filmed).
@@ -107,7 +108,7 @@ def record_episode(env: gym.vector.VectorEnv, policy: Callable[[torch.Tensor], t
     def frame() -> np.ndarray:
         return annotate(env.render()[0], bottom_right=speed)
 
-    obs, _ = env.reset(seed=0)
+    obs, _ = env.reset(seed=0, options=reset_options)
     frames, rewards = [frame()], []
     with torch.no_grad():
         for _ in range(steps):

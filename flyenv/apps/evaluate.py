@@ -1,0 +1,324 @@
+"""`flyenv eval`: a trained policy against the zero-residual replay, per clip, clean and pushed.
+
+Each clip is played from `starts` fixed start frames spread evenly over it, for `horizon_s` (or to
+the clip's end), by the deterministic policy of a checkpoint and by the replay (zero residuals:
+the reference's own angles as targets), once in the clean world and once perturbed (the env's
+domain randomization and pushes, the same samples for both controllers). Per clip and condition
+it reports:
+
+- `survived`: fraction of the planned steps done before a termination (a time-out at the clip's
+  end counts as survival), averaged over the starts; `completed`: share of starts that never
+  terminated;
+- `joint_error_deg`: mean absolute joint angle error over the clip's DOFs [deg];
+- `path_error_mm`: mean horizontal distance between the thorax's displacement since the start and
+  the reference's (its root motion, or for clips without one the integral of its stance-leg
+  odometry velocity, `flyenv.motion.grounding`) [mm]; free flies only;
+- `forward_speed_mm_s` and `ref_forward_speed_mm_s`: thorax velocity along its heading [mm/s];
+- `score` (reward per step / the env's maximum) and `reward/<term>` per step.
+
+Errors and rewards are means over the steps each world was alive. Everything lands in
+`OUTPUT/eval.json`, a figure `OUTPUT/eval.png` (per clip: policy against replay, clean against
+perturbed) and, optionally, videos of the policy on the worst and the best clip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pickle
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from flyenv.apps.train import Agent, PpoArgs
+from flyenv.apps.train_args import env_settings
+from flyenv.body import constants as c
+from flyenv.envs import FlyImitationVecEnv
+from flyenv.envs.observations import quat_rotate_inverse
+from flyenv.wrappers import NormalizeObservation
+from flyenv.wrappers.record_video import record_episode
+
+Log = Callable[[str], None]
+# The perturbed condition unless told otherwise: contacts, masses and pushes of a few uN (the
+# fly weighs about 10 uN) twice a second.
+DEFAULT_PERTURBATION: dict[str, Any] = {"friction": (0.5, 1.5), "mass_scale": (0.8, 1.2),
+                                        "actuator_gain_scale": (0.8, 1.2),
+                                        "push_force_un": (1.0, 5.0), "push_rate_hz": 2.0}
+CONDITIONS = ("clean", "perturbed")
+CONTROLLERS = ("policy", "replay")
+_METRICS = ("survived", "completed", "joint_error_deg", "path_error_mm", "forward_speed_mm_s",
+            "ref_forward_speed_mm_s", "score")
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """A trained policy as a checkpoint holds it: the agent, its normalizer, its settings."""
+
+    agent: Agent
+    obs_norm: dict[str, torch.Tensor]
+    args: PpoArgs
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> Policy:
+        """Reads a `flyenv train` checkpoint.
+
+        Raises:
+            ValueError: naming the file, when it is not a flyenv PPO checkpoint.
+        """
+        path = Path(path)
+        try:
+            state = torch.load(path, map_location=device, weights_only=False)
+            known = {f.name for f in dataclasses.fields(PpoArgs)}
+            args = PpoArgs(**{k: v for k, v in state["args"].items() if k in known})
+            weights = state["agent"]
+            obs_norm = state["obs_norm"]
+        except (KeyError, TypeError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+            raise ValueError(f"{path}: not a flyenv train checkpoint (expected the keys 'agent', "
+                             f"'obs_norm' and 'args'; {type(err).__name__}: {err})") from err
+        obs_dim = obs_norm["mean"].shape[0]
+        act_dim = weights["log_std"].shape[0]
+        agent = Agent(obs_dim, act_dim, args.hidden, weights["action_scale"], args.init_log_std)
+        agent.load_state_dict(weights)
+        return cls(agent.to(device).eval(), obs_norm, args)
+
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        """(num_envs, 42) the deterministic action (the mean) for normalized observations."""
+        with torch.no_grad():
+            return self.agent.dist(obs).mean
+
+
+def evaluate(checkpoint: str | Path, references: Sequence[str] | None = None,
+             output: str | Path | None = None, *, starts: int = 4, horizon_s: float = 2.0,
+             randomization: dict[str, Any] | None = None, video_steps: int = 300,
+             device: str = "cpu", seed: int = 0, log: Log = lambda line: None) -> dict:
+    """Evaluates a checkpoint's policy and the replay on every clip (see the module doc).
+
+    Args:
+        checkpoint: the `checkpoint.pt` of `flyenv train`.
+        references: clips or folders of clips; None: the clips the policy was trained on.
+        output: folder for eval.json, eval.png and the videos (default: beside the checkpoint,
+            `eval/`).
+        starts: fixed starts per clip, evenly spread over its frames.
+        horizon_s: simulated time from each start [s] (less where the clip ends first).
+        randomization: the perturbed condition's `RandomizationConfig` fields (default
+            `DEFAULT_PERTURBATION`).
+        video_steps: env steps of each video (worst and best clip, the policy in the clean
+            world); 0: no video.
+        device: torch device of the env and the policy.
+        seed: seeds the perturbations (the same for the policy and the replay).
+        log: receives a line per clip and condition.
+
+    Returns:
+        The contents of eval.json.
+    """
+    if not (isinstance(starts, int) and starts >= 1 and horizon_s > 0):
+        raise ValueError(f"evaluate: starts must be an int >= 1 and horizon_s > 0, got "
+                         f"{starts!r}, {horizon_s!r}")
+    policy = Policy.load(checkpoint, device)
+    out = Path(output) if output is not None else Path(checkpoint).parent / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    settings = env_settings(policy.args)
+    settings.pop("randomization", None)
+    settings.pop("adaptive_starts", None)
+    if references:
+        settings["reference"] = tuple(str(r) for r in references)
+    perturbation = dict(DEFAULT_PERTURBATION if randomization is None else randomization)
+    runs: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    names: tuple[str, ...] = ()
+    for condition in CONDITIONS:
+        env = _make_env(policy, settings, starts, horizon_s, device,
+                        perturbation if condition == "perturbed" else None)
+        names = env.unwrapped.ref.names
+        runs[condition] = {name: _run(env, policy, name, starts, seed)
+                           for name in CONTROLLERS}
+        env.close()
+    clips = {clip: {cond: {ctrl: _clip_summary(runs[cond][ctrl], k, starts)
+                           for ctrl in CONTROLLERS} for cond in CONDITIONS}
+             for k, clip in enumerate(names)}
+    for clip, conditions in clips.items():
+        for cond, result in conditions.items():
+            log(f"{clip} {cond}: survived policy {result['policy']['survived']:.2f} replay "
+                f"{result['replay']['survived']:.2f}; joint error policy "
+                f"{result['policy']['joint_error_deg']:.2f} deg replay "
+                f"{result['replay']['joint_error_deg']:.2f} deg")
+    result = {"checkpoint": str(checkpoint), "clips": clips, "starts": starts,
+              "horizon_s": horizon_s, "perturbation": perturbation, "seed": seed,
+              "trained_on": policy.args.reference or "(embedded tripod gait)",
+              "files": {"json": str(out / "eval.json"), "figure": str(out / "eval.png")}}
+    plot(clips, out / "eval.png", title=f"{Path(checkpoint).parent.name}: {starts} starts x "
+                                        f"{horizon_s:g} s per clip")
+    (out / "eval.json").write_text(json.dumps(result, indent=1))
+    if video_steps > 0:
+        result["files"].update(_videos(policy, settings, clips, video_steps, device, out, log))
+        (out / "eval.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def _make_env(policy: Policy, settings: dict[str, Any], starts: int, horizon_s: float,
+              device: str, randomization: dict[str, Any] | None) -> NormalizeObservation:
+    probe = FlyImitationVecEnv(num_envs=1, device=device, **settings)
+    nclip, dt = probe.ref.nclip, probe.config.control_dt_s
+    probe.close()
+    extra = {} if randomization is None else {"randomization": randomization}
+    env = NormalizeObservation(FlyImitationVecEnv(
+        num_envs=nclip * starts, device=device, autoreset_mode="disabled",
+        max_episode_steps=max(1, round(horizon_s / dt)), **settings, **extra))
+    env.load_state_dict(policy.obs_norm)
+    env.update = False
+    if env.single_observation_space.shape[0] != policy.obs_norm["mean"].shape[0]:
+        raise ValueError(f"the checkpoint's policy observes {policy.obs_norm['mean'].shape[0]} "
+                         f"values, this env {env.single_observation_space.shape[0]}")
+    return env
+
+
+def _run(wrapped: NormalizeObservation, policy: Policy, controller: str, starts: int,
+         seed: int) -> dict[str, np.ndarray]:
+    """Plays every (clip, start) world to its horizon; per-world sums and counts, on the host."""
+    env: FlyImitationVecEnv = wrapped.unwrapped
+    ref, n, dev = env.ref, env.num_envs, env.device
+    clip = torch.arange(ref.nclip, device=dev).repeat_interleave(starts)
+    slot = torch.arange(starts, device=dev).repeat(ref.nclip)
+    frame = ((ref.lengths[clip] - 2) * slot / starts).long()
+    obs, _ = wrapped.reset(seed=seed, options={"clip": clip, "frame": frame})
+    dt = env.config.control_dt_s
+    planned = torch.minimum(ref.lengths[clip] - 1 - frame,
+                            torch.full_like(frame, env.config.max_episode_steps))
+    free = not env.config.tethered
+    start_pos = env.engine.qpos[:, :3].float().clone()
+    ref_disp = torch.zeros(n, 3, device=dev)
+    alive = torch.ones(n, dtype=torch.bool, device=dev)
+    sums = {k: torch.zeros(n, device=dev) for k in (
+        "steps", "survived", "joint_error_deg", "path_error_mm", "forward_speed_mm_s",
+        "ref_forward_speed_mm_s", "reward", *(f"reward/{t}" for t in env.terms))}
+    zeros = torch.zeros(n, c.NUM_DOFS, device=dev)
+    steps = int(planned.max())
+    for _ in range(steps):
+        action = policy.act(obs) if controller == "policy" else zeros
+        obs, reward, terminated, truncated, info = wrapped.step(action)
+        now = info["frame"]
+        ref_pos = ref.root_pos_w[clip, now]
+        if ref.has_root:
+            ref_disp = ref_pos - ref.root_pos_w[clip, frame]
+        else:  # the odometry estimate, integrated like the velocity reward reads it
+            ref_disp = ref_disp + ref.root_lin_vel_w[clip, now] * dt
+        qpos, qvel = env.engine.qpos.float(), env.engine.qvel.float()
+        mask = ref.dof_mask[clip]
+        err = ((qpos[:, -c.NUM_DOFS:] - ref.joint_pos[clip, now]).abs() * mask).sum(1)
+        values = {"joint_error_deg": torch.rad2deg(err / mask.sum(1)), "reward": reward,
+                  **{f"reward/{t}": info[f"reward/{t}"] for t in env.terms}}
+        if free:
+            disp = qpos[:, :3] - start_pos
+            values["path_error_mm"] = (disp[:, :2] - ref_disp[:, :2]).norm(dim=1)
+            values["forward_speed_mm_s"] = quat_rotate_inverse(qpos[:, 3:7], qvel[:, :3])[:, 0]
+            values["ref_forward_speed_mm_s"] = quat_rotate_inverse(
+                ref.root_quat_w[clip, now], ref.root_lin_vel_w[clip, now])[:, 0]
+        counted = alive & torch.isfinite(qpos).all(dim=1)
+        sums["steps"] += counted.float()
+        for key, value in values.items():
+            sums[key] += torch.where(counted, torch.nan_to_num(value), 0.0)
+        sums["survived"] += (alive & ~terminated).float()
+        alive = alive & ~(terminated | truncated)
+    result = {k: v.cpu().numpy() for k, v in sums.items()}
+    result["planned"] = planned.cpu().numpy().astype(float)
+    result["free"] = np.full(n, free)
+    result["max_reward"] = np.full(n, env.max_reward)
+    return result
+
+
+def _clip_summary(run: dict[str, np.ndarray], clipid: int, starts: int) -> dict[str, float]:
+    worlds = slice(clipid * starts, (clipid + 1) * starts)
+    part = {k: v[worlds] for k, v in run.items()}
+    steps = part["steps"].sum()
+
+    def mean(key: str) -> float | None:
+        return float(part[key].sum() / steps) if steps else None
+
+    survived = np.minimum(part["survived"] / np.maximum(part["planned"], 1), 1.0)
+    summary = {"survived": float(survived.mean()), "completed": float((survived >= 1).mean()),
+               "joint_error_deg": mean("joint_error_deg"),
+               "score": (mean("reward") or 0.0) / float(part["max_reward"][0])}
+    if part["free"][0]:
+        for key in ("path_error_mm", "forward_speed_mm_s", "ref_forward_speed_mm_s"):
+            summary[key] = mean(key)
+    summary.update({k: mean(k) for k in part if k.startswith("reward/")})
+    return summary
+
+
+def plot(clips: dict[str, dict], path: Path, title: str = "") -> Path:
+    """Per clip: survival and joint error, bars of the policy and the replay, clean and perturbed.
+
+    Returns:
+        The PNG written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(clips)
+    bars = [(cond, ctrl) for cond in CONDITIONS for ctrl in CONTROLLERS]
+    colors = {"policy": "tab:blue", "replay": "tab:gray"}
+    fig, axes = plt.subplots(2, 1, figsize=(max(8.0, 1.6 * len(names) + 2), 6), sharex=True)
+    width = 0.8 / len(bars)
+    x = np.arange(len(names))
+    for ax, key, label in ((axes[0], "survived", "fraction of the horizon survived"),
+                           (axes[1], "joint_error_deg", "mean joint error [deg]")):
+        for k, (cond, ctrl) in enumerate(bars):
+            values = [clips[name][cond][ctrl][key] for name in names]
+            values = [math.nan if v is None else v for v in values]
+            ax.bar(x + (k - (len(bars) - 1) / 2) * width, values, width, color=colors[ctrl],
+                   hatch="//" if cond == "perturbed" else None, edgecolor="white",
+                   label=f"{ctrl}, {cond}")
+        ax.set_ylabel(label)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylim(0, 1.05)
+    axes[1].set_xticks(x, names, rotation=20 if len(names) > 4 else 0)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, ncol=4, fontsize=8, loc="upper center",
+               bbox_to_anchor=(0.5, 0.95))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _videos(policy: Policy, settings: dict[str, Any], clips: dict[str, dict], steps: int,
+            device: str, out: Path, log: Log) -> dict[str, str]:
+    # Worst and best clip: perturbed survival, then clean joint error.
+    def rank(name: str) -> tuple[float, float]:
+        result = clips[name]
+        return (result["perturbed"]["policy"]["survived"],
+                -(result["clean"]["policy"]["joint_error_deg"] or 0.0))
+
+    ordered = sorted(clips, key=rank)
+    files = {}
+    for which, name in (("worst", ordered[0]), ("best", ordered[-1])):
+        if which == "best" and len(ordered) == 1:
+            break
+        clipid = list(clips).index(name)
+        env = NormalizeObservation(FlyImitationVecEnv(
+            num_envs=1, device=device, autoreset_mode="disabled", render_mode="rgb_array",
+            **settings))
+        env.load_state_dict(policy.obs_norm)
+        env.update = False
+        try:
+            clip = torch.tensor([clipid], device=env.unwrapped.device)
+            zero = torch.zeros_like(clip)
+            path = out / f"{which}_{name}.mp4"
+            record_episode(env, policy.act, path, steps=steps,
+                           reset_options={"clip": clip, "frame": zero})
+            files[f"video_{which}"] = str(path)
+        except Exception as err:  # any rendering failure costs the video only
+            message = f"video of {name} not written ({type(err).__name__}: {err})"
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            log(f"warning: {message}")
+        finally:
+            env.close()
+    return files

@@ -1,0 +1,63 @@
+"""`flyenv eval`: a checkpoint's policy against the replay, per clip, clean and perturbed."""
+
+import json
+
+import pytest
+
+from flyenv.apps.evaluate import CONDITIONS, CONTROLLERS, evaluate
+from flyenv.apps.train import PpoArgs, train
+from flyenv.cli import main
+from flyenv.motion import save, tripod_gait
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    clips = root / "clips"
+    clips.mkdir()
+    save(tripod_gait(duration_s=0.3), clips / "fast.npz")
+    save(tripod_gait(duration_s=0.3, step_freq_hz=6.0), clips / "slow.npz")
+    train(PpoArgs(device="cpu", num_envs=2, num_steps=4, total_timesteps=8, eval_steps=2,
+                  hidden=16, control_decimation=10, reference=str(clips),
+                  adaptive_starts='{"bin_s": 0.05}', output=str(root / "run")))
+    return root
+
+
+def test_eval_reports_every_clip_for_policy_and_replay_clean_and_perturbed(trained):
+    # Pushes of 50-60 uN (five times the fly's weight) at 100 Hz topple the replay; the clean
+    # replay of the embedded gait walks the whole horizon.
+    shove = {"push_force_un": [50.0, 60.0], "push_rate_hz": 100.0, "push_duration_s": 0.01}
+    result = evaluate(trained / "run" / "checkpoint.pt", output=trained / "out", starts=2,
+                      horizon_s=0.15, randomization=shove, video_steps=0)
+    assert list(result["clips"]) == ["fast", "slow"]  # the clips it was trained on
+    curve = json.loads((trained / "run" / "curve.json").read_text())
+    assert [c["name"] for c in curve["clips"]] == ["fast", "slow"]
+    assert "clip/slow/score" in curve["curve"][-1]
+    assert len(curve["start_probabilities"]) == 2  # adaptive starts: per clip and 50 ms bin
+    assert len(curve["start_probabilities"][0]) == 6
+    for clip in result["clips"].values():
+        for cond in CONDITIONS:
+            for ctrl in CONTROLLERS:
+                summary = clip[cond][ctrl]
+                assert 0 <= summary["survived"] <= 1 and summary["joint_error_deg"] >= 0
+                assert summary["path_error_mm"] >= 0 and "reward/joint_pos" in summary
+        assert clip["clean"]["replay"]["survived"] == 1.0
+        assert clip["clean"]["replay"]["joint_error_deg"] < 5.0
+    perturbed = [c["perturbed"]["replay"]["survived"] for c in result["clips"].values()]
+    assert min(perturbed) < 1.0
+    assert json.loads((trained / "out" / "eval.json").read_text())["starts"] == 2
+    assert (trained / "out" / "eval.png").stat().st_size > 10_000
+
+
+def test_eval_command_on_other_clips_with_a_video(trained, tmp_path, capsys):
+    other = tmp_path / "held_out.npz"
+    save(tripod_gait(duration_s=0.2, step_freq_hz=8.0), other)
+    assert main(["eval", str(trained / "run" / "checkpoint.pt"), "--reference", str(other),
+                 "--starts", "1", "--horizon-s", "0.01", "--video-steps", "2"]) == 0
+    result = json.loads((trained / "run" / "eval" / "eval.json").read_text())
+    assert list(result["clips"]) == ["held_out"]
+    assert "held_out clean: survived policy" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="not a flyenv train checkpoint"):
+        bad = tmp_path / "bad.pt"
+        bad.write_bytes(b"not a checkpoint")
+        evaluate(bad)
