@@ -10,7 +10,6 @@ frames its job owns in a recording's `Solution`, so results can arrive in any or
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -66,7 +65,7 @@ def chunks(num_frames: int, chunk_frames: int | None, overlap: int,
 
 
 def plan_jobs(file_id: int, filled: np.ndarray, tracked: np.ndarray, legs: list[int],
-              body: BodyConfig, solver: str, lm: solvers.LmOptions | Sequence[solvers.LmOptions],
+              body: BodyConfig, solver: str, lm: solvers.LmOptions,
               chunk_frames: int | None, overlap_frames: int) -> list[Job]:
     """The jobs of one recording: every present leg over every chunk.
 
@@ -77,15 +76,14 @@ def plan_jobs(file_id: int, filled: np.ndarray, tracked: np.ndarray, legs: list[
         legs: indices into LEGS of the legs present.
         body: the body the angles are for.
         solver: "lm" or "seqik".
-        lm: the lm settings, or one per leg (6).
+        lm: the lm settings.
         chunk_frames: frames per job (None: the whole recording).
         overlap_frames: warm-up frames on each side of a chunk.
     """
     bounds = body.bounds.reshape(c.NUM_LEGS, c.DOF_PER_LEG, 2)
-    per_leg = [lm] * c.NUM_LEGS if isinstance(lm, solvers.LmOptions) else list(lm)
     return [Job(file_id, c.LEGS[legid], start, stop, lo, filled[lo:hi, legid],
                 tracked[lo:hi, legid], body.lengths[legid], bounds[legid],
-                solvers.SEQIKPY_SEED_RAD[legid], solver, per_leg[legid])
+                solvers.SEQIKPY_SEED_RAD[legid], solver, lm)
             for start, stop, lo, hi in chunks(len(filled), chunk_frames, overlap_frames)
             for legid in legs]
 
