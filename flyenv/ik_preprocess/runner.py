@@ -211,8 +211,7 @@ def run(paths: Sequence[str | Path], out_dir: str | Path, options: IkOptions | N
             (nothing is done then).
     """
     options = options or IkOptions()
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    _check_backend(backend)
     started = time.perf_counter()
     out_dir = Path(out_dir)
     paths = expand_folders(paths, out_dir)
@@ -281,13 +280,10 @@ def solve_recording(path: str | Path, options: IkOptions | None = None, *, n_job
         ValueError: bad options or backend.
     """
     options = options or IkOptions()
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    _check_backend(backend)
     path = Path(path)
     prepared = prepare(path, options)
-    jobs = plan_jobs(0, prepared.filled, prepared.tracked, prepared.legs, prepared.body,
-                     options.solver, prepared.lm, options.chunk_frames,
-                     options.overlap_frames)
+    jobs = _plan(0, prepared, options)
     solution = Solution.empty(len(prepared.filled))
     if n_jobs == 1 and backend != "dask":
         for job in jobs:  # in this process, so a solver's error keeps its traceback
@@ -302,6 +298,17 @@ def solve_recording(path: str | Path, options: IkOptions | None = None, *, n_job
                 raise RuntimeError(f"{path}: {result.failure}")
             stitch(solution, result)
     return assemble(prepared, solution, options)
+
+
+def _check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+
+
+def _plan(file_id: int, prepared: Prepared, options: IkOptions) -> list[Job]:
+    """The jobs of a prepared recording (`jobs.plan_jobs`)."""
+    return plan_jobs(file_id, prepared.filled, prepared.tracked, prepared.legs, prepared.body,
+                     options.solver, prepared.lm, options.chunk_frames, options.overlap_frames)
 
 
 def _remove_stale_temporaries(outputs: list[Path], plot: bool) -> list[Path]:
@@ -441,9 +448,7 @@ class _Batch:
             except Exception as err:  # noqa: BLE001 - one file's failure, reported by name
                 self._done(file_id, FileResult(path, out, "failed", _message(path, err)))
                 continue
-            jobs = plan_jobs(file_id, prepared.filled, prepared.tracked, prepared.legs,
-                             prepared.body, options.solver, prepared.lm,
-                             options.chunk_frames, options.overlap_frames)
+            jobs = _plan(file_id, prepared, options)
             self.pending[file_id] = _Pending(prepared, Solution.empty(len(prepared.filled)),
                                              len(jobs), note=note)
             yield from jobs
