@@ -4,8 +4,8 @@ A tethered or egocentric recording gives the legs in the thorax frame and nothin
 the thorax is. Two estimates fill that in:
 
 - Grounding (`ground`): in each frame the stance claws (low, and not swinging forward) are
-  fitted with a plane, z = a + b x + c y in the thorax frame (least squares,
-  `scipy.linalg.lstsq`); the thorax then stands at the plane's distance above a flat floor
+  fitted with a plane, z = a + b x + c y in the thorax frame (least squares, all frames at
+  once); the thorax then stands at the plane's distance above a flat floor
   (plus the claw's `clearance_mm`), pitched and rolled so the plane is level (the smallest
   rotation, no yaw). Heights and plane normals are smoothed over `SMOOTH_WINDOW_S`. A fly
   started from any frame of the clip stands on its feet.
@@ -67,10 +67,10 @@ class Grounding:
 
 
 def stance_claws(claws_mm: np.ndarray, fps: float) -> np.ndarray:
-    """Which claws are in stance (see the module docstring) and the floor plane per frame.
+    """Which claws are in stance: on the frame's floor plane, not swinging (module docstring).
 
     Args:
-        claws_mm: (T, L) x (3,) claw positions in the thorax frame [mm], finite.
+        claws_mm: (T, L, 3) claw positions in the thorax frame [mm], finite.
         fps: frame rate [Hz].
 
     Returns:
