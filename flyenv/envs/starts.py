@@ -129,11 +129,9 @@ class StartSampler:
             return
         bin_ = (frame // self.bin_frames).clamp_max(self.nbins - 1)
         index = clip * self.nbins + bin_
-        decay = self.config.decay
-        visits = torch.zeros_like(self.visits).index_add_(0, index, live.float())
-        failures = torch.zeros_like(self.failures).index_add_(0, index, (failed & live).float())
-        self.visits.mul_(1 - decay).add_(visits, alpha=decay)
-        self.failures.mul_(1 - decay).add_(failures, alpha=decay)
+        decay = self.config.decay  # in place: no per-step (nclip * nbins) buffers
+        self.visits.mul_(1 - decay).index_add_(0, index, live.float(), alpha=decay)
+        self.failures.mul_(1 - decay).index_add_(0, index, (failed & live).float(), alpha=decay)
 
     def failure_rate(self) -> torch.Tensor:
         """(nclip, nbins) failures per visited step in each bin (0 where never visited)."""
