@@ -256,7 +256,7 @@ def _stack(names: tuple[str, ...], bodies: list[BodyConfig], clips: list[Referen
             "joint_pos": q,
             "joint_vel": np.where(present, clip.joint_velocities, 0.0),
             "claw_pos_b": claws,
-            "stance": _stance(clip, bodies[clipid]),
+            "stance": _stance(claws, clip.leg_mask > 0, clip.fps),
         }
         if clip.has_root:
             values.update(root_pos_w=clip.root_pos, root_quat_w=clip.root_quat,
@@ -285,16 +285,17 @@ def _stack(names: tuple[str, ...], bodies: list[BodyConfig], clips: list[Referen
         **{key: tensor(value) for key, value in arrays.items()})
 
 
-def _stance(clip: ReferenceMotion, body: BodyConfig) -> np.ndarray:
-    """(T, 6) 1.0 where a present leg's claw is in stance in the (control-rate) clip."""
-    present = clip.leg_mask > 0
-    out = np.zeros((clip.num_frames, c.NUM_LEGS))
-    if not present.any() or clip.num_frames < 2:
-        return out
-    q = np.where(np.repeat(present, c.DOF_PER_LEG), clip.joint_angles,
-                 np.asarray(c.STANDING_POSE_RAD))
-    claws = forward_kinematics(body, q)[:, present, _CLAW]
-    out[:, present] = stance_claws(claws, clip.fps)
+def _stance(claws_b: np.ndarray, present: np.ndarray, fps: float) -> np.ndarray:
+    """(T, 6) 1.0 where a present leg's claw is in stance (`stance_claws`), else 0.0.
+
+    Args:
+        claws_b: (T, 6, 3) the clip's claws in the thorax frame [mm] (`_stack`'s FK).
+        present: (6,) bool, the legs the clip has.
+        fps: the clip's frame rate [Hz].
+    """
+    out = np.zeros(claws_b.shape[:2])
+    if present.any() and len(claws_b) >= 2:
+        out[:, present] = stance_claws(claws_b[:, present], fps)
     return out
 
 
