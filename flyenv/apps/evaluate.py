@@ -87,7 +87,7 @@ class Policy:
         return cls(agent.to(device).eval(), obs_norm, args)
 
     def act(self, obs: torch.Tensor) -> torch.Tensor:
-        """(num_envs, 42) the deterministic action (the mean) for normalized observations."""
+        """(num_envs, num_actions) the deterministic action (the mean) for normalized obs."""
         with torch.no_grad():
             return self.agent.dist(obs).mean
 
@@ -195,10 +195,9 @@ def _run(wrapped: NormalizeObservation, policy: Policy, controller: str, starts:
     sums = {k: torch.zeros(n, device=dev) for k in (
         "steps", "survived", "joint_error_deg", "path_error_mm", "forward_speed_mm_s",
         "ref_forward_speed_mm_s", "reward", *(f"reward/{t}" for t in env.terms))}
-    zeros = torch.zeros(n, c.NUM_DOFS, device=dev)
     steps = int(planned.max())
     for _ in range(steps):
-        action = policy.act(obs) if controller == "policy" else zeros
+        action = policy.act(obs) if controller == "policy" else env.replay_action()
         obs, reward, terminated, truncated, info = wrapped.step(action)
         now = info["frame"]
         ref_pos = ref.root_pos_w[clip, now]

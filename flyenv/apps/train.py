@@ -387,12 +387,11 @@ def _log(log: Log, iteration: int, num_iterations: int, stats: EpisodeStatistics
 
 def _evaluate(agent: Agent, envs: gym.vector.VectorEnv, base: gym.vector.VectorEnv,
               steps: int) -> dict[str, float]:
-    """The deterministic policy's score, and the replay's (zero residuals) on the same starts."""
+    """The deterministic policy's score, and the replay's (`replay_action`) on the same starts."""
     envs.update = False
     per_step = {}
-    zeros = torch.zeros(base.action_space.shape, device=base.device)
     for name, policy in (("policy", lambda obs: agent.dist(obs).mean),
-                         ("replay", lambda obs: zeros)):
+                         ("replay", lambda obs: base.replay_action())):
         obs, _ = envs.reset(seed=12345)
         total = torch.zeros((), device=base.device)
         with torch.no_grad():
