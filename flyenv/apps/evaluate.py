@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from flyenv.apps.train import Agent, PpoArgs
+from flyenv.apps.train import Agent, PpoArgs, policy_env
 from flyenv.apps.train_args import env_settings
 from flyenv.body import constants as c
 from flyenv.envs import FlyImitationVecEnv
@@ -165,11 +165,9 @@ def _make_env(policy: Policy, settings: dict[str, Any], starts: int, horizon_s: 
     nclip, dt = probe.ref.nclip, probe.config.control_dt_s
     probe.close()
     extra = {} if randomization is None else {"randomization": randomization}
-    env = NormalizeObservation(FlyImitationVecEnv(
-        num_envs=nclip * starts, device=device, autoreset_mode="disabled",
-        max_episode_steps=max(1, round(horizon_s / dt)), **settings, **extra))
-    env.load_state_dict(policy.obs_norm)
-    env.update = False
+    env = policy_env(policy.obs_norm, num_envs=nclip * starts, device=device,
+                     autoreset_mode="disabled", max_episode_steps=max(1, round(horizon_s / dt)),
+                     **settings, **extra)
     if env.single_observation_space.shape[0] != policy.obs_norm["mean"].shape[0]:
         raise ValueError(f"the checkpoint's policy observes {policy.obs_norm['mean'].shape[0]} "
                          f"values, this env {env.single_observation_space.shape[0]}")
@@ -302,11 +300,8 @@ def _videos(policy: Policy, settings: dict[str, Any], clips: dict[str, dict], st
         if which == "best" and len(ordered) == 1:
             break
         clipid = list(clips).index(name)
-        env = NormalizeObservation(FlyImitationVecEnv(
-            num_envs=1, device=device, autoreset_mode="disabled", render_mode="rgb_array",
-            **settings))
-        env.load_state_dict(policy.obs_norm)
-        env.update = False
+        env = policy_env(policy.obs_norm, num_envs=1, device=device,
+                         autoreset_mode="disabled", render_mode="rgb_array", **settings)
         try:
             clip = torch.tensor([clipid], device=env.unwrapped.device)
             zero = torch.zeros_like(clip)

@@ -26,6 +26,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -41,7 +42,7 @@ from flyenv.wrappers import EpisodeStatistics, NormalizeObservation
 from flyenv.wrappers.record_video import record_episode
 
 __all__ = ["Agent", "PpoArgs", "Rollout", "add_arguments", "args_from", "collect",
-           "make_optimizer", "policy_video", "train", "update"]
+           "make_optimizer", "policy_env", "policy_video", "train", "update"]
 
 Log = Callable[[str], None]
 
@@ -354,16 +355,27 @@ def policy_video(agent: Agent, obs_norm: dict[str, torch.Tensor], args: PpoArgs,
     Returns:
         The mp4 written (`slowdown` times slower than real time).
     """
-    env = NormalizeObservation(FlyImitationVecEnv(
-        num_envs=1, device=str(next(agent.parameters()).device), random_start=False,
-        autoreset_mode="disabled", render_mode="rgb_array", **train_args.env_settings(args)))
-    env.load_state_dict(obs_norm)
-    env.update = False
+    env = policy_env(obs_norm, num_envs=1, device=str(next(agent.parameters()).device),
+                     random_start=False, autoreset_mode="disabled", render_mode="rgb_array",
+                     **train_args.env_settings(args))
     try:
         return record_episode(env, lambda obs: agent.dist(obs).mean, path,
                               steps=args.video_steps, slowdown=slowdown)[0]
     finally:
         env.close()
+
+
+def policy_env(obs_norm: dict[str, torch.Tensor], **config: Any) -> NormalizeObservation:
+    """A `FlyImitationVecEnv(**config)` seen through a trained policy's frozen normalizer.
+
+    Args:
+        obs_norm: the normalizer's `state_dict()` (a checkpoint's "obs_norm").
+        config: the env's config fields.
+    """
+    env = NormalizeObservation(FlyImitationVecEnv(**config))
+    env.load_state_dict(obs_norm)
+    env.update = False
+    return env
 
 
 def _log(log: Log, iteration: int, num_iterations: int, stats: EpisodeStatistics,
