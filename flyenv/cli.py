@@ -255,7 +255,7 @@ def _ik(args: argparse.Namespace) -> int:
 
     from flyenv.body import constants as c
     from flyenv.body.config import BodyConfig
-    from flyenv.ik_preprocess import io, runner
+    from flyenv.ik_preprocess import runner
     from flyenv.ik_preprocess.solver import LmOptions
 
     template = BodyConfig.default()
@@ -268,11 +268,11 @@ def _ik(args: argparse.Namespace) -> int:
                                fps_range=tuple(args.fps_range),
                                chunk_frames=args.chunk_frames, overlap_frames=args.overlap,
                                lm=LmOptions(smoothness=args.smoothness), template=template)
-    for folder in filter(Path.is_dir, args.recordings):
-        found, ignored = io.find_recordings(folder, exclude=args.output)
+    def holds(folder: Path, found: list[Path], ignored: list[Path]) -> None:
         said = f", ignoring {len(ignored)} output(s) of SeqIKPy or flyenv" if ignored else ""
         print(f"{folder}: {len(found)} recording(s){said}")
-    recordings = runner.expand_folders(args.recordings, args.output)
+
+    recordings = runner.expand_folders(args.recordings, args.output, on_folder=holds)
     bar = tqdm(total=len(recordings), unit="file", disable=args.quiet)
 
     failed = 0

@@ -146,11 +146,19 @@ def _real(path: Path) -> Path:
         return Path(os.path.abspath(path))
 
 
-def expand_folders(paths: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
+def expand_folders(paths: Sequence[str | Path], out_dir: str | Path, *,
+                   on_folder: Callable[[Path, list[Path], list[Path]], None] | None = None,
+                   ) -> list[Path]:
     """The inputs with each folder replaced by its recordings (`io.find_recordings`, sorted).
 
     A folder without recordings stays in the list, so that the batch reports it by name and
     goes on with the other inputs; only when no input holds a recording at all is it an error.
+
+    Args:
+        paths: recordings and folders.
+        out_dir: the output folder (never searched).
+        on_folder: called with each folder, its recordings and the files left out of it (outputs
+            of SeqIKPy or flyenv), e.g. to say what it holds, before any error.
 
     Raises:
         ValueError: the inputs are folders only, and none holds a recording.
@@ -161,6 +169,8 @@ def expand_folders(paths: Sequence[str | Path], out_dir: str | Path) -> list[Pat
             expanded.append(path)
             continue
         found, ignored = find_recordings(path, exclude=out_dir)
+        if on_folder is not None:
+            on_folder(path, found, ignored)
         if not found:
             also = (f" (only outputs of SeqIKPy or flyenv: {ignored[0].name}, ...)" if ignored
                     else "")
