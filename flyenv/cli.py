@@ -411,11 +411,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    import json
-
     from flyenv.apps.evaluate import evaluate
+    from flyenv.apps.train_args import json_option
 
-    randomization = json.loads(args.randomization) if args.randomization else None
+    randomization = (json_option("randomization", args.randomization) if args.randomization
+                     else None)
     result = evaluate(args.checkpoint, args.reference, args.output, starts=args.starts,
                       horizon_s=args.horizon_s, randomization=randomization,
                       video_steps=args.video_steps, device=args.device, seed=args.seed,

@@ -108,10 +108,10 @@ def env_settings(args: PpoArgs) -> dict[str, object]:
         paths = tuple(p.strip() for p in args.reference.split(",") if p.strip())
         settings["reference"] = paths[0] if len(paths) == 1 else paths
     if args.randomization:
-        settings["randomization"] = _json_object("randomization", args.randomization)
+        settings["randomization"] = json_option("randomization", args.randomization)
     if args.adaptive_starts:
         settings["adaptive_starts"] = ({} if args.adaptive_starts == "on"
-                                       else _json_object("adaptive-starts", args.adaptive_starts))
+                                       else json_option("adaptive-starts", args.adaptive_starts))
     return settings
 
 
@@ -166,8 +166,12 @@ def plan(args: PpoArgs, clips: list[dict[str, object]], num_iterations: int,
     return lines + [after]
 
 
-def _json_object(option: str, text: str) -> dict[str, object]:
-    # The env's config checks the keys (naming the valid ones); here only the JSON itself.
+def json_option(option: str, text: str) -> dict[str, object]:
+    """The JSON object an option `--<option>` was given (its keys are the config's to check).
+
+    Raises:
+        ValueError: naming the option, when the text is not JSON or not an object.
+    """
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
