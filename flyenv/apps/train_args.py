@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flyenv.apps.options import add_dataclass_arguments
@@ -116,28 +115,14 @@ def env_settings(args: PpoArgs) -> dict[str, object]:
 
 
 def describe_clips(env: FlyImitationVecEnv) -> list[dict[str, object]]:
-    """The clips the env imitates: name, source file and duration [s].
+    """The clips the env imitates: name, source and duration [s] (`ReferenceBank.sources`).
 
     The name is the file's stem, or "tripod_gait" for the embedded gait.
     """
-    sources = env.config.reference
-    if sources is None:
-        return [{"name": "tripod_gait", "source": "flyenv.motion.tripod_gait (embedded)",
-                 "duration_s": (int(env.ref.lengths[0]) - 1) * env.config.control_dt_s}]
-    sources = [sources] if isinstance(sources, str | Path) else list(sources)
-    files = []  # a dataset folder stands for its clips, named by their file stems
-    for source in sources:
-        folder = Path(source) if isinstance(source, str | Path) else None
-        if folder is not None and folder.is_dir():
-            files += [folder / f"{name}.npz" for name in env.ref.names
-                      if (folder / f"{name}.npz").is_file()]
-        else:
-            files.append(source if folder is not None else "(in memory)")
-    if len(files) != len(env.ref.names):  # names the folders could not tell apart
-        files = ["; ".join(map(str, sources))] * len(env.ref.names)
-    return [{"name": name, "source": str(source),
+    ref = env.ref
+    return [{"name": name, "source": source,
              "duration_s": (int(length) - 1) * env.config.control_dt_s}
-            for name, source, length in zip(env.ref.names, files, env.ref.lengths.tolist(),
+            for name, source, length in zip(ref.names, ref.sources, ref.lengths.tolist(),
                                             strict=True)]
 
 

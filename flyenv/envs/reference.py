@@ -28,6 +28,8 @@ _CLAW = c.KEYPOINTS.index("Claw")
 # clip at a very low frame rate lasts long and resamples to millions of frames.
 MAX_BANK_FRAMES = 2_000_000
 _BANK_BYTES_PER_FRAME = 2048
+# The source of the embedded gait (`ReferenceBank.sources`), the reference when none is given.
+GAIT_SOURCE = "flyenv.motion.tripod_gait (embedded)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +39,8 @@ class ReferenceBank:
     Attributes:
         names: (nclip,) clip names (file stems, "tripod_gait" for the embedded gait, or
             "clip<i>" for the i-th `ReferenceMotion` given).
+        sources: (nclip,) where each clip came from: its file (as given, or found in a
+            folder), `GAIT_SOURCE` for the embedded gait, or "(in memory)".
         body: the first clip's body (the one simulated when all clips share it).
         bodies: (nbody,) the distinct bodies the clips were made for, in order of first use;
             they share the joint bounds and differ in ThC positions and segment lengths.
@@ -68,6 +72,7 @@ class ReferenceBank:
     """
 
     names: tuple[str, ...]
+    sources: tuple[str, ...]
     body: BodyConfig
     bodies: tuple[BodyConfig, ...]
     clip_body: torch.Tensor
@@ -113,19 +118,22 @@ def load_references(spec: object, control_dt_s: float, device: torch.device, *,
             root motion and none.
     """
     items = _as_items(spec)
-    clips, names, labels = [], [], []
+    clips, names, labels, sources = [], [], [], []
     for i, item in enumerate(items):
-        if isinstance(item, tuple):  # (name, motion, where) of a dataset folder or the gait
+        if isinstance(item, tuple):  # (name, motion, source) of a dataset folder or the gait
             names.append(item[0])
             clips.append(item[1])
-            labels.append(f"reference {item[2]}")
+            sources.append(item[2])
+            labels.append(f"reference {item[2]!r}")
         elif isinstance(item, ReferenceMotion):
             clips.append(item)
             names.append(f"clip{i}")
+            sources.append("(in memory)")
             labels.append(f"reference clip{i} (FlyImitationConfig.reference[{i}], in memory)")
         elif isinstance(item, str | os.PathLike):
             clips.append(load(item))  # its errors start with the file
             names.append(Path(item).stem)
+            sources.append(str(item))
             labels.append(f"reference {str(item)!r}")
         else:
             raise ValueError(f"FlyImitationConfig.reference[{i}] must be a path, a folder or a "
@@ -158,8 +166,8 @@ def load_references(spec: object, control_dt_s: float, device: torch.device, *,
             raise ValueError(f"{label} lasts {clip.duration_s:.4g} s, shorter than "
                              f"two env steps ({2 * control_dt_s:.4g} s)")
         resampled.append(resample(clip, control_dt_s))
-    bank = _stack(tuple(names), [bodies[i] for i in clip_body], resampled, device,
-                  standing_height_mm)
+    bank = _stack(tuple(names), tuple(sources), [bodies[i] for i in clip_body], resampled,
+                  device, standing_height_mm)
     return dataclasses.replace(bank, bodies=tuple(bodies),
                                clip_body=torch.tensor(clip_body, device=device))
 
@@ -184,7 +192,7 @@ def _check_bank_size(labels: list[str], clips: list[ReferenceMotion], control_dt
 
 def _as_items(spec: object) -> list:
     if spec is None:
-        return [("tripod_gait", tripod_gait(), "tripod_gait (embedded)")]
+        return [("tripod_gait", tripod_gait(), GAIT_SOURCE)]
     if isinstance(spec, str | os.PathLike | ReferenceMotion):
         spec = [spec]
     if isinstance(spec, Sequence) and len(spec) > 0:
@@ -198,7 +206,7 @@ def _as_items(spec: object) -> list:
 
 
 def folder_clips(folder: str | os.PathLike) -> list[tuple[str, ReferenceMotion, str]]:
-    """The clips of a dataset folder: (file stem, motion, 'file') of its `*.npz`, sorted.
+    """The clips of a dataset folder: (file stem, motion, file) of its `*.npz`, sorted.
 
     Files that do not load as a `ReferenceMotion` are left out with a warning naming the file and
     why (one bad file does not stop a dataset); a folder without any loadable clip is refused.
@@ -210,7 +218,7 @@ def folder_clips(folder: str | os.PathLike) -> list[tuple[str, ReferenceMotion, 
     clips, bad = [], []
     for path in sorted(folder.glob("*.npz")):
         try:
-            clips.append((path.stem, load(path), repr(str(path))))
+            clips.append((path.stem, load(path), str(path)))
         except (ValueError, OSError) as err:
             bad.append(f"{path.name}: {err}")
     for line in bad:
@@ -235,8 +243,9 @@ def _same_geometry(a: BodyConfig, b: BodyConfig) -> bool:
                for f in ("thc", "lengths", "bounds"))
 
 
-def _stack(names: tuple[str, ...], bodies: list[BodyConfig], clips: list[ReferenceMotion],
-           device: torch.device, standing_height_mm: float) -> ReferenceBank:
+def _stack(names: tuple[str, ...], sources: tuple[str, ...], bodies: list[BodyConfig],
+           clips: list[ReferenceMotion], device: torch.device, standing_height_mm: float,
+           ) -> ReferenceBank:
     # bodies[i] is clip i's body: its claws come from that body's forward kinematics.
     nclip, length = len(clips), max(clip.num_frames for clip in clips)
     stand = np.asarray(c.STANDING_POSE_RAD)
@@ -276,7 +285,7 @@ def _stack(names: tuple[str, ...], bodies: list[BodyConfig], clips: list[Referen
         return torch.as_tensor(value, dtype=torch.float32, device=device)
 
     return ReferenceBank(
-        names=names, body=bodies[0], bodies=(bodies[0],),
+        names=names, sources=sources, body=bodies[0], bodies=(bodies[0],),
         clip_body=torch.zeros(nclip, dtype=torch.long, device=device),
         has_root=clips[0].has_root,
         root_vel_estimated=not clips[0].has_root and any(grounded), grounded=tuple(grounded),
