@@ -110,12 +110,14 @@ def load_references(spec: object, control_dt_s: float, device: torch.device, *,
         body: the body to simulate; every clip must be made for it (same ThC positions, segment
             lengths and joint ranges). None takes each clip's own body: clips made for several
             bodies (of the same joint bounds) are then stacked, each with its body.
-        standing_height_mm: thorax height used for clips without root motion [mm].
+        standing_height_mm: thorax height of clips without root motion that cannot be grounded
+            (fewer than three legs) [mm].
 
     Raises:
-        ValueError: a clip made for another body (or for bodies of other joint bounds), shorter
-            than two env steps, with joint angles outside the body's ranges, or clips that mix
-            root motion and none.
+        ValueError: a folder without a loadable clip, a clip made for another body (or for
+            bodies of other joint bounds), one too long for the bank (`MAX_BANK_FRAMES`) or
+            shorter than two env steps, with joint angles outside the body's ranges, or clips
+            that mix root motion and none.
     """
     items = _as_items(spec)
     clips, names, labels, sources = [], [], [], []

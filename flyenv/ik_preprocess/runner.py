@@ -217,8 +217,8 @@ def run(paths: Sequence[str | Path], out_dir: str | Path, options: IkOptions | N
         The report, one `FileResult` per input in input order.
 
     Raises:
-        ValueError: on bad options, a folder without recordings, or a file given twice
-            (nothing is done then).
+        ValueError: on a bad backend, inputs that are only folders without recordings (one
+            among other inputs fails by name), or a file given twice (nothing is done then).
     """
     options = options or IkOptions()
     _check_backend(backend)

@@ -40,8 +40,8 @@ FLOOR_TOL_MM = 0.1
 SWING_SPEED_FRACTION = 0.3
 SMOOTH_WINDOW_S = 0.05
 MIN_STANCE = 3
-# Odometry drops a stance claw whose velocity the rigid motion misses by more than this
-# fraction of the estimated speed, and solves again.
+# Odometry's consensus: a stance claw whose velocity a candidate rigid motion misses by more
+# than this fraction of the motion's speed does not agree with it.
 OUTLIER_FRACTION = 0.15
 
 
