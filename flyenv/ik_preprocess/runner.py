@@ -321,16 +321,16 @@ def _plan(file_id: int, prepared: Prepared, options: IkOptions) -> list[Job]:
                      options.solver, prepared.lm, options.chunk_frames, options.overlap_frames)
 
 
-def _remove_stale_temporaries(outputs: list[Path], plot: bool) -> list[Path]:
+def _remove_stale_temporaries(out: Path, plot: bool) -> list[Path]:
+    """Removes the temporaries a killed run left for one output (and its plot); returns them."""
     removed = []
-    for out in outputs:
-        for target in (out, out.with_suffix(".png")) if plot else (out,):
-            for tmp in motion_io.stale_temporaries(target):
-                try:
-                    tmp.unlink()
-                    removed.append(tmp)
-                except OSError:
-                    pass  # not ours to fight over; it is only clutter
+    for target in (out, out.with_suffix(".png")) if plot else (out,):
+        for tmp in motion_io.stale_temporaries(target):
+            try:
+                tmp.unlink()
+                removed.append(tmp)
+            except OSError:
+                pass  # not ours to fight over; it is only clutter
     return removed
 
 
@@ -427,7 +427,7 @@ class _Batch:
             return False
         self.locks[file_id] = lock
         # Only now: a temporary of another live run's output is that run's, not stale.
-        self.removed += _remove_stale_temporaries([out], self.plot)
+        self.removed += _remove_stale_temporaries(out, self.plot)
         return True
 
     def jobs(self, file_ids: Iterable[int], wait: bool = False) -> Iterator[Job]:
