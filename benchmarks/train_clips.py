@@ -14,33 +14,20 @@ evaluation and the command lines) and <name>_curve.png, <name>_eval.png.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from flyenv import data
 from flyenv.apps.machine import environment_info
-from flyenv.motion import ReferenceMotion, load, save, tripod_gait
+from flyenv.motion import load, save, tripod_gait
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RANDOMIZATION = {"friction": [0.7, 1.3], "mass_scale": [0.9, 1.1],
                  "actuator_gain_scale": [0.9, 1.1], "push_force_un": [1.0, 3.0],
                  "push_rate_hz": 1.0}
-
-
-def frames(motion: ReferenceMotion, begin: int, end: int) -> ReferenceMotion:
-    """The frames [begin, end) of a clip (every per-frame array sliced)."""
-    changes = {}
-    for field in dataclasses.fields(motion):
-        value = getattr(motion, field.name)
-        if isinstance(value, np.ndarray) and value.ndim >= 1 and len(value) == motion.num_frames:
-            changes[field.name] = value[begin:end]
-    return motion.replace(**changes)
 
 
 def dataset(work: Path) -> tuple[Path, Path]:
@@ -56,8 +43,8 @@ def dataset(work: Path) -> tuple[Path, Path]:
     for folder in (train_dir, held_dir):
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-    save(frames(motion, 0, 800), train_dir / "df3d_walk_0-8s.npz")
-    save(frames(motion, 800, 1000), held_dir / "df3d_walk_8-10s_held_out.npz")
+    save(motion.frames(0, 800), train_dir / "df3d_walk_0-8s.npz")
+    save(motion.frames(800, 1000), held_dir / "df3d_walk_8-10s_held_out.npz")
     gait = tripod_gait(duration_s=2.0)
     save(gait.replace(root_pos=None, root_quat=None, root_lin_vel=None, root_ang_vel=None),
          train_dir / "tripod_gait_grounded.npz")

@@ -43,19 +43,11 @@ class Args:
     """Leg whose joints the plot shows over time."""
 
 
-# The fields of a ReferenceMotion that hold one row per frame.
-PER_FRAME = ("joint_angles", "joint_velocities", "root_pos", "root_quat", "root_lin_vel",
-             "root_ang_vel", "keypoints", "fk_keypoints", "ik_error", "underdetermined")
-
-
 def first_seconds(motion: ReferenceMotion, seconds: float) -> ReferenceMotion:
     """The motion's first `seconds` (all of it when it is shorter)."""
     if not seconds > 0:
         raise SystemExit(f"--duration must be > 0 s, got {seconds}")
-    frames = min(motion.num_frames, int(round(seconds * motion.fps)) + 1)
-    rows = {name: getattr(motion, name)[:frames] for name in PER_FRAME
-            if getattr(motion, name) is not None}
-    return motion.replace(**rows)
+    return motion.frames(0, min(motion.num_frames, int(round(seconds * motion.fps)) + 1))
 
 
 def parse_args() -> Args:

@@ -104,6 +104,22 @@ def test_body_round_trips_through_metadata():
     assert _motion().body == BodyConfig.default()
 
 
+def test_frames_slices_every_per_frame_array_and_keeps_the_rest(gait):
+    flags = np.zeros((gait.num_frames, c.NUM_LEGS), dtype=bool)
+    flags[12, 1] = True
+    motion = gait.replace(underdetermined=flags, metadata={**gait.metadata, "note": "kept"})
+    part = motion.frames(10, 30)
+    assert part.num_frames == 20 and part.fps == motion.fps
+    for name in ("joint_angles", "joint_velocities", "root_pos", "root_quat", "root_lin_vel",
+                 "root_ang_vel", "fk_keypoints", "underdetermined"):
+        original = getattr(motion, name)
+        if original is not None:
+            np.testing.assert_array_equal(getattr(part, name), original[10:30])
+    assert part.keypoints is None and part.metadata == motion.metadata
+    with pytest.raises(ValueError, match="T >= 2"):
+        motion.frames(5, 6)
+
+
 # Files -------------------------------------------------------------------------------------
 
 def test_save_load_round_trip_all_fields(tmp_path, gait):

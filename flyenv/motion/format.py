@@ -240,6 +240,16 @@ class ReferenceMotion:
         """A copy with some fields changed (validated like a new motion)."""
         return dataclasses.replace(self, **changes)
 
+    def frames(self, begin: int, end: int) -> ReferenceMotion:
+        """The frames [begin, end) of the clip: every per-frame array sliced, metadata kept.
+
+        Raises:
+            ValueError: the slice holds fewer than two frames.
+        """
+        names = ("joint_angles", *OPTIONAL_ARRAYS, "underdetermined")
+        return self.replace(**{name: getattr(self, name)[begin:end] for name in names
+                               if getattr(self, name) is not None})
+
 
 def _check_fps(value: Any) -> float:
     try:
