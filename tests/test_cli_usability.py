@@ -120,6 +120,26 @@ def test_every_option_has_help_text_from_its_docstring(capsys):
         assert set(field_docs(example.Args)) == {f.name for f in dataclasses.fields(example.Args)}
 
 
+def test_clips_of_folders_keep_their_own_files_even_when_names_repeat(tmp_path):
+    # Each clip's source comes from the bank that loaded it: two folders may hold clips of the
+    # same name, and the gait names where it came from.
+    from flyenv.apps.train_args import describe_clips
+    from flyenv.envs import FlyImitationVecEnv
+    from flyenv.envs.reference import GAIT_SOURCE
+    from flyenv.motion import save, tripod_gait
+
+    files = [save(tripod_gait(duration_s=0.2), tmp_path / folder / "walk.npz")
+             for folder in ("a", "b")]
+    env = FlyImitationVecEnv(num_envs=1, reference=(str(tmp_path / "a"), str(tmp_path / "b")),
+                             device="cpu")
+    clips = describe_clips(env)
+    env.close()
+    assert [(c["name"], c["source"]) for c in clips] == [("walk", str(f)) for f in files]
+    gait = FlyImitationVecEnv(num_envs=1, device="cpu")
+    assert describe_clips(gait)[0]["source"] == GAIT_SOURCE
+    gait.close()
+
+
 def test_train_says_what_it_will_run_and_on_which_clip(tmp_path):
     # `--total-timesteps 1` ran a whole iteration and 400 evaluation steps without a word, and
     # nothing named the clip.
