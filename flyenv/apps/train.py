@@ -4,11 +4,12 @@
 env runs in SAME_STEP autoreset mode; time-outs are bootstrapped with the value of
 `info["final_obs"]`. Observations are normalized on the device (`NormalizeObservation`, saved in
 the checkpoint), episode statistics come from `EpisodeStatistics`. It logs per iteration the
-mean episode return, each reward term and the imitation score (reward per step / the env's
-maximum reward) to stdout, to TensorBoard when installed, and to `OUTPUT/curve.json`; it saves
-`OUTPUT/checkpoint.pt`, ends with a deterministic evaluation and, optionally, writes
-`OUTPUT/policy.mp4` of the trained policy with the reference ghost (last, after the checkpoint
-and the curve: a machine without OpenGL loses only the video, with a warning).
+mean episode return, each reward term, the imitation score (reward per step / the env's
+maximum reward) and each clip's score and falls (`ClipStatistics`) to stdout, to TensorBoard
+when installed, and to `OUTPUT/curve.json`; it saves `OUTPUT/checkpoint.pt`, ends with a
+deterministic evaluation and, optionally, writes `OUTPUT/policy.mp4` of the trained policy with
+the reference ghost (last, after the checkpoint and the curve: a machine without OpenGL loses
+only the video, with a warning).
 
 The settings (`PpoArgs`, every field an option of `flyenv train`) are declared in
 `flyenv.apps.train_args` and re-exported here. One iteration is `collect` (a rollout) and
