@@ -111,7 +111,7 @@ def main() -> None:
         path = folder / "slow.npz"
         motion_io.save(dataclasses.replace(tripod_gait(duration_s=1.0), fps=0.1), path)
         inputs["reference: fps 0.1, 501 frames, at 500 Hz"] = (path, lambda p: load_references(
-            p, 0.002, torch.device("cpu"), standing_height_mm=1.0))
+            p, 0.002, torch.device("cpu"), standing_height_mm=1.0, claw_clearance_mm=0.03))
         for name, (path, loader) in inputs.items():
             if loader == "limit":
                 limit = ik_io.MAX_FRAMES

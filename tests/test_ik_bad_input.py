@@ -393,7 +393,8 @@ def test_a_reference_at_a_tiny_frame_rate_is_refused_before_it_is_resampled(tmp_
     tracemalloc.start()
     try:
         with pytest.raises(ValueError) as err:
-            load_references(path, 0.002, torch.device("cpu"), standing_height_mm=1.0)
+            load_references(path, 0.002, torch.device("cpu"), standing_height_mm=1.0,
+                           claw_clearance_mm=0.03)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -410,7 +411,8 @@ def test_reference_errors_name_the_file_and_odd_dtypes_are_refused(tmp_path):
 
     short = _gait_file(tmp_path / "short.npz", fps=10_000.0)  # 501 frames: 0.05 s
     with pytest.raises(ValueError, match=rf"reference '{short}' lasts 0.05 s, shorter than"):
-        load_references(short, 0.05, torch.device("cpu"), standing_height_mm=1.0)
+        load_references(short, 0.05, torch.device("cpu"), standing_height_mm=1.0,
+                           claw_clearance_mm=0.03)
     good = _gait_file(tmp_path / "good.npz")
     with np.load(good) as archive:
         fields = dict(archive)

@@ -202,11 +202,27 @@ def test_odometry_yaw_rate_survives_tracking_noise(turn_rad_s):
 
 def test_bank_grounds_clips_without_root_motion(gait):
     tethered = gait.replace(root_pos=None, root_quat=None)
-    bank = load_references(tethered, 0.01, torch.device("cpu"), standing_height_mm=0.9)
+    bank = load_references(tethered, 0.01, torch.device("cpu"), standing_height_mm=0.9,
+                           claw_clearance_mm=0.03)
     assert not bank.has_root and bank.root_vel_estimated and bank.grounded == (True,)
     height = bank.root_pos_w[0, :, 2].numpy()
     assert np.abs(height - (gait.root_pos[0, 2] + 0.03)).max() < 0.01
     speed = bank.root_lin_vel_w[0, :, 0].mean().item()
     assert abs(speed / gait.metadata["speed_mm_s"] - 1) < 0.1
-    with_root = load_references(gait, 0.01, torch.device("cpu"), standing_height_mm=0.9)
+    with_root = load_references(gait, 0.01, torch.device("cpu"), standing_height_mm=0.9,
+                           claw_clearance_mm=0.03)
     assert with_root.has_root and not with_root.root_vel_estimated
+
+
+def test_grounding_follows_the_env_models_claw_clearance(gait):
+    # The grounded thorax rests the stance claws on the floor of the model the env builds: a
+    # thicker tarsus (model_options) lifts it by the radius difference.
+    from flyenv.envs import FlyImitationVecEnv
+
+    tethered = gait.replace(root_pos=None, root_quat=None)
+    radii = (0.06, 0.05, 0.04, 0.05)
+    heights = [FlyImitationVecEnv(1, reference=tethered, engine="mujoco", device="cpu",
+                                  model_options=options).ref.root_pos_w[0, :, 2]
+               for options in ({}, {"segment_radii_mm": radii})]
+    torch.testing.assert_close(heights[1] - heights[0], torch.full_like(heights[0], 0.02),
+                               rtol=0, atol=1e-6)  # float32 bank

@@ -73,8 +73,10 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         engine, self.device = resolve_engine(cfg.engine, cfg.device)
         # Each world simulates the body its clip was made for: one model per body, and the
         # fields that differ between them (and those randomized) per world in the engine.
-        self.ref = load_references(cfg.reference, cfg.control_dt_s, self.device,
-                                   standing_height_mm=options.standing_height_mm)
+        self.ref = load_references(
+            cfg.reference, cfg.control_dt_s, self.device,
+            standing_height_mm=options.standing_height_mm,
+            claw_clearance_mm=options.segment_radii_mm[-1])  # the claw ends the tarsus capsule
         models = [build_model(body, tethered=cfg.tethered, options=options)
                   for body in self.ref.bodies]
         self._world_models = WorldModels(models, cfg.randomization, self.num_envs, self.device)

@@ -14,7 +14,6 @@ import torch
 from flyenv.body import constants as c
 from flyenv.body.config import BodyConfig
 from flyenv.body.kinematics import forward_kinematics
-from flyenv.body.mjcf import ModelOptions
 from flyenv.motion.format import ReferenceMotion
 from flyenv.motion.gait import tripod_gait
 from flyenv.motion.grounding import ground, odometry, stance_claws
@@ -99,7 +98,7 @@ class ReferenceBank:
 
 def load_references(spec: object, control_dt_s: float, device: torch.device, *,
                     body: BodyConfig | None = None, standing_height_mm: float,
-                    ) -> ReferenceBank:
+                    claw_clearance_mm: float) -> ReferenceBank:
     """Loads, checks and resamples the clips of a config's `reference` field.
 
     Args:
@@ -112,6 +111,9 @@ def load_references(spec: object, control_dt_s: float, device: torch.device, *,
             bodies (of the same joint bounds) are then stacked, each with its body.
         standing_height_mm: thorax height of clips without root motion that cannot be grounded
             (fewer than three legs) [mm].
+        claw_clearance_mm: how far below a claw point the simulated foot's surface is (the
+            tarsus capsule's radius of the model the env builds) [mm]; grounded clips rest their
+            stance claws this far above the floor.
 
     Raises:
         ValueError: a folder without a loadable clip, a clip made for another body (or for
@@ -169,7 +171,7 @@ def load_references(spec: object, control_dt_s: float, device: torch.device, *,
                              f"two env steps ({2 * control_dt_s:.4g} s)")
         resampled.append(resample(clip, control_dt_s))
     bank = _stack(tuple(names), tuple(sources), [bodies[i] for i in clip_body], resampled,
-                  device, standing_height_mm)
+                  device, standing_height_mm, claw_clearance_mm)
     return dataclasses.replace(bank, bodies=tuple(bodies),
                                clip_body=torch.tensor(clip_body, device=device))
 
@@ -247,7 +249,7 @@ def _same_geometry(a: BodyConfig, b: BodyConfig) -> bool:
 
 def _stack(names: tuple[str, ...], sources: tuple[str, ...], bodies: list[BodyConfig],
            clips: list[ReferenceMotion], device: torch.device, standing_height_mm: float,
-           ) -> ReferenceBank:
+           claw_clearance_mm: float) -> ReferenceBank:
     # bodies[i] is clip i's body: its claws come from that body's forward kinematics.
     nclip, length = len(clips), max(clip.num_frames for clip in clips)
     stand = np.asarray(c.STANDING_POSE_RAD)
@@ -274,7 +276,7 @@ def _stack(names: tuple[str, ...], sources: tuple[str, ...], bodies: list[BodyCo
                           root_lin_vel_w=clip.root_lin_vel, root_ang_vel_w=clip.root_ang_vel)
         else:
             values.update(_grounded_root(claws[:, clip.leg_mask > 0], clip.fps,
-                                         standing_height_mm))
+                                         standing_height_mm, claw_clearance_mm))
             grounded.append(clip.leg_mask.sum() >= 3)
         for key, value in values.items():
             value = np.broadcast_to(value, (clip.num_frames, *arrays[key].shape[2:]))
@@ -311,11 +313,10 @@ def _stance(claws_b: np.ndarray, present: np.ndarray, fps: float) -> np.ndarray:
 
 
 def _grounded_root(claws_b: np.ndarray, fps: float, standing_height_mm: float,
-                   ) -> dict[str, np.ndarray]:
+                   claw_clearance_mm: float) -> dict[str, np.ndarray]:
     """Root pose and velocities of a clip without root motion (see `ReferenceBank`)."""
     num_frames = len(claws_b)
-    clearance = ModelOptions().segment_radii_mm[-1]  # the claw is the tarsus capsule's end
-    grounding = ground(claws_b, fps, clearance_mm=clearance)
+    grounding = ground(claws_b, fps, clearance_mm=claw_clearance_mm)
     if grounding is None:  # fewer than three legs: the fixed standing pose
         return {"root_pos_w": np.broadcast_to([0.0, 0.0, standing_height_mm], (num_frames, 3)),
                 "root_quat_w": np.broadcast_to([1.0, 0.0, 0.0, 0.0], (num_frames, 4)),
