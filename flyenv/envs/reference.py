@@ -97,18 +97,17 @@ class ReferenceBank:
 
 
 def load_references(spec: object, control_dt_s: float, device: torch.device, *,
-                    body: BodyConfig | None = None, standing_height_mm: float,
-                    claw_clearance_mm: float) -> ReferenceBank:
+                    standing_height_mm: float, claw_clearance_mm: float) -> ReferenceBank:
     """Loads, checks and resamples the clips of a config's `reference` field.
+
+    Each clip is simulated with the body it was made for (`ReferenceMotion.body`): clips made
+    for several bodies (of the same joint bounds) are stacked, each with its body.
 
     Args:
         spec: None (the embedded tripod gait), a path, a folder of clips (`folder_clips`), a
             `ReferenceMotion`, or a sequence of them.
         control_dt_s: env step [s]; the clips are resampled to it.
         device: torch device of the stacked arrays.
-        body: the body to simulate; every clip must be made for it (same ThC positions, segment
-            lengths and joint ranges). None takes each clip's own body: clips made for several
-            bodies (of the same joint bounds) are then stacked, each with its body.
         standing_height_mm: thorax height of clips without root motion that cannot be grounded
             (fewer than three legs) [mm].
         claw_clearance_mm: how far below a claw point the simulated foot's surface is (the
@@ -116,10 +115,9 @@ def load_references(spec: object, control_dt_s: float, device: torch.device, *,
             stance claws this far above the floor.
 
     Raises:
-        ValueError: a folder without a loadable clip, a clip made for another body (or for
-            bodies of other joint bounds), one too long for the bank (`MAX_BANK_FRAMES`) or
-            shorter than two env steps, with joint angles outside the body's ranges, or clips
-            that mix root motion and none.
+        ValueError: a folder without a loadable clip, clips made for bodies of other joint
+            bounds, one too long for the bank (`MAX_BANK_FRAMES`) or shorter than two env steps,
+            with joint angles outside its body's ranges, or clips that mix root motion and none.
     """
     items = _as_items(spec)
     clips, names, labels, sources = [], [], [], []
@@ -145,10 +143,9 @@ def load_references(spec: object, control_dt_s: float, device: torch.device, *,
     bodies: list[BodyConfig] = []
     clip_body = []
     for label, clip in zip(labels, clips, strict=True):
-        own = clip.body if body is None else body
-        _check_body(label, clip.body, own)
+        own = clip.body
         try:
-            clip.validate(own)
+            clip.validate()
         except ValueError as err:
             raise ValueError(f"{label}: {err}") from err
         same = [i for i, b in enumerate(bodies) if _same_geometry(b, own)]
@@ -232,14 +229,6 @@ def folder_clips(folder: str | os.PathLike) -> list[tuple[str, ReferenceMotion, 
         raise ValueError(f"reference folder {str(folder)!r} holds no loadable ReferenceMotion "
                          f".npz file" + (f" ({len(bad)} failed: {bad[0]})" if bad else ""))
     return clips
-
-
-def _check_body(label: str, clip_body: BodyConfig, body: BodyConfig) -> None:
-    for field in ("thc", "lengths", "bounds"):
-        if not np.allclose(getattr(clip_body, field), getattr(body, field), rtol=0, atol=1e-9):
-            raise ValueError(f"{label} was made for another body "
-                             f"({clip_body.name!r}: its {field} differ from the simulated body "
-                             f"{body.name!r}); solve it again for this body or simulate its own")
 
 
 def _same_geometry(a: BodyConfig, b: BodyConfig) -> bool:
