@@ -8,7 +8,8 @@ section to benchmarks/results/ppo_diagnosis_<machine>.json:
    untrained policy's: init_log_std -1.386 of the 0.1 rad range): each world's first episode
    length and why it ended.
 2. `rewards` (same runs): each term's mean and spread, weighted, and how much of it the last
-   step's noise explains (correlation of the term with that step's |noise|^2).
+   step's noise explains (correlation of the term with that step's |noise|^2, and with the
+   sum over the last 10 steps').
 3. `gradients`: a few PPO iterations at the defaults (`flyenv.apps.train.collect` / `update`),
    the gradient norms of log_std, the actor and the critic per minibatch (before clipping), how
    often the actor's is clipped, and what Adam at the annealed learning rate can move log_std.
@@ -55,13 +56,15 @@ def first_episodes(args: PpoArgs, noise_rad: float, steps: int, seed: int) -> di
     length = torch.full((n,), steps)
     cause = ["running"] * n
     terms = {t: [] for t in env.terms}
-    noise_sq = []
+    noise_sq, recent, recent_sq = [], [], []
     for step in range(steps):
         eps = noise_rad * torch.randn(n, env.num_actions, generator=gen)
         _, _, terminated, truncated, info = env.step(env.replay_action() + eps)
         for t in env.terms:  # the step's terms of worlds still in their first episode
             terms[t].append(info[f"reward/{t}"][alive])
         noise_sq.append((eps ** 2).sum(1)[alive])
+        recent = [*recent[-9:], (eps ** 2).sum(1)]  # this step's and the 9 before
+        recent_sq.append(torch.stack(recent).sum(0)[alive])
         for w in torch.nonzero(alive & (terminated | truncated)).flatten().tolist():
             length[w] = step + 1
             cause[w] = next((k for k in TERMINATIONS if bool(info[f"termination/{k}"][w])),
@@ -70,15 +73,17 @@ def first_episodes(args: PpoArgs, noise_rad: float, steps: int, seed: int) -> di
         if not alive.any():
             break
     weights = dict(zip(env.terms, env._weights.tolist(), strict=True))
-    eps_sq = torch.cat(noise_sq)
+    eps_sq, eps_sq_10 = torch.cat(noise_sq), torch.cat(recent_sq)
     reward_terms = {}
     for t, rows in terms.items():
         v = torch.cat(rows)
-        corr = float(torch.corrcoef(torch.stack([v, eps_sq]))[0, 1]) if noise_rad else 0.0
+        corr, corr_10 = (float(torch.corrcoef(torch.stack([v, e]))[0, 1]) if noise_rad else 0.0
+                         for e in (eps_sq, eps_sq_10))
         reward_terms[t] = {"mean": float(v.mean()), "std": float(v.std()),
                            "weighted_mean": weights[t] * float(v.mean()),
                            "weighted_std": weights[t] * float(v.std()),
-                           "corr_with_step_noise_sq": corr}
+                           "corr_with_step_noise_sq": corr,
+                           "corr_with_noise_sq_last_10_steps": corr_10}
     env.close()
     lengths = length.numpy()
     return {"noise_rad": noise_rad, "worlds": n, "steps": steps,
