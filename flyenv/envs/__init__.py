@@ -11,10 +11,10 @@ from flyenv.envs.config import REWARD_TERMS as REWARD_TERMS
 from flyenv.envs.config import FlyImitationConfig as FlyImitationConfig
 from flyenv.envs.config import RandomizationConfig as RandomizationConfig
 from flyenv.envs.config import RewardConfig as RewardConfig
-from flyenv.envs.imitation import TERMINATIONS as TERMINATIONS
 from flyenv.envs.imitation import FlyImitationVecEnv as FlyImitationVecEnv
 from flyenv.envs.reference import ReferenceBank as ReferenceBank
 from flyenv.envs.rewards import TERMS as TERMS
 from flyenv.envs.rewards import RewardTerm as RewardTerm
 from flyenv.envs.single import FlyImitationEnv as FlyImitationEnv
 from flyenv.envs.starts import AdaptiveStartsConfig as AdaptiveStartsConfig
+from flyenv.envs.terminations import TERMINATIONS as TERMINATIONS

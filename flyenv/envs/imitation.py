@@ -18,7 +18,7 @@ from gymnasium.vector.utils import batch_space
 
 from flyenv.body import constants as c
 from flyenv.body.mjcf import build_model
-from flyenv.envs import observations, rewards
+from flyenv.envs import observations, rewards, terminations
 from flyenv.envs.config import FlyImitationConfig
 from flyenv.envs.randomization import Pushes, WorldModels
 from flyenv.envs.reference import load_references
@@ -27,7 +27,7 @@ from flyenv.sim.factory import make_engine, resolve_engine
 from flyenv.sim.render import FlyRenderer
 
 _CLAW_SITES = tuple(f"{leg}_Claw" for leg in c.LEGS)
-TERMINATIONS = ("nonfinite", "overflow", "fall", "tilt", "joint_error", "drift")
+TERMINATIONS = terminations.TERMINATIONS  # re-exported: the causes' names
 # Columns of the env's reference frame table (one row per clip frame, one gather per step).
 _JOINT_POS, _JOINT_VEL, _CLAW_POS_B = slice(0, 42), slice(42, 84), slice(84, 102)
 _ROOT_POS_W, _ROOT_LIN_VEL_W, _STANCE = slice(102, 105), slice(105, 108), slice(108, 114)
@@ -114,19 +114,17 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         self.terms = tuple(t.name for t in self._terms)
         reward = self.config.reward
         self.max_reward = float(sum(reward.weights[t] for t in self.terms))
-        self._termination_keys = tuple(f"termination/{k}" for k in TERMINATIONS)
         self._reward_keys = tuple(f"reward/{k}" for k in self.terms)
         self._scales = torch.tensor([reward.scales[t] for t in self.terms], device=dev)
         self._weights = torch.tensor([reward.weights[t] for t in self.terms], device=dev)
-        # fall, tilt, joint_error, drift: a world ends where its value passes the limit (values
-        # -height, gravity_b z, mean joint error, drift, see `_terminations`); inf: never.
-        cfg, inf = self.config, float("inf")
-        self._limits = torch.tensor([
-            -cfg.min_height_mm if self._free else inf,
-            -float(np.cos(cfg.max_tilt_rad)) if self._free else inf,
-            cfg.max_joint_error_rad,
-            cfg.max_root_drift_mm if self._free and self.ref.has_root else inf],
-            device=dev)[:, None]
+        # Every declared cause is reported; one that does not apply has an infinite limit.
+        self._ends = terminations.TERMS
+        self.terminations = tuple(t.name for t in self._ends)
+        self._termination_keys = tuple(f"termination/{k}" for k in self.terminations)
+        self._limits = torch.tensor(
+            [t.limit_for(self.config, free=self._free, has_root=self.ref.has_root)
+             for t in self._ends], device=dev)[:, None]
+        self._voiding = torch.tensor([t.voids_reward for t in self._ends], device=dev)
 
     def _setup_spaces(self) -> None:
         cfg = self.config
@@ -243,9 +241,10 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         state = self._read_state()
         # The reference at the new frame: the row `_observe` gathered as the next frame.
         row = self._next_row
-        ended = self._terminations(state, row)  # (len(TERMINATIONS), num_envs)
+        ended = self._terminations(state, row)  # (len(self.terminations), num_envs)
         terms = self._reward_terms(state, row)  # (nterm, num_envs)
-        reward = torch.where(ended[0], 0.0, self._weights @ terms)  # ended[0]: nonfinite
+        void = (ended & self._voiding[:, None]).any(dim=0)  # e.g. nonfinite: no number
+        reward = torch.where(void, 0.0, self._weights @ terms)
         terminated = ended.any(dim=0)
         truncated = ((self._frame >= self._last) | (self._steps >= self.config.max_episode_steps)
                      ) & ~terminated
@@ -332,16 +331,12 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
                 torch.float32), lin_vel_b=vec_b[:, c.NUM_LEGS], gravity_b=vec_b[:, c.NUM_LEGS + 1])
 
     def _terminations(self, state: observations.FlyState, row: torch.Tensor) -> torch.Tensor:
-        # (len(TERMINATIONS), num_envs) bool, rows in TERMINATIONS order.
-        sound = state.finite()
-        joint_err = ((state.joint_pos - row[:, _JOINT_POS]).abs() * self._dof_mask).sum(dim=1)
-        drift = (state.root_pos_w[:, :2] - row[:, _ROOT_POS_W][:, :2]).norm(dim=1)
-        # fall: height < min; tilt: acos(-gravity_b z) > max, i.e. gravity_b z > -cos(max).
-        # NaN compares False, so a diverged world is flagged by `nonfinite` alone.
-        values = torch.stack([-state.root_pos_w[:, 2], state.gravity_b[:, 2],
-                              joint_err / self._dof_count, drift])
-        return torch.cat([torch.stack([~sound, self.engine.overflow().to(self.device)]),
-                          values > self._limits])
+        # (len(self.terminations), num_envs) bool, rows in `terminations.TERMS` order.
+        inputs = terminations.TerminationInputs(
+            state=state, overflow=self.engine.overflow().to(self.device),
+            ref_joint_pos=row[:, _JOINT_POS], ref_root_pos_w=row[:, _ROOT_POS_W],
+            dof_mask=self._dof_mask, dof_count=self._dof_count)
+        return terminations.ended(self._ends, inputs, self._limits)
 
     def _reward_terms(self, state: observations.FlyState, row: torch.Tensor) -> torch.Tensor:
         inputs = rewards.RewardInputs(
