@@ -20,6 +20,7 @@ from flyenv.body import constants as c
 from flyenv.body.mjcf import build_model
 from flyenv.envs import observations, rewards, terminations
 from flyenv.envs.config import FlyImitationConfig
+from flyenv.envs.frame_table import FrameTable
 from flyenv.envs.randomization import Pushes, WorldModels
 from flyenv.envs.reference import load_references
 from flyenv.envs.starts import StartSampler
@@ -28,9 +29,6 @@ from flyenv.sim.render import FlyRenderer
 
 _CLAW_SITES = tuple(f"{leg}_Claw" for leg in c.LEGS)
 TERMINATIONS = terminations.TERMINATIONS  # re-exported: the causes' names
-# Columns of the env's reference frame table (one row per clip frame, one gather per step).
-_JOINT_POS, _JOINT_VEL, _CLAW_POS_B = slice(0, 42), slice(42, 84), slice(84, 102)
-_ROOT_POS_W, _ROOT_LIN_VEL_W, _STANCE = slice(102, 105), slice(105, 108), slice(108, 114)
 
 
 class FlyImitationVecEnv(gym.vector.VectorEnv):
@@ -163,23 +161,21 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         self._pushes = None if rand.push_force_un is None else Pushes(
             rand, n, self.engine.model.body("thorax").id, self.config.control_dt_s, dev)
         self._down_w = torch.tensor([0.0, 0.0, -1.0], device=dev).expand(n, 1, 3)
-        # Every per-frame reference field side by side, (nclip * T, 108): the fields of a world's
-        # frame are one row, gathered by one index_select (columns: the _JOINT_POS... slices).
-        ref = self.ref
-        self._table = torch.cat([ref.joint_pos, ref.joint_vel, ref.claw_pos_b.flatten(2),
-                                 ref.root_pos_w, ref.root_lin_vel_w, ref.stance],
-                                dim=2).flatten(0, 1)
-        self._clip_frames = ref.joint_pos.shape[1]
-        self.start_sampler = StartSampler(ref.lengths, self.config.control_dt_s,
-                                    self.config.adaptive_starts, dev)
+        # Every per-frame reference field side by side: the fields of a world's frame are one
+        # row, gathered by one index_select (`frame_table.COLUMNS`).
+        self._table = FrameTable(self.ref)
+        cols = self._table.columns
+        self._joint_pos, self._stance = cols["joint_pos"], cols["stance"]
+        self.start_sampler = StartSampler(self.ref.lengths, self.config.control_dt_s,
+                                          self.config.adaptive_starts, dev)
         self._set_clip_fields()
-        self._next_row = self._table[:1].expand(n, -1)  # set by _observe before any step
+        self._next_row = self._table.rows[:1].expand(n, -1)  # set by _observe before any step
 
     def _set_clip_fields(self) -> None:
         # What depends on each world's clip alone, gathered once per reset instead of per step.
         ref, clip = self.ref, self._clip
         self._last = ref.lengths[clip] - 1  # last frame of each world's clip
-        self._row0 = clip * self._clip_frames  # table row of each world's clip start
+        self._row0 = clip * self._table.frames  # table row of each world's clip start
         self._dof_mask = ref.dof_mask[clip]
         self._dof_count = self._dof_mask.sum(dim=1)
         self._leg_mask = ref.leg_mask[clip]
@@ -291,7 +287,7 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         # (num_envs, nu): joint targets, then the adhesion commands as given.
         if self.config.action_mode == "absolute":
             return actions
-        target = self._next_row[:, _JOINT_POS] + actions[:, :c.NUM_DOFS]
+        target = self._next_row[:, self._joint_pos] + actions[:, :c.NUM_DOFS]
         target = torch.clamp(target, self._bounds[:, 0], self._bounds[:, 1])
         return torch.cat([target, actions[:, c.NUM_DOFS:]], dim=1) if self.adhesion else target
 
@@ -305,9 +301,9 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
             (num_envs, num_actions) float32 on the env's device.
         """
         row = self._next_row
-        joints = (row[:, _JOINT_POS] if self.config.action_mode == "absolute"
-                  else torch.zeros_like(row[:, _JOINT_POS]))
-        return torch.cat([joints, row[:, _STANCE]], dim=1) if self.adhesion else joints
+        joints = (row[:, self._joint_pos] if self.config.action_mode == "absolute"
+                  else torch.zeros_like(row[:, self._joint_pos]))
+        return torch.cat([joints, row[:, self._stance]], dim=1) if self.adhesion else joints
 
     def _read_state(self) -> observations.FlyState:
         e, n = self.engine, self.num_envs
@@ -334,15 +330,18 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         # (len(self.terminations), num_envs) bool, rows in `terminations.TERMS` order.
         inputs = terminations.TerminationInputs(
             state=state, overflow=self.engine.overflow().to(self.device),
-            ref_joint_pos=row[:, _JOINT_POS], ref_root_pos_w=row[:, _ROOT_POS_W],
+            ref_joint_pos=row[:, self._joint_pos],
+            ref_root_pos_w=self._table.column(row, "root_pos_w"),
             dof_mask=self._dof_mask, dof_count=self._dof_count)
         return terminations.ended(self._ends, inputs, self._limits)
 
     def _reward_terms(self, state: observations.FlyState, row: torch.Tensor) -> torch.Tensor:
+        table = self._table
         inputs = rewards.RewardInputs(
-            state=state, ref_joint_pos=row[:, _JOINT_POS], ref_joint_vel=row[:, _JOINT_VEL],
-            ref_claw_pos_b=row[:, _CLAW_POS_B].unflatten(1, (c.NUM_LEGS, 3)),
-            ref_root_lin_vel_w=row[:, _ROOT_LIN_VEL_W], dof_mask=self._dof_mask,
+            state=state, ref_joint_pos=row[:, self._joint_pos],
+            ref_joint_vel=table.column(row, "joint_vel"),
+            ref_claw_pos_b=table.column(row, "claw_pos_b").unflatten(1, (c.NUM_LEGS, 3)),
+            ref_root_lin_vel_w=table.column(row, "root_lin_vel_w"), dof_mask=self._dof_mask,
             leg_mask=self._leg_mask)
         return rewards.values(self._terms, inputs, self._scales)
 
@@ -534,10 +533,10 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         # One gather of the next `future_frames` frames (every field): the observation takes
         # their angles, and the first is the next step's target and reference frame.
         ahead = torch.minimum(self._frame[:, None] + self._offsets, self._last[:, None])
-        rows = self._table.index_select(0, (self._row0[:, None] + ahead).flatten())
-        rows = rows.view(self.num_envs, -1, self._table.shape[1])
+        rows = self._table.rows.index_select(0, (self._row0[:, None] + ahead).flatten())
+        rows = rows.view(self.num_envs, -1, self._table.width)
         self._next_row = rows[:, 0]
-        obs = observations.build_observation(state, rows[..., _JOINT_POS], self._dof_mask,
+        obs = observations.build_observation(state, rows[..., self._joint_pos], self._dof_mask,
                                              self._frame / self._last)
         # A diverged world's observation is zeros, so no NaN (or 1e30) reaches a policy or a
         # normalizer.
