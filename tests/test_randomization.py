@@ -4,8 +4,10 @@ Both engines run every test; the warp engine on the Warp CPU device with its cap
 (CUDA when there is one).
 """
 
+import copy
 import math
 
+import mujoco
 import numpy as np
 import pytest
 import torch
@@ -18,6 +20,7 @@ from flyenv.envs import FlyImitationVecEnv, RandomizationConfig
 from flyenv.envs.config import FlyImitationConfig
 from flyenv.motion import tripod_gait
 from flyenv.sim import make_engine
+from flyenv.sim.engine import model_field
 
 NENV = 4
 FIELDS = ("geom_friction", "opt.gravity", "body_mass", "body_pos", "actuator_gainprm")
@@ -85,6 +88,47 @@ def test_engine_writes_model_fields_of_the_masked_worlds_only(engine_kwargs):
         engine.reset(mask, engine.qpos, engine.qvel, engine.ctrl, {"body_mass": new["body_mass"]})
     with pytest.raises(ValueError, match="cannot be a per-world model field"):
         make_engine(build_model(), 1, world_fields=("geom_type",), **kwargs)
+
+
+@pytest.mark.warp
+def test_engines_derive_the_constants_of_changed_worlds_as_mj_setconst(warp_device):
+    # Heavier, wider, stretched worlds: both engines recompute subtree masses, geom bounds and
+    # inverse weights with their library's set_const, as C MuJoCo's mj_setConst does on a
+    # model with those values, and then step alike.
+    model = build_model()
+    fields = ("body_mass", "body_inertia", "geom_size", "body_pos")
+    warp = make_engine(model, 3, nsubstep=2, engine="warp",
+                       device="cpu" if warp_device == "cpu" else "cuda", world_fields=fields)
+    c_mujoco = make_engine(model, 3, nsubstep=2, engine="mujoco", device="cpu",
+                           world_fields=fields)
+    scale = torch.tensor([1.0, 1.3, 0.8], dtype=torch.float64)
+    changed = copy.deepcopy(model)
+    changed.body_mass[:] *= 1.3
+    changed.body_inertia[:] *= 1.3
+    changed.geom_size[1:] *= 1.3
+    changed.body_pos[2:] *= 1.05
+    mujoco.mj_setConst(changed, mujoco.MjData(changed))
+    for engine in (warp, c_mujoco):
+        assert engine.derived_fields
+        new = {}
+        for name in fields:
+            value = torch.from_numpy(np.stack([model_field(model, name)] * 3))
+            factor = {"body_pos": 1.05}.get(name, float(scale[1]))
+            value[1, 2 if name == "body_pos" else 1 if name == "geom_size" else 0:] *= factor
+            new[name] = value.to(engine.qpos.device)
+        mask = torch.tensor([False, True, False], device=engine.qpos.device)
+        engine.reset(mask, engine.qpos.clone(), engine.qvel.clone(), engine.ctrl.clone(), new)
+        for name in engine.derived_fields:
+            got = engine.world_field(name).double().cpu().numpy()
+            np.testing.assert_allclose(got[1], getattr(changed, name), rtol=2e-4, atol=1e-6,
+                                       err_msg=f"{engine.name} {name}")
+            np.testing.assert_allclose(got[0], getattr(model, name), rtol=2e-4, atol=1e-6,
+                                       err_msg=f"{engine.name} {name} of an unchanged world")
+    assert not np.allclose(changed.dof_invweight0, model.dof_invweight0)
+    for _ in range(3):
+        for engine in (warp, c_mujoco):
+            engine.step()
+        np.testing.assert_allclose(warp.qpos.cpu().numpy(), c_mujoco.qpos.numpy(), atol=5e-5)
 
 
 def test_two_bodies_reproduce_each_bodys_forward_kinematics(env, two_clips):

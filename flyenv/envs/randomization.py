@@ -8,10 +8,8 @@ random horizontal forces to the thorax between resets.
 
 What each randomized parameter writes, and the derived fields it keeps consistent:
     friction             geom_friction[:, 0] of every geom (sliding; torsional and rolling kept)
-    mass_scale           body_mass, body_inertia, body_subtreemass (x s, exact);
-                         body_invweight0, dof_invweight0 (/ s: exact for the bodies' masses,
-                         approximate for the joints, whose armature does not scale; they only
-                         set the constraints' softness)
+    mass_scale           body_mass, body_inertia (x s); the engine recomputes the constants
+                         derived from them (subtree masses, inverse weights: mj_setConst)
     actuator_gain_scale  actuator_gainprm[:, 0] (kp) and actuator_biasprm[:, 1] (-kp)
     joint_damping_scale  dof_damping
     floor_slope_rad      opt.gravity, tilted from -z towards a random heading (same magnitude)
@@ -29,9 +27,8 @@ import torch
 from flyenv.envs.config import RandomizationConfig
 from flyenv.sim.engine import WORLD_FIELDS, model_field
 
-_MASS_FIELDS = ("body_mass", "body_inertia", "body_subtreemass")
-_INVWEIGHT_FIELDS = ("body_invweight0", "dof_invweight0")
-_FIELDS = {"friction": ("geom_friction",), "mass_scale": _MASS_FIELDS + _INVWEIGHT_FIELDS,
+_MASS_FIELDS = ("body_mass", "body_inertia")
+_FIELDS = {"friction": ("geom_friction",), "mass_scale": _MASS_FIELDS,
            "actuator_gain_scale": ("actuator_gainprm", "actuator_biasprm"),
            "joint_damping_scale": ("dof_damping",), "floor_slope_rad": ("opt.gravity",)}
 
@@ -40,7 +37,9 @@ def body_fields(models: Sequence[mujoco.MjModel]) -> tuple[str, ...]:
     """The per-world-capable model fields whose values differ between `models` (same sizes).
 
     Fields that differ but no engine holds per world (site_size: the touch sensors' zone in
-    MuJoCo Warp 4.0; rendering-only and C-only constants) keep the first model's values.
+    MuJoCo Warp 4.0; rendering-only and C-only constants) keep the first model's values; the
+    constants derived from them (subtree masses, geom bounds, inverse weights) are the
+    engine's to recompute (`flyenv.sim.engine.DERIVED_FIELDS`).
     """
     return tuple(name for name in WORLD_FIELDS if any(
         not np.array_equal(model_field(models[0], name), model_field(m, name))
@@ -116,10 +115,9 @@ class WorldModels:
             values["geom_friction"][..., 0] = s["friction"][:, None]
         if "mass_scale" in s:
             scale = s["mass_scale"]
-            for name in _MASS_FIELDS + _INVWEIGHT_FIELDS:
-                factor = scale if name in _MASS_FIELDS else 1.0 / scale
+            for name in _MASS_FIELDS:
                 shape = (-1,) + (1,) * (values[name].ndim - 1)
-                values[name] = values[name] * factor.view(shape)
+                values[name] = values[name] * scale.view(shape)
         if "actuator_gain_scale" in s:
             scale = s["actuator_gain_scale"][:, None]
             values["actuator_gainprm"][..., 0] *= scale

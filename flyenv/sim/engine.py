@@ -14,6 +14,10 @@ torch tensors that alias the engine's own memory (created once, never reallocate
 Every world may also run on its own values of some model fields (`world_fields`, chosen at
 construction among `WORLD_FIELDS`): domain randomization, or several flies' bodies in one batch.
 They are written only at a reset, for the worlds of its mask, and read back by `world_field`.
+Where they include a field MuJoCo's constants derive from (body masses, inertias, positions,
+geom sizes), each engine recomputes the derived constants of the reset worlds with its library's
+own `set_const` (C MuJoCo's `Batch.set_const`, `mujoco_warp.set_const` inside the captured reset
+graph), so no caller keeps them in step by hand.
 
 `step()` advances every world by `nsubstep` physics steps with `ctrl` held; `reset(mask, ...)`
 puts only the worlds in a boolean mask into a given state; `overflow()` flags the worlds whose
@@ -41,23 +45,28 @@ ENGINE_NAMES: tuple[str, ...] = get_args(EngineName)
 
 # Model fields an engine can hold per world, on both engines (float fields that C MuJoCo's batch
 # can expand and MuJoCo Warp 4.0 reads as `field[worldid % field.shape[0]]`). Names as in
-# `mujoco.MjModel`; MjOption fields as "opt.<name>". The derived fields (body_subtreemass,
-# *_invweight0, geom_rbound, geom_aabb) are not recomputed by the engines: whoever writes a
-# field they derive from writes them too.
+# `mujoco.MjModel`; MjOption fields as "opt.<name>". A caller writes them at a reset.
 WORLD_FIELDS: tuple[str, ...] = (
-    "body_pos", "body_ipos", "body_mass", "body_inertia", "body_subtreemass", "body_invweight0",
-    "dof_damping", "dof_invweight0", "geom_size", "geom_pos", "geom_rbound", "geom_aabb",
-    "geom_friction", "site_pos", "actuator_gainprm", "actuator_biasprm", "actuator_acc0",
-    "opt.gravity")
+    "body_pos", "body_ipos", "body_mass", "body_inertia", "dof_damping", "geom_size", "geom_pos",
+    "geom_friction", "site_pos", "actuator_gainprm", "actuator_biasprm", "opt.gravity")
+# The world fields that MuJoCo's constants derive from (mj_setConst / mujoco_warp.set_const):
+# when a world writes one, the engine recomputes that world's `DERIVED_FIELDS` itself.
+SET_CONST_INPUTS: tuple[str, ...] = ("body_pos", "body_ipos", "body_mass", "body_inertia",
+                                     "geom_size")
+# The constants the engines then hold per world (readable by `world_field`, never written):
+# subtree masses and geom bounds (mujoco_warp's SetConstGroup.FIXED) and the inverse weights
+# and actuator accelerations at qpos0 (INERT0), which set the constraints' softness.
+DERIVED_FIELDS: tuple[str, ...] = ("body_subtreemass", "geom_rbound", "geom_aabb",
+                                   "body_invweight0", "dof_invweight0", "actuator_acc0")
 
 
 def model_field(model: mujoco.MjModel, name: str) -> np.ndarray:
     """One world's value of a model field: `model.<name>`, or `model.opt.<x>` for "opt.<x>".
 
     Raises:
-        ValueError: for a name not in `WORLD_FIELDS`.
+        ValueError: for a name not in `WORLD_FIELDS` (or `DERIVED_FIELDS`).
     """
-    if name not in WORLD_FIELDS:
+    if name not in WORLD_FIELDS + DERIVED_FIELDS:
         raise ValueError(f"{name!r} cannot be a per-world model field; the fields are "
                          f"{list(WORLD_FIELDS)}")
     if name.startswith("opt."):
@@ -79,6 +88,9 @@ class Engine(abc.ABC):
             then a caller may skip an empty reset, which elsewhere would cost a sync.
         world_fields: the model fields each world holds its own values of (see `WORLD_FIELDS`);
             until a world's first reset that writes them, they are `model`'s.
+        derived_fields: the constants each world then holds its own values of, recomputed by
+            the engine at each reset (`DERIVED_FIELDS`, or none when no world field feeds
+            them).
         step_timer: None, or a profiling hook: `step()` then calls `step_timer(run)`, and the
             timer must call `run()` once (e.g. between two CUDA events); the physics of
             `env.step` can be timed this way without touching the engine.
@@ -97,6 +109,7 @@ class Engine(abc.ABC):
     sensordata: torch.Tensor
     xfrc_applied: torch.Tensor
     world_fields: tuple[str, ...] = ()
+    derived_fields: tuple[str, ...] = ()
     step_timer: Callable[[Callable[[], None]], None] | None = None
 
     def step(self) -> None:
@@ -117,7 +130,7 @@ class Engine(abc.ABC):
 
         Everything else of a reset world (time, actuator state, warm start, applied forces) goes
         back to the model's defaults, and its derived fields are recomputed (with its new model
-        values).
+        values, and its derived constants, `derived_fields`, with them).
 
         Args:
             mask: (nworld,) bool, the worlds to reset.
@@ -130,12 +143,17 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def world_field(self, name: str) -> torch.Tensor:
-        """The per-world values of a field in `world_fields` (a view: read, do not write).
+        """The per-world values of a field in `world_fields` or `derived_fields` (read only).
 
         Returns:
             (nworld, *shape of the MjModel field), the engine's dtype (float64 for C MuJoCo,
             float32 for MuJoCo Warp).
         """
+
+    @staticmethod
+    def derived_for(world_fields: tuple[str, ...]) -> tuple[str, ...]:
+        """The constants an engine recomputes per world for these world fields."""
+        return DERIVED_FIELDS if set(world_fields) & set(SET_CONST_INPUTS) else ()
 
     def _check_fields(self, fields: Mapping[str, torch.Tensor] | None) -> None:
         # Host-side checks of names and shapes only (no device value is read).

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import mujoco
 import torch
 
-from flyenv.sim.engine import ENGINE_NAMES, Engine, EngineName, model_field
+from flyenv.sim.engine import ENGINE_NAMES, WORLD_FIELDS, Engine, EngineName, model_field
 
 
 def resolve_engine(engine: EngineName, device: str) -> tuple[str, torch.device]:
@@ -71,7 +71,10 @@ def make_engine(model: mujoco.MjModel, nworld: int, *, nsubstep: int = 1,
     model = _copy_model(model)
     world_fields = tuple(dict.fromkeys(world_fields))
     for field in world_fields:
-        model_field(model, field)  # refuses unknown names
+        if field not in WORLD_FIELDS:
+            model_field(model, field)  # refuses unknown names
+            raise ValueError(f"{field!r} is derived by the engine (mj_setConst) from the world "
+                             f"fields; write those instead: {list(WORLD_FIELDS)}")
     if name == "mujoco":
         from flyenv.sim.mujoco_engine import MujocoEngine
 

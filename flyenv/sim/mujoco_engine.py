@@ -4,7 +4,8 @@
 tensors over the same memory, so the env reads and writes the simulations' state without copies.
 State fields (qpos, qvel, ctrl) are views of the simulations' rows; derived fields (site_xpos,
 sensordata) are refreshed in place by every call. All arrays are float64 (mjtNum).
-Per-world model fields are the batch's expanded fields (`Batch.expand`), written at a reset.
+Per-world model fields are the batch's expanded fields (`Batch.expand`), written at a reset;
+`Batch.set_const` (mj_setConst per simulation) then recomputes the constants derived from them.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class MujocoEngine(Engine):
         self.world_fields = tuple(world_fields)
         self._world = {name: torch.from_numpy(self._batch.expand(name)).view(
             nworld, *model_field(model, name).shape) for name in self.world_fields}
+        self.derived_fields = self.derived_for(self.world_fields)
         self._failed = torch.zeros(nworld, dtype=torch.bool)
 
     @property
@@ -74,6 +76,8 @@ class MujocoEngine(Engine):
         self._batch.reset(ids_np, stage=mujoco.mjtStage.mjSTAGE_NONE)
         for name, value in (fields or {}).items():
             self._world[name][ids] = value[ids].to(self._world[name])
+        if fields and self.derived_fields:
+            self._batch.set_const(ids_np)
         self.qpos[ids] = qpos[ids].to(self.qpos)
         self.qvel[ids] = qvel[ids].to(self.qvel)
         self.ctrl[ids] = ctrl[ids].to(self.ctrl)
@@ -82,6 +86,13 @@ class MujocoEngine(Engine):
 
     def world_field(self, name: str) -> torch.Tensor:
         """(nworld, ...) float64 per-world values of a world field (see `Engine.world_field`)."""
+        if name in self.derived_fields:
+            # Per simulation once set_const has run on any; the model's value until then.
+            values = self._batch.expanded(name)
+            shape = (self.nworld, *model_field(self.model, name).shape)
+            if values is None:
+                return torch.from_numpy(np.asarray(model_field(self.model, name))).expand(shape)
+            return torch.from_numpy(values).view(shape)
         return self._world[name]
 
     def overflow(self) -> torch.Tensor:

@@ -14,9 +14,10 @@ MuJoCo Warp drops contacts past its shared contact pool without a bit; a kernel 
 substep compares the pool's count with its size and flags that too.
 
 Per-world model fields: MuJoCo Warp reads every batchable model array as
-`field[worldid % field.shape[0]]`, so a field becomes per-world by replacing its (1, ...) array
-with an (nworld, ...) one before the graphs are captured; the reset graph then writes the reset
-worlds' rows in place (a masked copy from a staging buffer the caller fills, like the state).
+`field[worldid % field.shape[0]]`, so a field becomes per-world by giving it nworld rows
+(`put_model(batch_sizes=...)`) before the graphs are captured; the reset graph then writes the
+reset worlds' rows in place (a masked copy from a staging buffer the caller fills, like the
+state) and, where they feed MuJoCo's constants, runs `mujoco_warp.set_const` on the device.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ _BUFFER_OVERFLOW = int(mjw.OverflowType.NEFC | mjw.OverflowType.NJMAX_NNZ
                        | mjw.OverflowType.BROADPHASE | mjw.OverflowType.NARROWPHASE
                        | mjw.OverflowType.CCD | mjw.OverflowType.NVMAX)
 _warned_no_mempool: set[str] = set()
+_SET_CONST_GROUPS = int(mjw.SetConstGroup.FIXED | mjw.SetConstGroup.INERT0)
 
 
 def contact_capacity(model: mujoco.MjModel) -> tuple[int, int]:
@@ -118,7 +120,13 @@ class WarpEngine(Engine):
             # turns C MuJoCo's automatic reset off.
             device_model = copy.copy(model)
             device_model.opt.disableflags &= ~int(mujoco.mjtDisableBit.mjDSBL_AUTORESET)
-            self._m = mjw.put_model(device_model)
+            self.world_fields = tuple(world_fields)
+            self.derived_fields = self.derived_for(self.world_fields)
+            # The per-world fields (and the constants set_const derives from them) get nworld
+            # rows from put_model itself; MjOption fields are not batchable there (tiled below).
+            batched = [f for f in self.world_fields + self.derived_fields
+                       if not f.startswith("opt.")]
+            self._m = mjw.put_model(device_model, batch_sizes=dict.fromkeys(batched, nworld))
             # Overflows are reported per world through overflow(); printing from kernels would
             # only repeat it on stdout.
             self._m.opt.warn_overflow = 0
@@ -136,8 +144,7 @@ class WarpEngine(Engine):
             self._kept_sites = wp.zeros_like(self._d.site_xpos)
             self._kept_sensors = wp.zeros_like(self._d.sensordata)
             self._kept_overflow = wp.zeros_like(self._d.overflow)
-            self.world_fields = tuple(world_fields)
-            self._world = {name: self._make_per_world(name) for name in self.world_fields}
+            self._world = {name: self._per_world(name) for name in self.world_fields}
             self._world_staging = {name: wp.zeros_like(a) for name, a in self._world.items()}
         # put_data and the buffers above were written on Warp's stream; everything after runs on
         # torch's, so wait for them once here.
@@ -164,21 +171,24 @@ class WarpEngine(Engine):
                               for name, a in self._world_staging.items()}
         self._world_rows = [(kernels.flat(self._world_staging[name]), kernels.flat(a))
                             for name, a in self._world.items()]
+        self._derived_views = {name: wp.to_torch(self._per_world(name)).view(
+            nworld, *model_field(model, name).shape) for name in self.derived_fields}
 
         self.use_cuda_graph = bool(cuda_graph) and self._graphs_possible()
         self._graph = self._reset_graph = None
         self._compile()
 
-    def _make_per_world(self, name: str) -> wp.array:
-        # Tiles the model's (1, ...) array to (nworld, ...) and puts it in the model's place.
+    def _per_world(self, name: str) -> wp.array:
+        # The model's (nworld, ...) array of a field; an MjOption field's (1, ...) array is
+        # tiled to (nworld, ...) and put in the option's place.
         owner, attr = (self._m.opt, name[4:]) if name.startswith("opt.") else (self._m, name)
-        shared = getattr(owner, attr)
-        if getattr(shared.dtype, "_wp_scalar_type_", shared.dtype) != wp.float32:
-            raise ValueError(f"per-world field {name!r}: float arrays only, got {shared.dtype}")
-        values = shared.numpy()
-        tiled = wp.array(np.repeat(values[:1], self.nworld, axis=0), dtype=shared.dtype)
-        setattr(owner, attr, tiled)
-        return tiled
+        array = getattr(owner, attr)
+        if getattr(array.dtype, "_wp_scalar_type_", array.dtype) != wp.float32:
+            raise ValueError(f"per-world field {name!r}: float arrays only, got {array.dtype}")
+        if array.shape[0] != self.nworld:
+            array = wp.array(np.repeat(array.numpy()[:1], self.nworld, axis=0), dtype=array.dtype)
+            setattr(owner, attr, array)
+        return array
 
     def _graphs_possible(self) -> bool:
         # MuJoCo Warp allocates inside its step (solver scratch), which a CUDA graph can only
@@ -232,6 +242,13 @@ class WarpEngine(Engine):
         wp.copy(self._kept_sites, d.site_xpos)
         wp.copy(self._kept_sensors, d.sensordata)
         wp.copy(self._kept_overflow, d.overflow)
+        if self.derived_fields:
+            # MuJoCo Warp's own set_const recomputes the constants derived from the new fields
+            # (every world's: the others' come out as they were). FIXED: subtree masses, geom
+            # bounds; INERT0: inverse weights and actuator_acc0 at qpos0. KIN0's outputs
+            # (tendon/equality/camera/light references) are unused here. The state it leaves is
+            # recomputed by the forward below.
+            mjw.set_const(m, d, groups=_SET_CONST_GROUPS, restore=False)
         mjw.forward(m, d)
         kernels.masked_keep(mask, self._kept_site_rows, self._site_rows)
         kernels.masked_keep(mask, self._kept_sensors, d.sensordata)
@@ -320,6 +337,8 @@ class WarpEngine(Engine):
 
     def world_field(self, name: str) -> torch.Tensor:
         """(nworld, ...) float32 per-world values of a world field (see `Engine.world_field`)."""
+        if name in self._derived_views:
+            return self._derived_views[name]
         return self._world_views[name]
 
     def overflow(self) -> torch.Tensor:
