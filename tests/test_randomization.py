@@ -6,6 +6,7 @@ Both engines run every test; the warp engine on the Warp CPU device with its cap
 
 import copy
 import math
+import os
 
 import mujoco
 import numpy as np
@@ -277,3 +278,62 @@ def test_train_cli_names_a_misspelt_randomization(tmp_path, capsys):
     assert "--randomization: not valid JSON" in capsys.readouterr().err
     assert main(["train", "--randomization", "[0.5, 1.5]"]) == 2
     assert "must be a JSON object" in capsys.readouterr().err
+
+
+def test_every_declared_parameter_writes_world_fields_and_is_a_config_field():
+    import dataclasses
+
+    from flyenv.envs.randomized import PARAMETERS
+    from flyenv.sim.engine import WORLD_FIELDS
+
+    names = [f.name for f in dataclasses.fields(RandomizationConfig)]
+    for parameter in PARAMETERS:
+        assert parameter.name in names and parameter.doc in " ".join(
+            RandomizationConfig.__doc__.split()), parameter.name
+        assert all(w.field in WORLD_FIELDS for w in parameter.writes), parameter.name
+
+
+_NEW_PARAMETER = """
+PARAMETERS += (RandomizedParameter(
+    "gravity_scale", "factor on gravity.", (Write("opt.gravity", "scale"),)),)
+"""
+_CHECK = """
+import torch
+from flyenv.envs import FlyImitationVecEnv, RandomizationConfig
+assert RandomizationConfig.RANGES[-1] == "gravity_scale"
+try:
+    RandomizationConfig(gravity_scale=(0.0, 1.0))
+except ValueError as err:
+    assert "gravity_scale must lie in (0, inf)" in str(err)
+else:
+    raise AssertionError("no domain check")
+env = FlyImitationVecEnv(3, engine="mujoco", device="cpu", nthread=1,
+                         randomization={"gravity_scale": (0.5, 2.0)})
+_, info = env.reset(seed=0)
+scale = info["randomization/gravity_scale"]
+assert ((scale >= 0.5) & (scale <= 2.0)).all() and len(set(scale.tolist())) == 3
+gravity = env.engine.world_field("opt.gravity")[:, 2]
+torch.testing.assert_close(gravity, -9810.0 * scale.double())
+print("ok")
+"""
+
+
+def test_a_parameter_added_by_declaration_alone_is_configured_sampled_and_written(tmp_path):
+    # A copy of the package with one entry added to randomized.py, and nothing else: the config
+    # field, its check, the sampling, the engine's field and the info key follow.
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import flyenv
+
+    package = tmp_path / "flyenv"
+    shutil.copytree(Path(flyenv.__file__).parent, package,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    with open(package / "envs" / "randomized.py", "a") as file:
+        file.write(_NEW_PARAMETER)
+    result = subprocess.run([sys.executable, "-c", _CHECK], capture_output=True, text=True,
+                            timeout=300, cwd=tmp_path, env={**os.environ,
+                                                            "PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]

@@ -6,6 +6,7 @@ import dataclasses
 import difflib
 import math
 import os
+import textwrap
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
@@ -13,7 +14,7 @@ from gymnasium.vector import AutoresetMode
 
 from flyenv import _registration
 from flyenv.body.mjcf import ModelOptions
-from flyenv.envs import rewards
+from flyenv.envs import randomized, rewards
 from flyenv.envs.starts import AdaptiveStartsConfig
 from flyenv.motion.format import ReferenceMotion
 from flyenv.sim.engine import ENGINE_NAMES, EngineName
@@ -79,23 +80,31 @@ class RewardConfig:
 Range = tuple[float, float]
 
 
+def _declared_ranges(cls: type) -> type:
+    # One `Range | None` field per `randomized.PARAMETERS` entry, first and in their order, and
+    # their documentation in the class's, so a parameter is declared in one place.
+    cls.__annotations__ = {**{p.name: "Range | None" for p in randomized.PARAMETERS},
+                           **cls.__annotations__}
+    for parameter in randomized.PARAMETERS:
+        setattr(cls, parameter.name, None)
+    lines = [textwrap.fill(f"{p.name}: {p.doc}", 92, initial_indent=" " * 8,
+                           subsequent_indent=" " * 12) for p in randomized.PARAMETERS]
+    cls.__doc__ = (cls.__doc__ or "").replace("{ranges}", "\n".join(lines).strip())
+    return cls
+
+
 @dataclasses.dataclass(frozen=True)
+@_declared_ranges
 class RandomizationConfig:
     """Domain randomization, off by default: physics sampled per world at each of its resets.
 
     Each range is (low, high), sampled uniformly from the env's seeded generator for every world
     at every reset (the reset worlds keep theirs), and reported per world in `info` as
-    `randomization/<name>`; None leaves that part of the model as it is.
+    `randomization/<name>`; None leaves that part of the model as it is. The ranges are declared
+    in `flyenv.envs.randomized.PARAMETERS` (with the model fields each writes).
 
     Attributes:
-        friction: sliding friction coefficient of every geom, floor and fly (MuJoCo takes the
-            larger of a contact's two geoms', so this is the contacts' friction).
-        mass_scale: factor on every body's mass and inertia (the whole fly at once).
-        actuator_gain_scale: factor on the position actuators' kp, on the gain and on its bias
-            term (-kp) together, so a control stays a target angle [rad].
-        joint_damping_scale: factor on every leg joint's damping.
-        floor_slope_rad: tilt of gravity from vertical [rad] towards a uniformly random heading
-            (`randomization/floor_heading_rad`): a fly on a slope, the floor staying level.
+        {ranges}
         push_force_un: magnitude of a random horizontal push on the thorax [µN] (the fly weighs
             about 10 µN); None: no pushes.
         push_duration_s: how long each push lasts [s].
@@ -103,29 +112,23 @@ class RandomizationConfig:
             with probability rate * control step, unless one is on).
     """
 
-    RANGES: ClassVar[tuple[str, ...]] = ("friction", "mass_scale", "actuator_gain_scale",
-                                         "joint_damping_scale", "floor_slope_rad")
+    RANGES: ClassVar[tuple[str, ...]] = tuple(p.name for p in randomized.PARAMETERS)
 
-    friction: Range | None = None
-    mass_scale: Range | None = None
-    actuator_gain_scale: Range | None = None
-    joint_damping_scale: Range | None = None
-    floor_slope_rad: Range | None = None
     push_force_un: Range | None = None
     push_duration_s: float = 0.02
     push_rate_hz: float = 2.0
 
     def __post_init__(self) -> None:
-        for name in self.RANGES + ("push_force_un",):
+        domains = {p.name: (p.domain, p.domain_text) for p in randomized.PARAMETERS}
+        domains["push_force_un"] = ((0.0, math.inf), "[0, inf)")
+        for name, ((lowest, above), text) in domains.items():
             value = getattr(self, name)
             if value is None:
                 continue
             low, high = _range(name, value)
-            lowest = 0.0 if name in ("floor_slope_rad", "push_force_un") else 1e-9
-            if low < lowest or (name == "floor_slope_rad" and high >= math.pi / 2):
-                raise ValueError(f"RandomizationConfig.{name} must lie in "
-                                 f"{'[0, pi/2)' if name == 'floor_slope_rad' else '(0, inf)'}, "
-                                 f"got {value!r}")
+            if low < lowest or high >= above:
+                raise ValueError(f"RandomizationConfig.{name} must lie in {text}, got "
+                                 f"{value!r}")
             object.__setattr__(self, name, (low, high))
         if not (self.push_duration_s > 0 and self.push_rate_hz >= 0):
             raise ValueError(f"RandomizationConfig: push_duration_s must be > 0 and push_rate_hz "

@@ -6,13 +6,8 @@ gathers each world's body's values and applies the world's samples (torch, no ho
 engine writes them into the reset worlds (`Engine.reset(..., fields=...)`). `Pushes` applies
 random horizontal forces to the thorax between resets.
 
-What each randomized parameter writes, and the derived fields it keeps consistent:
-    friction             geom_friction[:, 0] of every geom (sliding; torsional and rolling kept)
-    mass_scale           body_mass, body_inertia (x s); the engine recomputes the constants
-                         derived from them (subtree masses, inverse weights: mj_setConst)
-    actuator_gain_scale  actuator_gainprm[:, 0] (kp) and actuator_biasprm[:, 1] (-kp)
-    joint_damping_scale  dof_damping
-    floor_slope_rad      opt.gravity, tilted from -z towards a random heading (same magnitude)
+What each randomized parameter writes, and how: `flyenv.envs.randomized.PARAMETERS`; the engine
+recomputes the constants MuJoCo derives from them (subtree masses, inverse weights).
 """
 
 from __future__ import annotations
@@ -24,13 +19,11 @@ import mujoco
 import numpy as np
 import torch
 
+from flyenv.envs import randomized
 from flyenv.envs.config import RandomizationConfig
 from flyenv.sim.engine import WORLD_FIELDS, model_field
 
-_MASS_FIELDS = ("body_mass", "body_inertia")
-_FIELDS = {"friction": ("geom_friction",), "mass_scale": _MASS_FIELDS,
-           "actuator_gain_scale": ("actuator_gainprm", "actuator_biasprm"),
-           "joint_damping_scale": ("dof_damping",), "floor_slope_rad": ("opt.gravity",)}
+_PARAMETERS = {p.name: p for p in randomized.PARAMETERS}
 
 
 def body_fields(models: Sequence[mujoco.MjModel]) -> tuple[str, ...]:
@@ -66,17 +59,19 @@ class WorldModels:
             device: torch device.
         """
         self.config = config
-        randomized = [f for name in config.randomized for f in _FIELDS[name]]
-        self.fields = tuple(dict.fromkeys(body_fields(models) + tuple(randomized)))
+        self._parameters = [_PARAMETERS[name] for name in config.randomized]
+        written = [w.field for p in self._parameters for w in p.writes]
+        self.fields = tuple(dict.fromkeys(body_fields(models) + tuple(written)))
         # float64 on the CPU, so the C engine gets its models' values exactly.
         dtype = torch.float64 if device.type == "cpu" else torch.float32
         self._base = {name: torch.tensor(np.stack([model_field(m, name) for m in models]),
                                          dtype=dtype, device=device) for name in self.fields}
-        names = list(config.randomized)
-        if config.floor_slope_rad is not None:
-            names.append("floor_heading_rad")
+        # Each parameter's range, then its companions' (drawn in this order).
+        self._ranges = {p.name: getattr(config, p.name) for p in self._parameters}
+        self._ranges.update({name: (low, high) for p in self._parameters
+                             for name, low, high in p.companions})
         self.samples = {name: torch.ones(num_envs, dtype=dtype, device=device)
-                        for name in names}
+                        for name in self._ranges}
         self._num_envs, self._device, self._dtype = num_envs, device, dtype
 
     @property
@@ -91,12 +86,8 @@ class WorldModels:
             mask: (num_envs,) bool.
             generator: the env's generator (so a seed gives the same samples).
         """
-        cfg, n = self.config, self._num_envs
-        for name in self.samples:
-            if name == "floor_heading_rad":
-                low, high = 0.0, 2.0 * math.pi
-            else:
-                low, high = getattr(cfg, name)
+        n = self._num_envs
+        for name, (low, high) in self._ranges.items():
             u = torch.rand(n, generator=generator, device=self._device, dtype=self._dtype)
             self.samples[name] = torch.where(mask, low + (high - low) * u, self.samples[name])
 
@@ -110,26 +101,8 @@ class WorldModels:
             {field: (num_envs, *MjModel shape)}.
         """
         values = {name: base[body] for name, base in self._base.items()}
-        s = self.samples
-        if "friction" in s:
-            values["geom_friction"][..., 0] = s["friction"][:, None]
-        if "mass_scale" in s:
-            scale = s["mass_scale"]
-            for name in _MASS_FIELDS:
-                shape = (-1,) + (1,) * (values[name].ndim - 1)
-                values[name] = values[name] * scale.view(shape)
-        if "actuator_gain_scale" in s:
-            scale = s["actuator_gain_scale"][:, None]
-            values["actuator_gainprm"][..., 0] *= scale
-            values["actuator_biasprm"][..., 1] *= scale
-        if "joint_damping_scale" in s:
-            values["dof_damping"] = values["dof_damping"] * s["joint_damping_scale"][:, None]
-        if "floor_slope_rad" in s:
-            tilt, heading = s["floor_slope_rad"], s["floor_heading_rad"]
-            g = values["opt.gravity"].norm(dim=1)
-            values["opt.gravity"] = torch.stack(
-                [-g * torch.sin(tilt) * torch.cos(heading),
-                 -g * torch.sin(tilt) * torch.sin(heading), -g * torch.cos(tilt)], dim=1)
+        for parameter in self._parameters:
+            parameter.apply(values, self.samples)
         return values
 
 
