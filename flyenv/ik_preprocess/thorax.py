@@ -52,6 +52,7 @@ from flyenv.body import constants as c
 from flyenv.ik_preprocess import rigid
 from flyenv.ik_preprocess.align import robust_center
 from flyenv.ik_preprocess.limits import RecordingError
+from flyenv.motion.stance import not_swinging, on_plane, savgol_window
 
 # Root motion: the smoothed thorax leaves its median position by more than this [mm] ...
 ROOT_MOTION_MM = 0.25
@@ -75,10 +76,6 @@ SMOOTH_WINDOW_S = 0.05
 # glitches last a few frames, while a walking fly's travel and turns last longer than this [s].
 DETECT_WINDOW_S = 0.25
 SMOOTH_ORDER = 3
-# Stance claws for the floor plane: within this height of the plane [mm] and slower than this
-# fraction of the claws' 90th-percentile speed.
-FLOOR_TOL_MM = 0.1
-STANCE_SPEED_FRACTION = 0.3
 _MIRROR = np.array([3, 4, 5, 0, 1, 2])  # LF<->RF, LM<->RM, LH<->RH
 # Frames (evenly spaced) that the recording's own layout and the layout check are taken from.
 _LAYOUT_FRAMES = 500
@@ -334,9 +331,7 @@ def _few_legs(thc: np.ndarray, layout: np.ndarray, legs: np.ndarray, names: tupl
 
 def _window(num_frames: int, fps: float, seconds: float = SMOOTH_WINDOW_S) -> int:
     """Odd Savitzky-Golay window of about `seconds`, or 0 when the clip is too short."""
-    window = max(int(round(seconds * fps)) | 1, SMOOTH_ORDER + 2 | 1)
-    window = min(window, num_frames if num_frames % 2 else num_frames - 1)
-    return window if window > SMOOTH_ORDER else 0
+    return savgol_window(num_frames, fps, seconds)  # at least 5 frames > SMOOTH_ORDER
 
 
 def _smooth(rotation: Rotation, position: np.ndarray, window: int,
@@ -398,9 +393,10 @@ def floor_plane(claws_mm: np.ndarray, up_guess: np.ndarray, fps: float,
                 iterations: int = 3) -> tuple[np.ndarray | None, float]:
     """The plane stance claws rest on, from claw height and speed.
 
-    Stance claws are slow (below `STANCE_SPEED_FRACTION` of the claws' 90th-percentile speed)
-    and low (first the lower half of all claw heights along `up_guess`, then within
-    `FLOOR_TOL_MM` of the fitted plane); the plane is their least-squares plane (SVD).
+    Stance claws (`flyenv.motion.stance`, world frame) are slow (below
+    `STANCE_SPEED_FRACTION` of the claws' 90th-percentile speed) and low (first the lower half
+    of all claw heights along `up_guess`, then within `FLOOR_TOL_MM` of the fitted plane); the
+    plane is their least-squares plane (SVD).
 
     Args:
         claws_mm: (T, L, 3) claw positions [mm], NaN where untracked.
@@ -413,9 +409,7 @@ def floor_plane(claws_mm: np.ndarray, up_guess: np.ndarray, fps: float,
         with fewer than three stance claws or a degenerate (collinear) set.
     """
     claws = np.asarray(claws_mm, dtype=float)
-    speed = np.linalg.norm(np.gradient(claws, axis=0), axis=-1) * fps
-    with np.errstate(invalid="ignore"):
-        slow = speed < STANCE_SPEED_FRACTION * np.nanpercentile(speed, 90)
+    slow = not_swinging(claws, fps, "world")
     normal, offset = np.asarray(up_guess, dtype=float), np.nan
     height = claws @ normal
     with np.errstate(invalid="ignore"):
@@ -430,8 +424,7 @@ def floor_plane(claws_mm: np.ndarray, up_guess: np.ndarray, fps: float,
             return None, np.nan
         normal = vt[2] * np.sign(vt[2] @ up_guess)
         offset = float(points.mean(0) @ normal)
-        with np.errstate(invalid="ignore"):
-            low = np.abs(claws @ normal - offset) < FLOOR_TOL_MM
+        low = on_plane(claws @ normal - offset, signed=False)
     return normal, offset
 
 

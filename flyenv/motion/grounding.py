@@ -33,11 +33,10 @@ import numpy as np
 from scipy.signal import savgol_filter
 from scipy.spatial.transform import Rotation
 
-# Stance claws: within this height of the frame's floor plane [mm] ...
-FLOOR_TOL_MM = 0.1
-# ... and not swinging: forward speed in the thorax frame below this fraction of the claws'
-# 90th-percentile speed.
-SWING_SPEED_FRACTION = 0.3
+from flyenv.motion.stance import not_swinging, on_plane, savgol_window
+
+# Stance claws (`flyenv.motion.stance`): within FLOOR_TOL_MM above the frame's floor plane and
+# not swinging forward in the thorax frame.
 SMOOTH_WINDOW_S = 0.05
 MIN_STANCE = 3
 # Odometry's consensus: a stance claw whose velocity a candidate rigid motion misses by more
@@ -210,17 +209,13 @@ def _miss(solution: np.ndarray, c: np.ndarray, dc: np.ndarray) -> np.ndarray:
 
 
 def _window(num_frames: int, fps: float) -> int:
-    window = max(int(round(SMOOTH_WINDOW_S * fps)) | 1, 5)
-    window = min(window, num_frames if num_frames % 2 else num_frames - 1)
-    return window if window >= 5 else 0
+    return savgol_window(num_frames, fps, SMOOTH_WINDOW_S)
 
 
 def _stance_and_plane(claws: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:
     """Stance (T, L) and the floor plane coefficients (T, 3) (a, b, c: z = a + b x + c y)."""
     num_frames, num_legs = claws.shape[:2]
-    velocity = np.gradient(claws, axis=0) * fps if num_frames > 1 else np.zeros_like(claws)
-    speed = np.linalg.norm(velocity, axis=-1)
-    swinging = velocity[..., 0] > SWING_SPEED_FRACTION * max(np.percentile(speed, 90), 1e-9)
+    still = not_swinging(claws, fps, "thorax")
     # The three lowest claws, then twice: fit the plane, take the claws near it and not
     # swinging, while there are at least three (frames that run out keep their last plane).
     use = np.zeros((num_frames, num_legs), dtype=bool)
@@ -233,7 +228,7 @@ def _stance_and_plane(claws: np.ndarray, fps: float) -> tuple[np.ndarray, np.nda
         fitted = (np.linalg.pinv(rows) @ np.where(use, claws[..., 2], 0.0)[..., None])[..., 0]
         coef = np.where(active[:, None], fitted, coef)
         above = claws[..., 2] - np.einsum("tlk,tk->tl", design, coef)
-        candidate = (above < FLOOR_TOL_MM) & ~swinging
+        candidate = on_plane(above, signed=True) & still
         active &= candidate.sum(1) >= MIN_STANCE
         use = np.where(active[:, None], candidate, use)
     return use, coef
