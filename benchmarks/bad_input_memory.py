@@ -29,8 +29,7 @@ import torch
 
 from flyenv.body import constants as c
 from flyenv.envs.reference import load_references
-from flyenv.ik_preprocess import io as ik_io
-from flyenv.ik_preprocess import load_recording
+from flyenv.ik_preprocess import io_csv, load_recording, recording
 from flyenv.motion import io as motion_io
 from flyenv.motion import tripod_gait
 
@@ -114,12 +113,12 @@ def main() -> None:
             p, 0.002, torch.device("cpu"), standing_height_mm=1.0, claw_clearance_mm=0.03))
         for name, (path, loader) in inputs.items():
             if loader == "limit":
-                limit = ik_io.MAX_FRAMES
-                ik_io.MAX_FRAMES = 5000
+                limit = io_csv.MAX_FRAMES  # the CSV reader's and the shared check's
+                io_csv.MAX_FRAMES = recording.MAX_FRAMES = 5000
                 try:
                     peak, outcome = _measure(lambda p=path: load_recording(p))
                 finally:
-                    ik_io.MAX_FRAMES = limit
+                    io_csv.MAX_FRAMES = recording.MAX_FRAMES = limit
             else:
                 peak, outcome = _measure(lambda p=path, f=loader: f(p))
             size = path.stat().st_size

@@ -21,8 +21,7 @@ from scipy.spatial.transform import Rotation
 
 from flyenv.body import BodyConfig
 from flyenv.body import constants as c
-from flyenv.ik_preprocess import IkOptions, RecordingError, load_recording, run, solver
-from flyenv.ik_preprocess import io as ik_io
+from flyenv.ik_preprocess import IkOptions, RecordingError, io_csv, load_recording, run, solver
 from flyenv.ik_preprocess import thorax as th
 from flyenv.ik_preprocess.thorax import estimate_thorax_pose
 from flyenv.motion import io as motion_io
@@ -112,7 +111,7 @@ def test_a_large_csv_is_read_in_a_small_multiple_of_its_arrays(tmp_path):
 
 
 def test_a_csv_over_the_row_limit_is_refused_before_it_is_read(tmp_path, monkeypatch):
-    monkeypatch.setattr(ik_io, "MAX_FRAMES", 5_000)
+    monkeypatch.setattr(io_csv, "MAX_FRAMES", 5_000)  # the CSV reader's line count
     path = _write_csv(tmp_path / "long.csv", 5_001)
     tracemalloc.start()
     try:
