@@ -23,20 +23,19 @@ Run from the repository root:
 
 from __future__ import annotations
 
-import os
+import single_thread  # noqa: F401  (first: one BLAS/OpenMP thread, before numpy loads)
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
+# isort: split
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import ik_bench
 import numpy as np
+from common import RESULTS
 from scipy.spatial.transform import Rotation
 
 from flyenv.body import BodyConfig
@@ -51,11 +50,8 @@ from flyenv.motion.gait import tripod_gait
 from flyenv.motion.grounding import ground, odometry
 from flyenv.sim import track_reference
 
-REPO = Path(__file__).resolve().parents[1]
 DATA = DATA_DIR  # the samples shipped in flyenv/data
-DEFAULT_OUTPUT = REPO / "benchmarks" / "results" / "frames_bench.json"
-sys.path.insert(0, str(REPO / "benchmarks"))
-import ik_bench  # noqa: E402
+DEFAULT_OUTPUT = RESULTS / "frames_bench.json"
 
 KEYPOINTS = c.KEYPOINTS[1:]
 

@@ -19,14 +19,12 @@ Run from the repository root:
 
 from __future__ import annotations
 
-import os
+import single_thread  # noqa: F401  (first: one BLAS/OpenMP thread, before numpy loads)
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("MKL_NUM_THREADS", "1")
-
+# isort: split
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
@@ -34,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from common import RESULTS
 from scipy.spatial.transform import Rotation
 
 import flyenv
@@ -45,8 +44,7 @@ from flyenv.ik_preprocess.io import load_recording
 from flyenv.ik_preprocess.prepare import prepare
 from flyenv.ik_preprocess.thorax import estimate_thorax_pose
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_OUTPUT = REPO / "benchmarks" / "results" / "thorax_bench.json"
+DEFAULT_OUTPUT = RESULTS / "thorax_bench.json"
 FRAMES = 20_000
 FPS = 100.0
 
