@@ -89,6 +89,8 @@ def test_engine_writes_model_fields_of_the_masked_worlds_only(engine_kwargs):
         engine.reset(mask, engine.qpos, engine.qvel, engine.ctrl, {"body_mass": new["body_mass"]})
     with pytest.raises(ValueError, match="cannot be a per-world model field"):
         make_engine(build_model(), 1, world_fields=("geom_type",), **kwargs)
+    with pytest.raises(ValueError, match="derived by the engine"):  # set_const's to compute
+        make_engine(build_model(), 1, world_fields=("body_subtreemass",), **kwargs)
 
 
 @pytest.mark.warp
