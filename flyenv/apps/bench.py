@@ -155,9 +155,8 @@ def _measure(num_envs: int, steps: int, warmup: int, min_time_s: float,
         physics = _PhysicsClock(env.engine)
 
         def full() -> None:
-            # Zero residuals; with adhesion the clips' stance flags (`replay_action`).
-            _, _, terminated, truncated, _ = env.step(
-                env.replay_action() if env.adhesion else zeros)
+            # The replay: zero residuals (the adhesion follows the clips' stance).
+            _, _, terminated, truncated, _ = env.step(env.replay_action())
             ends[0] = ends[0] + (terminated | truncated).sum()
 
         for _ in range(warmup):
