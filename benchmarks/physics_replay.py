@@ -23,7 +23,7 @@ from flyenv.envs.imitation import TERMINATIONS
 from flyenv.envs.observations import CONTACT_THRESHOLD
 from flyenv.motion.format import ReferenceMotion
 from flyenv.motion.gait import tripod_gait
-from flyenv.motion.grounding import ground, odometry, stance_claws
+from flyenv.motion.grounding import clip_stance, ground, odometry, stance_claws
 from flyenv.motion.io import load, save
 from flyenv.motion.resample import resample
 from flyenv.sim.contacts import contact_slide_speed
@@ -109,16 +109,10 @@ def _heading_speed_and_yaw_rate(pos: np.ndarray, quat: np.ndarray, dt: float,
 
 
 def _adhesion_targets(motion: ReferenceMotion, times_s: np.ndarray) -> np.ndarray:
-    """(N, 6) adhesion commands at `times_s`: 1 where the clip's claw is in stance (missing legs
-    off), the nearest frame's."""
-    q = np.where(np.isfinite(motion.joint_angles), motion.joint_angles,
-                 np.asarray(c.STANDING_POSE_RAD))
-    claws = forward_kinematics(motion.body, q)[:, :, c.KEYPOINTS.index("Claw")]
-    present = motion.leg_mask > 0
-    stance = np.zeros((motion.num_frames, c.NUM_LEGS))
-    stance[:, present] = stance_claws(claws[:, present], motion.fps)
+    """(N, 6) adhesion commands at `times_s`: the clip's stance flags (`clip_stance`), the
+    nearest frame's."""
     frames = np.clip(np.round(times_s * motion.fps).astype(int), 0, motion.num_frames - 1)
-    return stance[frames]
+    return clip_stance(motion)[frames]
 
 
 def _replay(motion: ReferenceMotion, setting: Setting) -> dict[str, float]:

@@ -9,13 +9,16 @@ from typing import Any
 
 import numpy as np
 
+from flyenv.body.mjcf import SLIDING_FEET, ModelOptions
+
 CONTROL_DT_S = 2e-3  # the policy rate stays 500 Hz
 FINE_DT_S = 2.5e-5
 
 
 @dataclasses.dataclass(frozen=True)
 class Setting:
-    """A physics step and the `ModelOptions` fields that differ from the defaults."""
+    """A physics step and the `ModelOptions` fields that differ from the defaults (`main` puts
+    `SLIDING_FEET` under them: the model before issue 22's feet)."""
 
     name: str
     dt_s: float
@@ -75,7 +78,9 @@ def _contact_settings() -> list[Setting]:
              "kp 150 adhesion 20 impratio 10": {"actuator_kp": 150.0, "adhesion_gain_uN": 20.0,
                                                 "impratio": 10.0},
              "kp 150 impratio 10": {"actuator_kp": 150.0, "impratio": 10.0},
-             "kp 150 noslip 3": {"actuator_kp": 150.0, "noslip_iterations": 3}}
+             "kp 150 noslip 3": {"actuator_kp": 150.0, "noslip_iterations": 3},
+             # Today's defaults (adhesion and noslip on since issue 22).
+             "defaults": {name: getattr(ModelOptions(), name) for name in SLIDING_FEET}}
     out = []
     for name, options in holds.items():
         for dt in (1e-4, 2e-4, 4e-4):

@@ -34,7 +34,10 @@ odometry) and reports forward speed and yaw rate against the clip's own (`record
 slide at the contact in the clip's stance (`flyenv.sim.contacts.contact_slide_speed`), swing
 drag and stance fraction, judged by `FIDELITY`; `--terminations` runs the random starts alone;
 `--options '{"adhesion_gain_uN": 20, ...}'` puts a contact model under every setting, the fine
-reference included (last round's question asked again with it).
+reference included (last round's question asked again with it). Every setting's options are
+relative to the model before issue 22's feet (`SLIDING_FEET`: no adhesion, no noslip), so the
+rounds keep their meaning now that adhesion and noslip are the defaults; "defaults" is today's
+model.
 
 Usage (from the repository root; about 30 minutes on the 2-core box, 40 when it is shared):
 
@@ -74,6 +77,7 @@ from physics_settings import (
 )
 
 from flyenv.apps.bench import environment_info
+from flyenv.body.mjcf import SLIDING_FEET
 
 
 def run_study(settings: list[Setting], num_envs: int, cache: Path,
@@ -268,8 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [s for s in SETTINGS if args.settings is None or s.name in args.settings]
     if args.options and not (args.screen or args.terminations):
         chosen = [SETTINGS[0]] + [s for s in chosen if s.name != REFERENCE]
-    # --options under every setting, the fine reference included.
-    chosen = [dataclasses.replace(s, options={**args.options, **s.options}) for s in chosen]
+    # The model before issue 22's feet, then --options, under every setting, the fine
+    # reference included.
+    chosen = [dataclasses.replace(s, options={**SLIDING_FEET, **args.options, **s.options})
+              for s in chosen]
     torch.set_num_threads(1)
     start = time.perf_counter()
     if args.screen:

@@ -67,7 +67,9 @@ def _variant_kwargs(env_kwargs: dict[str, Any]) -> dict[str, Any]:
 def run(engines: list[str], device: str | None, num_envs: list[int] | None, steps: int,
         warmup: int, out_dir: str | Path, *, min_time_s: float = 0.0,
         measure_start: bool = True, env_kwargs: dict[str, Any] | None = None,
-        baseline_physics_dt_s: float | None = None) -> tuple[dict[str, Any], Path, Path]:
+        baseline_physics_dt_s: float | None = None,
+        baseline_model_options: dict[str, Any] | None = None,
+        ) -> tuple[dict[str, Any], Path, Path]:
     """`sweep` (and `start_times` at the smallest size) per engine, written as JSON and PNG.
 
     Args:
@@ -87,6 +89,8 @@ def run(engines: list[str], device: str | None, num_envs: list[int] | None, step
             substeps) with the default model (`env_kwargs` without `physics_dt_s`,
             `control_decimation` and `model_options`), right after the same size, for
             `speedup_over_baseline`.
+        baseline_model_options: `ModelOptions` fields of the baseline's model (e.g.
+            `SLIDING_FEET`, the contacts before issue 22); None: the defaults.
 
     Returns:
         (results, JSON path, PNG path).
@@ -110,8 +114,9 @@ def run(engines: list[str], device: str | None, num_envs: list[int] | None, step
             physics = ("physics_dt_s", "control_decimation", "model_options")
             base = {k: v for k, v in kwargs.items() if k not in physics}
             for n in sizes:
-                for target, these in ((sweeps, kwargs),
-                                      (baselines, {**base, "physics_dt_s": baseline_physics_dt_s})):
+                baseline = {**base, "physics_dt_s": baseline_physics_dt_s,
+                            "model_options": baseline_model_options or {}}
+                for target, these in ((sweeps, kwargs), (baselines, baseline)):
                     one = sweep(engine, devices[engine], [n], steps, warmup, **these)
                     if engine in target:
                         target[engine]["runs"] += one["runs"]
@@ -121,6 +126,7 @@ def run(engines: list[str], device: str | None, num_envs: list[int] | None, step
             starts[engine] = start_times(engine, devices[engine], min(sizes))
     results = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": environment,
                "env_kwargs": env_kwargs or {}, "sweeps": sweeps,
+               "baseline_model_options": baseline_model_options or {},
                "randomization": RANDOMIZATION if (env_kwargs or {}).get("randomize") else None,
                "start_times": starts, "baseline_sweeps": baselines, "skipped": skipped,
                "summary": summarize(sweeps, starts, baselines)}
@@ -128,6 +134,8 @@ def run(engines: list[str], device: str | None, num_envs: list[int] | None, step
     if "physics_dt_s" in (env_kwargs or {}):
         variant += f"_dt{env_kwargs['physics_dt_s']:g}"
     variant += "".join(f"_{k}{v}" for k, v in (env_kwargs or {}).get("model_options", {}).items())
+    if baseline_model_options:
+        variant += "_vs" + "".join(f"_{k}{v}" for k, v in baseline_model_options.items())
     stem = Path(out_dir) / f"env_bench_{device_slug(main)}{variant}"
     stem.parent.mkdir(parents=True, exist_ok=True)
     # (not with_suffix: a variant like _dt0.0004 holds a dot)
@@ -163,6 +171,10 @@ def add_arguments(parser: argparse.ArgumentParser, out: Path = USER_OUT) -> None
     add("--baseline-physics-dt", type=float, metavar="S",
         help="also time each size at this physics step (e.g. 1e-4, FlyGym's; 2 ms / S "
              "substeps) and report the full step's speedup over it")
+    add("--baseline-model-option", action="append", default=[], metavar="NAME=VALUE",
+        help="a ModelOptions field of the baseline's model (with --baseline-physics-dt; e.g. "
+             "adhesion_gain_uN=0 and noslip_iterations=0, the contacts before issue 22; "
+             "repeatable; default: the default model)")
     add("--deterministic", action="store_true",
         help="MuJoCo Warp's deterministic mode (its cost; the JSON name ends in _deterministic)")
     add("--randomize", action="store_true",
@@ -182,10 +194,26 @@ def run_args(args: argparse.Namespace) -> tuple[dict[str, Any], Path, Path]:
     if args.physics_dt is not None:
         env_kwargs["physics_dt_s"] = args.physics_dt
     if args.model_option:
-        pairs = [option.split("=", 1) for option in args.model_option]
-        if any(len(pair) != 2 for pair in pairs):
-            raise ValueError(f"--model-option takes NAME=VALUE, got {args.model_option}")
-        env_kwargs["model_options"] = {k: ast.literal_eval(v) for k, v in pairs}
+        env_kwargs["model_options"] = _model_options("--model-option", args.model_option)
+    baseline_options = None
+    if args.baseline_model_option:
+        if args.baseline_physics_dt is None:
+            raise ValueError("--baseline-model-option needs --baseline-physics-dt (the baseline "
+                             "it configures)")
+        baseline_options = _model_options("--baseline-model-option", args.baseline_model_option)
     return run(engines, args.device, args.num_envs, args.steps, args.warmup, args.out,
                min_time_s=args.min_time, measure_start=not args.no_start_times,
-               env_kwargs=env_kwargs or None, baseline_physics_dt_s=args.baseline_physics_dt)
+               env_kwargs=env_kwargs or None, baseline_physics_dt_s=args.baseline_physics_dt,
+               baseline_model_options=baseline_options)
+
+
+def _model_options(option: str, values: list[str]) -> dict[str, Any]:
+    # NAME=VALUE pairs, each VALUE a Python literal.
+    pairs = [value.split("=", 1) for value in values]
+    if any(len(pair) != 2 for pair in pairs):
+        raise ValueError(f"{option} takes NAME=VALUE, got {values}")
+    try:
+        return {k: ast.literal_eval(v) for k, v in pairs}
+    except (ValueError, SyntaxError) as err:
+        raise ValueError(f"{option}: each VALUE must be a Python literal (a number, a tuple), "
+                         f"got {values}") from err

@@ -80,8 +80,10 @@ def format_table(results: dict[str, Any]) -> str:
                 f"(env's own {s['env_overhead_at_best'] or 0:.0%})")
         if "speedup_over_baseline" in s:
             ratios = ", ".join(f"{v:.2f}x at {n}" for n, v in s["speedup_over_baseline"].items())
+            options = results.get("baseline_model_options") or {}
+            model = "".join(f", {k}={v}" for k, v in options.items())
             line += (f"; full RTF over physics_dt_s {s['baseline_physics_dt_s']:g} "
-                     f"({s['baseline_substeps']} substeps): {ratios}")
+                     f"({s['baseline_substeps']} substeps{model}): {ratios}")
         if "full_over_bare_met" in s:
             line += (f"; full/bare >= {s['full_over_bare_target']} at every size: "
                      f"{'yes' if s['full_over_bare_met'] else 'NO'}")

@@ -139,9 +139,8 @@ def _measure(num_envs: int, steps: int, warmup: int, min_time_s: float,
         physics = _PhysicsClock(env.engine)
 
         def full() -> None:
-            # Zero residuals; with adhesion the clips' stance flags (`replay_action`).
-            _, _, terminated, truncated, _ = env.step(
-                env.replay_action() if env.adhesion else zeros)
+            # The replay: zero residuals (the adhesion follows the clips' stance).
+            _, _, terminated, truncated, _ = env.step(env.replay_action())
             ends[0] = ends[0] + (terminated | truncated).sum()
 
         for _ in range(warmup):
@@ -213,6 +212,7 @@ def sweep(engine: str, device: str, num_envs: list[int], steps: int, warmup: int
             "config": {"control_decimation": config.substeps,
                        "physics_dt_s": config.physics_dt_s,
                        "control_dt_s": config.control_dt_s, "nthread": config.nthread,
+                       "model_options": dict(config.model_options),
                        "torch_threads": torch.get_num_threads()}, "runs": runs}
 
 

@@ -20,6 +20,8 @@ from typing import Literal
 
 import torch
 
+from flyenv.body import constants as c
+
 Apply = Callable[[torch.Tensor, torch.Tensor, Mapping[str, torch.Tensor]], torch.Tensor]
 
 
@@ -91,6 +93,17 @@ def _tilt_gravity(gravity: torch.Tensor, tilt: torch.Tensor,
                         -g * torch.sin(tilt) * torch.sin(heading), -g * torch.cos(tilt)], dim=1)
 
 
+def _joint_gain(column: int) -> Apply:
+    # Scales `column` of the 42 joint actuators' rows (num_envs, nu, 10); the tarsi's adhesion
+    # actuators after them keep their gain.
+    def scale(values: torch.Tensor, sample: torch.Tensor,
+              samples: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        values = values.clone()
+        values[:, :c.NUM_DOFS, column] *= sample[:, None]
+        return values
+    return scale
+
+
 PARAMETERS: tuple[RandomizedParameter, ...] = (
     RandomizedParameter(
         "friction", "sliding friction coefficient of every geom, floor and fly (MuJoCo takes "
@@ -101,9 +114,9 @@ PARAMETERS: tuple[RandomizedParameter, ...] = (
         (Write("body_mass", "scale"), Write("body_inertia", "scale"))),
     RandomizedParameter(
         "actuator_gain_scale", "factor on the position actuators' kp, on the gain and on its "
-        "bias term (-kp) together, so a control stays a target angle [rad].",
-        (Write("actuator_gainprm", "scale", column=0),
-         Write("actuator_biasprm", "scale", column=1))),
+        "bias term (-kp) together, so a control stays a target angle [rad] (the 42 joint "
+        "actuators; the tarsi's adhesion keeps its gain).",
+        (Write("actuator_gainprm", _joint_gain(0)), Write("actuator_biasprm", _joint_gain(1)))),
     RandomizedParameter(
         "joint_damping_scale", "factor on every leg joint's damping.",
         (Write("dof_damping", "scale"),)),
