@@ -167,7 +167,7 @@ stage contacts 55 "$PY" benchmarks/env_bench.py --engine warp --device "$device"
   --num-envs "$contact_size" --steps 10 --warmup 2 --min-time 0.5 --no-start-times \
   --physics-dt 1e-4 --baseline-physics-dt 1e-4 --baseline-model-option adhesion_gain_uN=0.0 \
   --baseline-model-option noslip_iterations=0 --out "$out"
-stage noslip 40 "$PY" benchmarks/env_bench.py --engine warp --device "$device" \
+stage noslip 35 "$PY" benchmarks/env_bench.py --engine warp --device "$device" \
   --num-envs "$contact_size" --steps 10 --warmup 2 --min-time 0.5 --no-start-times \
   --physics-dt 1e-4 --baseline-physics-dt 1e-4 --baseline-model-option noslip_iterations=0 \
   --out "$out"

@@ -61,8 +61,10 @@ class ModelOptions:
     the contact). What holds them (issue 22) is tarsus adhesion up to 20 µN (~2x the fly's
     weight) with noslip 3, on by default: at 1e-4 s the tripod gaits then walk at 0.96x their
     speed and 0.94x their yaw rate with 0.16 mm/s mean slide at the contact in stance, the df3d
-    walk's stance claws slide 0.46 mm/s, and random starts end no more often (`SLIDING_FEET`:
-    the model without them).
+    walk's stance claws slide 0.44 mm/s while it walks at 1.09x the speed and 0.98x the yaw
+    rate of its stance odometry, and random starts end no more often (`SLIDING_FEET`: the model
+    without them). C MuJoCo pays nothing measurable for it; MuJoCo Warp on the Warp CPU device
+    ~1.6x, noslip's (benchmarks/contacts_cost.py).
 
     Attributes:
         timestep_s: physics step [s].
