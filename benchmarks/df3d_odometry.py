@@ -61,7 +61,7 @@ _CLAW = c.KEYPOINTS.index("Claw")
 
 def df3d_walk(cache: Path) -> ReferenceMotion:
     """The df3d walk through the IK (`--align`, 100 Hz, template body), cached in `cache`."""
-    from benchmarks.physics_study import clips
+    from physics_replay import clips
 
     return clips(cache)["df3d_walk"][0]
 
