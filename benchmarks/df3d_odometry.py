@@ -49,7 +49,7 @@ from flyenv.body.kinematics import forward_kinematics
 from flyenv.body.mjcf import SLIDING_FEET, ModelOptions, build_model
 from flyenv.envs.observations import CONTACT_THRESHOLD
 from flyenv.motion.format import ReferenceMotion
-from flyenv.motion.grounding import ground, odometry
+from flyenv.motion.grounding import clip_stance, ground, odometry
 from flyenv.motion.resample import resample
 
 CONTROL_DT_S = 2e-3
@@ -67,14 +67,11 @@ def df3d_walk(cache: Path) -> ReferenceMotion:
 
 
 def _stance_targets(motion: ReferenceMotion, num: int) -> np.ndarray:
-    """(num, 6) the clip's stance flags at the control steps (nearest frame), as the env's."""
-    q = np.where(np.isfinite(motion.joint_angles), motion.joint_angles,
-                 np.asarray(c.STANDING_POSE_RAD))
-    claws = forward_kinematics(motion.body, q)[:, :, _CLAW]
-    stance = ground(claws, motion.fps).stance.astype(float)
+    """(num, 6) the clip's stance flags at the control steps (nearest frame), as the env's
+    (`clip_stance`)."""
     frames = np.clip(np.round(np.arange(num) * CONTROL_DT_S * motion.fps).astype(int), 0,
                      motion.num_frames - 1)
-    return stance[frames]
+    return clip_stance(motion)[frames]
 
 
 def replay(motion: ReferenceMotion, options: ModelOptions) -> dict[str, np.ndarray]:
