@@ -1,11 +1,12 @@
 """Throughput of `FlyImitationVecEnv`: bare physics against the full env step, and start times.
 
-`sweep` times `engine.step()` (physics only) and `env.step(zeros)` (physics, rewards,
-observations, resets) per number of worlds; `start_times` times construction plus the first step
-in fresh interpreters; `run` does both per engine and writes JSON and PNG (`flyenv bench` and
-`benchmarks/env_bench.py` call it). The realtime factor is simulated seconds (of all flies
-together) per wall second at the config's physics step; `run` can time a baseline physics step
-(e.g. FlyGym's 1e-4 s) size by size beside the defaults. The timing is
+`sweep` times `engine.step()` (physics only) and `env.step(env.replay_action())` (physics,
+rewards, observations, resets; the replay, so the adhesion follows the clips' stance) per number
+of worlds; `start_times` times construction plus the first step in fresh interpreters; `run`
+does both per engine and writes JSON and PNG (`flyenv bench` and `benchmarks/env_bench.py` call
+it). The realtime factor is simulated seconds (of all flies together) per wall second at the
+config's physics step; `run` can time a baseline physics step (e.g. FlyGym's 1e-4 s) and model
+(`baseline_model_options`) size by size beside the defaults. The timing is
 `flyenv.apps.bench_timing`; the summary, table and plot `flyenv.apps.bench_report`.
 """
 
@@ -86,9 +87,9 @@ def run(engines: list[str], device: str | None, num_envs: list[int] | None, step
             and the flags `randomize` (`RANDOMIZATION`) and `two_bodies` (`two_body_clips`);
             recorded in the JSON and, the True ones, in its name.
         baseline_physics_dt_s: also time every size at this physics step (2 ms / step
-            substeps) with the default model (`env_kwargs` without `physics_dt_s`,
-            `control_decimation` and `model_options`), right after the same size, for
-            `speedup_over_baseline`.
+            substeps) with `env_kwargs` without `physics_dt_s`, `control_decimation` and
+            `model_options` (the model: `baseline_model_options`), right after the same size,
+            for `speedup_over_baseline`.
         baseline_model_options: `ModelOptions` fields of the baseline's model (e.g.
             `SLIDING_FEET`, the contacts before issue 22); None: the defaults.
 

@@ -1,8 +1,9 @@
 """Timing of `FlyImitationVecEnv`: bare physics against the full env step, and start times.
 
-`sweep` times `engine.step()` (physics only) and `env.step(zeros)` (physics, rewards,
-observations, resets) per number of worlds; `start_times` times construction plus the first step
-in fresh interpreters. `flyenv.apps.bench` runs them and writes the results.
+`sweep` times `engine.step()` (physics only) and `env.step(env.replay_action())` (physics,
+rewards, observations, resets; the replay, so the adhesion follows the clips' stance) per number
+of worlds; `start_times` times construction plus the first step in fresh interpreters.
+`flyenv.apps.bench` runs them and writes the results.
 """
 
 from __future__ import annotations
