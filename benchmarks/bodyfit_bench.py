@@ -44,22 +44,22 @@ Run from the repository root (results in benchmarks/results/bodyfit_bench.json):
 
 from __future__ import annotations
 
-import os
+import single_thread  # noqa: F401  (first: one BLAS/OpenMP thread, before numpy loads)
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("MKL_NUM_THREADS", "1")
-
+# isort: split
 import argparse
 import dataclasses
 import json
-import sys
+import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import frames_bench
+import ik_bench
 import numpy as np
+from common import RESULTS
 from scipy.optimize import minimize
 
 from flyenv import data
@@ -73,11 +73,7 @@ from flyenv.ik_preprocess.thorax import estimate_thorax_pose
 from flyenv.motion import io as motion_io
 from flyenv.motion.grounding import ground, odometry
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_OUTPUT = REPO / "benchmarks" / "results" / "bodyfit_bench.json"
-sys.path.insert(0, str(REPO / "benchmarks"))
-import frames_bench  # noqa: E402
-import ik_bench  # noqa: E402
+DEFAULT_OUTPUT = RESULTS / "bodyfit_bench.json"
 
 TARGETS = {"keypoint_mean_ratio": 1.0, "pooled_mean_ratio": 0.7, "pooled_p95_ratio": 0.7,
            "synthetic_length_error_pct": 3.0, "synthetic_angle_deg": 1.0,
