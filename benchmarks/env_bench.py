@@ -1,7 +1,8 @@
 """Env benchmark: throughput of `FlyImitationVecEnv`, bare physics against the full env step.
 
 For each num_envs it builds one env and times `env.engine.step()` (the physics substeps alone)
-and `env.step(zeros)` (physics, rewards, observations, automatic resets), and reports env steps/s,
+and `env.step(env.replay_action())` (physics, rewards, observations, automatic resets; the
+replay, so the adhesion follows the clips' stance), and reports env steps/s,
 the realtime factor (simulated seconds of all flies per wall second) of both and the overhead of
 the full step; on CUDA also GPU memory per world. Cold start (env construction + first step with
 an empty Warp kernel cache) and warm start (with the filled cache) are timed in fresh
