@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     study: dict[str, Any] = {
         "what": __doc__.split("\n\n")[0], "models": MODELS, "baseline": BASELINE,
         "defaults": {k: getattr(ModelOptions(), k) for k in SLIDING_FEET},
-            "physics_dt_s": 1e-4, "torch_threads": torch.get_num_threads(),
+        "physics_dt_s": 1e-4, "torch_threads": torch.get_num_threads(),
         "environment": environment_info("cpu"), "rows": []}
     jobs = [("mujoco", n) for n in args.mujoco_sizes] + [("warp", n) for n in args.warp_sizes]
     names = list(MODELS)
