@@ -245,7 +245,7 @@ def _model(args: argparse.Namespace) -> int:
               f"{actuator.gainprm[0]:>6g}{actuator.forcerange[1]:>13g}")
     if model.nu > c.NUM_DOFS:
         gain = model.actuator(c.ADHESION_NAMES[0]).gainprm[0]
-        print(f"\nctrl[{c.NUM_DOFS}:{model.nu}]: the tarsi's adhesion ({c.LEGS[0]}_tarsus_adhesion"
+        print(f"\nctrl[{c.NUM_DOFS}:{model.nu}]: the tarsi's adhesion ({c.ADHESION_NAMES[0]}"
               f"...), in [0, 1], up to {gain:g} uN each; noslip iterations "
               f"{model.opt.noslip_iterations}")
     if args.output is not None:
