@@ -16,7 +16,7 @@ from flyenv.body.config import BodyConfig
 from flyenv.body.kinematics import forward_kinematics
 from flyenv.motion.format import ReferenceMotion
 from flyenv.motion.gait import tripod_gait
-from flyenv.motion.grounding import ground, odometry, stance_claws
+from flyenv.motion.grounding import ground, leg_stance, odometry
 from flyenv.motion.io import load
 from flyenv.motion.resample import resample
 
@@ -258,7 +258,7 @@ def _stack(names: tuple[str, ...], sources: tuple[str, ...], bodies: list[BodyCo
             "joint_pos": q,
             "joint_vel": np.where(present, clip.joint_velocities, 0.0),
             "claw_pos_b": claws,
-            "stance": _stance(claws, clip.leg_mask > 0, clip.fps),
+            "stance": leg_stance(claws, clip.leg_mask > 0, clip.fps),
         }
         if clip.has_root:
             values.update(root_pos_w=clip.root_pos, root_quat_w=clip.root_quat,
@@ -285,20 +285,6 @@ def _stack(names: tuple[str, ...], sources: tuple[str, ...], bodies: list[BodyCo
         lengths=torch.tensor([clip.num_frames for clip in clips], device=device),
         dof_mask=tensor(dof_mask), leg_mask=tensor(leg_mask),
         **{key: tensor(value) for key, value in arrays.items()})
-
-
-def _stance(claws_b: np.ndarray, present: np.ndarray, fps: float) -> np.ndarray:
-    """(T, 6) 1.0 where a present leg's claw is in stance (`stance_claws`), else 0.0.
-
-    Args:
-        claws_b: (T, 6, 3) the clip's claws in the thorax frame [mm] (`_stack`'s FK).
-        present: (6,) bool, the legs the clip has.
-        fps: the clip's frame rate [Hz].
-    """
-    out = np.zeros(claws_b.shape[:2])
-    if present.any() and len(claws_b) >= 2:
-        out[:, present] = stance_claws(claws_b[:, present], fps)
-    return out
 
 
 def _grounded_root(claws_b: np.ndarray, fps: float, standing_height_mm: float,

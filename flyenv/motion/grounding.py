@@ -101,9 +101,20 @@ def clip_stance(motion: ReferenceMotion) -> np.ndarray:
     q = np.where(np.repeat(present, c.DOF_PER_LEG), motion.joint_angles,
                  np.asarray(c.STANDING_POSE_RAD))
     claws = forward_kinematics(motion.body, q)[:, :, c.KEYPOINTS.index("Claw")]
-    out = np.zeros((motion.num_frames, c.NUM_LEGS))
-    if present.any() and motion.num_frames >= 2:
-        out[:, present] = stance_claws(claws[:, present], motion.fps)
+    return leg_stance(claws, present, motion.fps)
+
+
+def leg_stance(claws_mm: np.ndarray, present: np.ndarray, fps: float) -> np.ndarray:
+    """(T, 6) 1.0 where a present leg's claw is in stance (`stance_claws`), else 0.0.
+
+    Args:
+        claws_mm: (T, 6, 3) every leg's claw in the thorax frame [mm] (LEGS order).
+        present: (6,) bool, the legs the clip has (the others are left out of the plane).
+        fps: frame rate [Hz].
+    """
+    out = np.zeros(np.shape(claws_mm)[:2])
+    if present.any() and len(claws_mm) >= 2:
+        out[:, present] = stance_claws(np.asarray(claws_mm)[:, present], fps)
     return out
 
 
