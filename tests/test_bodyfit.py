@@ -132,12 +132,14 @@ def test_metadata_says_what_was_solved(walking, tmp_path):
     assert recorded == dataclasses.replace(lm, error_floor_mm=0.02 * scale) and scale != 1.0
     body = BodyConfig.from_dict(motion.metadata["body"])
     assert body == motion.body and body.name == "data:walk.npz"
-    assert motion.metadata["body_fit"]["method"] == "median segment distances per leg"
+    assert motion.metadata["body_fit"]["method"] == "median segment distances, tarsus tilts"
+    assert np.abs(body.tarsus_tilt).min() > 0  # measured, and used below
     filled, tracked = solver.fill_gaps(motion.keypoints)
     bounds = body.bounds.reshape(c.NUM_LEGS, c.DOF_PER_LEG, 2)
-    angles = solver.seqik(filled, body.lengths, bounds, solver.SEQIKPY_SEED_RAD)
+    angles = solver.seqik(filled, body.lengths, bounds, solver.SEQIKPY_SEED_RAD,
+                          tarsus_tilt_rad=body.tarsus_tilt)
     angles = solver.lm(filled, body.lengths, bounds, angles, keypoint_mask=tracked[..., 1:],
-                       options=recorded)
+                       options=recorded, tarsus_tilt_rad=body.tarsus_tilt)
     determined = ~solver.undetermined_angles(tracked).any(-1)
     np.testing.assert_allclose(motion.joint_angles.reshape(angles.shape)[determined],
                                angles[determined], atol=1e-12)
