@@ -14,19 +14,22 @@ What it measures (one process, BLAS limited to one thread; `--quick` for a smoke
 1. Real recordings (the df3d walk, 1000 frames, 6 legs; the Anipose grooming, 600 frames, front
    legs), in the canonical thorax frame `flyenv ik` finds: the body measured on all frames, and
    held-out splits (measured on the first half and scored on the second, the reverse, and even
-   frames scored on odd ones); for comparison the template body, the left/right-averaged
-   measured body (the body before the alternating fit) and a body fitted proximal segment first
+   frames scored on odd ones); for comparison the measured lengths without the tarsus tilt,
+   the measured body with SeqIKPy's stages (`--solver seqik`), the template body, the
+   left/right-averaged measured body (the body before the alternating fit), a body fitted
+   proximal segment first
    (each length the median distance from the chain's joint, as `seqik` places it with the
    lengths before, to the tracked keypoint).
 2. Another recording of the same fly: the body measured on the 1000-frame df3d walk solves the
    100-frame df3d file (SeqIKPy's aligned tutorial input, another stretch of the same fly with
    each leg rescaled by SeqIKPy's alignment), and the reverse.
-3. Length search on the solver's error, to decide whether a fitted body beats the measured one:
+3. Length search on the solver's error, to decide whether a fitted body beats the measured one
+   (segment lengths only, the planar tarsus: run before the tilt was measured):
    per leg, Powell over the four log length ratios, the objective the pooled mean + p95 of the
    `lm` fit on even frames, with and without the constraint that no keypoint's mean error
    exceeds the measured body's; scored on odd frames.
-4. The solver's keypoint weights with the measured body: how the pooled error and the worst
-   keypoint trade (the targets ask for both at once).
+4. The solver's keypoint weights with the measured body (lengths and tilts): how the pooled
+   error and the worst keypoint trade (the targets ask for both at once).
 5. Synthetic flies: the df3d walk's joint angles on bodies 0.7-1.3x the template with +-15% per
    segment, tracked with noise (0.01 mm x size) and dropped keypoints (5% at random, a claw lost
    for 30 frames): measured lengths against the true ones, and the angles with the measured body
@@ -297,12 +300,12 @@ def bench_weights(clips: dict[str, Clip]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, clip in clips.items():
         ref = reference(clip)
-        lengths = fit_body(clip.keypoints, clip.template).body.lengths
+        body = fit_body(clip.keypoints, clip.template).body
         rows = []
         for *weights, relative in WEIGHTS:
             lm = LmOptions(keypoint_weights=tuple(weights), relative=relative,
                            iterations=8 if relative else 20)
-            ratio = scored(solve(clip, lengths, lm), ref)["ratio"]
+            ratio = scored(solve(clip, body.lengths, lm, tilt=body.tarsus_tilt), ref)["ratio"]
             rows.append({"keypoint_weights": weights, "relative": relative,
                          "pooled_mean": ratio["pooled_mean"], "pooled_p95": ratio["pooled_p95"],
                          "per_keypoint_mean": ratio["per_keypoint_mean"]})
