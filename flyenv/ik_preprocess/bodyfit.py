@@ -187,12 +187,15 @@ def _tarsus_tilt(keypoints: np.ndarray, lengths: np.ndarray, template: BodyConfi
     whole = np.isfinite(keypoints).all((-1, -2))  # (T, 6)
     frames = whole.sum(0)
     tilt = np.full(c.NUM_LEGS, np.nan)
-    bounds = template.bounds.reshape(c.NUM_LEGS, c.DOF_PER_LEG, 2)
-    for legid in np.flatnonzero(frames):
-        per_frame = tarsus_tilt_per_frame(keypoints[whole[:, legid], legid][:, None],
-                                          lengths[legid][None], bounds[legid][None],
-                                          solver.SEQIKPY_SEED_RAD[legid][None])
-        tilt[legid] = robust_center(per_frame[:, 0])
+    legs = np.flatnonzero(frames)
+    if legs.size:
+        # One pass over every frame of these legs (gaps filled: each keypoint was tracked at
+        # least once), the robust centre over the frames tracked whole.
+        filled, _ = solver.fill_gaps(keypoints[:, legs])
+        bounds = template.bounds.reshape(c.NUM_LEGS, c.DOF_PER_LEG, 2)[legs]
+        per_frame = tarsus_tilt_per_frame(filled, lengths[legs], bounds,
+                                          solver.SEQIKPY_SEED_RAD[legs])
+        tilt[legs] = robust_center(np.where(whole[:, legs], per_frame, np.nan))
     tilt = np.where(np.isfinite(tilt), tilt, -tilt[_MIRROR])
     return np.where(np.isfinite(tilt), tilt, 0.0), frames
 
