@@ -555,6 +555,60 @@ def lad_tarsus(train: Clip, body: BodyConfig) -> BodyConfig:
     return body.replace(segment_lengths_mm=lengths, tarsus_tilt_rad=tilt)
 
 
+TARSUS_MODELS = {"tilt": (True, False), "hinge_turned": (False, True), "both": (True, True)}
+
+
+def tarsus_models(train: Clip, test: Clip) -> dict[str, float]:
+    """Held-out mean Claw error over the reference's for per-leg tarsus models beyond the
+    segment lengths, with the CTr, FTi and TiTa where SeqIKPy's stages put them (body
+    measured on `train`): a constant tilt out of the leg plane (what `--body data` has), the
+    TiTa hinge turned about the tibia's axis by a constant angle, and both; each with the
+    tarsus length fitted on `train` to the least mean claw error (Nelder-Mead from three
+    starts), the TiTa pitch unbounded."""
+    lengths = fit_body(train.keypoints, train.template).body.lengths
+
+    def tibia_frame_claws(clip: Clip) -> np.ndarray:
+        filled, _ = solver.fill_gaps(clip.keypoints[:, clip.legs])
+        angles = solver.seqik(filled, lengths[clip.legs], clip.bounds[clip.legs],
+                              solver.SEQIKPY_SEED_RAD[clip.legs])
+        chain = leg_forward_kinematics(filled[:, :, 0], lengths[clip.legs], angles)
+        rotation = np.eye(3)
+        for joint, axis in enumerate("xyzyzy"):
+            rotation = rotation @ rotation_matrix(axis, angles[..., joint])
+        return np.einsum("tlji,tlj->tli", rotation, filled[:, :, 4] - chain[:, :, 3])
+
+    def claw_error(w: np.ndarray, length: float, tilt: float, turn: float) -> np.ndarray:
+        cos, sin = np.cos(turn), np.sin(turn)  # the claw in the turned hinge's frame
+        x, y, z = cos * w[:, 0] + sin * w[:, 1], -sin * w[:, 0] + cos * w[:, 1], w[:, 2]
+        r = np.hypot(x, z)
+        return np.sqrt((x - length * np.cos(tilt) * x / r) ** 2
+                       + (y - length * np.sin(tilt)) ** 2
+                       + (z - length * np.cos(tilt) * z / r) ** 2)
+
+    train_w, test_w = tibia_frame_claws(train), tibia_frame_claws(test)
+    reference_claw = reference(test)[..., 3].mean()
+
+    def params(x: np.ndarray, length0: float, tilted: bool, turned: bool,
+               ) -> tuple[float, float, float]:
+        return length0 * np.exp(x[0]), x[1] if tilted else 0.0, x[2] if turned else 0.0
+
+    def mean_error(x: np.ndarray, w: np.ndarray, *model: Any) -> float:
+        return float(claw_error(w, *params(x, *model)).mean() / model[0])
+
+    out = {}
+    for name, (tilted, turned) in TARSUS_MODELS.items():
+        errors = []
+        for i, legid in enumerate(train.legs):
+            model = (lengths[legid, 3], tilted, turned)
+            best = min((minimize(mean_error, np.array([0.0, 0.0, start]),
+                                 args=(train_w[:, i], *model), method="Nelder-Mead",
+                                 options={"xatol": 1e-7, "fatol": 1e-12, "maxiter": 4000})
+                        for start in (0.0, 0.3, -0.3)), key=lambda r: r.fun)
+            errors.append(claw_error(test_w[:, i], *params(best.x, *model)))
+        out[name] = float(np.stack(errors, 1).mean() / reference_claw)
+    return out
+
+
 def coplanar_bound(clip: Clip, lengths: np.ndarray) -> float:
     """Mean over leg-frames of a lower bound of FTi + TiTa + Claw errors, any segment lengths,
     with the chain's CTr where SeqIKPy's first stage puts it: the chain's CTr, FTi, TiTa and
@@ -652,6 +706,8 @@ def bench_limits(clips: dict[str, Clip]) -> dict[str, Any]:
 
     - stage_bounds_ratio: each keypoint's stage bound over SeqIKPy's (data body) mean, on all
       frames and on each held-out half (fitted there: the bound for any body).
+    - tarsus_models_claw_ratio: per held-out split, the claw with other per-leg tarsus
+      models (`tarsus_models`): which body freedom beyond the lengths holds on unseen frames.
     - coplanar_pooled_lower_bound_ratio: a weaker bound that holds for any lengths (see
       `coplanar_bound`), pooled mean over SeqIKPy's, with the CTr at its bound.
     - candidates: SeqIKPy, flyenv's lm and the L1 solves (per leg-frame optimum of a
@@ -682,10 +738,13 @@ def bench_limits(clips: dict[str, Clip]) -> dict[str, Any]:
             entry["stage_bounds_ratio"][f"{split}_test_frames"] = (
                 stage_bounds(held) / reference(held).mean((0, 1))).tolist()
             rows = limit_candidates(clip.frames(train), held)
-            entry[split] = {"candidates": rows, "frontier": frontier(rows)}
+            entry[split] = {"candidates": rows, "frontier": frontier(rows),
+                            "tarsus_models_claw_ratio": tarsus_models(clip.frames(train), held)}
         out[name] = entry
     rows = limit_candidates(clips["df3d_walk"], clips["df3d_walk_100"])
-    out["df3d_walk_to_df3d_walk_100"] = {"candidates": rows, "frontier": frontier(rows)}
+    out["df3d_walk_to_df3d_walk_100"] = {
+        "candidates": rows, "frontier": frontier(rows),
+        "tarsus_models_claw_ratio": tarsus_models(clips["df3d_walk"], clips["df3d_walk_100"])}
     return out
 
 
