@@ -45,10 +45,11 @@ ENGINE_NAMES: tuple[str, ...] = get_args(EngineName)
 # *_invweight0, geom_rbound, geom_aabb) are not recomputed by the engines: whoever writes a
 # field they derive from writes them too.
 WORLD_FIELDS: tuple[str, ...] = (
-    "body_pos", "body_ipos", "body_mass", "body_inertia", "body_subtreemass", "body_invweight0",
-    "dof_damping", "dof_invweight0", "geom_size", "geom_pos", "geom_rbound", "geom_aabb",
-    "geom_friction", "site_pos", "actuator_gainprm", "actuator_biasprm", "actuator_acc0",
-    "opt.gravity")
+    "body_pos", "body_ipos", "body_iquat", "body_mass", "body_inertia", "body_subtreemass",
+    "body_invweight0",
+    "dof_damping", "dof_invweight0", "geom_size", "geom_pos", "geom_quat", "geom_rbound",
+    "geom_aabb", "geom_friction", "site_pos", "site_quat", "actuator_gainprm",
+    "actuator_biasprm", "actuator_acc0", "opt.gravity")
 
 
 def model_field(model: mujoco.MjModel, name: str) -> np.ndarray:
