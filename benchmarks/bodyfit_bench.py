@@ -651,6 +651,9 @@ def limit_candidates(train: Clip, test: Clip) -> list[dict[str, Any]]:
         lambda clip: solve(clip, lengths, lm, tilt=tilt))
     add("seqik, measured lengths and tilt", lambda clip: solve(clip, lengths, method="seqik",
                                                                tilt=tilt))
+    proximal = dataclasses.replace(lm, keypoint_weights=(10.0, 5.0, 5.0, 1.0))
+    add("lm weights 10 5 5 1, measured lengths and tilt",
+        lambda clip: solve(clip, lengths, proximal, tilt=tilt))
     lad = lad_tarsus(train, fit.body)
     add("seqik, tarsus length and tilt fitted LAD on the claw",
         lambda clip: solve(clip, lad.lengths, method="seqik", tilt=lad.tarsus_tilt))

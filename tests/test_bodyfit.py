@@ -177,3 +177,19 @@ def test_metadata_says_what_was_solved(walking, tmp_path):
     default = motion_io.load(run([path], tmp_path / "default", IkOptions(body="data"))
                              .files[0].output)
     assert np.abs(default.joint_angles - motion.joint_angles).max() > 1e-3
+
+
+def test_cli_keypoint_weights_reach_the_solve_and_its_metadata(walking, tmp_path, capsys):
+    from flyenv.cli import main
+
+    path = _write(tmp_path / "walk.npz", walking[:40])
+    assert main(["ik", str(path), "-o", str(tmp_path / "out"), "--body", "data",
+                 "--keypoint-weights", "10", "5", "5", "1", "--quiet"]) == 0
+    motion = motion_io.load(tmp_path / "out" / "walk.npz")
+    assert motion.metadata["ik"]["lm_used"]["keypoint_weights"] == [10.0, 5.0, 5.0, 1.0]
+    default = motion_io.load(run([path], tmp_path / "default", IkOptions(body="data"))
+                             .files[0].output)
+    assert np.abs(default.joint_angles - motion.joint_angles).max() > 1e-3
+    assert main(["ik", str(path), "-o", str(tmp_path / "bad"),
+                 "--keypoint-weights", "1", "-1", "1", "1"]) == 2
+    assert "keypoint_weights must be 4 finite numbers >= 0" in capsys.readouterr().err
