@@ -141,12 +141,15 @@ def fitted_errors(keypoints: np.ndarray, template: BodyConfig, legs: list[int],
     body = fit.body
     bounds = body.bounds.reshape(6, 7, 2)
     kp = body_kp[:, legs]
-    angles = solver.seqik(kp, body.lengths[legs], bounds[legs], solver.SEQIKPY_SEED_RAD[legs])
+    tilt = body.tarsus_tilt[legs]
+    angles = solver.seqik(kp, body.lengths[legs], bounds[legs], solver.SEQIKPY_SEED_RAD[legs],
+                          tarsus_tilt_rad=tilt)
     # As `--body data` solves: the default lm settings, the floor scaled with the fly.
     lm = solver.LmOptions(error_floor_mm=solver.LmOptions().error_floor_mm * fit.scale)
-    angles = solver.lm(kp, body.lengths[legs], bounds[legs], angles, options=lm)
+    angles = solver.lm(kp, body.lengths[legs], bounds[legs], angles, options=lm,
+                       tarsus_tilt_rad=tilt)
     seconds = time.perf_counter() - start
-    errors = solver.fit_error(kp, body.lengths[legs], angles)[:, :, 1:]
+    errors = solver.fit_error(kp, body.lengths[legs], angles, tilt)[:, :, 1:]
     return errors, {"seconds": seconds, "root_motion_found": pose.moving,
                     "thorax": pose.summary(), "body": body.to_dict()}
 

@@ -148,6 +148,11 @@ def _add_ik(ik: argparse.ArgumentParser) -> None:
                          "uses)")
     ik.add_argument("--smoothness", type=float, default=0.0,
                     help="lm: weight of frame-to-frame angle changes [mm^2/rad^2] (default: 0)")
+    ik.add_argument("--keypoint-weights", type=float, nargs=4, default=None,
+                    metavar=("CTR", "FTI", "TITA", "CLAW"),
+                    help="lm: weights of the keypoints' errors (default: 3 1 1.5 6, the pooled "
+                         "error's balance; with --body data, 10 5 5 1 keeps FTi and TiTa at or "
+                         "below SeqIKPy's at ~4%% more CTr error, see the README)")
     ik.add_argument("--plot", action="store_true",
                     help="write a PNG per recording: fit error over time and joint angles")
     ik.add_argument("--overwrite", action="store_true",
@@ -267,12 +272,19 @@ def _ik(args: argparse.Namespace) -> int:
     body = args.body
     if body not in runner.BODY_MODES:
         template, body = _load_body(Path(body)), "template"
+    weights = {} if args.keypoint_weights is None else {
+        "keypoint_weights": tuple(args.keypoint_weights)}
+    try:
+        lm = LmOptions(smoothness=args.smoothness, **weights)
+    except ValueError as err:
+        print(f"flyenv ik: {err}", file=sys.stderr)
+        return 2
     options = runner.IkOptions(solver=args.solver, body=body, frame=args.frame,
                                up=None if args.up is None else tuple(args.up),
                                align=args.align, fps=args.fps,
                                fps_range=tuple(args.fps_range),
                                chunk_frames=args.chunk_frames, overlap_frames=args.overlap,
-                               lm=LmOptions(smoothness=args.smoothness), template=template)
+                               lm=lm, template=template)
     def holds(folder: Path, found: list[Path], ignored: list[Path]) -> None:
         said = f", ignoring {len(ignored)} output(s) of SeqIKPy or flyenv" if ignored else ""
         print(f"{folder}: {len(found)} recording(s){said}")

@@ -64,11 +64,50 @@ def test_config_json_round_trip_and_hash():
     ({"segment_lengths_mm": [[0.1, -0.2, 0.3, 0.4]] * 6}, "LF_Femur"),
     ({"joint_bounds_rad": [[1.0, -1.0]] * 42}, "lower <= upper"),
     ({"thc_mm": "nope"}, "thc"),
+    ({"tarsus_tilt_rad": [0.1] * 5}, r"tarsus_tilt_rad must have shape \(6,\)"),
+    ({"tarsus_tilt_rad": [2.0] * 6}, r"within \(-pi/2, pi/2\)"),
 ])
 def test_config_from_dict_rejects_bad_input(change, match):
     data = {**BodyConfig.default().to_dict(), **change}
     with pytest.raises(ValueError, match=match):
         BodyConfig.from_dict(data, source="body.json")
+
+
+def test_tarsus_tilt_round_trips_and_version_1_bodies_have_none():
+    tilted = BodyConfig.default().replace(tarsus_tilt_rad=(0.1, -0.2, 0.0, -0.1, 0.2, 0.3))
+    assert BodyConfig.from_json(tilted.to_json()) == tilted != BodyConfig.default()
+    old = BodyConfig.default().to_dict()
+    del old["tarsus_tilt_rad"]
+    old["schema_version"] = 1
+    assert BodyConfig.from_dict(old) == BodyConfig.default()
+
+
+def test_tilted_tarsus_turns_the_claw_out_of_the_leg_plane():
+    """The claw sits L sin(tilt) along the TiTa pitch axis off the plane of CTr, FTi and TiTa;
+    the zero pose, the segment lengths and the Jacobian agree with it."""
+    tilt = np.array([0.3, -0.2, 0.1, -0.3, 0.2, -0.1])
+    body = BodyConfig.default().replace(tarsus_tilt_rad=tuple(tilt))
+    np.testing.assert_allclose(forward_kinematics(body, np.zeros(42)),
+                               body.zero_pose_keypoints(), atol=1e-12)
+    q = np.random.default_rng(2).uniform(-2, 2, (4, 6, 7))
+    points = leg_forward_kinematics(body.thc, body.lengths, q, tilt)
+    np.testing.assert_allclose(np.linalg.norm(np.diff(points, axis=-2), axis=-1),
+                               np.broadcast_to(body.lengths, (4, 6, 4)), atol=1e-12)
+    planar = leg_forward_kinematics(body.thc, body.lengths, q)
+    np.testing.assert_array_equal(points[..., :4, :], planar[..., :4, :])
+    normal = np.cross(planar[..., 2, :] - planar[..., 1, :], planar[..., 3, :] - planar[..., 2, :])
+    normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
+    off_plane = np.abs(((points[..., 4, :] - planar[..., 3, :]) * normal).sum(-1))
+    np.testing.assert_allclose(off_plane, np.broadcast_to(body.lengths[:, 3] * np.abs(np.sin(tilt)),
+                                                          off_plane.shape), atol=1e-9)
+    from flyenv.body.kinematics import leg_jacobian
+
+    _, jacobian = leg_jacobian(body.thc, body.lengths, q, tilt)
+    step = 1e-6 * np.eye(7)
+    numeric = np.stack([(leg_forward_kinematics(body.thc, body.lengths, q + d, tilt)
+                         - leg_forward_kinematics(body.thc, body.lengths, q - d, tilt)) / 2e-6
+                        for d in step], axis=-1)
+    np.testing.assert_allclose(jacobian, numeric, atol=1e-8)
 
 
 def test_config_from_dict_names_missing_keys_and_source():

@@ -32,13 +32,16 @@ def walking():
 
 
 def _synthetic_fly(gait, size, seed, noise_mm=0.01, drop=0.05):
-    """A fly `size` x the template with +-15% per segment, walking the gait, tracked with noise,
-    dropped keypoints and a claw lost for 20 frames; its body and (T, 6, 5, 3) keypoints."""
+    """A fly `size` x the template with +-15% per segment and tarsi tilted up to 15 deg,
+    walking the gait, tracked with noise, dropped keypoints and a claw lost for 20 frames; its
+    body and (T, 6, 5, 3) keypoints."""
     rng = np.random.default_rng(seed)
     template = BodyConfig.default()
     factors = rng.uniform(0.85, 1.15, c.NUM_SEGMENTS)  # the same fly on both sides
+    tilt = np.radians(rng.uniform(-15, 15, 3))
     body = template.replace(segment_lengths_mm=size * template.lengths * factors,
-                            thc_mm=size * template.thc)
+                            thc_mm=size * template.thc,
+                            tarsus_tilt_rad=np.concatenate([tilt, -tilt]))  # mirrored
     keypoints = forward_kinematics(body, gait.joint_angles)
     keypoints = keypoints + noise_mm * size * rng.standard_normal(keypoints.shape)
     keypoints[rng.random(keypoints.shape[:3]) < drop] = np.nan
@@ -52,26 +55,49 @@ def test_synthetic_flies_give_back_their_lengths_and_angles(gait, size, seed):
     fit = fit_body(keypoints, BodyConfig.default())
     np.testing.assert_allclose(fit.body.lengths, truth.lengths, rtol=0.03)
     np.testing.assert_allclose(fit.body.thc, truth.thc, atol=0.01 * size)
+    np.testing.assert_allclose(np.degrees(fit.body.tarsus_tilt), np.degrees(truth.tarsus_tilt),
+                               atol=1.0)
     assert (fit.source == SOURCES.index("measured")).all()
     assert fit.scale == pytest.approx(size, rel=0.15)
     # The angles solved with the measured body are those the true body gives on the same
     # tracking (tracking noise moves both alike; the gait's own within 1e-6 deg without it).
     bounds = truth.bounds.reshape(c.NUM_LEGS, c.DOF_PER_LEG, 2)
-    angles, determined = _solve(keypoints, fit.body.lengths, bounds)
-    with_truth, _ = _solve(keypoints, truth.lengths, bounds)
+    angles, determined = _solve(keypoints, fit.body, bounds)
+    with_truth, _ = _solve(keypoints, truth, bounds)
     assert np.percentile(np.degrees(np.abs(angles - with_truth))[determined], 95) < 1.0
     exact = forward_kinematics(truth, gait.joint_angles)
-    angles, _ = _solve(exact, fit_body(exact, BodyConfig.default()).body.lengths, bounds)
+    exact_fit = fit_body(exact, BodyConfig.default()).body
+    np.testing.assert_allclose(exact_fit.tarsus_tilt, truth.tarsus_tilt, atol=1e-9)
+    angles, _ = _solve(exact, exact_fit, bounds)
     true = np.asarray(gait.joint_angles).reshape(angles.shape)
     assert np.degrees(np.abs(angles - true)).max() < 1e-6
 
 
-def _solve(keypoints, lengths, bounds):
-    """lm angles (T, 6, 7) and which of them the tracked keypoints determine."""
+def _solve(keypoints, body, bounds):
+    """lm angles (T, 6, 7) for a body and which of them the tracked keypoints determine."""
     filled, tracked = solver.fill_gaps(keypoints)
-    angles = solver.seqik(filled, lengths, bounds, solver.SEQIKPY_SEED_RAD)
-    angles = solver.lm(filled, lengths, bounds, angles, keypoint_mask=tracked[..., 1:])
+    args = (body.lengths, bounds)
+    angles = solver.seqik(filled, *args, solver.SEQIKPY_SEED_RAD,
+                          tarsus_tilt_rad=body.tarsus_tilt)
+    angles = solver.lm(filled, *args, angles, keypoint_mask=tracked[..., 1:],
+                       tarsus_tilt_rad=body.tarsus_tilt)
     return angles, ~solver.undetermined_angles(tracked)
+
+
+def test_the_tarsus_tilt_moves_only_the_claw(walking):
+    """With the measured tilt, SeqIKPy's stages leave CTr, FTi and TiTa where they were and
+    bring the claw nearer on frames the tilt was not measured on."""
+    fit = fit_body(walking[::2], BodyConfig.default())
+    assert np.degrees(np.abs(fit.body.tarsus_tilt)).max() > 3.0
+    filled, _ = solver.fill_gaps(walking[1::2])
+    args = (fit.body.lengths, fit.body.bounds.reshape(c.NUM_LEGS, c.DOF_PER_LEG, 2))
+    errors = {}
+    for tilt in (None, fit.body.tarsus_tilt):
+        angles = solver.seqik(filled, *args, solver.SEQIKPY_SEED_RAD, tarsus_tilt_rad=tilt)
+        errors[tilt is None] = solver.fit_error(filled, fit.body.lengths, angles, tilt)
+    planar, tilted = errors[True], errors[False]
+    np.testing.assert_allclose(tilted[..., :4], planar[..., :4], atol=1e-12)
+    assert tilted[..., 4].mean() < 0.85 * planar[..., 4].mean()
 
 
 @settings(max_examples=20, deadline=None)
@@ -82,6 +108,7 @@ def test_the_body_scales_with_the_recording(scale):
     fit, scaled = fit_body(keypoints, template), fit_body(keypoints * scale, template)
     np.testing.assert_allclose(scaled.body.lengths, scale * fit.body.lengths, rtol=1e-12)
     np.testing.assert_allclose(scaled.body.thc, scale * fit.body.thc, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(scaled.body.tarsus_tilt, fit.body.tarsus_tilt, atol=1e-9)
     assert scaled.scale == pytest.approx(scale * fit.scale, rel=1e-12)
 
 
@@ -91,6 +118,9 @@ def test_legs_and_segments_not_tracked_come_from_the_mirror_or_the_scaled_templa
     fit = fit_body(keypoints, BodyConfig.default())
     lengths, template = fit.body.lengths, BodyConfig.default().lengths
     assert SOURCES[fit.source[3, 3]] == "mirror" and lengths[3, 3] == lengths[0, 3]
+    tilt = fit.body.tarsus_tilt  # RF's tilt is LF's mirrored; LM's and its mirror's unknown
+    assert tilt[3] == -tilt[0] != 0 and tilt[1] == tilt[4] == 0
+    assert fit.summary()["tarsus_tilt_frames"]["RF"] == 0
     assert [SOURCES[s] for s in fit.source[1]] == ["template"] * 4
     np.testing.assert_allclose(lengths[1:3], fit.scale * template[1:3])
     np.testing.assert_allclose(fit.body.thc[1:3], fit.scale * BodyConfig.default().thc[1:3])
@@ -132,12 +162,14 @@ def test_metadata_says_what_was_solved(walking, tmp_path):
     assert recorded == dataclasses.replace(lm, error_floor_mm=0.02 * scale) and scale != 1.0
     body = BodyConfig.from_dict(motion.metadata["body"])
     assert body == motion.body and body.name == "data:walk.npz"
-    assert motion.metadata["body_fit"]["method"] == "median segment distances per leg"
+    assert motion.metadata["body_fit"]["method"] == "median segment distances, tarsus tilts"
+    assert np.abs(body.tarsus_tilt).min() > 0  # measured, and used below
     filled, tracked = solver.fill_gaps(motion.keypoints)
     bounds = body.bounds.reshape(c.NUM_LEGS, c.DOF_PER_LEG, 2)
-    angles = solver.seqik(filled, body.lengths, bounds, solver.SEQIKPY_SEED_RAD)
+    angles = solver.seqik(filled, body.lengths, bounds, solver.SEQIKPY_SEED_RAD,
+                          tarsus_tilt_rad=body.tarsus_tilt)
     angles = solver.lm(filled, body.lengths, bounds, angles, keypoint_mask=tracked[..., 1:],
-                       options=recorded)
+                       options=recorded, tarsus_tilt_rad=body.tarsus_tilt)
     determined = ~solver.undetermined_angles(tracked).any(-1)
     np.testing.assert_allclose(motion.joint_angles.reshape(angles.shape)[determined],
                                angles[determined], atol=1e-12)
@@ -145,3 +177,19 @@ def test_metadata_says_what_was_solved(walking, tmp_path):
     default = motion_io.load(run([path], tmp_path / "default", IkOptions(body="data"))
                              .files[0].output)
     assert np.abs(default.joint_angles - motion.joint_angles).max() > 1e-3
+
+
+def test_cli_keypoint_weights_reach_the_solve_and_its_metadata(walking, tmp_path, capsys):
+    from flyenv.cli import main
+
+    path = _write(tmp_path / "walk.npz", walking[:40])
+    assert main(["ik", str(path), "-o", str(tmp_path / "out"), "--body", "data",
+                 "--keypoint-weights", "10", "5", "5", "1", "--quiet"]) == 0
+    motion = motion_io.load(tmp_path / "out" / "walk.npz")
+    assert motion.metadata["ik"]["lm_used"]["keypoint_weights"] == [10.0, 5.0, 5.0, 1.0]
+    default = motion_io.load(run([path], tmp_path / "default", IkOptions(body="data"))
+                             .files[0].output)
+    assert np.abs(default.joint_angles - motion.joint_angles).max() > 1e-3
+    assert main(["ik", str(path), "-o", str(tmp_path / "bad"),
+                 "--keypoint-weights", "1", "-1", "1", "1"]) == 2
+    assert "keypoint_weights must be 4 finite numbers >= 0" in capsys.readouterr().err

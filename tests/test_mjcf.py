@@ -43,7 +43,8 @@ def test_custom_body_sites_equal_forward_kinematics():
     body = BodyConfig.default()
     body = body.replace(segment_lengths_mm=tuple(tuple(x * s for x, s in zip(
         leg, (1.2, 0.9, 1.1, 0.8), strict=True)) for leg in body.segment_lengths_mm),
-        thc_mm=tuple((x + 0.05, y, z) for x, y, z in body.thc_mm), name="custom")
+        thc_mm=tuple((x + 0.05, y, z) for x, y, z in body.thc_mm), name="custom",
+        tarsus_tilt_rad=(0.2, -0.1, 0.0, -0.2, 0.1, 0.3))
     model = build_model(body)
     data = mujoco.MjData(model)
     q = np.random.default_rng(1).uniform(body.bounds[:, 0], body.bounds[:, 1])

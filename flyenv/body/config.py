@@ -16,7 +16,8 @@ import numpy as np
 
 from flyenv.body import constants as c
 
-BODY_SCHEMA_VERSION = 1
+# 2: tarsus_tilt_rad (version 1 has none: every tilt 0).
+BODY_SCHEMA_VERSION = 2
 
 Vec3 = tuple[float, float, float]
 
@@ -32,14 +33,18 @@ class BodyConfig:
 
     The zero pose has every segment pointing along -z from its proximal keypoint; per leg the
     chain is `Rx(ThC_yaw) Ry(ThC_pitch) Rz(ThC_roll) T(0,0,-L_coxa) Ry(CTr_pitch) Rz(CTr_roll)
-    T(0,0,-L_femur) Ry(FTi_pitch) T(0,0,-L_tibia) Ry(TiTa_pitch) T(0,0,-L_tarsus)` (SeqIKPy's
-    convention).
+    T(0,0,-L_femur) Ry(FTi_pitch) T(0,0,-L_tibia) Ry(TiTa_pitch) T(0,L_tarsus sin(tilt),
+    -L_tarsus cos(tilt))` (SeqIKPy's convention, whose tarsus has no tilt).
 
     Attributes:
         thc_mm: ThC position of each leg in the thorax frame, (6, 3) [mm], legs in `LEGS` order.
         segment_lengths_mm: coxa, femur, tibia, tarsus length of each leg, (6, 4) [mm].
         joint_bounds_rad: lower and upper bound of each DOF, (42, 2) [rad], `DOF_NAMES` order.
         name: a label recorded with motions (e.g. "neuromechfly_template" or "data:<file>").
+        tarsus_tilt_rad: each leg's tarsus angle out of the plane the femur, tibia and tarsus
+            turn in (towards +y of the TiTa pitch axis), (6,) [rad], |tilt| < pi/2. The
+            template's is 0 (the chain is planar from the CTr on); a tracked fly's claws sit a
+            few degrees off that plane, consistently per leg (`--body data` measures it).
     """
 
     thc_mm: tuple[Vec3, ...] = c.TEMPLATE_THC_MM
@@ -49,11 +54,17 @@ class BodyConfig:
     )
     joint_bounds_rad: tuple[tuple[float, float], ...] = c.JOINT_BOUNDS_RAD
     name: str = "neuromechfly_template"
+    tarsus_tilt_rad: tuple[float, ...] = (0.0,) * c.NUM_LEGS
 
     def __post_init__(self) -> None:
         thc = np.asarray(self.thc_mm, dtype=float)
         lengths = np.asarray(self.segment_lengths_mm, dtype=float)
         bounds = np.asarray(self.joint_bounds_rad, dtype=float)
+        tilt = np.asarray(self.tarsus_tilt_rad, dtype=float)
+        _check(tilt.shape == (c.NUM_LEGS,),
+               f"tarsus_tilt_rad must have shape (6,), got {tilt.shape}")
+        _check(bool(np.isfinite(tilt).all()) and bool((np.abs(tilt) < np.pi / 2).all()),
+               f"tarsus_tilt_rad must be finite and within (-pi/2, pi/2), got {tilt.tolist()}")
         _check(thc.shape == (c.NUM_LEGS, 3), f"thc_mm must have shape (6, 3), got {thc.shape}")
         _check(lengths.shape == (c.NUM_LEGS, c.NUM_SEGMENTS),
                f"segment_lengths_mm must have shape (6, 4), got {lengths.shape}")
@@ -71,6 +82,7 @@ class BodyConfig:
         object.__setattr__(self, "thc_mm", _as_tuple(thc))
         object.__setattr__(self, "segment_lengths_mm", _as_tuple(lengths))
         object.__setattr__(self, "joint_bounds_rad", _as_tuple(bounds))
+        object.__setattr__(self, "tarsus_tilt_rad", _as_tuple(tilt))
 
     # Array views -------------------------------------------------------------------------
 
@@ -85,6 +97,11 @@ class BodyConfig:
         return np.asarray(self.segment_lengths_mm, dtype=float)
 
     @property
+    def tarsus_tilt(self) -> np.ndarray:
+        """Tarsus tilts, (6,) [rad]."""
+        return np.asarray(self.tarsus_tilt_rad, dtype=float)
+
+    @property
     def bounds(self) -> np.ndarray:
         """Joint bounds, (42, 2) [rad]."""
         return np.asarray(self.joint_bounds_rad, dtype=float)
@@ -94,6 +111,9 @@ class BodyConfig:
         depth = np.concatenate([np.zeros((c.NUM_LEGS, 1)), np.cumsum(self.lengths, axis=1)], 1)
         keypoints = np.repeat(self.thc[:, None, :], c.NUM_KEYPOINTS, axis=1)
         keypoints[..., 2] -= depth
+        tarsus, tilt = self.lengths[:, -1], self.tarsus_tilt
+        keypoints[:, -1, 1] += tarsus * np.sin(tilt)
+        keypoints[:, -1, 2] += tarsus * (1.0 - np.cos(tilt))
         return keypoints
 
     # Constructors ------------------------------------------------------------------------
@@ -142,6 +162,7 @@ class BodyConfig:
             "thc_mm": [list(v) for v in self.thc_mm],
             "segment_lengths_mm": [list(v) for v in self.segment_lengths_mm],
             "joint_bounds_rad": [list(v) for v in self.joint_bounds_rad],
+            "tarsus_tilt_rad": list(self.tarsus_tilt_rad),
         }
 
     @classmethod
@@ -174,7 +195,9 @@ class BodyConfig:
         if missing:
             raise ValueError(f"{source}: missing keys {missing}")
         arrays = {}
-        for key in ("thc_mm", "segment_lengths_mm", "joint_bounds_rad"):
+        for key in ("thc_mm", "segment_lengths_mm", "joint_bounds_rad", "tarsus_tilt_rad"):
+            if key not in data:  # tarsus_tilt_rad, before schema version 2
+                continue
             try:
                 arrays[key] = _as_tuple(np.asarray(data[key], dtype=float))
             except (TypeError, ValueError) as err:

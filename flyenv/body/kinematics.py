@@ -30,7 +30,8 @@ def rotation_matrix(axis: str, angle: np.ndarray) -> np.ndarray:
 
 
 def leg_forward_kinematics(thc_mm: np.ndarray, lengths_mm: np.ndarray,
-                           angles_rad: np.ndarray) -> np.ndarray:
+                           angles_rad: np.ndarray, tarsus_tilt_rad: np.ndarray | float = 0.0,
+                           ) -> np.ndarray:
     """Keypoints of leg chains.
 
     All arguments broadcast against each other over their leading dimensions, so one call can
@@ -40,16 +41,18 @@ def leg_forward_kinematics(thc_mm: np.ndarray, lengths_mm: np.ndarray,
         thc_mm: (..., 3) ThC positions [mm].
         lengths_mm: (..., 4) coxa, femur, tibia, tarsus lengths [mm].
         angles_rad: (..., 7) joint angles in `JOINTS` order [rad].
+        tarsus_tilt_rad: (...) the tarsus's constant angle out of the leg's plane
+            (`BodyConfig.tarsus_tilt_rad`) [rad].
 
     Returns:
         (..., 5, 3) ThC, CTr, FTi, TiTa, Claw positions [mm].
     """
-    points, _ = _leg_chain_components(thc_mm, lengths_mm, angles_rad)
+    points, _ = _leg_chain_components(thc_mm, lengths_mm, angles_rad, tarsus_tilt_rad)
     return np.moveaxis(points, (0, 1), (-2, -1))
 
 
 def leg_jacobian(thc_mm: np.ndarray, lengths_mm: np.ndarray, angles_rad: np.ndarray,
-                 ) -> tuple[np.ndarray, np.ndarray]:
+                 tarsus_tilt_rad: np.ndarray | float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Keypoints of leg chains and their analytic Jacobian with respect to the joint angles.
 
     Args: as `leg_forward_kinematics`.
@@ -58,7 +61,7 @@ def leg_jacobian(thc_mm: np.ndarray, lengths_mm: np.ndarray, angles_rad: np.ndar
         keypoints (..., 5, 3) [mm] and jacobian (..., 5, 3, 7) [mm/rad]: d keypoint / d angle,
         zero where a joint is distal to the keypoint.
     """
-    points, axes = _leg_chain_components(thc_mm, lengths_mm, angles_rad)
+    points, axes = _leg_chain_components(thc_mm, lengths_mm, angles_rad, tarsus_tilt_rad)
     jacobian = np.zeros((c.NUM_KEYPOINTS, 3, c.DOF_PER_LEG, *points.shape[2:]))
     for j, segid in enumerate(c.JOINT_SEGMENT):
         # A hinge at point p with unit axis a moves a point x at a x (x - p); each joint sits
@@ -82,6 +85,7 @@ def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _leg_chain_components(thc_mm: np.ndarray, lengths_mm: np.ndarray, angles_rad: np.ndarray,
+                          tarsus_tilt_rad: np.ndarray | float = 0.0,
                           ) -> tuple[np.ndarray, np.ndarray]:
     """Keypoints (5, 3, ...) and the world axis of each joint (7, 3, ...), components first.
 
@@ -94,8 +98,10 @@ def _leg_chain_components(thc_mm: np.ndarray, lengths_mm: np.ndarray, angles_rad
     q = np.asarray(angles_rad, dtype=float)
     if q.shape[-1:] != (c.DOF_PER_LEG,):
         raise ValueError(f"angles_rad must have shape (..., 7), got {q.shape}")
-    batch = np.broadcast_shapes(thc.shape[:-1], lengths.shape[:-1], q.shape[:-1])
+    tilt = np.asarray(tarsus_tilt_rad, dtype=float)
+    batch = np.broadcast_shapes(thc.shape[:-1], lengths.shape[:-1], q.shape[:-1], tilt.shape)
     q = np.moveaxis(np.broadcast_to(q, (*batch, c.DOF_PER_LEG)), -1, 0)
+    tilt = np.broadcast_to(tilt, batch)
     lengths = np.moveaxis(np.broadcast_to(lengths, (*batch, c.NUM_SEGMENTS)), -1, 0)
     cos, sin = np.cos(q), np.sin(q)
     eye = np.eye(3).reshape(3, 3, *(1,) * len(batch))
@@ -110,8 +116,13 @@ def _leg_chain_components(thc_mm: np.ndarray, lengths_mm: np.ndarray, angles_rad
         columns[i] = cos[j] * col_i + sin[j] * col_k
         columns[k] = cos[j] * col_k - sin[j] * col_i
         if j + 1 == c.DOF_PER_LEG or c.JOINT_SEGMENT[j + 1] != segid:
-            # Last joint of the segment: the segment points along -z of this frame.
-            points.append(points[-1] - lengths[segid] * columns[2])
+            # Last joint of the segment: the segment points along -z of this frame (the
+            # tarsus tilted towards +y, the TiTa pitch axis, by its constant tilt).
+            if segid == c.NUM_SEGMENTS - 1 and tilt.any():
+                points.append(points[-1] + lengths[segid] * (np.sin(tilt) * columns[1]
+                                                             - np.cos(tilt) * columns[2]))
+            else:
+                points.append(points[-1] - lengths[segid] * columns[2])
     return np.stack(points), np.stack(axes)
 
 
@@ -130,4 +141,4 @@ def forward_kinematics(config: BodyConfig, angles_rad: np.ndarray) -> np.ndarray
     if q.shape[-1:] != (c.NUM_DOFS,):
         raise ValueError(f"angles_rad must have shape (..., {c.NUM_DOFS}), got {q.shape}")
     q = q.reshape(*q.shape[:-1], c.NUM_LEGS, c.DOF_PER_LEG)
-    return leg_forward_kinematics(config.thc, config.lengths, q)
+    return leg_forward_kinematics(config.thc, config.lengths, q, config.tarsus_tilt)

@@ -225,6 +225,7 @@ def build_spec(config: BodyConfig | None = None, *, tethered: bool = False,
     _add_trunk(thorax, options)
     for legid, leg in enumerate(c.LEGS):
         _add_leg(spec, thorax, leg, config.thc[legid], config.lengths[legid],
+                 float(config.tarsus_tilt[legid]),
                  config.bounds[legid * c.DOF_PER_LEG:(legid + 1) * c.DOF_PER_LEG], options)
 
     if options.adhesion:
@@ -286,7 +287,8 @@ def _add_trunk(thorax: mujoco.MjsBody, options: ModelOptions) -> None:
 
 
 def _add_leg(spec: mujoco.MjSpec, thorax: mujoco.MjsBody, leg: str, thc: np.ndarray,
-             lengths: np.ndarray, bounds: np.ndarray, options: ModelOptions) -> None:
+             lengths: np.ndarray, tarsus_tilt: float, bounds: np.ndarray,
+             options: ModelOptions) -> None:
     # Segment k's body sits at its proximal keypoint with the thorax's orientation in the zero
     # pose; its joints are listed in chain order, which MuJoCo composes as R = R1 R2 ... about
     # the body's own (moving) axes, exactly the chain of `leg_forward_kinematics`.
@@ -308,25 +310,28 @@ def _add_leg(spec: mujoco.MjSpec, thorax: mujoco.MjsBody, leg: str, thc: np.ndar
                                   timeconst=options.actuator_timeconst_s or -1)
         length = float(lengths[segid])
         touches = segment == "Tarsus"
+        # The segment's far end; the tarsus's tilted out of the leg's plane (towards +y).
+        tilt = tarsus_tilt if touches else 0.0
+        end = (0.0, length * np.sin(tilt), -length * np.cos(tilt))
         body.add_geom(name=f"{leg}_{segment}", type=mujoco.mjtGeom.mjGEOM_CAPSULE,
                       size=(options.segment_radii_mm[segid], 0, 0),
-                      fromto=(0, 0, 0, 0, 0, -length), contype=0,
+                      fromto=(0, 0, 0, *end), contype=0,
                       conaffinity=_TOUCH_CONAFFINITY if touches else 0,
                       rgba=(0.7, 0.55, 0.35, 1), **_contact_params(options))
         body.add_site(name=f"{leg}_{c.KEYPOINTS[segid]}", size=(0.02, 0, 0))
         if touches:
-            _add_touch_sensor(spec, body, leg, length, options.segment_radii_mm[segid])
-        parent, pos = body, (0.0, 0.0, -length)
+            _add_touch_sensor(spec, body, leg, end, options.segment_radii_mm[segid])
+        parent, pos = body, end
     parent.add_site(name=f"{leg}_Claw", pos=tuple(pos), size=(0.02, 0, 0))
 
 
-def _add_touch_sensor(spec: mujoco.MjSpec, tarsus: mujoco.MjsBody, leg: str, length: float,
-                      radius: float) -> None:
+def _add_touch_sensor(spec: mujoco.MjSpec, tarsus: mujoco.MjsBody, leg: str,
+                      end: tuple[float, float, float], radius: float) -> None:
     # A touch sensor sums the normal forces of the contacts inside its site's volume: a capsule
     # around the tarsus geom, a little wider so contacts on its surface fall inside.
     name = c.TOUCH_SENSOR_NAMES[c.LEGS.index(leg)]
     tarsus.add_site(name=name, type=mujoco.mjtGeom.mjGEOM_CAPSULE, size=(1.5 * radius, 0, 0),
-                    fromto=(0, 0, 0, 0, 0, -length), group=4, rgba=(0, 0, 0, 0))
+                    fromto=(0, 0, 0, *end), group=4, rgba=(0, 0, 0, 0))
     spec.add_sensor(name=name, type=mujoco.mjtSensor.mjSENS_TOUCH,
                     objtype=mujoco.mjtObj.mjOBJ_SITE, objname=name)
 

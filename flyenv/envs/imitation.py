@@ -21,7 +21,7 @@ from flyenv.body.mjcf import build_model
 from flyenv.envs import observations, rewards, terminations
 from flyenv.envs.config import FlyImitationConfig
 from flyenv.envs.frame_table import FrameTable
-from flyenv.envs.randomization import Pushes, WorldModels
+from flyenv.envs.randomization import Pushes, WorldModels, shared_model
 from flyenv.envs.reference import load_references
 from flyenv.envs.rendering import Rendering
 from flyenv.envs.resets import WorldResets, _torch_seed
@@ -84,7 +84,7 @@ class FlyImitationVecEnv(WorldResets, Rendering, gym.vector.VectorEnv):
                   for body in self.ref.bodies]
         self._world_models = WorldModels(models, cfg.randomization, self.num_envs, self.device)
         self.engine = make_engine(
-            models[0], self.num_envs, nsubstep=cfg.substeps, engine=engine,
+            shared_model(models), self.num_envs, nsubstep=cfg.substeps, engine=engine,
             device=str(self.device), nthread=cfg.nthread, cuda_graph=cfg.cuda_graph,
             deterministic=cfg.deterministic, world_fields=self._world_models.fields)
         self._setup_model_indices()

@@ -12,6 +12,7 @@ recomputes the constants MuJoCo derives from them (subtree masses, inverse weigh
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 
@@ -37,6 +38,28 @@ def body_fields(models: Sequence[mujoco.MjModel]) -> tuple[str, ...]:
     return tuple(name for name in WORLD_FIELDS if any(
         not np.array_equal(model_field(models[0], name), model_field(m, name))
         for m in models[1:]))
+
+
+# Compile-time shortcuts: a frame whose flag says it shares its body's orientation (or its
+# inertial frame's) is placed without its own quaternion.
+_SAMEFRAME_FIELDS = ("body_sameframe", "geom_sameframe", "site_sameframe")
+
+
+def shared_model(models: Sequence[mujoco.MjModel]) -> mujoco.MjModel:
+    """A copy of `models[0]` for an engine whose worlds hold the others' `body_fields`.
+
+    MuJoCo flags at compile time the frames that share their body's orientation (a planar
+    tarsus's capsule, touch zone and inertia) and then never reads their quaternions, so a
+    world given another body's quaternions (a tilted tarsus) would keep the first body's
+    orientation. Where the bodies' flags differ they are cleared (mjSAMEFRAME_NONE: each frame
+    placed from its own position and quaternion, right for every body).
+    """
+    model = copy.copy(models[0])
+    for name in _SAMEFRAME_FIELDS:
+        flags = getattr(model, name)
+        for other in models[1:]:
+            flags[flags != getattr(other, name)] = mujoco.mjtSameFrame.mjSAMEFRAME_NONE
+    return model
 
 
 class WorldModels:

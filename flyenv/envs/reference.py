@@ -233,7 +233,7 @@ def folder_clips(folder: str | os.PathLike) -> list[tuple[str, ReferenceMotion, 
 
 def _same_geometry(a: BodyConfig, b: BodyConfig) -> bool:
     return all(np.allclose(getattr(a, f), getattr(b, f), rtol=0, atol=1e-9)
-               for f in ("thc", "lengths", "bounds"))
+               for f in ("thc", "lengths", "tarsus_tilt", "bounds"))
 
 
 def _stack(names: tuple[str, ...], sources: tuple[str, ...], bodies: list[BodyConfig],

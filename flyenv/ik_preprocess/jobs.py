@@ -35,6 +35,7 @@ class Job:
     seed: np.ndarray  # (7,) [rad]
     solver: str
     lm: solvers.LmOptions
+    tarsus_tilt: float = 0.0  # [rad]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +84,7 @@ def plan_jobs(file_id: int, filled: np.ndarray, tracked: np.ndarray, legs: list[
     bounds = body.bounds.reshape(c.NUM_LEGS, c.DOF_PER_LEG, 2)
     return [Job(file_id, c.LEGS[legid], start, stop, lo, filled[lo:hi, legid],
                 tracked[lo:hi, legid], body.lengths[legid], bounds[legid],
-                solvers.SEQIKPY_SEED_RAD[legid], solver, lm)
+                solvers.SEQIKPY_SEED_RAD[legid], solver, lm, float(body.tarsus_tilt[legid]))
             for start, stop, lo, hi in chunks(len(filled), chunk_frames, overlap_frames)
             for legid in legs]
 
@@ -140,14 +141,17 @@ def solve_job(job: Job) -> JobResult:
     """Solves one job (runs in a worker)."""
     keypoints = job.keypoints[:, None]
     args = (job.lengths[None], job.bounds[None])
-    angles = solvers.seqik(keypoints, *args, job.seed[None])
+    tilt = np.array([job.tarsus_tilt])
+    angles = solvers.seqik(keypoints, *args, job.seed[None], tarsus_tilt_rad=tilt)
     if job.solver == "lm":
         # An untracked ThC is interpolated (it barely moves); untracked others get weight 0.
         mask = job.tracked[:, None, 1:]
-        angles = solvers.lm(keypoints, *args, angles, keypoint_mask=mask, options=job.lm)
+        angles = solvers.lm(keypoints, *args, angles, keypoint_mask=mask, options=job.lm,
+                            tarsus_tilt_rad=tilt)
     own = slice(job.start - job.lo, job.stop - job.lo)
     # Forward kinematics and errors here rather than in the main process, which stitches and
     # writes files serially.
-    fk = leg_forward_kinematics(job.keypoints[own, 0], job.lengths, angles[own, 0])
+    fk = leg_forward_kinematics(job.keypoints[own, 0], job.lengths, angles[own, 0],
+                                job.tarsus_tilt)
     error = np.where(job.tracked[own], np.linalg.norm(fk - job.keypoints[own], axis=-1), np.nan)
     return JobResult(job.file_id, job.leg, job.start, angles[own, 0], fk, error)

@@ -151,7 +151,8 @@ def assemble(prepared: Prepared, solution: Solution, options: IkOptions) -> Refe
     frames, legids = np.nonzero(underdetermined)
     fk[frames, legids] = leg_forward_kinematics(prepared.filled[frames, legids, 0],
                                                 prepared.body.lengths[legids],
-                                                angles[frames, legids])
+                                                angles[frames, legids],
+                                                prepared.body.tarsus_tilt[legids])
     error[frames, legids] = np.linalg.norm(fk[frames, legids]
                                            - prepared.keypoints[frames, legids], axis=-1)
     metadata = {

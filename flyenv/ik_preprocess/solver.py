@@ -98,7 +98,7 @@ class LmOptions:
 
 
 def seqik(keypoints_mm: np.ndarray, lengths_mm: np.ndarray, bounds_rad: np.ndarray,
-          seed_rad: np.ndarray) -> np.ndarray:
+          seed_rad: np.ndarray, tarsus_tilt_rad: np.ndarray | None = None) -> np.ndarray:
     """SeqIKPy's sequential IK in closed form.
 
     Args:
@@ -108,10 +108,13 @@ def seqik(keypoints_mm: np.ndarray, lengths_mm: np.ndarray, bounds_rad: np.ndarr
         bounds_rad: (L, 7, 2) joint bounds [rad].
         seed_rad: (L, 7) initial guess [rad]: picks the branch where two mirror solutions are
             both inside the bounds, and the value of an angle undetermined from the first frame.
+        tarsus_tilt_rad: (L,) the tarsi's tilts out of the leg plane (`BodyConfig`) [rad];
+            None: 0. The last stage points the tilted tarsus at the claw.
 
     Returns:
         (T, L, 7) joint angles [rad], inside the bounds.
     """
+    tarsus = _tarsus_direction(tarsus_tilt_rad, np.shape(keypoints_mm)[1])
     keypoints_mm, lengths_mm, bounds_rad, seed_rad = _check(keypoints_mm, lengths_mm,
                                                             bounds_rad, seed_rad)
     num_frames, num_legs = keypoints_mm.shape[:2]
@@ -124,7 +127,7 @@ def seqik(keypoints_mm: np.ndarray, lengths_mm: np.ndarray, bounds_rad: np.ndarr
     for stage, (kpid, (joint_a, joint_b)) in enumerate(_STAGES):
         w = targets[stage]
         if joint_a is None:
-            b, singular = _best_angle(w, _SEGMENT_DIR, _AXIS[joint_b], lo[joint_b], hi[joint_b])
+            b, singular = _best_angle(w, tarsus, _AXIS[joint_b], lo[joint_b], hi[joint_b])
             angles[joint_b] = _keep_previous(b, singular, seed[joint_b])
         else:
             a, b = _two_joint_stage(w, joint_a, joint_b, lo, hi, seed)
@@ -141,7 +144,8 @@ def seqik(keypoints_mm: np.ndarray, lengths_mm: np.ndarray, bounds_rad: np.ndarr
 
 def lm(keypoints_mm: np.ndarray, lengths_mm: np.ndarray, bounds_rad: np.ndarray,
        seed_rad: np.ndarray, keypoint_mask: np.ndarray | None = None,
-       options: LmOptions | None = None) -> np.ndarray:
+       options: LmOptions | None = None, tarsus_tilt_rad: np.ndarray | None = None,
+       ) -> np.ndarray:
     """Joint least-squares IK over the seven angles of each leg.
 
     Args:
@@ -152,11 +156,13 @@ def lm(keypoints_mm: np.ndarray, lengths_mm: np.ndarray, bounds_rad: np.ndarray,
         keypoint_mask: (T, L, 4) 1 where CTr, FTi, TiTa, Claw were tracked, 0 where not (their
             residual gets weight 0); None when all were.
         options: solver settings.
+        tarsus_tilt_rad: (L,) the tarsi's tilts (`BodyConfig`) [rad]; None: 0.
 
     Returns:
         (T, L, 7) joint angles [rad], inside the bounds.
     """
     options = options or LmOptions()
+    tilt = _tilt(tarsus_tilt_rad, np.shape(keypoints_mm)[1])
     keypoints_mm = np.asarray(keypoints_mm, dtype=float)
     seed = np.asarray(seed_rad, dtype=float)
     if seed.shape != (*keypoints_mm.shape[:2], c.DOF_PER_LEG):
@@ -173,7 +179,7 @@ def lm(keypoints_mm: np.ndarray, lengths_mm: np.ndarray, bounds_rad: np.ndarray,
     thc = np.zeros(3)
 
     def evaluate(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        points, jac = leg_jacobian(thc, lengths_mm, q)
+        points, jac = leg_jacobian(thc, lengths_mm, q, tilt)
         return points[:, :, 1:] - targets, jac[:, :, 1:]  # (T, L, 4, 3), (T, L, 4, 3, 7)
 
     def data_cost(residual: np.ndarray) -> np.ndarray:
@@ -217,19 +223,21 @@ def lm(keypoints_mm: np.ndarray, lengths_mm: np.ndarray, bounds_rad: np.ndarray,
 
 
 def fit_error(keypoints_mm: np.ndarray, lengths_mm: np.ndarray, angles_rad: np.ndarray,
-              ) -> np.ndarray:
+              tarsus_tilt_rad: np.ndarray | None = None) -> np.ndarray:
     """Distance between tracked keypoints and the chain's, both relative to the tracked ThC.
 
     Args:
         keypoints_mm: (T, L, 5, 3) [mm].
         lengths_mm: (L, 4) [mm].
         angles_rad: (T, L, 7) [rad].
+        tarsus_tilt_rad: (L,) [rad]; None: 0.
 
     Returns:
         (T, L, 5) [mm]; the ThC column is 0 (NaN where the keypoint is NaN).
     """
     keypoints_mm = np.asarray(keypoints_mm, dtype=float)
-    points = leg_forward_kinematics(keypoints_mm[:, :, 0], lengths_mm, angles_rad)
+    points = leg_forward_kinematics(keypoints_mm[:, :, 0], lengths_mm, angles_rad,
+                                    _tilt(tarsus_tilt_rad, keypoints_mm.shape[1]))
     return np.linalg.norm(points - keypoints_mm, axis=-1)
 
 
@@ -332,6 +340,22 @@ def _interpolate_gaps(values: np.ndarray, good: np.ndarray,
 # -- closed-form stages ---------------------------------------------------------------------------
 
 _SEGMENT_DIR = np.array([0.0, 0.0, -1.0])[:, None, None]  # segments point along -z, (3, 1, 1)
+
+
+def _tilt(tarsus_tilt_rad: np.ndarray | None, num_legs: int) -> np.ndarray:
+    """(L,) tarsus tilts [rad], 0 for None."""
+    if tarsus_tilt_rad is None:
+        return np.zeros(num_legs)
+    tilt = np.asarray(tarsus_tilt_rad, dtype=float)
+    if tilt.shape != (num_legs,):
+        raise ValueError(f"tarsus_tilt_rad must have shape ({num_legs},), got {tilt.shape}")
+    return tilt
+
+
+def _tarsus_direction(tarsus_tilt_rad: np.ndarray | None, num_legs: int) -> np.ndarray:
+    """(3, 1, L) the tarsus's direction in its own frame: -z, tilted towards +y."""
+    tilt = _tilt(tarsus_tilt_rad, num_legs)
+    return np.stack([np.zeros_like(tilt), np.sin(tilt), -np.cos(tilt)])[:, None, :]
 
 
 def _two_joint_stage(w: np.ndarray, joint_a: int, joint_b: int, lo: np.ndarray, hi: np.ndarray,

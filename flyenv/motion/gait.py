@@ -58,7 +58,8 @@ def tripod_gait(body: BodyConfig | None = None, *, duration_s: float = 2.0, fps:
     body = BodyConfig.default() if body is None else body
     _check_params(duration_s, fps, step_freq_hz, stride_mm, duty, lift_mm, turn_rate_rad_s)
     q_stand = np.asarray(c.STANDING_POSE_RAD).reshape(c.NUM_LEGS, c.DOF_PER_LEG)
-    ground_z = leg_forward_kinematics(body.thc, body.lengths, q_stand)[:, 4, 2].mean()
+    ground_z = leg_forward_kinematics(body.thc, body.lengths, q_stand,
+                                      body.tarsus_tilt)[:, 4, 2].mean()
 
     t = np.arange(int(round(duration_s * fps)) + 1) / fps
     phase = (t[:, None] * step_freq_hz + np.array([_TRIPOD_PHASE[leg] for leg in c.LEGS])) % 1
@@ -67,7 +68,7 @@ def tripod_gait(body: BodyConfig | None = None, *, duration_s: float = 2.0, fps:
 
     # Claw targets in the thorax frame: world-fixed on the ground plane in stance (so a stance
     # claw does not slip), forward and lifted in swing.
-    claw_stand = leg_forward_kinematics(body.thc, body.lengths, q_stand)[:, 4]
+    claw_stand = leg_forward_kinematics(body.thc, body.lengths, q_stand, body.tarsus_tilt)[:, 4]
     planar, lift = _claw_paths(claw_stand[:, 0] + 1j * claw_stand[:, 1], phase, duty,
                                step_freq_hz, speed, turn_rate_rad_s)
     target = np.broadcast_to(claw_stand, (t.size, c.NUM_LEGS, 3)).copy()
@@ -193,7 +194,7 @@ def _solve_claw(body: BodyConfig, q: np.ndarray, target: np.ndarray, iterations:
     step = 1e-7
     eye = np.eye(len(_SOLVED))
     for _ in range(iterations):
-        claw = leg_forward_kinematics(body.thc, body.lengths, q)[..., 4, :]
+        claw = leg_forward_kinematics(body.thc, body.lengths, q, body.tarsus_tilt)[..., 4, :]
         residual = claw - target
         if np.abs(residual).max() < 1e-12:
             break
@@ -201,8 +202,8 @@ def _solve_claw(body: BodyConfig, q: np.ndarray, target: np.ndarray, iterations:
         for k, joint in enumerate(_SOLVED):
             q_step = q.copy()
             q_step[..., joint] += step
-            jacobian[..., k] = (leg_forward_kinematics(body.thc, body.lengths, q_step)[..., 4, :]
-                                - claw) / step
+            jacobian[..., k] = (leg_forward_kinematics(body.thc, body.lengths, q_step,
+                                                       body.tarsus_tilt)[..., 4, :] - claw) / step
         jt = np.swapaxes(jacobian, -1, -2)
         update = np.linalg.solve(jt @ jacobian + damping * eye, jt @ residual[..., None])[..., 0]
         q[..., _SOLVED] -= np.clip(update, -0.2, 0.2)

@@ -47,12 +47,13 @@ ENGINE_NAMES: tuple[str, ...] = get_args(EngineName)
 # can expand and MuJoCo Warp 4.0 reads as `field[worldid % field.shape[0]]`). Names as in
 # `mujoco.MjModel`; MjOption fields as "opt.<name>". A caller writes them at a reset.
 WORLD_FIELDS: tuple[str, ...] = (
-    "body_pos", "body_ipos", "body_mass", "body_inertia", "dof_damping", "geom_size", "geom_pos",
-    "geom_friction", "site_pos", "actuator_gainprm", "actuator_biasprm", "opt.gravity")
+    "body_pos", "body_ipos", "body_iquat", "body_mass", "body_inertia", "dof_damping",
+    "geom_size", "geom_pos", "geom_quat", "geom_friction", "site_pos", "site_quat",
+    "actuator_gainprm", "actuator_biasprm", "opt.gravity")
 # The world fields that MuJoCo's constants derive from (mj_setConst / mujoco_warp.set_const):
 # when a world writes one, the engine recomputes that world's `DERIVED_FIELDS` itself.
-SET_CONST_INPUTS: tuple[str, ...] = ("body_pos", "body_ipos", "body_mass", "body_inertia",
-                                     "geom_size")
+SET_CONST_INPUTS: tuple[str, ...] = ("body_pos", "body_ipos", "body_iquat", "body_mass",
+                                     "body_inertia", "geom_size")
 # The constants the engines then hold per world (readable by `world_field`, never written):
 # subtree masses and geom bounds (mujoco_warp's SetConstGroup.FIXED) and the inverse weights
 # and actuator accelerations at qpos0 (INERT0), which set the constraints' softness.
