@@ -16,8 +16,11 @@
 #   tests    the warp and gpu tests on cuda:0 (kernels compile here)  -> tests.log, tests.xml
 #   bench    env benchmark, warp: 1024/4096/16384 flies, bare physics and full step, x real
 #            time, GPU memory per world                              -> env_bench_<gpu>.json/png
-#   contacts issue 22's STICKY_FEET (tarsus adhesion, noslip 3) against the default
-#            model at 4096 flies, both at 1e-4 s, side by side: its cost -> env_bench_<gpu>_*.json
+#   contacts the default model (issue 22's feet: tarsus adhesion, noslip 3) against the one
+#            before (SLIDING_FEET: neither) at 4096 flies, both at 1e-4 s, side by side: their
+#            cost                                   -> env_bench_<gpu>_dt0.0001_vs_adhesion*.json
+#   noslip   the default model against it without noslip (adhesion only), likewise: noslip's
+#            share                                  -> env_bench_<gpu>_dt0.0001_vs_noslip*.json
 #   determinism  MuJoCo Warp's deterministic mode against the default, 4096 worlds, step time
 #            and bit-identity                                        -> determinism_cost_<gpu>.json
 #   solver   solver iterations per world and per batch at 4096 flies -> solver_iterations_*.json
@@ -157,12 +160,17 @@ stage tests 170 "$PY" -m pytest -p no:cacheprovider -o addopts="-ra -p no:benchm
 # shellcheck disable=SC2086
 stage bench 100 "$PY" benchmarks/env_bench.py --engine warp --device "$device" \
   --num-envs $sizes --steps 20 --warmup 3 --min-time 0.5 --no-start-times --out "$out"
-# The contact model's cost: noslip's extra solver pass and the adhesion actuators, against
-# today's model at the same step (--baseline-physics-dt times it right after each size).
-stage contacts 90 "$PY" benchmarks/env_bench.py --engine warp --device "$device" \
+# The contact model's cost: the default (adhesion and noslip's extra solver pass) against the
+# model before issue 22, then against it without noslip, at the same step
+# (--baseline-physics-dt times the baseline right after each size).
+stage contacts 55 "$PY" benchmarks/env_bench.py --engine warp --device "$device" \
   --num-envs "$contact_size" --steps 10 --warmup 2 --min-time 0.5 --no-start-times \
-  --physics-dt 1e-4 --baseline-physics-dt 1e-4 --model-option adhesion_gain_uN=20.0 \
-  --model-option noslip_iterations=3 --out "$out"
+  --physics-dt 1e-4 --baseline-physics-dt 1e-4 --baseline-model-option adhesion_gain_uN=0.0 \
+  --baseline-model-option noslip_iterations=0 --out "$out"
+stage noslip 40 "$PY" benchmarks/env_bench.py --engine warp --device "$device" \
+  --num-envs "$contact_size" --steps 10 --warmup 2 --min-time 0.5 --no-start-times \
+  --physics-dt 1e-4 --baseline-physics-dt 1e-4 --baseline-model-option noslip_iterations=0 \
+  --out "$out"
 stage determinism 45 "$PY" benchmarks/determinism_cost.py --device "$device" \
   --num-worlds "$det_size" --out "$out"
 # shellcheck disable=SC2086

@@ -34,7 +34,10 @@ odometry) and reports forward speed and yaw rate against the clip's own (`record
 slide at the contact in the clip's stance (`flyenv.sim.contacts.contact_slide_speed`), swing
 drag and stance fraction, judged by `FIDELITY`; `--terminations` runs the random starts alone;
 `--options '{"adhesion_gain_uN": 20, ...}'` puts a contact model under every setting, the fine
-reference included (last round's question asked again with it).
+reference included (last round's question asked again with it). Every setting's options are
+relative to the model before issue 22's feet (`SLIDING_FEET`: no adhesion, no noslip), so the
+rounds keep their meaning now that adhesion and noslip are the defaults; "defaults" is today's
+model.
 
 Usage (from the repository root; about 30 minutes on the 2-core box, 40 when it is shared):
 
@@ -61,14 +64,14 @@ import torch
 from flyenv.apps.bench import environment_info
 from flyenv.body import constants as c
 from flyenv.body.kinematics import forward_kinematics
-from flyenv.body.mjcf import ModelOptions, build_model
+from flyenv.body.mjcf import SLIDING_FEET, ModelOptions, build_model
 from flyenv.data import DATA_DIR
 from flyenv.envs import FlyImitationVecEnv
 from flyenv.envs.imitation import TERMINATIONS
 from flyenv.envs.observations import CONTACT_THRESHOLD
 from flyenv.motion.format import ReferenceMotion
 from flyenv.motion.gait import tripod_gait
-from flyenv.motion.grounding import ground, odometry, stance_claws
+from flyenv.motion.grounding import clip_stance, ground, odometry, stance_claws
 from flyenv.motion.io import load, save
 from flyenv.motion.resample import resample
 from flyenv.sim.contacts import contact_slide_speed
@@ -83,7 +86,8 @@ RANDOM_START_STEPS = 250  # 0.5 s of every random start
 
 @dataclasses.dataclass(frozen=True)
 class Setting:
-    """A physics step and the `ModelOptions` fields that differ from the defaults."""
+    """A physics step and the `ModelOptions` fields that differ from the defaults (`main` puts
+    `SLIDING_FEET` under them: the model before issue 22's feet)."""
 
     name: str
     dt_s: float
@@ -143,7 +147,9 @@ def _contact_settings() -> list[Setting]:
              "kp 150 adhesion 20 impratio 10": {"actuator_kp": 150.0, "adhesion_gain_uN": 20.0,
                                                 "impratio": 10.0},
              "kp 150 impratio 10": {"actuator_kp": 150.0, "impratio": 10.0},
-             "kp 150 noslip 3": {"actuator_kp": 150.0, "noslip_iterations": 3}}
+             "kp 150 noslip 3": {"actuator_kp": 150.0, "noslip_iterations": 3},
+             # Today's defaults (adhesion and noslip on since issue 22).
+             "defaults": {name: getattr(ModelOptions(), name) for name in SLIDING_FEET}}
     out = []
     for name, options in holds.items():
         for dt in (1e-4, 2e-4, 4e-4):
@@ -267,16 +273,10 @@ def _heading_speed_and_yaw_rate(pos: np.ndarray, quat: np.ndarray, dt: float,
 
 
 def _adhesion_targets(motion: ReferenceMotion, times_s: np.ndarray) -> np.ndarray:
-    """(N, 6) adhesion commands at `times_s`: 1 where the clip's claw is in stance (missing legs
-    off), the nearest frame's."""
-    q = np.where(np.isfinite(motion.joint_angles), motion.joint_angles,
-                 np.asarray(c.STANDING_POSE_RAD))
-    claws = forward_kinematics(motion.body, q)[:, :, c.KEYPOINTS.index("Claw")]
-    present = motion.leg_mask > 0
-    stance = np.zeros((motion.num_frames, c.NUM_LEGS))
-    stance[:, present] = stance_claws(claws[:, present], motion.fps)
+    """(N, 6) adhesion commands at `times_s`: the clip's stance flags (`clip_stance`), the
+    nearest frame's."""
     frames = np.clip(np.round(times_s * motion.fps).astype(int), 0, motion.num_frames - 1)
-    return stance[frames]
+    return clip_stance(motion)[frames]
 
 
 def _replay(motion: ReferenceMotion, setting: Setting) -> dict[str, float]:
@@ -689,8 +689,10 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [s for s in SETTINGS if args.settings is None or s.name in args.settings]
     if args.options and not (args.screen or args.terminations):
         chosen = [SETTINGS[0]] + [s for s in chosen if s.name != REFERENCE]
-    # --options under every setting, the fine reference included.
-    chosen = [dataclasses.replace(s, options={**args.options, **s.options}) for s in chosen]
+    # The model before issue 22's feet, then --options, under every setting, the fine
+    # reference included.
+    chosen = [dataclasses.replace(s, options={**SLIDING_FEET, **args.options, **s.options})
+              for s in chosen]
     torch.set_num_threads(1)
     start = time.perf_counter()
     if args.screen:

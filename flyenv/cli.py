@@ -243,6 +243,11 @@ def _model(args: argparse.Namespace) -> int:
         axis = "xyz"[int(np.argmax(np.abs(joint.axis)))]
         print(f"{dofid:>3} {name:<16}{axis:>6}{lo:>9.1f}{hi:>9.1f}  {actuator.name:<16}"
               f"{actuator.gainprm[0]:>6g}{actuator.forcerange[1]:>13g}")
+    if model.nu > c.NUM_DOFS:
+        gain = model.actuator(c.ADHESION_NAMES[0]).gainprm[0]
+        print(f"\nctrl[{c.NUM_DOFS}:{model.nu}]: the tarsi's adhesion ({c.LEGS[0]}_tarsus_adhesion"
+              f"...), in [0, 1], up to {gain:g} uN each; noslip iterations "
+              f"{model.opt.noslip_iterations}")
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(spec.to_xml())

@@ -66,6 +66,24 @@ def test_bench_times_a_physics_setting_against_a_baseline_step(tmp_path):
     assert summary["speedup_over_baseline"]["2"] > 0 and summary["baseline_substeps"] == 20
 
 
+def test_bench_times_the_default_model_against_the_feet_before_issue_22(tmp_path, capsys):
+    assert main(["bench", "--engine", "mujoco", "--no-start-times", "--num-envs", "2",
+                 "--steps", "2", "--warmup", "1", "--min-time", "0", "--out", str(tmp_path),
+                 "--physics-dt", "1e-4", "--baseline-physics-dt", "1e-4",
+                 "--baseline-model-option", "adhesion_gain_uN=0",
+                 "--baseline-model-option", "noslip_iterations=0"]) == 0
+    (path,) = tmp_path.glob("*.json")
+    assert path.name.endswith("_dt0.0001_vs_adhesion_gain_uN0_noslip_iterations0.json")
+    results = json.loads(path.read_text())
+    assert results["sweeps"]["mujoco"]["config"]["model_options"] == {}
+    baseline = results["baseline_sweeps"]["mujoco"]["config"]
+    assert baseline["model_options"] == {"adhesion_gain_uN": 0, "noslip_iterations": 0}
+    assert results["summary"]["mujoco"]["speedup_over_baseline"]["2"] > 0
+    assert main(["bench", "--engine", "mujoco", "--baseline-model-option",
+                 "noslip_iterations=0"]) != 0
+    assert "--baseline-model-option needs --baseline-physics-dt" in capsys.readouterr().err
+
+
 
 def test_flyenv_bench_writes_into_a_folder_of_the_users_by_default(monkeypatch):
     # `flyenv bench` in a checkout must not overwrite the committed benchmarks/results; the

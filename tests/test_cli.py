@@ -17,7 +17,8 @@ def test_model_prints_42_dofs_and_writes_loadable_mjcf(tmp_path, capsys):
     for name in DOF_NAMES:
         assert name in text
     model = mujoco.MjModel.from_xml_path(str(out))
-    assert model.nu == 42 and model.nq == 42
+    assert model.nu == 48 and model.nq == 42  # the joints', then the tarsi's adhesion
+    assert "ctrl[42:48]: the tarsi's adhesion" in text
 
 
 def test_model_builds_the_body_of_a_motion(tmp_path, capsys, gait):

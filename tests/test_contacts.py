@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from flyenv.body import constants as c
-from flyenv.body.mjcf import STICKY_FEET, ModelOptions, build_model
+from flyenv.body.mjcf import SLIDING_FEET, ModelOptions, build_model
 from flyenv.sim.contacts import contact_slide_speed
 
 RADIUS_MM = 0.1
@@ -63,9 +63,11 @@ def test_contact_options_reach_the_model():
         np.testing.assert_allclose(actuator.ctrlrange, [0, 1])
         assert actuator.gainprm[0] == pytest.approx(20.0)
     np.testing.assert_allclose(model.key("stand").act, c.STANDING_POSE_RAD)
-    assert build_model().nu == c.NUM_DOFS  # off by default: no adhesion actuators
-    sticky = build_model(options=ModelOptions(**STICKY_FEET))
-    assert sticky.nu == c.NUM_DOFS + c.NUM_LEGS and sticky.opt.noslip_iterations == 3
+    default = build_model()  # issue 22's feet that hold: adhesion 20 µN and noslip 3
+    assert default.nu == c.NUM_DOFS + c.NUM_LEGS and default.opt.noslip_iterations == 3
+    assert default.actuator(c.ADHESION_NAMES[0]).gainprm[0] == pytest.approx(20.0)
+    sliding = build_model(options=ModelOptions(**SLIDING_FEET))
+    assert sliding.nu == c.NUM_DOFS and sliding.opt.noslip_iterations == 0
 
 
 @pytest.mark.parametrize(("field", "value"), [
@@ -106,7 +108,8 @@ def test_adhesion_holds_a_claw_against_a_pull():
 ADHESION = {"adhesion_gain_uN": 30.0}
 
 
-def test_adhesion_adds_six_actions_in_0_1_and_replays_the_stance():
+@pytest.mark.parametrize("action_mode", ["residual", "absolute"])
+def test_reference_stance_drives_the_adhesion_by_default(action_mode):
     import torch
 
     from flyenv.envs import FlyImitationVecEnv
@@ -114,7 +117,70 @@ def test_adhesion_adds_six_actions_in_0_1_and_replays_the_stance():
 
     gait = tripod_gait(duration_s=0.4)
     env = FlyImitationVecEnv(num_envs=2, reference=gait, engine="mujoco", device="cpu",
-                             model_options=ADHESION, random_start=False)
+                             random_start=False, action_mode=action_mode)
+    try:
+        assert env.adhesion and not env.policy_adhesion
+        assert env.single_action_space.shape == (c.NUM_DOFS,)  # the 42 joints' only
+        env.reset(seed=0)
+        np.testing.assert_array_equal(env.engine.ctrl[:, c.NUM_DOFS:].numpy(),
+                                      env.ref.stance[0, 0].expand(2, -1).numpy())
+        flags = []
+        for step in range(30):
+            action = env.replay_action()
+            assert action.shape == (2, c.NUM_DOFS)
+            env.step(action)
+            # The adhesion commands are the stance flags of the frame the step targets.
+            np.testing.assert_array_equal(env.engine.ctrl[:, c.NUM_DOFS:].numpy(),
+                                          env.ref.stance[0, step + 1].expand(2, -1).numpy())
+            np.testing.assert_allclose(env.engine.ctrl[:, :c.NUM_DOFS].numpy(),
+                                       env.ref.joint_pos[0, step + 1].expand(2, -1).numpy(),
+                                       atol=1e-6)
+            flags.append(env.engine.ctrl[0, c.NUM_DOFS:].clone())
+        flags = torch.stack(flags)
+        assert set(flags.unique().tolist()) == {0.0, 1.0}
+        assert (flags[:, 0] != flags[:, 3]).any()
+        with pytest.raises(ValueError, match=rf"shape \(2, {c.NUM_DOFS}\)"):
+            env.step(torch.zeros(2, c.NUM_DOFS + c.NUM_LEGS))
+    finally:
+        env.close()
+
+
+def test_adhesion_control_is_checked():
+    from flyenv.envs import FlyImitationConfig
+
+    with pytest.raises(ValueError, match="adhesion_control must be one of"):
+        FlyImitationConfig(adhesion_control="stance")
+    with pytest.raises(ValueError, match="adhesion_control='policy' needs a model with adhesion"):
+        FlyImitationConfig(adhesion_control="policy", model_options=SLIDING_FEET)
+    # Without adhesion actuators the stance has nothing to drive: 42 actions either way.
+    assert FlyImitationConfig(model_options=SLIDING_FEET).physics_options().adhesion is False
+
+
+def test_env_without_adhesion_has_42_actuators_and_actions():
+    from flyenv.envs import FlyImitationVecEnv
+    from flyenv.motion.gait import tripod_gait
+
+    env = FlyImitationVecEnv(num_envs=2, reference=tripod_gait(duration_s=0.2), engine="mujoco",
+                             device="cpu", model_options=SLIDING_FEET)
+    try:
+        assert not env.adhesion and env.engine.ctrl.shape == (2, c.NUM_DOFS)
+        env.reset(seed=0)
+        env.step(env.replay_action())
+        assert env.replay_action().shape == (2, c.NUM_DOFS)
+    finally:
+        env.close()
+
+
+def test_policy_adhesion_adds_six_actions_in_0_1_and_replays_the_stance():
+    import torch
+
+    from flyenv.envs import FlyImitationVecEnv
+    from flyenv.motion.gait import tripod_gait
+
+    gait = tripod_gait(duration_s=0.4)
+    env = FlyImitationVecEnv(num_envs=2, reference=gait, engine="mujoco", device="cpu",
+                             model_options=ADHESION, random_start=False,
+                             adhesion_control="policy")
     try:
         assert env.single_action_space.shape == (c.NUM_DOFS + c.NUM_LEGS,)
         np.testing.assert_array_equal(env.single_action_space.low[c.NUM_DOFS:], 0.0)

@@ -263,4 +263,4 @@ def test_body_from_recording_is_symmetric_and_buildable():
     np.testing.assert_allclose(body.lengths[1:3], base.lengths[1:3])
     np.testing.assert_allclose(body.thc[0], [0.33, 0.17, 1.07], atol=1e-9)
     model = build_model(body)
-    assert model.nu == c.NUM_DOFS
+    assert model.nu == c.NUM_DOFS + c.NUM_LEGS  # the joints', then the tarsi's adhesion

@@ -55,8 +55,9 @@ def test_custom_body_sites_equal_forward_kinematics():
 
 def test_joints_and_actuators_in_documented_order(free_model):
     m = free_model
-    assert m.nu == 42 and m.njnt == 43 and m.nq == 49
-    assert [m.actuator(i).name for i in range(m.nu)] == list(DOF_NAMES)
+    # The 42 joints' actuators, then the six tarsi's adhesion (on by default, issue 22).
+    assert m.nu == 48 and m.njnt == 43 and m.nq == 49
+    assert [m.actuator(i).name for i in range(m.nu)] == list(DOF_NAMES + c.ADHESION_NAMES)
     assert [m.joint(i).name for i in range(1, m.njnt)] == list(DOF_NAMES)
     # Joint qpos addresses are consecutive, so qpos[7:] is the angle vector.
     np.testing.assert_array_equal(m.jnt_qposadr[1:], np.arange(7, 49))
@@ -64,9 +65,10 @@ def test_joints_and_actuators_in_documented_order(free_model):
         assert m.actuator_trnid[i, 0] == m.joint(name).id
     bounds = BodyConfig.default().bounds
     np.testing.assert_allclose(m.jnt_range[1:], bounds)
-    np.testing.assert_allclose(m.actuator_ctrlrange, bounds)
-    np.testing.assert_allclose(m.actuator_gainprm[:, 0], 150.0)
-    np.testing.assert_allclose(m.actuator_biasprm[:, 1], -150.0)
+    np.testing.assert_allclose(m.actuator_ctrlrange[:42], bounds)
+    np.testing.assert_allclose(m.actuator_gainprm[:42, 0], 150.0)
+    np.testing.assert_allclose(m.actuator_biasprm[:42, 1], -150.0)
+    np.testing.assert_allclose(m.actuator_ctrlrange[42:], [[0.0, 1.0]] * 6)
     assert m.jnt_limited[1:].all()
 
 
@@ -155,7 +157,9 @@ def test_mjcf_export_loads_with_plain_mujoco(tmp_path):
     np.testing.assert_allclose(loaded.body_mass, model.body_mass, rtol=1e-5)
     np.testing.assert_allclose(loaded.jnt_range, model.jnt_range, rtol=1e-5)
     np.testing.assert_allclose(loaded.key_qpos, model.key_qpos, rtol=1e-5)
-    assert [loaded.actuator(i).name for i in range(loaded.nu)] == list(DOF_NAMES)
+    assert [loaded.actuator(i).name for i in range(loaded.nu)] == list(DOF_NAMES
+                                                                        + c.ADHESION_NAMES)
+    assert loaded.opt.noslip_iterations == model.opt.noslip_iterations == 3
 
 
 def test_model_options_validation():

@@ -59,3 +59,25 @@ def test_consensus_of_all_frames_equals_the_per_frame_one():
     np.testing.assert_allclose(vectorized, _per_frame_motion(noisy, velocity + slip, stance),
                                atol=1e-9)
     assert np.isnan(vectorized[6]).all() and vectorized[5, 2] == 0.0
+
+
+def test_clip_stance_flags_the_tripods_and_not_missing_legs():
+    # What drives the tarsi's adhesion in replays: the tripods LF RM LH and RF LM RH step
+    # together, each leg in stance for about the gait's duty (0.6), a missing leg never.
+    gait = tripod_gait(duration_s=1.0)
+    stance = grounding.clip_stance(gait)
+    assert stance.shape == (gait.num_frames, c.NUM_LEGS) and set(np.unique(stance)) == {0, 1}
+    tripods = ([c.LEGS.index(x) for x in ("LF", "RM", "LH")],
+               [c.LEGS.index(x) for x in ("RF", "LM", "RH")])
+    for legs in tripods:
+        assert (stance[:, legs] == stance[:, legs[:1]]).mean() > 0.95
+    assert (stance[:, tripods[0][0]] != stance[:, tripods[1][0]]).mean() > 0.2
+    assert 0.5 < stance.mean() < 0.8
+    rh = slice(c.LEGS.index("RH") * c.DOF_PER_LEG, (c.LEGS.index("RH") + 1) * c.DOF_PER_LEG)
+    angles = gait.joint_angles.copy()
+    angles[:, rh] = np.nan  # a clip without the right hind leg
+    lacking = gait.replace(joint_angles=angles, fk_keypoints=None,
+                           metadata={**gait.metadata, "missing_legs": ["RH"]})
+    assert lacking.leg_mask[c.LEGS.index("RH")] == 0
+    lacking = grounding.clip_stance(lacking)
+    assert (lacking[:, c.LEGS.index("RH")] == 0).all() and lacking.sum() > 0

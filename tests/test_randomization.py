@@ -119,6 +119,8 @@ def test_randomized_worlds_get_their_samples(env):
                                kp * info["randomization/actuator_gain_scale"].cpu(), rtol=1e-5)
     np.testing.assert_allclose(fields["actuator_biasprm"][:, 0, 1],
                                -kp * info["randomization/actuator_gain_scale"].cpu(), rtol=1e-5)
+    # The joints' gains only: the tarsi's adhesion (actuators 42-47) keeps its 20 µN.
+    np.testing.assert_allclose(fields["actuator_gainprm"][:, 42:, 0], 20.0, rtol=1e-6)
     mass = models["body_mass"].cpu()[body].sum(1)
     np.testing.assert_allclose(fields["body_mass"].sum(1),
                                mass * info["randomization/mass_scale"].cpu(), rtol=1e-5)

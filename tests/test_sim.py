@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from flyenv.body import constants as c
 from flyenv.body.mjcf import ModelOptions, build_model
 from flyenv.sim import make_engine, resolve_engine
 from flyenv.sim.warp_engine import contact_capacity
@@ -19,7 +20,9 @@ def _drive(engine, nstep, offset=0.0):
     # Different targets per world, so the worlds really differ; small enough steps (0.02 rad
     # per world) that no fly is kicked off the ground: at kp 150 a 0.1 rad jump launches one
     # within 6 ms, and float32 and float64 then part at the lift-off instant.
-    target = engine.ctrl.clone() + offset + 0.02 * torch.arange(engine.nworld)[:, None].to(
+    # Joint targets only: the tarsi's adhesion commands (after the 42) stay as they are.
+    target = engine.ctrl.clone()
+    target[:, :c.NUM_DOFS] += offset + 0.02 * torch.arange(engine.nworld)[:, None].to(
         engine.ctrl)
     for _ in range(nstep):
         engine.ctrl.copy_(target)
@@ -34,7 +37,9 @@ def _snapshot(engine):
 def _reset_state(engine):
     qpos, qvel = engine.qpos.clone(), torch.zeros_like(engine.qvel)
     qpos[:, -42:] += 0.1
-    return qpos, qvel, qpos[:, -42:].clone()
+    ctrl = engine.ctrl.clone()
+    ctrl[:, :c.NUM_DOFS] = qpos[:, -42:]
+    return qpos, qvel, ctrl
 
 
 def test_mujoco_engine_views_alias_the_simulations(model):
@@ -98,7 +103,7 @@ def test_contact_capacity_covers_a_walking_fly(model, gait):
     mujoco.mj_resetDataKeyframe(model, data, 0)
     most_con = most_efc = 0
     for frame in range(0, gait.num_frames, 5):
-        data.ctrl[:] = gait.joint_angles[frame]
+        data.ctrl[:c.NUM_DOFS] = gait.joint_angles[frame]
         for _ in range(20):
             mujoco.mj_step(model, data)
         most_con, most_efc = max(most_con, data.ncon), max(most_efc, data.nefc)

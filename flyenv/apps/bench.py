@@ -155,9 +155,8 @@ def _measure(num_envs: int, steps: int, warmup: int, min_time_s: float,
         physics = _PhysicsClock(env.engine)
 
         def full() -> None:
-            # Zero residuals; with adhesion the clips' stance flags (`replay_action`).
-            _, _, terminated, truncated, _ = env.step(
-                env.replay_action() if env.adhesion else zeros)
+            # The replay: zero residuals (the adhesion follows the clips' stance).
+            _, _, terminated, truncated, _ = env.step(env.replay_action())
             ends[0] = ends[0] + (terminated | truncated).sum()
 
         for _ in range(warmup):
@@ -229,6 +228,7 @@ def sweep(engine: str, device: str, num_envs: list[int], steps: int, warmup: int
             "config": {"control_decimation": config.substeps,
                        "physics_dt_s": config.physics_dt_s,
                        "control_dt_s": config.control_dt_s, "nthread": config.nthread,
+                       "model_options": dict(config.model_options),
                        "torch_threads": torch.get_num_threads()}, "runs": runs}
 
 
@@ -332,7 +332,9 @@ def _variant_kwargs(env_kwargs: dict[str, Any]) -> dict[str, Any]:
 def run(engines: list[str], device: str | None, num_envs: list[int] | None, steps: int,
         warmup: int, out_dir: str | Path, *, min_time_s: float = 0.0,
         measure_start: bool = True, env_kwargs: dict[str, Any] | None = None,
-        baseline_physics_dt_s: float | None = None) -> tuple[dict[str, Any], Path, Path]:
+        baseline_physics_dt_s: float | None = None,
+        baseline_model_options: dict[str, Any] | None = None,
+        ) -> tuple[dict[str, Any], Path, Path]:
     """`sweep` (and `start_times` at the smallest size) per engine, written as JSON and PNG.
 
     Args:
@@ -352,6 +354,8 @@ def run(engines: list[str], device: str | None, num_envs: list[int] | None, step
             substeps) with the default model (`env_kwargs` without `physics_dt_s`,
             `control_decimation` and `model_options`), right after the same size, for
             `speedup_over_baseline`.
+        baseline_model_options: `ModelOptions` fields of the baseline's model (e.g.
+            `SLIDING_FEET`, the contacts before issue 22); None: the defaults.
 
     Returns:
         (results, JSON path, PNG path).
@@ -375,8 +379,9 @@ def run(engines: list[str], device: str | None, num_envs: list[int] | None, step
             physics = ("physics_dt_s", "control_decimation", "model_options")
             base = {k: v for k, v in kwargs.items() if k not in physics}
             for n in sizes:
-                for target, these in ((sweeps, kwargs),
-                                      (baselines, {**base, "physics_dt_s": baseline_physics_dt_s})):
+                baseline = {**base, "physics_dt_s": baseline_physics_dt_s,
+                            "model_options": baseline_model_options or {}}
+                for target, these in ((sweeps, kwargs), (baselines, baseline)):
                     one = sweep(engine, devices[engine], [n], steps, warmup, **these)
                     if engine in target:
                         target[engine]["runs"] += one["runs"]
@@ -386,6 +391,7 @@ def run(engines: list[str], device: str | None, num_envs: list[int] | None, step
             starts[engine] = start_times(engine, devices[engine], min(sizes))
     results = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": environment,
                "env_kwargs": env_kwargs or {}, "sweeps": sweeps,
+               "baseline_model_options": baseline_model_options or {},
                "randomization": RANDOMIZATION if (env_kwargs or {}).get("randomize") else None,
                "start_times": starts, "baseline_sweeps": baselines, "skipped": skipped,
                "summary": summarize(sweeps, starts, baselines)}
@@ -393,6 +399,8 @@ def run(engines: list[str], device: str | None, num_envs: list[int] | None, step
     if "physics_dt_s" in (env_kwargs or {}):
         variant += f"_dt{env_kwargs['physics_dt_s']:g}"
     variant += "".join(f"_{k}{v}" for k, v in (env_kwargs or {}).get("model_options", {}).items())
+    if baseline_model_options:
+        variant += "_vs" + "".join(f"_{k}{v}" for k, v in baseline_model_options.items())
     stem = Path(out_dir) / f"env_bench_{device_slug(main)}{variant}"
     stem.parent.mkdir(parents=True, exist_ok=True)
     # (not with_suffix: a variant like _dt0.0004 holds a dot)
@@ -427,8 +435,10 @@ def format_table(results: dict[str, Any]) -> str:
                 f"(env's own {s['env_overhead_at_best'] or 0:.0%})")
         if "speedup_over_baseline" in s:
             ratios = ", ".join(f"{v:.2f}x at {n}" for n, v in s["speedup_over_baseline"].items())
+            options = results.get("baseline_model_options") or {}
+            model = "".join(f", {k}={v}" for k, v in options.items())
             line += (f"; full RTF over physics_dt_s {s['baseline_physics_dt_s']:g} "
-                     f"({s['baseline_substeps']} substeps): {ratios}")
+                     f"({s['baseline_substeps']} substeps{model}): {ratios}")
         if "full_over_bare_met" in s:
             line += (f"; full/bare >= {s['full_over_bare_target']} at every size: "
                      f"{'yes' if s['full_over_bare_met'] else 'NO'}")
@@ -467,6 +477,10 @@ def add_arguments(parser: argparse.ArgumentParser, out: Path = USER_OUT) -> None
     add("--baseline-physics-dt", type=float, metavar="S",
         help="also time each size at this physics step (e.g. 1e-4, FlyGym's; 2 ms / S "
              "substeps) and report the full step's speedup over it")
+    add("--baseline-model-option", action="append", default=[], metavar="NAME=VALUE",
+        help="a ModelOptions field of the baseline's model (with --baseline-physics-dt; e.g. "
+             "adhesion_gain_uN=0 and noslip_iterations=0, the contacts before issue 22; "
+             "repeatable; default: the default model)")
     add("--deterministic", action="store_true",
         help="MuJoCo Warp's deterministic mode (its cost; the JSON name ends in _deterministic)")
     add("--randomize", action="store_true",
@@ -486,13 +500,29 @@ def run_args(args: argparse.Namespace) -> tuple[dict[str, Any], Path, Path]:
     if args.physics_dt is not None:
         env_kwargs["physics_dt_s"] = args.physics_dt
     if args.model_option:
-        pairs = [option.split("=", 1) for option in args.model_option]
-        if any(len(pair) != 2 for pair in pairs):
-            raise ValueError(f"--model-option takes NAME=VALUE, got {args.model_option}")
-        env_kwargs["model_options"] = {k: ast.literal_eval(v) for k, v in pairs}
+        env_kwargs["model_options"] = _model_options("--model-option", args.model_option)
+    baseline_options = None
+    if args.baseline_model_option:
+        if args.baseline_physics_dt is None:
+            raise ValueError("--baseline-model-option needs --baseline-physics-dt (the baseline "
+                             "it configures)")
+        baseline_options = _model_options("--baseline-model-option", args.baseline_model_option)
     return run(engines, args.device, args.num_envs, args.steps, args.warmup, args.out,
                min_time_s=args.min_time, measure_start=not args.no_start_times,
-               env_kwargs=env_kwargs or None, baseline_physics_dt_s=args.baseline_physics_dt)
+               env_kwargs=env_kwargs or None, baseline_physics_dt_s=args.baseline_physics_dt,
+               baseline_model_options=baseline_options)
+
+
+def _model_options(option: str, values: list[str]) -> dict[str, Any]:
+    # NAME=VALUE pairs, each VALUE a Python literal.
+    pairs = [value.split("=", 1) for value in values]
+    if any(len(pair) != 2 for pair in pairs):
+        raise ValueError(f"{option} takes NAME=VALUE, got {values}")
+    try:
+        return {k: ast.literal_eval(v) for k, v in pairs}
+    except (ValueError, SyntaxError) as err:
+        raise ValueError(f"{option}: each VALUE must be a Python literal (a number, a tuple), "
+                         f"got {values}") from err
 
 
 def plot(results: dict[str, Any], path: str | Path) -> Path:

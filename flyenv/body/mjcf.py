@@ -4,11 +4,11 @@ Units are mm, g and s: gravity is -9810 mm/s², the whole fly weighs about 1 mg.
 chain of four capsule segments whose hinge joints reproduce `flyenv.body.kinematics` exactly
 (the joint angles of an IK solution are the simulator's `qpos`), with a site at each keypoint and
 a position actuator per DOF, and a touch sensor per tarsus (`TOUCH_SENSOR_NAMES`, the normal
-contact force on it [µN]). With `ModelOptions.adhesion_gain_uN` > 0 each tarsus also gets an
-adhesion actuator (`ADHESION_NAMES`, after the 42 joint actuators, control in [0, 1]): MuJoCo
-pulls the tarsus onto the surfaces it touches with up to that force, shared among its contacts,
-so the friction cone widens as in FlyGym's and flybody's sticky claws. Only the tarsi and the
-body touch the ground; nothing collides with itself.
+contact force on it [µN]). With `ModelOptions.adhesion_gain_uN` > 0 (the default, 20 µN) each
+tarsus also gets an adhesion actuator (`ADHESION_NAMES`, after the 42 joint actuators, control
+in [0, 1]): MuJoCo pulls the tarsus onto the surfaces it touches with up to that force, shared
+among its contacts, so the friction cone widens as in FlyGym's and flybody's sticky claws. Only
+the tarsi and the body touch the ground; nothing collides with itself.
 
 Two variants come from the same builder: free-walking (a free root joint above a floor) and
 tethered (the thorax fixed in space, no floor unless asked for).
@@ -35,12 +35,10 @@ _INTEGRATORS = {"euler": mujoco.mjtIntegrator.mjINT_EULER,
 _CONES = {"pyramidal": mujoco.mjtCone.mjCONE_PYRAMIDAL, "elliptic": mujoco.mjtCone.mjCONE_ELLIPTIC}
 
 
-# Issue 22's feet that hold (`ModelOptions` fields, e.g. `model_options=STICKY_FEET` in the env):
-# tarsus adhesion up to 20 µN (~2x the fly's weight) driven by the clip's stance, and noslip. At
-# 1e-4 s the tripod gaits then walk at 0.96x their speed and 0.94x their yaw rate with 0.16 mm/s
-# mean slide at the contact in stance (kp 150 alone: 1.2 mm/s), the df3d walk's stance claws
-# slide 0.46 mm/s, and random starts end no more often. Off by default: it adds six actions.
-STICKY_FEET: dict[str, float | int] = {"adhesion_gain_uN": 20.0, "noslip_iterations": 3}
+# The contact model before issue 22 made the feet hold (no tarsus adhesion, no noslip), as
+# `ModelOptions` fields: for comparisons with today's defaults (e.g. `flyenv bench
+# --model-option adhesion_gain_uN=0 --model-option noslip_iterations=0`).
+SLIDING_FEET: dict[str, float | int] = {"adhesion_gain_uN": 0.0, "noslip_iterations": 0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +58,11 @@ class ModelOptions:
     rate of tripod gaits with known root motion; kp 150 keeps the height, drags in 10%, walks at
     0.94-0.95x the speed and 0.94x the yaw rate, tracks to 0.1 deg RMS tethered and stands
     still (no more terminations from random starts). Stance claws still slide (1.2 mm/s mean at
-    the contact): what holds them is adhesion, `STICKY_FEET`.
+    the contact). What holds them (issue 22) is tarsus adhesion up to 20 µN (~2x the fly's
+    weight) with noslip 3, on by default: at 1e-4 s the tripod gaits then walk at 0.96x their
+    speed and 0.94x their yaw rate with 0.16 mm/s mean slide at the contact in stance, the df3d
+    walk's stance claws slide 0.46 mm/s, and random starts end no more often (`SLIDING_FEET`:
+    the model without them).
 
     Attributes:
         timestep_s: physics step [s].
@@ -94,11 +96,13 @@ class ModelOptions:
         solver_tolerance: the constraint solver stops when the cost improves less than this
             (relative).
         noslip_iterations: iterations of MuJoCo's noslip post-solver (0: off); it removes the
-            slip that soft contacts allow, at extra cost per step.
+            slip that soft contacts allow, at extra cost per step (3, with adhesion, holds the
+            stance claws: alone it does not).
         impratio: ratio of frictional to normal constraint impedance (elliptic cones: > 1
             makes friction harder, MuJoCo suggests 10-100 for legged locomotion).
         adhesion_gain_uN: largest adhesion force of a tarsus [µN] (the fly weighs ~9.8 µN);
-            0 builds no adhesion actuators.
+            0 builds no adhesion actuators. The env drives them with the clip's stance
+            (`FlyImitationConfig.adhesion_control`).
         actuator_timeconst_s: time constant of a first-order filter on the joint actuators'
             commands [s] (flybody: 10 ms); 0 applies the command at once.
     """
@@ -123,9 +127,9 @@ class ModelOptions:
     integrator: Literal["euler", "implicitfast"] = "euler"
     cone: Literal["pyramidal", "elliptic"] = "pyramidal"
     solver_tolerance: float = 1e-8
-    noslip_iterations: int = 0
+    noslip_iterations: int = 3
     impratio: float = 1.0
-    adhesion_gain_uN: float = 0.0
+    adhesion_gain_uN: float = 20.0
     actuator_timeconst_s: float = 0.0
 
     @property

@@ -30,6 +30,10 @@ def _term_names() -> tuple[str, ...]:
 REWARD_TERMS = _term_names()
 # The env step the policy sees unless control_decimation says otherwise (500 Hz) [s].
 DEFAULT_CONTROL_DT_S = 2e-3
+# Who drives the tarsi's adhesion actuators (a model with adhesion, the default): "reference"
+# sets them to the clip's stance flags of the next frame (1 in stance, 0 in swing), so the
+# policy's actions stay the 42 joints'; "policy" adds six actions in [0, 1] after the 42.
+ADHESION_CONTROLS = ("reference", "policy")
 _AUTORESET = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP,
               "disabled": AutoresetMode.DISABLED}
 
@@ -170,6 +174,10 @@ class FlyImitationConfig:
             number is `substeps`.
         action_mode: "residual": actions are offsets [rad] added to the reference angles of the
             next frame; "absolute": actions are the joint targets [rad].
+        adhesion_control: who commands the tarsi's adhesion (`ADHESION_CONTROLS`; the model
+            has adhesion unless `model_options` sets `adhesion_gain_uN` to 0): "reference"
+            (default) the clip's stance flags of the next frame, the actions staying 42;
+            "policy" six more actions in [0, 1] after the 42, one per tarsus (LEGS order).
         residual_range_rad: half-width of the residual action box [rad].
         future_frames: reference frames ahead of the current one in the observation (>= 1).
         random_start: reference-state initialization: each episode starts at a random frame of
@@ -218,6 +226,7 @@ class FlyImitationConfig:
     model_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     control_decimation: int | None = None
     action_mode: Literal["residual", "absolute"] = "residual"
+    adhesion_control: Literal["reference", "policy"] = "reference"
     residual_range_rad: float = 0.5
     future_frames: int = 3
     random_start: bool = True
@@ -260,6 +269,11 @@ class FlyImitationConfig:
         if isinstance(self.reference, list):
             object.__setattr__(self, "reference", tuple(self.reference))
         _choice("action_mode", self.action_mode, ("residual", "absolute"))
+        _choice("adhesion_control", self.adhesion_control, ADHESION_CONTROLS)
+        if self.adhesion_control == "policy" and not self.physics_options().adhesion:
+            raise ValueError("FlyImitationConfig.adhesion_control='policy' needs a model with "
+                             "adhesion, but model_options sets adhesion_gain_uN to "
+                             f"{self.model_options.get('adhesion_gain_uN')!r} (> 0 expected)")
         _choice("autoreset_mode", self.autoreset_mode, tuple(_AUTORESET))
         _choice("engine", self.engine, ENGINE_NAMES)
         _choice("invalid_actions", self.invalid_actions, ("zero", "raise"))

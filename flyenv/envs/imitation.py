@@ -69,7 +69,10 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
 
         options = cfg.physics_options()
+        # The model's tarsus adhesion actuators, and whether the policy drives them (six more
+        # actions) or the clip's stance does (`adhesion_control`).
         self.adhesion = options.adhesion
+        self.policy_adhesion = self.adhesion and cfg.adhesion_control == "policy"
         engine, self.device = resolve_engine(cfg.engine, cfg.device)
         # Each world simulates the body its clip was made for: one model per body, and the
         # fields that differ between them (and those randomized) per world in the engine.
@@ -138,7 +141,7 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         else:
             high = np.full(c.NUM_DOFS, cfg.residual_range_rad, dtype=np.float32)
             low = -high
-        if self.adhesion:  # the tarsi's adhesion commands, absolute in both modes
+        if self.policy_adhesion:  # the tarsi's adhesion commands, absolute in both modes
             low = np.concatenate([low, np.zeros(c.NUM_LEGS, np.float32)])
             high = np.concatenate([high, np.ones(c.NUM_LEGS, np.float32)])
         self.num_actions = len(low)
@@ -219,11 +222,11 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
 
         Args:
             actions: (num_envs, num_actions) float tensor on the env's device: residuals [rad]
-                or joint targets [rad] (see `action_mode`), then with adhesion
-                (`model_options={"adhesion_gain_uN": ...}`) the six tarsi's adhesion commands
-                in [0, 1] (LEGS order); clipped to the action space. `replay_action()` replays
-                the reference. A numpy array (such as `action_space.sample()`) is copied to
-                the device as float32 first.
+                or joint targets [rad] (see `action_mode`), then with
+                `adhesion_control="policy"` the six tarsi's adhesion commands in [0, 1] (LEGS
+                order; otherwise the clip's stance drives them); clipped to the action
+                space. `replay_action()` replays the reference. A numpy array (such as
+                `action_space.sample()`) is copied to the device as float32 first.
 
         Returns:
             obs (num_envs, obs_dim) float32, reward (num_envs,) float32, terminated and
@@ -289,18 +292,24 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         return actions.to(torch.float32), invalid
 
     def _targets(self, actions: torch.Tensor) -> torch.Tensor:
-        # (num_envs, nu): joint targets, then the adhesion commands as given.
-        if self.config.action_mode == "absolute":
-            return actions
-        target = self._next_row[:, _JOINT_POS] + actions[:, :c.NUM_DOFS]
-        target = torch.clamp(target, self._bounds[:, 0], self._bounds[:, 1])
-        return torch.cat([target, actions[:, c.NUM_DOFS:]], dim=1) if self.adhesion else target
+        # (num_envs, nu): joint targets, then (a model with adhesion) the adhesion commands,
+        # the policy's or the next frame's stance flags.
+        joints = actions[:, :c.NUM_DOFS]
+        if self.config.action_mode == "residual":
+            joints = torch.clamp(self._next_row[:, _JOINT_POS] + joints, self._bounds[:, 0],
+                                 self._bounds[:, 1])
+        if not self.adhesion:
+            return joints
+        adhesion = (actions[:, c.NUM_DOFS:] if self.policy_adhesion
+                    else self._next_row[:, _STANCE])
+        return torch.cat([joints, adhesion], dim=1)
 
     def replay_action(self) -> torch.Tensor:
         """The action that replays the reference (the next frame's targets).
 
-        Zero residuals (with absolute actions, the next frame's angles) and, with adhesion, the
-        next frame's stance flags as the adhesion commands.
+        Zero residuals (with absolute actions, the next frame's angles) and, with
+        `adhesion_control="policy"`, the next frame's stance flags as the adhesion commands
+        (what the env sets itself with "reference").
 
         Returns:
             (num_envs, num_actions) float32 on the env's device.
@@ -308,7 +317,7 @@ class FlyImitationVecEnv(gym.vector.VectorEnv):
         row = self._next_row
         joints = (row[:, _JOINT_POS] if self.config.action_mode == "absolute"
                   else torch.zeros_like(row[:, _JOINT_POS]))
-        return torch.cat([joints, row[:, _STANCE]], dim=1) if self.adhesion else joints
+        return torch.cat([joints, row[:, _STANCE]], dim=1) if self.policy_adhesion else joints
 
     def _read_state(self) -> observations.FlyState:
         e, n = self.engine, self.num_envs

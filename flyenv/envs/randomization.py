@@ -12,7 +12,8 @@ What each randomized parameter writes, and the derived fields it keeps consisten
                          body_invweight0, dof_invweight0 (/ s: exact for the bodies' masses,
                          approximate for the joints, whose armature does not scale; they only
                          set the constraints' softness)
-    actuator_gain_scale  actuator_gainprm[:, 0] (kp) and actuator_biasprm[:, 1] (-kp)
+    actuator_gain_scale  actuator_gainprm[:, 0] (kp) and actuator_biasprm[:, 1] (-kp) of the
+                         42 joint actuators (the tarsi's adhesion keeps its gain)
     joint_damping_scale  dof_damping
     floor_slope_rad      opt.gravity, tilted from -z towards a random heading (same magnitude)
 """
@@ -26,6 +27,7 @@ import mujoco
 import numpy as np
 import torch
 
+from flyenv.body import constants as c
 from flyenv.envs.config import RandomizationConfig
 from flyenv.sim.engine import WORLD_FIELDS, model_field
 
@@ -122,8 +124,8 @@ class WorldModels:
                 values[name] = values[name] * factor.view(shape)
         if "actuator_gain_scale" in s:
             scale = s["actuator_gain_scale"][:, None]
-            values["actuator_gainprm"][..., 0] *= scale
-            values["actuator_biasprm"][..., 1] *= scale
+            values["actuator_gainprm"][:, :c.NUM_DOFS, 0] *= scale
+            values["actuator_biasprm"][:, :c.NUM_DOFS, 1] *= scale
         if "joint_damping_scale" in s:
             values["dof_damping"] = values["dof_damping"] * s["joint_damping_scale"][:, None]
         if "floor_slope_rad" in s:

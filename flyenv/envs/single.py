@@ -40,7 +40,7 @@ class FlyImitationEnv(gym.Env):
         return _numpy(obs)[0], _unbatch(info)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """One control step with a (num_actions,) action (42, or 48 with adhesion)."""
+        """One control step with a (num_actions,) action (42; 48 with adhesion_control="policy")."""
         action = np.asarray(action, dtype=np.float32)
         if action.shape != self.action_space.shape:
             raise ValueError(f"action must have shape {self.action_space.shape}, got "

@@ -33,6 +33,10 @@ import numpy as np
 from scipy.signal import savgol_filter
 from scipy.spatial.transform import Rotation
 
+from flyenv.body import constants as c
+from flyenv.body.kinematics import forward_kinematics
+from flyenv.motion.format import ReferenceMotion
+
 # Stance claws: within this height of the frame's floor plane [mm] ...
 FLOOR_TOL_MM = 0.1
 # ... and not swinging: forward speed in the thorax frame below this fraction of the claws'
@@ -77,6 +81,28 @@ def stance_claws(claws_mm: np.ndarray, fps: float) -> np.ndarray:
         (T, L) bool.
     """
     return _stance_and_plane(np.asarray(claws_mm, dtype=float), fps)[0]
+
+
+def clip_stance(motion: ReferenceMotion) -> np.ndarray:
+    """The stance flags of a clip's claws (`stance_claws`, its body's forward kinematics).
+
+    What drives the tarsi's adhesion in a replay (1 in stance, 0 in swing and for legs the clip
+    lacks).
+
+    Args:
+        motion: the clip (legs it lacks are left out of the stance plane).
+
+    Returns:
+        (T, 6) float, LEGS order.
+    """
+    present = np.asarray(motion.leg_mask) > 0
+    q = np.where(np.repeat(present, c.DOF_PER_LEG), motion.joint_angles,
+                 np.asarray(c.STANDING_POSE_RAD))
+    claws = forward_kinematics(motion.body, q)[:, :, c.KEYPOINTS.index("Claw")]
+    out = np.zeros((motion.num_frames, c.NUM_LEGS))
+    if present.any() and motion.num_frames >= 2:
+        out[:, present] = stance_claws(claws[:, present], motion.fps)
+    return out
 
 
 def ground(claws_mm: np.ndarray, fps: float, clearance_mm: float = 0.0) -> Grounding | None:

@@ -17,6 +17,7 @@ import numpy as np
 from flyenv.body import constants as c
 from flyenv.body.mjcf import ModelOptions, build_model
 from flyenv.motion.format import ReferenceMotion
+from flyenv.motion.grounding import clip_stance
 from flyenv.motion.resample import resample
 
 
@@ -68,7 +69,8 @@ def track_reference(motion: ReferenceMotion, *, tethered: bool = False,
 
     The simulation starts in the clip's first frame (joint angles and velocities; the free
     thorax at the clip's root pose, or at the standing height when the clip has none). Legs
-    missing from the clip hold the standing pose.
+    missing from the clip hold the standing pose. The tarsi's adhesion (a model with adhesion,
+    the default) follows the clip's stance (`clip_stance`), as in the env's replay.
 
     Args:
         motion: the clip (any frame rate: it is resampled to the physics step).
@@ -85,9 +87,13 @@ def track_reference(motion: ReferenceMotion, *, tethered: bool = False,
     ref = resample(motion, model.opt.timestep)
     targets = np.where(np.isfinite(ref.joint_angles), ref.joint_angles,
                        np.asarray(c.STANDING_POSE_RAD))
+    if model.nu > c.NUM_DOFS:  # adhesion: the clip's stance at each physics step's time
+        frames = np.clip(np.round(np.arange(ref.num_frames) * model.opt.timestep * motion.fps),
+                         0, motion.num_frames - 1).astype(int)
+        targets = np.concatenate([targets, clip_stance(motion)[frames]], axis=1)
     data = mujoco.MjData(model)
     mujoco.mj_resetDataKeyframe(model, data, model.key("stand").id)
-    data.qpos[-c.NUM_DOFS:] = targets[0]
+    data.qpos[-c.NUM_DOFS:] = targets[0, :c.NUM_DOFS]
     data.qvel[-c.NUM_DOFS:] = np.nan_to_num(ref.joint_velocities[0])
     if not tethered and ref.has_root:
         data.qpos[:3] = ref.root_pos[0]

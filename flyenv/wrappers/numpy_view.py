@@ -27,7 +27,7 @@ class NumpyView(gym.vector.VectorWrapper):
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                  np.ndarray, dict[str, Any]]:
-        """Steps the env with (num_envs, num_actions) numpy actions (42, 48 with adhesion)."""
+        """Steps the env with (num_envs, num_actions) numpy actions (48 with policy adhesion)."""
         tensor = torch.as_tensor(np.asarray(actions, dtype=np.float32),
                                  device=self.env.unwrapped.device)
         return tuple(to_numpy(x) for x in self.env.step(tensor))  # type: ignore[return-value]
