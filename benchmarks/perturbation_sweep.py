@@ -1,4 +1,4 @@
-"""Which pushes and randomization topple the zero-residual replay (issue 23: perturbations that matter).
+"""Which pushes and randomization topple the zero-residual replay (issue 23: pushes that matter).
 
 The replay (the reference's own angles as targets) of every clip of `train_clips.py`'s dataset,
 from `starts` fixed starts per clip spread evenly over it, for `horizon_s`, under each candidate
@@ -6,6 +6,10 @@ perturbation (C MuJoCo, the same seed for all). A perturbation that never topple
 leaves a policy nothing to gain over it; one that topples it nearly always leaves nothing to
 imitate. Per candidate and clip: fraction of the horizon survived and share of starts completed.
 Results: benchmarks/results/<name>.json.
+
+`--fall-delays` instead measures, for `train_clips.py`'s perturbation, how long after the start of
+the last push each toppled replay terminates: the horizon a policy's discount must span to learn
+that a push leads to a fall (gamma 0.95 at 500 Hz weighs a reward 20 steps, 40 ms, ahead by 1/e).
 
     python benchmarks/perturbation_sweep.py --name perturbation_sweep_cpu
 """
@@ -19,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -46,7 +51,41 @@ CANDIDATES: list[tuple[str, dict | None]] = [
                                "push_rate_hz": 2.0}),
     ("10-20 uN, 50 ms, 2 Hz", {**_MODEL, "push_force_un": [10, 20], "push_duration_s": 0.05,
                                "push_rate_hz": 2.0}),
+    ("10-20 uN, 100 ms, 2 Hz", {**_MODEL, "push_force_un": [10, 20], "push_duration_s": 0.1,
+                                "push_rate_hz": 2.0}),
+    ("20-40 uN, 50 ms, 2 Hz", {**_MODEL, "push_force_un": [20, 40], "push_duration_s": 0.05,
+                               "push_rate_hz": 2.0}),
 ]
+
+
+def fall_delays(refs: tuple[str, ...], starts: int, seed: int, steps: int = 1000) -> dict:
+    """Replays every clip from random starts under `RANDOMIZATION`; per termination, the delay
+    since its world's last push began [ms] and the termination's cause."""
+    env = FlyImitationVecEnv(num_envs=4 * starts, device="cpu", reference=refs,
+                             autoreset_mode="disabled", max_episode_steps=steps,
+                             randomization=RANDOMIZATION)
+    env.reset(seed=seed)
+    n, dt = env.num_envs, env.config.control_dt_s
+    last_push = torch.full((n,), -(10 ** 6))
+    was_on = torch.zeros(n, dtype=torch.bool)
+    alive = torch.ones(n, dtype=torch.bool)
+    falls = []
+    for k in range(steps):
+        _, _, terminated, truncated, info = env.step(env.replay_action())
+        on = info["randomization/push"]
+        last_push = torch.where(on & ~was_on, k, last_push)
+        was_on = on
+        for i in (alive & terminated).nonzero().flatten().tolist():
+            falls.append({"delay_ms": (k - int(last_push[i])) * dt * 1000.0,
+                          "cause": [key.split("/")[1] for key in info
+                                    if key.startswith("termination/") and bool(info[key][i])]})
+        alive &= ~(terminated | truncated)
+    env.close()
+    delays = np.array([f["delay_ms"] for f in falls])
+    print(f"{len(falls)} of {n} replays terminated; delay after the last push's start [ms]: "
+          f"quartiles {np.percentile(delays, [25, 50, 75]).round(0).tolist() if falls else []}")
+    return {"randomization": RANDOMIZATION, "worlds": n, "steps": steps, "falls": falls,
+            "delay_ms_quartiles": np.percentile(delays, [25, 50, 75]).tolist() if falls else []}
 
 
 def main() -> None:
@@ -57,8 +96,16 @@ def main() -> None:
     parser.add_argument("--horizon-s", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", type=int, nargs="*", help="indices of CANDIDATES to run")
+    parser.add_argument("--fall-delays", action="store_true",
+                        help="measure push-to-termination delays instead (module doc)")
     args = parser.parse_args()
     train_dir, held_dir = dataset(args.work)
+    if args.fall_delays:
+        record = fall_delays((str(train_dir), str(held_dir)), args.starts, args.seed)
+        record["machine"] = environment_info("cpu")
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / f"{args.name}.json").write_text(json.dumps(record, indent=1))
+        return
     refs = (str(train_dir), str(held_dir))
     rows = []
     chosen = args.only if args.only else range(len(CANDIDATES))
