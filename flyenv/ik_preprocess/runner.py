@@ -278,15 +278,19 @@ def _execute_pool(source: Callable[[], Task | None], n_jobs: int, backend: str,
     while True:
         parallel = joblib.Parallel(n_jobs=n_jobs, backend=backend,
                                    return_as="generator_unordered", pre_dispatch="2*n_jobs")
-        given = dispatched.given
+        given, answered = dispatched.given, 0
         try:
             for result in parallel(joblib.delayed(_function(task))(task)
                                    for task in dispatched):
                 dispatched.answered(result)
+                answered += 1
                 yield result
                 yield from map(_not_tried, dispatched.take("held_back"))
-            yield from map(_not_tried, dispatched.take("held_back"))
-            if dispatched.given == given:  # this pool was given nothing: nothing is left
+            held_back = dispatched.take("held_back")
+            yield from map(_not_tried, held_back)
+            # Only results change what `source` has: a pool given nothing, with no result
+            # since, means nothing is left.
+            if dispatched.given == given and answered == 0 and not held_back:
                 return
         except BrokenExecutor:
             for task in dispatched.take("unanswered"):
