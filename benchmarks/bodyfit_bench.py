@@ -917,11 +917,14 @@ NOTES = {
                     "the vectorised estimate (ff78954, issue 20's branch, merged after). "
                     "thorax_bench.json's 1.10-1.19x and this file's runs since time the same "
                     "vectorised code; each run below records its load and CPU times.",
-    "workers": "On this 2-core box shared with other engineers both CPUs were busy during "
-               "every run (cpus_busy_fraction), so a second worker had no free core: the "
-               "wall-clock ratio says nothing about scaling. The load-independent numbers are "
-               "the CPU seconds: the main process's serial part per file (reading, thorax "
-               "estimate, body, writing) against all the work per file."}
+    "workers": "Each run records the 1-minute load before it and the share of both CPUs busy "
+               "during it (other users' work included; 0.5 in a 1-worker run means the other "
+               "core was free). Best of the interleaved repeats; the load-independent numbers "
+               "are the CPU seconds: the main process's serial share per file (since issue 21's "
+               "item 5 locks, checks, planning, stitching, assembling and writing; before it "
+               "also reading, the thorax estimate and the body) against all the work per file. "
+               "workers_before_after, where present, holds this section run alternately on the "
+               "code before item 5 (preparation in the main process) and after it."}
 
 
 def main(argv: list[str] | None = None) -> int:
