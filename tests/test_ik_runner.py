@@ -550,7 +550,8 @@ def _arrays(path):
         return {k: f[k] for k in f.files}
 
 
-@pytest.mark.parametrize(("workers", "backend"), [(1, "loky"), (2, "loky"), (2, "threading")])
+@pytest.mark.parametrize(("workers", "backend"), [(1, "loky"), (2, "loky"), (2, "threading"),
+                                                  (2, "multiprocessing")])
 def test_a_data_body_batch_is_bit_identical_with_any_number_of_workers(walking, tmp_path,
                                                                       workers, backend):
     # The preparation (reading, thorax estimate, body measurement) runs in the pool now: the

@@ -276,8 +276,11 @@ def _execute_pool(source: Callable[[], Task | None], n_jobs: int, backend: str,
     """
     dispatched = _Dispatched(source)
     while True:
-        parallel = joblib.Parallel(n_jobs=n_jobs, backend=backend,
-                                   return_as="generator_unordered", pre_dispatch="2*n_jobs")
+        # joblib's multiprocessing backend returns only lists: a round's results come at its
+        # end, and the next round takes the jobs they made ready.
+        order = "list" if backend == "multiprocessing" else "generator_unordered"
+        parallel = joblib.Parallel(n_jobs=n_jobs, backend=backend, return_as=order,
+                                   pre_dispatch="2*n_jobs")
         given, answered = dispatched.given, 0
         try:
             for result in parallel(joblib.delayed(_function(task))(task)
