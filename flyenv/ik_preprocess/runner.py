@@ -222,7 +222,7 @@ class _Dispatched:
     """The tasks as a pool takes them, remembering those whose results have not come back.
 
     Iterating stops when `source` has nothing ready (a pool is then drained, and a next one
-    takes what has become ready: `more`). Tasks of a file marked `lost` (one of its tasks
+    takes what has become ready). Tasks of a file marked `lost` (one of its tasks
     killed its worker) are held back from the pool and kept in `held_back`: that file fails
     whatever they give.
     """
