@@ -38,16 +38,19 @@ What it measures (one process, BLAS limited to one thread; `--quick` for a smoke
 6. Scale equivariance: `flyenv.ik_preprocess.run(body="data")` on the df3d walk scaled by 0.8
    and 1.2: the angles' change (p99, max) and the bodies' ratio.
 7. Speed: a `--body data` batch (8 copies of the df3d walk) with 1 and 2 workers, with the
-   thorax estimate and without (`--frame thorax`), and what the main process does per file
-   (the thorax estimate, measuring the body); the default path (`--frame estimate`) against
-   `--frame thorax` per leg-frame on 20,000 frames, one core; the odometry per 1000 frames.
+   thorax estimate and without (`--frame thorax`): wall clock, the main process's CPU per file
+   (its serial share; reading, the thorax estimate and measuring the body run in the workers
+   since issue 21's item 5), the preparation's parts per file, and what shipping a prepared
+   file from its worker back costs (pickled size, dumps + loads); the default path
+   (`--frame estimate`) against `--frame thorax` per leg-frame on 20,000 frames, one core; the
+   odometry per 1000 frames.
    Repeats are interleaved and each run records the load average before it and the share of
    both CPUs busy during it (other users' work included).
 8. What the chain allows (`bench_limits`): per-keypoint lower bounds, the best trade-offs
    chosen on training frames and scored on held-out ones, the tarsus tilt's bound.
 
 Sections (`--sections`, default all; the output's other sections are kept): accuracy (1, 2, 4,
-5, 6), search (3), limits (8), speed (7).
+5, 6), search (3), limits (8), speed (7), workers (7's batch alone).
 
 Problems and scores: `bodyfit_problems.py`; section 8: `bodyfit_limits.py`.
 
@@ -65,6 +68,7 @@ import argparse
 import dataclasses
 import json
 import os
+import pickle
 import tempfile
 import time
 from pathlib import Path
@@ -384,8 +388,9 @@ def bench_workers(workdir: Path, copies: int, repeats: int) -> dict[str, Any]:
                 runs[n_jobs].append(timed(call))
         best = {n: best_of(v) for n, v in runs.items()}
         # On two free cores the batch takes at least max(serial, all work / 2): the serial
-        # part is the main process's CPU with workers (reading, the thorax estimate, the body,
-        # writing), all work the serial run's CPU.
+        # part is the main process's CPU with workers (locks, checks, planning, stitching,
+        # assembling, writing; before issue 21's item 5 also reading, the thorax estimate and
+        # the body), all work the serial run's CPU.
         serial = min(r["main_process_cpu_seconds"] for r in runs[2])
         work = min(r["main_process_cpu_seconds"] for r in runs[1])
         out[f"frame_{frame}"] = {"runs": {str(n): v for n, v in runs.items()},
@@ -404,8 +409,26 @@ def bench_workers(workdir: Path, copies: int, repeats: int) -> dict[str, Any]:
         for _ in range(3):
             call()
         timings[name] = (time.perf_counter() - started) / 3
-    out["main_process_seconds_per_file"] = timings
+    out["prepare_parts_seconds_per_file"] = timings
+    out["prepared_shipping"] = prepared_shipping(paths[0])
     return out
+
+
+def prepared_shipping(path: Path) -> dict[str, float]:
+    """What a prepared file costs to send from the worker that prepared it (default frame,
+    `--body data`): pickled size and pickle.dumps + loads time, against `prepare` itself."""
+    from flyenv.ik_preprocess.prepare import prepare
+
+    options = IkOptions(body="data")
+    started = time.perf_counter()
+    prepared = prepare(path, options)
+    prepare_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for _ in range(5):
+        blob = pickle.dumps(prepared, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.loads(blob)
+    return {"prepare_seconds": prepare_s, "pickled_mib": len(blob) / 2**20,
+            "dumps_loads_seconds": (time.perf_counter() - started) / 5}
 
 
 def bench_default_path(workdir: Path, frames: int, repeats: int) -> dict[str, Any]:
@@ -475,18 +498,21 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-SECTIONS = ("accuracy", "search", "limits", "speed")
+SECTIONS = ("accuracy", "search", "limits", "speed", "workers")
 NOTES = {
     "default_path": "The 3.3x this file once gave (commit d0d1761) timed the per-frame thorax "
                     "estimate (0.92 s per 1000 frames in the main process): that run predates "
                     "the vectorised estimate (ff78954, issue 20's branch, merged after). "
                     "thorax_bench.json's 1.10-1.19x and this file's runs since time the same "
                     "vectorised code; each run below records its load and CPU times.",
-    "workers": "On this 2-core box shared with other engineers both CPUs were busy during "
-               "every run (cpus_busy_fraction), so a second worker had no free core: the "
-               "wall-clock ratio says nothing about scaling. The load-independent numbers are "
-               "the CPU seconds: the main process's serial part per file (reading, thorax "
-               "estimate, body, writing) against all the work per file."}
+    "workers": "Each run records the 1-minute load before it and the share of both CPUs busy "
+               "during it (other users' work included; 0.5 in a 1-worker run means the other "
+               "core was free). Best of the interleaved repeats; the load-independent numbers "
+               "are the CPU seconds: the main process's serial share per file (since issue 21's "
+               "item 5 locks, checks, planning, stitching, assembling and writing; before it "
+               "also reading, the thorax estimate and the body) against all the work per file. "
+               "workers_before_after, where present, holds this section run alternately on the "
+               "code before item 5 (preparation in the main process) and after it."}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -523,13 +549,15 @@ def main(argv: list[str] | None = None) -> int:
                                                        8 if quick else 2)
     if "limits" in args.sections:
         results["limits"] = bench_limits({**clips, "df3d_walk_100": df3d_100})
-    if "speed" in args.sections:
+    if {"speed", "workers"} & set(args.sections):
+        section = "speed" if "speed" in args.sections else "workers"
         with tempfile.TemporaryDirectory(prefix="bodyfit_bench_") as tmp:
             workdir = Path(tmp)
             results["workers"] = bench_workers(workdir, 2 if quick else 8, 1 if quick else 4)
-            results["default_path"] = bench_default_path(workdir, 2000 if quick else 20_000,
-                                                         1 if quick else 4)
-        results["machine"]["speed"]["load_avg_1min_at_end"] = os.getloadavg()[0]
+            if section == "speed":
+                results["default_path"] = bench_default_path(workdir, 2000 if quick else 20_000,
+                                                             1 if quick else 4)
+        results["machine"][section]["load_avg_1min_at_end"] = os.getloadavg()[0]
     results["seconds"] = {**results.get("seconds", {}),
                           "+".join(args.sections): time.perf_counter() - started}
     results.pop("total_seconds", None)

@@ -452,6 +452,42 @@ def test_a_killed_worker_fails_its_file_and_the_batch_goes_on(tmp_path, monkeypa
     assert not (tmp_path / "out" / "r1.npz").exists()
 
 
+def _die_preparing_file_1(job):
+    """Stands in for the runner's preparation in a worker: file 1's worker is killed.
+
+    Never in the main process (whose pid the test wrote beside the recording): the preparation
+    must run in the pool.
+    """
+    import os
+    import signal
+
+    from flyenv.ik_preprocess.batch import prepare_safely
+
+    if job.file_id == 1:
+        assert os.getpid() != int(job.path.with_suffix(".pid").read_text())
+        os.kill(os.getpid(), signal.SIGKILL)
+    return prepare_safely(job)
+
+
+@pytest.mark.parametrize("body", ["template", "data"])
+def test_a_worker_killed_while_preparing_fails_its_file_and_the_batch_goes_on(tmp_path,
+                                                                              monkeypatch,
+                                                                              body):
+    import os
+
+    from flyenv.ik_preprocess import runner
+
+    paths = [_small_recording(tmp_path / f"r{i}.npz") for i in range(4)]
+    paths[1].with_suffix(".pid").write_text(str(os.getpid()))
+    monkeypatch.setattr(runner, "prepare_safely", _die_preparing_file_1)
+    report = run(paths, tmp_path / "out", IkOptions(body=body), n_jobs=2, backend="loky")
+    assert [f.status for f in report.files] == ["written", "failed", "written", "written"]
+    assert report.files[1].message.startswith(f"{paths[1]}: the worker preparing the "
+                                              f"recording died (killed, or out of memory)")
+    assert not (tmp_path / "out" / "r1.npz").exists()
+    assert not list((tmp_path / "out").glob(".*.lock"))
+
+
 def test_concurrent_runs_on_one_folder_solve_each_file_once(tmp_path):
     import shutil
     import threading

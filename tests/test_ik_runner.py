@@ -540,3 +540,57 @@ def test_output_names_of_same_named_inputs_survive_a_link_loop(tmp_path):
     loop.symlink_to(loop)
     names = [p.name for p in output_paths([tmp_path / "a" / "walk.npz", loop], tmp_path)]
     assert names == ["a__walk.npz", "b__walk.npz"]
+
+
+# -- the preparation in the worker pool --------------------------------------------------------
+
+
+def _arrays(path):
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.mark.parametrize(("workers", "backend"), [(1, "loky"), (2, "loky"), (2, "threading"),
+                                                  (2, "multiprocessing")])
+def test_a_data_body_batch_is_bit_identical_with_any_number_of_workers(walking, tmp_path,
+                                                                      workers, backend):
+    # The preparation (reading, thorax estimate, body measurement) runs in the pool now: the
+    # outputs must be those of the in-process path (`solve_recording`, serial) bit for bit.
+    options = IkOptions(body="data", chunk_frames=50)
+    paths = [_write_npz(tmp_path / f"w{i}.npz", walking[10 * i:130 + 20 * i] * (1 + 0.1 * i))
+             for i in range(3)]
+    report = run(paths, tmp_path / "out", options, n_jobs=workers, backend=backend)
+    assert [f.status for f in report.files] == ["written"] * 3
+    for path, result in zip(paths, report.files, strict=True):
+        expected = ik_runner.solve_recording(path, options)
+        motion_io.save(expected, tmp_path / f"expected_{path.name}", compress=False)
+        got, want = _arrays(result.output), _arrays(tmp_path / f"expected_{path.name}")
+        assert got.keys() == want.keys()
+        for key in want:
+            assert got[key].shape == want[key].shape and got[key].dtype == want[key].dtype
+            assert got[key].tobytes() == want[key].tobytes(), key
+
+
+def test_prepared_files_are_solved_before_more_files_are_prepared(walking, tmp_path):
+    from flyenv.ik_preprocess.batch import PrepareJob, _Batch, prepare_safely
+    from flyenv.ik_preprocess.jobs import Job, solve_job_safely
+    from flyenv.ik_preprocess.outputs import output_paths
+
+    paths = [_write_npz(tmp_path / f"w{i}.npz", walking[:20]) for i in range(3)]
+    out = tmp_path / "out"
+    out.mkdir()
+    batch = _Batch(paths, output_paths(paths, out), IkOptions(frame="thorax"), False, False, None)
+    batch.queue(range(3), max_files=2)
+    first, second = batch.next_task(), batch.next_task()
+    assert isinstance(first, PrepareJob) and isinstance(second, PrepareJob)
+    assert batch.next_task() is None  # two files at once: the third waits
+    batch.add(prepare_safely(first))
+    jobs = [batch.next_task() for _ in range(6)]  # file 0's jobs come first
+    assert all(isinstance(j, Job) and j.file_id == 0 for j in jobs)
+    assert batch.next_task() is None
+    for job in jobs:
+        batch.add(solve_job_safely(job))
+    assert batch.files[0].status == "written"  # file 1 is still being prepared
+    third = batch.next_task()
+    assert isinstance(third, PrepareJob) and third.file_id == 2
+    batch.release_locks()

@@ -1,13 +1,17 @@
 """A batch's bookkeeping: the files' jobs out, their results in, finished files written.
 
-`_Batch` plans each recording's jobs as the dispatcher asks for them, stitches results as they
-arrive, writes each file once its last job returns (locked, atomically) and reports one
-`FileResult` per input; `ErrorStats` keeps the fit-error summary over the written files.
+`_Batch` hands the dispatcher one `PrepareJob` per recording (reading it, the thorax estimate and
+the body measurement run in a worker: `prepare_safely`), plans a recording's solve jobs as soon
+as its prepared data returns and hands those out first, stitches results as they arrive, writes
+each file once its last job returns (locked, atomically) and reports one `FileResult` per input;
+`ErrorStats` keeps the fit-error summary over the written files.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -83,6 +87,39 @@ class IkReport:
         return [f for f in self.files if f.status == "failed"]
 
 
+@dataclasses.dataclass(frozen=True)
+class PrepareJob:
+    """Reading one recording and bringing it into the body frame (`prepare`), in a worker."""
+
+    file_id: int
+    path: Path
+    options: IkOptions
+
+
+@dataclasses.dataclass(eq=False)
+class PrepareResult:
+    """A `PrepareJob`'s outcome: the prepared recording, or why it could not be prepared."""
+
+    file_id: int
+    prepared: Prepared | None
+    failure: str | None = None  # the reason, naming the file; `prepared` is then None
+
+
+Task = Job | PrepareJob
+Result = JobResult | PrepareResult
+
+
+def prepare_safely(job: PrepareJob) -> PrepareResult:
+    """`prepare`, with any exception returned as the result's `failure` (runs in a worker).
+
+    A recording that cannot be read or prepared fails its file, not the batch.
+    """
+    try:
+        return PrepareResult(job.file_id, prepare(job.path, job.options))
+    except Exception as err:  # noqa: BLE001 - one file's failure, reported by name
+        return PrepareResult(job.file_id, None, _message(job.path, err))
+
+
 def _plan(file_id: int, prepared: Prepared, options: IkOptions) -> list[Job]:
     """The jobs of a prepared recording (`jobs.plan_jobs`)."""
     return plan_jobs(file_id, prepared.filled, prepared.tracked, prepared.legs, prepared.body,
@@ -140,22 +177,41 @@ class _Pending:
 
 
 class _Batch:
-    """Dispatches the recordings' jobs and turns finished recordings into files."""
+    """Hands out the recordings' tasks and turns finished recordings into files.
+
+    `queue` sets the files to do; `next_task` gives the dispatcher the next task: a solve job of
+    a prepared file first (so a file is written as soon as it can be), else the next file's
+    `PrepareJob`, else None (nothing to do until a result comes in, or nothing left). At most
+    `max_files` files are being prepared or solved at once, so memory stays flat in the number
+    of files. `next_task` may run in a pool's dispatch thread while `add` runs in the caller's:
+    both hold the batch's lock.
+    """
 
     def __init__(self, paths: list[Path], outputs: list[Path], options: IkOptions,
                  overwrite: bool, plot: bool,
                  progress: Callable[[FileResult], None] | None) -> None:
         self.paths, self.outputs, self.options = paths, outputs, options
         self.overwrite, self.plot, self.progress = overwrite, plot, progress
+        self.preparing: dict[int, str] = {}  # file id -> why an existing output is redone
         self.pending: dict[int, _Pending] = {}
+        self.ready: deque[Job] = deque()  # solve jobs of prepared files, not yet handed out
         self.files: dict[int, FileResult] = {}
         self.stats = ErrorStats()
         self.unwritable: str | None = None
         self.removed: list[Path] = []
         self.locks: dict[int, OutputLock] = {}
         self.deferred: list[int] = []  # outputs another run held the lock of
+        self._todo: Iterator[int] = iter(())
+        self._wait = False
+        self._max_files = 1
+        self._lock = threading.RLock()
 
-    def run(self, results: Iterable[JobResult]) -> None:
+    def queue(self, file_ids: Iterable[int], *, wait: bool = False, max_files: int = 1) -> None:
+        """The files `next_task` hands out next; `wait`: wait for outputs another run holds."""
+        with self._lock:
+            self._todo, self._wait, self._max_files = iter(file_ids), wait, max(max_files, 1)
+
+    def run(self, results: Iterable[Result]) -> None:
         """Takes every result in, then finishes the files whose jobs never all returned."""
         for result in results:
             self.add(result)
@@ -165,7 +221,7 @@ class _Batch:
         for file_id in list(self.locks):
             self.locks.pop(file_id).release()
 
-    def _lock(self, file_id: int, wait: bool) -> bool:
+    def _lock_output(self, file_id: int, wait: bool) -> bool:
         """Takes the output's lock (and clears its stale temporaries); False: deferred/failed."""
         path, out = self.paths[file_id], self.outputs[file_id]
         lock = OutputLock(out)
@@ -182,53 +238,85 @@ class _Batch:
         self.removed += _remove_stale_temporaries(out, self.plot)
         return True
 
-    def jobs(self, file_ids: Iterable[int], wait: bool = False) -> Iterator[Job]:
-        """The files' jobs; a file whose output another run holds is deferred (or awaited)."""
-        options = self.options
-        for file_id in file_ids:
-            path, out = self.paths[file_id], self.outputs[file_id]
-            if self.unwritable is not None:
-                self._done(file_id, FileResult(path, out, "failed", f"{path}: "
-                                               f"{self.unwritable}"))
-                continue
-            _, problem = input_problem(path)
-            if problem is not None:  # the same report whether or not its output exists
-                self._done(file_id, FileResult(path, out, "failed", f"{path}: {problem}"))
-                continue
-            if not self._lock(file_id, wait):
-                continue
-            try:
-                note = "" if self.overwrite else _check_existing(out, path, options)
-            except (ValueError, OSError) as err:  # another recording's output, or unreadable
-                self._done(file_id, FileResult(path, out, "failed", _message(path, err)))
-                continue
-            if note is None:
-                self._done(file_id, FileResult(path, out, "skipped"))
-                continue
-            try:
-                prepared = prepare(path, options)
-            except Exception as err:  # noqa: BLE001 - one file's failure, reported by name
-                self._done(file_id, FileResult(path, out, "failed", _message(path, err)))
-                continue
-            jobs = _plan(file_id, prepared, options)
-            self.pending[file_id] = _Pending(prepared, Solution.empty(len(prepared.filled)),
-                                             len(jobs), note=note)
-            yield from jobs
+    def next_task(self) -> Task | None:
+        """The next task to dispatch, or None for now (see the class docstring)."""
+        with self._lock:
+            if self.ready:
+                return self.ready.popleft()
+            while len(self.preparing) + len(self.pending) < self._max_files:
+                file_id = next(self._todo, None)
+                if file_id is None:
+                    return None
+                note = self._admit(file_id)
+                if note is not None:
+                    self.preparing[file_id] = note
+                    return PrepareJob(file_id, self.paths[file_id], self.options)
+            return None
 
-    def add(self, result: JobResult) -> None:
-        pending = self.pending[result.file_id]
-        if result.failure is not None or pending.failure is not None:
-            # The file fails; its other jobs are still counted so it finishes once.
-            pending.failure = pending.failure or result.failure
-        else:
-            stitch(pending.solution, result)
-        pending.received += 1
-        if pending.received == pending.expected:
-            self._finish(result.file_id)
+    def _admit(self, file_id: int) -> str | None:
+        """Whether a file is to be prepared: "" or why its output is redone.
+
+        None: its result is settled (failed or skipped), or it is deferred to another run.
+        """
+        path, out = self.paths[file_id], self.outputs[file_id]
+        if self.unwritable is not None:
+            self._done(file_id, FileResult(path, out, "failed", f"{path}: {self.unwritable}"))
+            return None
+        _, problem = input_problem(path)
+        if problem is not None:  # the same report whether or not its output exists
+            self._done(file_id, FileResult(path, out, "failed", f"{path}: {problem}"))
+            return None
+        if not self._lock_output(file_id, self._wait):
+            return None
+        try:
+            note = "" if self.overwrite else _check_existing(out, path, self.options)
+        except (ValueError, OSError) as err:  # another recording's output, or unreadable
+            self._done(file_id, FileResult(path, out, "failed", _message(path, err)))
+            return None
+        if note is None:
+            self._done(file_id, FileResult(path, out, "skipped"))
+        return note
+
+    def add(self, result: Result) -> None:
+        with self._lock:
+            if isinstance(result, PrepareResult):
+                self._prepared(result)
+                return
+            pending = self.pending[result.file_id]
+            if result.failure is not None or pending.failure is not None:
+                # The file fails; its other jobs are still counted so it finishes once.
+                pending.failure = pending.failure or result.failure
+            else:
+                stitch(pending.solution, result)
+            pending.received += 1
+            if pending.received == pending.expected:
+                self._finish(result.file_id)
+
+    def _prepared(self, result: PrepareResult) -> None:
+        file_id = result.file_id
+        note = self.preparing.pop(file_id)
+        prepared = result.prepared
+        if prepared is None:
+            path, out = self.paths[file_id], self.outputs[file_id]
+            self._done(file_id, FileResult(path, out, "failed", result.failure or ""))
+            return
+        jobs = _plan(file_id, prepared, self.options)
+        self.pending[file_id] = _Pending(prepared, Solution.empty(len(prepared.filled)),
+                                         len(jobs), note=note)
+        self.ready.extend(jobs)
+        if not jobs:
+            self._finish(file_id)
 
     def flush(self) -> None:
-        for file_id in list(self.pending):
-            self._finish(file_id)
+        with self._lock:
+            self.ready.clear()  # a file whose jobs were never handed out fails below
+            for file_id in list(self.preparing):
+                self.preparing.pop(file_id)
+                path, out = self.paths[file_id], self.outputs[file_id]
+                self._done(file_id, FileResult(path, out, "failed",
+                                               f"{path}: its preparation never returned"))
+            for file_id in list(self.pending):
+                self._finish(file_id)
 
     def _finish(self, file_id: int) -> None:
         pending = self.pending.pop(file_id)

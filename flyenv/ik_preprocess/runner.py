@@ -4,10 +4,14 @@ The pieces, each readable and testable alone: `options` (IkOptions), `prepare` (
 and brought into the body frame; its result assembled into a ReferenceMotion), `jobs` (planning,
 solving and stitching jobs, pure functions), `outputs` (output names, existing outputs), `batch`
 (bookkeeping, writing and the error statistics), and here the entry points and the dispatch of
-jobs to workers. Files are read one at a time as jobs are dispatched and written as soon
-as their last job returns, so memory stays flat in the number of files. Each result is stitched
-into its file's arrays as it arrives, so the stitching overlaps the solving and the order jobs
-finish in does not matter; `n_jobs=1` runs the same jobs in a plain loop.
+tasks to workers. Each file is one `PrepareJob` (reading it, the thorax estimate, the body
+measurement: `batch.prepare_safely`) and, once its prepared data is back, its solve jobs, which
+are dispatched before any further file is prepared: files stream through the pool, a few at a
+time, and are written as soon as their last job returns, so memory stays flat in the number of
+files. Each result is stitched into its file's arrays as it arrives, so the stitching overlaps
+the solving and the order jobs finish in does not matter; `n_jobs=1` runs the same tasks in a
+plain loop. A joblib pool takes tasks until none is ready (the remaining files' preparations
+are all in flight); the pool is then drained and a next one takes the jobs they gave.
 
 Backends: joblib's "loky" (processes, the default), "threading", "multiprocessing", or "dask":
 the same jobs on a `distributed` cluster (pass a `Client`, a scheduler address, or let a
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import BrokenExecutor
 from pathlib import Path
 from typing import Any
@@ -28,7 +32,8 @@ import numpy as np
 
 from flyenv.ik_preprocess.batch import FileResult as FileResult
 from flyenv.ik_preprocess.batch import IkReport as IkReport
-from flyenv.ik_preprocess.batch import _Batch, _plan
+from flyenv.ik_preprocess.batch import PrepareJob, PrepareResult, Result, Task, _Batch, _plan
+from flyenv.ik_preprocess.batch import prepare_safely as prepare_safely
 from flyenv.ik_preprocess.jobs import Job as Job
 from flyenv.ik_preprocess.jobs import JobResult as JobResult
 from flyenv.ik_preprocess.jobs import Solution, stitch
@@ -103,13 +108,17 @@ def run(paths: Sequence[str | Path], out_dir: str | Path, options: IkOptions | N
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:  # every file fails with the reason; nothing is solved in vain
         batch.unwritable = f"cannot create the output folder {out_dir}: {err}"
+    # Files prepared or solved at once: enough to keep every worker busy (a pool's look-ahead
+    # is 2 tasks per worker) and few enough that memory stays flat in the number of files.
+    max_files = 1 if n_jobs == 1 and backend != "dask" else 4 * _workers(n_jobs)
     try:
-        batch.run(_execute(batch.jobs(range(len(paths))), n_jobs, backend, client))
+        batch.queue(range(len(paths)), max_files=max_files)
+        batch.run(_execute(batch.next_task, n_jobs, backend, client))
         # Outputs another run was writing: wait for each in turn (holding no other lock, so
         # two runs never wait on each other), then skip it if that run wrote it, or do it.
         while batch.deferred:
-            file_id = batch.deferred.pop(0)
-            batch.run(_execute(batch.jobs([file_id], wait=True), n_jobs, backend, client))
+            batch.queue([batch.deferred.pop(0)], wait=True)
+            batch.run(_execute(batch.next_task, n_jobs, backend, client))
     finally:
         batch.release_locks()
         _remove_empty(created)  # a batch that wrote nothing leaves no trace
@@ -158,7 +167,8 @@ def solve_recording(path: str | Path, options: IkOptions | None = None, *, n_job
                 raise RuntimeError(f"{path}: IK of leg {job.leg}, frames {job.start}-"
                                    f"{job.stop} failed: {type(err).__name__}: {err}") from err
     else:
-        for result in _execute(jobs, n_jobs, backend, client):
+        source = iter(jobs)
+        for result in _execute(lambda: next(source, None), n_jobs, backend, client):
             if result.failure is not None:
                 raise RuntimeError(f"{path}: {result.failure}")
             stitch(solution, result)
@@ -173,106 +183,159 @@ def _check_backend(backend: str) -> None:
 # -- dispatch ----------------------------------------------------------------------------------
 
 
-def _execute(jobs: Iterable[Job], n_jobs: int, backend: str, client: Any,
-             ) -> Iterator[JobResult]:
+def _workers(n_jobs: int) -> int:
+    return joblib.cpu_count() if n_jobs < 1 else n_jobs
+
+
+def _function(task: Task) -> Callable[[Any], Result]:
+    """What runs a task in a worker (looked up at dispatch, so tests can stand in for it)."""
+    return prepare_safely if isinstance(task, PrepareJob) else solve_job_safely
+
+
+def _run_here(task: Task) -> Result:
+    return _function(task)(task)
+
+
+def _key(task: Task | Result) -> tuple[int, str, int]:
+    """A task's identity, shared by its result."""
+    if isinstance(task, PrepareJob | PrepareResult):
+        return task.file_id, "", -1
+    return task.file_id, task.leg, task.start
+
+
+def _execute(source: Callable[[], Task | None], n_jobs: int, backend: str, client: Any,
+             ) -> Iterator[Result]:
+    """The results of the tasks `source()` gives, until it gives None with none in flight.
+
+    `source` is asked again after each result has been taken in by the caller (a prepared
+    file's jobs become available then).
+    """
     if backend == "dask":
-        yield from _execute_dask(jobs, n_jobs, client)
+        yield from _execute_dask(source, n_jobs, client)
     elif n_jobs == 1:
-        yield from map(solve_job_safely, jobs)
+        yield from map(_run_here, iter(source, None))
     else:
-        yield from _execute_pool(jobs, n_jobs, backend)
+        yield from _execute_pool(source, n_jobs, backend)
 
 
 class _Dispatched:
-    """The jobs as a pool takes them, remembering those whose results have not come back.
+    """The tasks as a pool takes them, remembering those whose results have not come back.
 
-    Jobs of a file marked `lost` (one of its jobs killed its worker) are held back from the
-    pool and kept in `held_back`: that file fails whatever they give.
+    Iterating stops when `source` has nothing ready (a pool is then drained, and a next one
+    takes what has become ready). Tasks of a file marked `lost` (one of its tasks
+    killed its worker) are held back from the pool and kept in `held_back`: that file fails
+    whatever they give.
     """
 
-    def __init__(self, jobs: Iterable[Job]) -> None:
-        self.source = iter(jobs)
-        self.unanswered: dict[tuple[int, str, int], Job] = {}
+    def __init__(self, source: Callable[[], Task | None]) -> None:
+        self.source = source
+        self.unanswered: dict[tuple[int, str, int], Task] = {}
         self.lost: set[int] = set()
-        self.held_back: list[Job] = []
+        self.held_back: list[Task] = []
+        self.given = 0  # tasks handed to the pool in all
         self.lock = threading.Lock()  # joblib may dispatch from its callback thread
 
     def __iter__(self) -> _Dispatched:
         return self
 
-    def __next__(self) -> Job:
+    def __next__(self) -> Task:
         with self.lock:
             while True:
-                job = next(self.source)
-                if job.file_id not in self.lost:
-                    self.unanswered[job.file_id, job.leg, job.start] = job
-                    return job
-                self.held_back.append(job)
+                task = self.source()
+                if task is None:
+                    raise StopIteration
+                if task.file_id not in self.lost:
+                    self.unanswered[_key(task)] = task
+                    self.given += 1
+                    return task
+                self.held_back.append(task)
 
-    def answered(self, result: JobResult) -> None:
+    def answered(self, result: Result) -> None:
         with self.lock:
-            self.unanswered.pop((result.file_id, result.leg, result.start), None)
+            self.unanswered.pop(_key(result), None)
 
-    def take(self, name: str) -> list[Job]:
+    def take(self, name: str) -> list[Task]:
         """Empties and returns `unanswered` or `held_back`."""
         with self.lock:
             store = getattr(self, name)
-            jobs = list(store.values() if isinstance(store, dict) else store)
+            tasks = list(store.values() if isinstance(store, dict) else store)
             store.clear()
-            return jobs
+            return tasks
 
 
-def _execute_pool(jobs: Iterable[Job], n_jobs: int, backend: str) -> Iterator[JobResult]:
-    """The jobs in a joblib pool; a worker that dies (killed, out of memory) costs one file.
+def _execute_pool(source: Callable[[], Task | None], n_jobs: int, backend: str,
+                  ) -> Iterator[Result]:
+    """The tasks in joblib pools; a worker that dies (killed, out of memory) costs one file.
 
-    When a worker dies, joblib abandons the pool. Each job that was in flight is then solved
-    alone in a fresh worker: one whose worker dies again comes back as a failure naming its
-    file's leg and frames (its file fails, and its other jobs are not tried), the others as
-    results; the remaining jobs go to a fresh pool.
+    A pool takes tasks until `source` has none ready; when it has finished them, a next pool
+    takes those that became ready meanwhile, until a pool is given none. When a worker dies,
+    joblib abandons the pool. Each task that was in flight is then run alone in a fresh
+    worker: one whose worker dies again comes back as a failure naming its file (and the leg
+    and frames; its file fails, and its other tasks are not tried), the others as results; the
+    remaining tasks go to a fresh pool.
     """
-    dispatched = _Dispatched(jobs)
+    dispatched = _Dispatched(source)
     while True:
-        parallel = joblib.Parallel(n_jobs=n_jobs, backend=backend,
-                                   return_as="generator_unordered", pre_dispatch="2*n_jobs")
+        # joblib's multiprocessing backend returns only lists: a round's results come at its
+        # end, and the next round takes the jobs they made ready.
+        order = "list" if backend == "multiprocessing" else "generator_unordered"
+        parallel = joblib.Parallel(n_jobs=n_jobs, backend=backend, return_as=order,
+                                   pre_dispatch="2*n_jobs")
+        given, answered = dispatched.given, 0
         try:
-            for result in parallel(joblib.delayed(solve_job_safely)(job) for job in dispatched):
+            for result in parallel(joblib.delayed(_function(task))(task)
+                                   for task in dispatched):
                 dispatched.answered(result)
+                answered += 1
                 yield result
                 yield from map(_not_tried, dispatched.take("held_back"))
-            yield from map(_not_tried, dispatched.take("held_back"))
-            return
+            held_back = dispatched.take("held_back")
+            yield from map(_not_tried, held_back)
+            # Only results change what `source` has: a pool given nothing, with no result
+            # since, means nothing is left.
+            if dispatched.given == given and answered == 0 and not held_back:
+                return
         except BrokenExecutor:
-            for job in dispatched.take("unanswered"):
-                if job.file_id in dispatched.lost:
-                    yield _not_tried(job)
+            for task in dispatched.take("unanswered"):
+                if task.file_id in dispatched.lost:
+                    yield _not_tried(task)
                     continue
-                result = _solve_alone(job, backend)
+                result = _run_alone(task, backend)
                 if result.failure is not None and "died" in result.failure:
-                    dispatched.lost.add(job.file_id)
+                    dispatched.lost.add(task.file_id)
                 yield result
 
 
-def _failed(job: Job, reason: str) -> JobResult:
+def _failed(task: Task, reason: str) -> Result:
+    if isinstance(task, PrepareJob):
+        return PrepareResult(task.file_id, None, failure=f"{task.path}: {reason}")
     empty = np.empty((0,))
-    return JobResult(job.file_id, job.leg, job.start, empty, empty, empty, failure=reason)
+    return JobResult(task.file_id, task.leg, task.start, empty, empty, empty, failure=reason)
 
 
-def _not_tried(job: Job) -> JobResult:
-    return _failed(job, f"leg {job.leg}, frames {job.start}-{job.stop} not solved: another "
-                        f"job of this file killed its worker")
+def _what(task: Task) -> str:
+    if isinstance(task, PrepareJob):
+        return "preparing the recording"
+    return f"solving leg {task.leg}, frames {task.start}-{task.stop}"
 
 
-def _solve_alone(job: Job, backend: str) -> JobResult:
-    """One job in a fresh single-worker pool; a failure result if that worker dies too."""
+def _not_tried(task: Task) -> Result:
+    return _failed(task, f"{_what(task)} not tried: another task of this file killed its "
+                         f"worker")
+
+
+def _run_alone(task: Task, backend: str) -> Result:
+    """One task in a fresh single-worker pool; a failure result if that worker dies too."""
     try:
         return joblib.Parallel(n_jobs=1 if backend == "threading" else 2, backend=backend)(
-            [joblib.delayed(solve_job_safely)(job)])[0]
+            [joblib.delayed(_function(task))(task)])[0]
     except BrokenExecutor as err:
-        return _failed(job, f"the worker solving leg {job.leg}, frames {job.start}-{job.stop} "
-                            f"died (killed, or out of memory): {type(err).__name__}")
+        return _failed(task, f"the worker {_what(task)} died (killed, or out of memory): "
+                             f"{type(err).__name__}")
 
 
-def _execute_dask(jobs: Iterable[Job], n_jobs: int, client: Any) -> Iterator[JobResult]:
+def _execute_dask(source: Callable[[], Task | None], n_jobs: int, client: Any,
+                  ) -> Iterator[Result]:
     try:
         import distributed
     except ImportError as err:
@@ -280,8 +343,7 @@ def _execute_dask(jobs: Iterable[Job], n_jobs: int, client: Any) -> Iterator[Job
                          "pip install 'flyenv[dask]'") from err
     own_cluster = None
     if client is None:
-        workers = joblib.cpu_count() if n_jobs < 1 else n_jobs
-        own_cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1,
+        own_cluster = distributed.LocalCluster(n_workers=_workers(n_jobs), threads_per_worker=1,
                                                processes=True, dashboard_address=None)
         client = distributed.Client(own_cluster)
     elif isinstance(client, str):
@@ -289,28 +351,29 @@ def _execute_dask(jobs: Iterable[Job], n_jobs: int, client: Any) -> Iterator[Job
     try:
         window = 2 * max(sum(client.nthreads().values()), 1)
         queue = distributed.as_completed()
-        source = iter(jobs)
-        submitted: dict[Any, Job] = {}
+        submitted: dict[Any, Task] = {}
 
-        def submit(job: Job) -> None:
-            future = client.submit(solve_job_safely, job, pure=False)
-            submitted[future] = job
-            queue.add(future)
+        def fill() -> None:
+            """Submits ready tasks until `window` are in flight."""
+            while queue.count() < window:
+                task = source()
+                if task is None:
+                    return
+                future = client.submit(_function(task), task, pure=False)
+                submitted[future] = task
+                queue.add(future)
 
-        for job in source:
-            submit(job)
-            if queue.count() >= window:
-                break
-        for future in queue:
-            job = submitted.pop(future)
-            try:
-                yield future.result()
-            except distributed.KilledWorker as err:  # dask gave up after its own retries
-                yield _failed(job, f"the worker solving leg {job.leg}, frames {job.start}-"
-                                   f"{job.stop} died (killed, or out of memory): {err}")
-            job = next(source, None)
-            if job is not None:
-                submit(job)
+        fill()
+        while queue.count():
+            for future in queue:
+                task = submitted.pop(future)
+                try:
+                    yield future.result()
+                except distributed.KilledWorker as err:  # dask gave up after its own retries
+                    yield _failed(task, f"the worker {_what(task)} died (killed, or out of "
+                                        f"memory): {err}")
+                fill()
+            fill()
     finally:
         if own_cluster is not None:
             client.close()
