@@ -27,7 +27,7 @@ from flyenv.body.kinematics import (
     rotation_matrix,
 )
 from flyenv.ik_preprocess import LmOptions, solver
-from flyenv.ik_preprocess.bodyfit import fit_body
+from flyenv.ik_preprocess.bodyfit import fit_body, tarsus_frame
 
 LIMIT_WEIGHTS = (1.0, 3.0, 10.0, 30.0)  # FTi, TiTa weights of the L1 solves (CTr, Claw: 1)
 LIMIT_CAPS = (1.0, 1.05, 1.1)
@@ -102,12 +102,7 @@ def claw_bound_with_tilt(clip: Clip) -> float:
     filled, _ = solver.fill_gaps(clip.keypoints[:, legs])
     angles = solver.seqik(filled, lengths[legs], clip.bounds[legs],
                           solver.SEQIKPY_SEED_RAD[legs])
-    chain = leg_forward_kinematics(filled[:, :, 0], lengths[legs], angles)
-    rotation = np.eye(3)
-    for joint, axis in enumerate("xyzyz"):
-        rotation = rotation @ rotation_matrix(axis, angles[..., joint])
-    normal = rotation[..., :, 1]
-    to_claw = filled[:, :, 4] - chain[:, :, 3]
+    to_claw, normal = tarsus_frame(filled, lengths[legs], angles)
     across = (to_claw * normal).sum(-1)
     in_plane = to_claw - across[..., None] * normal
     in_plane /= np.linalg.norm(in_plane, axis=-1, keepdims=True)
@@ -134,12 +129,7 @@ def lad_tarsus(train: Clip, body: BodyConfig) -> BodyConfig:
     lengths = body.lengths
     angles = solver.seqik(filled, lengths[legs], train.bounds[legs],
                           solver.SEQIKPY_SEED_RAD[legs])
-    chain = leg_forward_kinematics(filled[:, :, 0], lengths[legs], angles)
-    rotation = np.eye(3)
-    for joint, axis in enumerate("xyzyz"):
-        rotation = rotation @ rotation_matrix(axis, angles[..., joint])
-    normal = rotation[..., :, 1]
-    to_claw = filled[:, :, 4] - chain[:, :, 3]
+    to_claw, normal = tarsus_frame(filled, lengths[legs], angles)
     in_plane = to_claw - (to_claw * normal).sum(-1)[..., None] * normal
     in_plane /= np.linalg.norm(in_plane, axis=-1, keepdims=True)
     lengths, tilt = lengths.copy(), body.tarsus_tilt.copy()

@@ -164,17 +164,31 @@ def tarsus_tilt_per_frame(keypoints_mm: np.ndarray, lengths_mm: np.ndarray,
         and tibia only (the stages before the claw's).
     """
     angles = solver.seqik(keypoints_mm, lengths_mm, bounds_rad, seed_rad)
-    chain = leg_forward_kinematics(keypoints_mm[:, :, 0], lengths_mm, angles)
-    # The TiTa pitch axis: y of the frame after ThC yaw, pitch, roll and CTr pitch, roll (the
-    # FTi and TiTa pitches turn about that same y).
-    rotation = np.eye(3)
-    for joint, axis in enumerate("xyzyz"):
-        rotation = rotation @ rotation_matrix(axis, angles[..., joint])
-    pitch_axis = rotation[..., :, 1]
-    to_claw = keypoints_mm[:, :, 4] - chain[:, :, 3]
+    to_claw, pitch_axis = tarsus_frame(keypoints_mm, lengths_mm, angles)
     across = (to_claw * pitch_axis).sum(-1)
     along = np.linalg.norm(to_claw - across[..., None] * pitch_axis, axis=-1)
     return np.arctan2(across, along)
+
+
+def tarsus_frame(keypoints_mm: np.ndarray, lengths_mm: np.ndarray, angles_rad: np.ndarray,
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The tracked claw seen from the chain's TiTa, and the axis the TiTa pitch turns about.
+
+    Args:
+        keypoints_mm: (T, L, 5, 3) [mm], finite.
+        lengths_mm: (L, 4) [mm].
+        angles_rad: (T, L, 7) the chain's angles [rad] (only the first five matter).
+
+    Returns:
+        (T, L, 3) TiTa-to-tracked-claw vectors [mm] and (T, L, 3) unit TiTa pitch axes: y of
+        the frame after ThC yaw, pitch, roll and CTr pitch, roll (the FTi and TiTa pitches turn
+        about that same y).
+    """
+    chain = leg_forward_kinematics(keypoints_mm[:, :, 0], lengths_mm, angles_rad)
+    rotation = np.eye(3)
+    for joint, axis in enumerate("xyzyz"):
+        rotation = rotation @ rotation_matrix(axis, angles_rad[..., joint])
+    return keypoints_mm[:, :, 4] - chain[:, :, 3], rotation[..., :, 1]
 
 
 def _tarsus_tilt(keypoints: np.ndarray, lengths: np.ndarray, template: BodyConfig,
