@@ -594,3 +594,22 @@ def test_prepared_files_are_solved_before_more_files_are_prepared(walking, tmp_p
     third = batch.next_task()
     assert isinstance(third, PrepareJob) and third.file_id == 2
     batch.release_locks()
+
+
+def test_resume_skips_outputs_recorded_with_a_version_1_template(walking, tmp_path):
+    """An output made before the tarsus tilt (body schema 1) records the same template body: a
+    resumed batch skips it; a template that now differs (a tilt) is still refused."""
+    path = _write_npz(tmp_path / "c.npz", walking[:20])
+    out = tmp_path / "out"
+    run([path], out)
+    motion = motion_io.load(out / "c.npz")
+    old = motion.metadata["ik"]["template"]
+    del old["tarsus_tilt_rad"]
+    old["schema_version"] = 1
+    motion_io.save(motion, out / "c.npz", overwrite=True)
+    assert [r.status for r in run([path], out).files] == ["skipped"]
+    tilted = BodyConfig.default().replace(tarsus_tilt_rad=(0.1,) * 6)
+    report = run([path], out, IkOptions(template=tilted))
+    assert report.files[0].status == "failed"
+    assert "template body 'neuromechfly_template', now 'neuromechfly_template'" in (
+        report.files[0].message)

@@ -109,6 +109,8 @@ class IkOptions:
         for name in RESULT_OPTIONS:
             if name not in recorded or recorded[name] == mine[name]:
                 continue
+            if name == "template" and self._same_template(recorded[name]):
+                continue  # an older schema's record of this body (version 1: no tilt)
             if name == "template":
                 then = recorded[name].get("name") if isinstance(recorded[name], dict) else None
                 differ.append(f"template body {then!r}, now {self.template.name!r}"
@@ -123,6 +125,13 @@ class IkOptions:
             else:
                 differ.append(f"{name} {_show(recorded[name])}, now {_show(mine[name])}")
         return differ
+
+    def _same_template(self, recorded: Any) -> bool:
+        """Whether a recorded template (any schema version) is this template body."""
+        try:
+            return BodyConfig.from_dict(recorded, source="recorded template") == self.template
+        except ValueError:
+            return False
 
 
 def _show(value: Any) -> str:
