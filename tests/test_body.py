@@ -66,11 +66,14 @@ def test_config_json_round_trip_and_hash():
     ({"thc_mm": "nope"}, "thc"),
     ({"tarsus_tilt_rad": [0.1] * 5}, r"tarsus_tilt_rad must have shape \(6,\)"),
     ({"tarsus_tilt_rad": [2.0] * 6}, r"within \(-pi/2, pi/2\)"),
+    ({"tarsus_tilt_rad": None}, r"missing keys \['tarsus_tilt_rad'\]"),  # schema 2 has it
 ])
 def test_config_from_dict_rejects_bad_input(change, match):
-    data = {**BodyConfig.default().to_dict(), **change}
-    with pytest.raises(ValueError, match=match):
+    data = {k: v for k, v in {**BodyConfig.default().to_dict(), **change}.items()
+            if v is not None}
+    with pytest.raises(ValueError, match=match) as raised:
         BodyConfig.from_dict(data, source="body.json")
+    assert str(raised.value).startswith("body.json: ")  # the file is named
 
 
 def test_tarsus_tilt_round_trips_and_version_1_bodies_have_none():

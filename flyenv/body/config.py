@@ -190,13 +190,14 @@ class BodyConfig:
                               ("dof_names", c.DOF_NAMES)):
             if key in data and tuple(data[key]) != expected:
                 raise ValueError(f"{source}: {key} must be {list(expected)}, got {data[key]}")
-        missing = [k for k in ("thc_mm", "segment_lengths_mm", "joint_bounds_rad")
-                   if k not in data]
+        required = ("thc_mm", "segment_lengths_mm", "joint_bounds_rad",
+                    *(("tarsus_tilt_rad",) if version >= 2 else ()))
+        missing = [k for k in required if k not in data]
         if missing:
             raise ValueError(f"{source}: missing keys {missing}")
         arrays = {}
         for key in ("thc_mm", "segment_lengths_mm", "joint_bounds_rad", "tarsus_tilt_rad"):
-            if key not in data:  # tarsus_tilt_rad, before schema version 2
+            if key not in data:  # tarsus_tilt_rad of schema version 1: every tilt 0
                 continue
             try:
                 arrays[key] = _as_tuple(np.asarray(data[key], dtype=float))
