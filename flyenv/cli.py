@@ -137,7 +137,8 @@ def _add_ik(ik: argparse.ArgumentParser) -> None:
     ik.add_argument("--overlap", type=int, default=20,
                     help="warm-up frames on each side of a chunk (default: %(default)s)")
     ik.add_argument("--backend", choices=runner.BACKENDS, default="loky",
-                    help="joblib backend, or dask (pip install 'flyenv[dask]')")
+                    help="joblib backend, or dask (pip install 'flyenv[dask]'); multiprocessing "
+                         "hangs if a worker is killed (out of memory), loky and dask go on")
     ik.add_argument("--scheduler", default=None,
                     help="with --backend dask: a scheduler address (default: a local cluster)")
     ik.add_argument("--fps", type=float, default=None,

@@ -66,7 +66,8 @@ def run(paths: Sequence[str | Path], out_dir: str | Path, options: IkOptions | N
     that cannot be read, solved or written (bad data, a full disk, an output folder that cannot
     be created) is reported as failed with the reason and the batch goes on, with any number of
     workers and any backend; so does a worker that dies (killed, out of memory): its file fails
-    and a fresh pool takes the rest. Each output is locked while it is made
+    and a fresh pool takes the rest (loky, dask; joblib's "multiprocessing" pool never notices a
+    killed worker and waits for its task forever). Each output is locked while it is made
     (`flyenv.ik_preprocess.locks`): a concurrent run on the same folder leaves it to the run that
     holds it, waits for it at the end and skips it if written.
 
