@@ -60,6 +60,7 @@ def test_config_json_round_trip_and_hash():
     ({"schema_version": 99}, "schema_version"),
     ({"colour": "red"}, "unknown keys"),
     ({"legs": ["RF", "RM", "RH", "LF", "LM", "LH"]}, "legs must be"),
+    ({"legs": 6}, "legs must be"),  # a TypeError before
     ({"segment_lengths_mm": [[0.1, 0.2, 0.3]] * 6}, r"must have shape \(6, 4\)"),
     ({"segment_lengths_mm": [[0.1, -0.2, 0.3, 0.4]] * 6}, "LF_Femur"),
     ({"joint_bounds_rad": [[1.0, -1.0]] * 42}, "lower <= upper"),

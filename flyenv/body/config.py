@@ -188,7 +188,8 @@ class BodyConfig:
             raise ValueError(f"{source}: unknown keys {unknown}; expected {sorted(known)}")
         for key, expected in (("legs", c.LEGS), ("segments", c.SEGMENTS),
                               ("dof_names", c.DOF_NAMES)):
-            if key in data and tuple(data[key]) != expected:
+            if key in data and (not isinstance(data[key], list | tuple)
+                                or tuple(data[key]) != expected):
                 raise ValueError(f"{source}: {key} must be {list(expected)}, got {data[key]}")
         required = ("thc_mm", "segment_lengths_mm", "joint_bounds_rad",
                     *(("tarsus_tilt_rad",) if version >= 2 else ()))
