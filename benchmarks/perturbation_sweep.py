@@ -40,7 +40,9 @@ _MODEL = {"friction": [0.7, 1.3], "mass_scale": [0.9, 1.1], "actuator_gain_scale
 CANDIDATES: list[tuple[str, dict | None]] = [
     ("clean", None),
     ("model only", dict(_MODEL)),
-    ("train_clips: 1-3 uN, 20 ms, 1 Hz", dict(RANDOMIZATION)),
+    # The first train_clips run's pushes (its RANDOMIZATION is now the 5-10 uN, 50 ms row).
+    ("train_clips: 1-3 uN, 20 ms, 1 Hz", {**_MODEL, "push_force_un": [1.0, 3.0],
+                                          "push_rate_hz": 1.0}),
     ("3-6 uN, 20 ms, 2 Hz", {**_MODEL, "push_force_un": [3, 6], "push_rate_hz": 2.0}),
     ("5-10 uN, 20 ms, 2 Hz", {**_MODEL, "push_force_un": [5, 10], "push_rate_hz": 2.0}),
     ("3-6 uN, 50 ms, 2 Hz", {**_MODEL, "push_force_un": [3, 6], "push_duration_s": 0.05,
