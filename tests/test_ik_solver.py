@@ -264,3 +264,11 @@ def test_body_from_recording_is_symmetric_and_buildable():
     np.testing.assert_allclose(body.thc[0], [0.33, 0.17, 1.07], atol=1e-9)
     model = build_model(body)
     assert model.nu == c.NUM_DOFS + c.NUM_LEGS  # the joints', then the tarsi's adhesion
+
+
+@pytest.mark.parametrize("solve", [solver.seqik, solver.lm])
+def test_keypoints_of_a_wrong_shape_get_the_shape_error(solve):
+    """The tilt's leg count is read after the shape checks (an IndexError before)."""
+    with pytest.raises(ValueError, match="must have shape"):
+        solve(np.zeros(5), np.ones((1, 4)), np.zeros((1, 7, 2)), np.zeros((1, 7)),
+              tarsus_tilt_rad=np.zeros(1))

@@ -114,9 +114,9 @@ def seqik(keypoints_mm: np.ndarray, lengths_mm: np.ndarray, bounds_rad: np.ndarr
     Returns:
         (T, L, 7) joint angles [rad], inside the bounds.
     """
-    tarsus = _tarsus_direction(tarsus_tilt_rad, np.shape(keypoints_mm)[1])
     keypoints_mm, lengths_mm, bounds_rad, seed_rad = _check(keypoints_mm, lengths_mm,
                                                             bounds_rad, seed_rad)
+    tarsus = _tarsus_direction(tarsus_tilt_rad, keypoints_mm.shape[1])
     num_frames, num_legs = keypoints_mm.shape[:2]
     # Targets relative to the ThC, components first: (4, 3, T, L).
     targets = np.moveaxis(keypoints_mm[:, :, 1:] - keypoints_mm[:, :, :1], (2, 3), (0, 1))
@@ -162,7 +162,6 @@ def lm(keypoints_mm: np.ndarray, lengths_mm: np.ndarray, bounds_rad: np.ndarray,
         (T, L, 7) joint angles [rad], inside the bounds.
     """
     options = options or LmOptions()
-    tilt = _tilt(tarsus_tilt_rad, np.shape(keypoints_mm)[1])
     keypoints_mm = np.asarray(keypoints_mm, dtype=float)
     seed = np.asarray(seed_rad, dtype=float)
     if seed.shape != (*keypoints_mm.shape[:2], c.DOF_PER_LEG):
@@ -170,6 +169,7 @@ def lm(keypoints_mm: np.ndarray, lengths_mm: np.ndarray, bounds_rad: np.ndarray,
                          f"got {seed.shape}")
     keypoints_mm, lengths_mm, bounds_rad, _ = _check(keypoints_mm, lengths_mm, bounds_rad,
                                                      seed[0])
+    tilt = _tilt(tarsus_tilt_rad, keypoints_mm.shape[1])
     targets = keypoints_mm[:, :, 1:] - keypoints_mm[:, :, :1]  # (T, L, 4, 3)
     weights = np.broadcast_to(np.asarray(options.keypoint_weights, dtype=float),
                               targets.shape[:3]).copy()
