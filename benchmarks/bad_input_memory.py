@@ -62,7 +62,7 @@ def _pickles() -> dict[str, bytes]:
 
 
 def _csv(path: Path, frames: int, legs: tuple[str, ...] = c.LEGS) -> None:
-    header = ["time"] + [f"{leg}_{kp}_{a}" for leg in legs for kp in c.KEYPOINTS for a in "xyz"]
+    header = ["time"] + io_csv.csv_columns(legs)
     block = np.random.default_rng(0).uniform(-2, 2, (1000, len(header) - 1))
     with path.open("w") as f:
         f.write(",".join(header) + "\n")

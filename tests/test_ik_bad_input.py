@@ -81,8 +81,7 @@ def test_shared_references_within_the_budget_still_load(tmp_path, levels):
 
 
 def _write_csv(path, frames, legs=c.LEGS):
-    header = ["time"] + [f"{leg}_{kp}_{axis}" for leg in legs for kp in c.KEYPOINTS
-                         for axis in "xyz"]
+    header = ["time"] + io_csv.csv_columns(legs)
     rng = np.random.default_rng(0)
     block = rng.uniform(-2, 2, (min(frames, 1000), len(header) - 1))
     with path.open("w") as f:

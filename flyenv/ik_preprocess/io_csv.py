@@ -24,6 +24,15 @@ _MAX_CELL_CHARS = 64
 _CSV_CHUNK_ROWS = 512
 
 
+def csv_columns(legs: tuple[str, ...] | list[str] = c.LEGS) -> list[str]:
+    """The keypoint columns of a `.csv` recording, in the order the reader takes them.
+
+    `<leg>_<keypoint>_<x|y|z>` per leg, keypoint (`KEYPOINTS`) and axis [mm]; a file may also
+    have `frame` and `time` [s] columns.
+    """
+    return [f"{leg}_{kp}_{axis}" for leg in legs for kp in c.KEYPOINTS for axis in "xyz"]
+
+
 def _from_csv(path: Path, fps_range: tuple[float, float]) -> Recording:
     _check_line_count(path)
     try:
@@ -44,7 +53,7 @@ def _from_csv(path: Path, fps_range: tuple[float, float]) -> Recording:
     columns = {name: i for i, name in enumerate(header)}
     legs = {}
     for leg in c.LEGS:
-        wanted = [f"{leg}_{kp}_{axis}" for kp in c.KEYPOINTS for axis in "xyz"]
+        wanted = csv_columns([leg])
         present = [w for w in wanted if w in columns]
         if not present:
             continue
@@ -104,7 +113,7 @@ class _BoundedLines:
 def _check_header(path: Path, header: list[str]) -> None:
     if not header:
         raise RecordingError(path, "empty: expected a header row naming the columns")
-    known = {f"{leg}_{kp}_{axis}" for leg in c.LEGS for kp in c.KEYPOINTS for axis in "xyz"}
+    known = set(csv_columns())
     unknown = [h[:_MAX_NAME_CHARS] for h in header if h not in known and h not in ("frame",
                                                                                    "time")]
     if unknown:
