@@ -58,8 +58,8 @@ def tripod_gait(body: BodyConfig | None = None, *, duration_s: float = 2.0, fps:
     body = BodyConfig.default() if body is None else body
     _check_params(duration_s, fps, step_freq_hz, stride_mm, duty, lift_mm, turn_rate_rad_s)
     q_stand = np.asarray(c.STANDING_POSE_RAD).reshape(c.NUM_LEGS, c.DOF_PER_LEG)
-    ground_z = leg_forward_kinematics(body.thc, body.lengths, q_stand,
-                                      body.tarsus_tilt)[:, 4, 2].mean()
+    claw_stand = leg_forward_kinematics(body.thc, body.lengths, q_stand, body.tarsus_tilt)[:, 4]
+    ground_z = claw_stand[:, 2].mean()
 
     t = np.arange(int(round(duration_s * fps)) + 1) / fps
     phase = (t[:, None] * step_freq_hz + np.array([_TRIPOD_PHASE[leg] for leg in c.LEGS])) % 1
@@ -68,7 +68,6 @@ def tripod_gait(body: BodyConfig | None = None, *, duration_s: float = 2.0, fps:
 
     # Claw targets in the thorax frame: world-fixed on the ground plane in stance (so a stance
     # claw does not slip), forward and lifted in swing.
-    claw_stand = leg_forward_kinematics(body.thc, body.lengths, q_stand, body.tarsus_tilt)[:, 4]
     planar, lift = _claw_paths(claw_stand[:, 0] + 1j * claw_stand[:, 1], phase, duty,
                                step_freq_hz, speed, turn_rate_rad_s)
     target = np.broadcast_to(claw_stand, (t.size, c.NUM_LEGS, 3)).copy()
