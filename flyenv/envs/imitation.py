@@ -231,7 +231,7 @@ class FlyImitationVecEnv(WorldResets, Rendering, gym.vector.VectorEnv):
         self._check_open()
         actions, invalid = self._check_actions(actions)
         starting = self._autoreset  # replaced, never written in place
-        self.engine.ctrl.copy_(self._targets(actions))
+        self._write_targets(actions)
         if self._pushes is not None:
             self._pushes.apply(self._generator, self.engine.xfrc_applied)
         self.engine.step()
@@ -288,18 +288,19 @@ class FlyImitationVecEnv(WorldResets, Rendering, gym.vector.VectorEnv):
                               self._action_high.to(actions.dtype))
         return actions.to(torch.float32), invalid
 
-    def _targets(self, actions: torch.Tensor) -> torch.Tensor:
-        # (num_envs, nu): joint targets, then (a model with adhesion) the adhesion commands,
-        # the policy's or the next frame's stance flags.
+    def _write_targets(self, actions: torch.Tensor) -> None:
+        # Into the engine's (num_envs, nu) ctrl, in place (no per-step (num_envs, nu) buffer):
+        # joint targets, then (a model with adhesion) the adhesion commands, the policy's or
+        # the next frame's stance flags.
+        ctrl = self.engine.ctrl
         joints = actions[:, :c.NUM_DOFS]
         if self.config.action_mode == "residual":
             joints = torch.clamp(self._next_row[:, self._joint_pos] + joints, self._bounds[:, 0],
                                  self._bounds[:, 1])
-        if not self.adhesion:
-            return joints
-        adhesion = (actions[:, c.NUM_DOFS:] if self.policy_adhesion
-                    else self._next_row[:, self._stance])
-        return torch.cat([joints, adhesion], dim=1)
+        ctrl[:, :c.NUM_DOFS] = joints
+        if self.adhesion:
+            ctrl[:, c.NUM_DOFS:] = (actions[:, c.NUM_DOFS:] if self.policy_adhesion
+                                    else self._next_row[:, self._stance])
 
     def replay_action(self) -> torch.Tensor:
         """The action that replays the reference (the next frame's targets).

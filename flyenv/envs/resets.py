@@ -88,14 +88,17 @@ class WorldResets:
         clip, frame = self._clip, self._frame
 
         qpos, qvel = self._reset_qpos, self._reset_qvel
-        joint_pos = ref.joint_pos[clip, frame]
+        # The start frame's fields the env's frame table holds: one row gather, as in a step.
+        table = self._table
+        row = table.rows.index_select(0, self._row0 + frame)
+        joint_pos = table.column(row, "joint_pos")
         qpos[:, -c.NUM_DOFS:] = joint_pos
-        qvel[:, -c.NUM_DOFS:] = ref.joint_vel[clip, frame]
+        qvel[:, -c.NUM_DOFS:] = table.column(row, "joint_vel")
         if self._free:
             quat = ref.root_quat_w[clip, frame]
-            qpos[:, :3] = ref.root_pos_w[clip, frame]
+            qpos[:, :3] = table.column(row, "root_pos_w")
             qpos[:, 3:7] = quat
-            qvel[:, :3] = ref.root_lin_vel_w[clip, frame]
+            qvel[:, :3] = table.column(row, "root_lin_vel_w")
             qvel[:, 3:6] = observations.quat_rotate_inverse(quat, ref.root_ang_vel_w[clip, frame])
         fields = None
         if self._world_models.active:
@@ -103,7 +106,7 @@ class WorldResets:
             fields = self._world_models.values(ref.clip_body[clip])
         if self._pushes is not None:
             self._pushes.reset(mask)
-        ctrl = (torch.cat([joint_pos, ref.stance[clip, frame]], dim=1) if self.adhesion
+        ctrl = (torch.cat([joint_pos, table.column(row, "stance")], dim=1) if self.adhesion
                 else joint_pos)
         self.engine.reset(mask, qpos, qvel, ctrl, fields)
         return True
