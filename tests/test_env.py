@@ -74,10 +74,10 @@ def test_spaces_shapes_and_dtypes():
 
 
 def test_reward_is_the_weighted_sum_of_the_reported_terms():
-    weights = {"joint_pos": 0.3, "joint_vel": 0.2, "claw_pos": 0.1, "upright": 0.25,
+    weights = {"joint_pos": 0.3, "joint_vel": 0.2, "claw_pos": 0.1, "orientation": 0.25,
                "root_vel": 0.15}
     env = make(reward=RewardConfig(weights=weights))
-    assert env.terms == ("joint_pos", "joint_vel", "claw_pos", "upright", "root_vel")
+    assert env.terms == ("joint_pos", "joint_vel", "claw_pos", "orientation", "root_vel")
     assert env.max_reward == pytest.approx(1.0)
     env.reset(seed=1)
     for _ in range(5):
@@ -403,3 +403,21 @@ def test_cuda_step_makes_no_host_synchronization():
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert obs.device.type == "cuda" and torch.isfinite(obs).all()
+
+
+def test_orientation_reward_compares_with_the_references_pitch(short_gait):
+    # A clip recorded nose-up (as the df3d fly walks): the replay starts at the reference's
+    # pitch, so its orientation term is near 1, where "gravity straight down" would pay
+    # exp(-10 * |g - down|^2) ~ 0.5 for following the reference.
+    pitch = np.radians(15.0)
+    quat = np.broadcast_to([np.cos(pitch / 2), 0.0, -np.sin(pitch / 2), 0.0],
+                           short_gait.root_quat.shape)
+    clip = short_gait.replace(root_quat=quat)
+    env = make(1, reference=clip, random_start=False)
+    torch.testing.assert_close(env.ref.gravity_b[0, 0], torch.tensor(
+        [-np.sin(pitch), 0.0, -np.cos(pitch)], dtype=torch.float32), atol=1e-6, rtol=0)
+    env.reset(seed=0)
+    torch.testing.assert_close(env._read_state().gravity_b[0], env.ref.gravity_b[0, 0],
+                               atol=1e-5, rtol=0)
+    _, _, _, _, info = env.step(zeros(env))
+    assert info["reward/orientation"][0] > 0.95

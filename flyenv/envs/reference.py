@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.spatial.transform import Rotation
 
 from flyenv.body import constants as c
 from flyenv.body.config import BodyConfig
@@ -60,6 +61,8 @@ class ReferenceBank:
             than three legs.
         root_quat_w: (nclip, T, 4) thorax orientation (w, x, y, z); without root motion the
             grounded pitch and roll (no yaw).
+        gravity_b: (nclip, T, 3) gravity's unit direction in the reference's thorax frame (from
+            `root_quat_w`; (0, 0, -1) for the fixed standing pose).
         root_lin_vel_w: (nclip, T, 3) [mm/s]; without root motion the stance-leg odometry
             estimate (`flyenv.motion.grounding.odometry`) in the heading frame, 0 for a clip
             with fewer than three legs.
@@ -85,6 +88,7 @@ class ReferenceBank:
     stance: torch.Tensor
     root_pos_w: torch.Tensor
     root_quat_w: torch.Tensor
+    gravity_b: torch.Tensor
     root_lin_vel_w: torch.Tensor
     root_ang_vel_w: torch.Tensor
     root_vel_estimated: bool = False
@@ -273,6 +277,10 @@ def _stack(names: tuple[str, ...], sources: tuple[str, ...], bodies: list[BodyCo
             arrays[key][clipid, clip.num_frames:] = value[-1]
         dof_mask[clipid] = present
         leg_mask[clipid] = clip.leg_mask
+
+    quat_xyzw = np.roll(arrays["root_quat_w"].reshape(-1, 4), -1, axis=1)
+    arrays["gravity_b"] = Rotation.from_quat(quat_xyzw).inv().apply([0.0, 0.0, -1.0]).reshape(
+        nclip, length, 3)
 
     def tensor(value: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(value, dtype=torch.float32, device=device)
