@@ -421,3 +421,24 @@ def test_orientation_reward_compares_with_the_references_pitch(short_gait):
                                atol=1e-5, rtol=0)
     _, _, _, _, info = env.step(zeros(env))
     assert info["reward/orientation"][0] > 0.95
+
+
+def test_root_velocity_reward_follows_a_turning_clips_odometry_in_the_flys_heading():
+    # A clip without root motion has its velocity as the stance-leg odometry, in the heading
+    # frame; the simulated fly turns with the clip (here by 2.4 rad), so the reward compares in
+    # its own heading frame. Compared in the world, the replay's term fell from 0.6 to 0.02.
+    gait = tripod_gait(duration_s=0.6, turn_rate_rad_s=4.0)
+    clip = gait.replace(root_pos=None, root_quat=None, root_lin_vel=None, root_ang_vel=None)
+    env = make(1, reference=clip, random_start=False, max_episode_steps=10_000)
+    assert env.ref.root_vel_estimated
+    env.reset(seed=0)
+    terms = []
+    for _ in range(env.ref.lengths[0].item() - 2):
+        _, _, terminated, _, info = env.step(zeros(env))
+        assert not terminated.any()
+        terms.append(info["reward/root_vel"][0].item())
+    quat = env._read_state().root_quat_w[0]
+    yaw = torch.atan2(2 * (quat[0] * quat[3] + quat[1] * quat[2]),
+                      1 - 2 * (quat[2] ** 2 + quat[3] ** 2))
+    assert yaw > 1.8  # it turned
+    assert np.mean(terms[-60:]) > 0.8 * np.mean(terms[:60]) > 0.4

@@ -11,8 +11,10 @@ it reports:
   terminated;
 - `joint_error_deg`: mean absolute joint angle error over the clip's DOFs [deg];
 - `path_error_mm`: mean horizontal distance between the thorax's displacement since the start and
-  the reference's (its root motion, or for clips without one the integral of its stance-leg
-  odometry velocity, `flyenv.motion.grounding`) [mm]; free flies only;
+  the reference's (its root motion, or for clips without one the path of its stance-leg
+  odometry, `flyenv.motion.grounding`: the heading-frame velocity integrated along the
+  integrated yaw rate, from the start's heading, which the replay starts with) [mm]; free flies
+  only;
 - `forward_speed_mm_s` and `ref_forward_speed_mm_s`: thorax velocity along its heading [mm/s];
 - `score` (reward per step / the env's maximum) and `reward/<term>` per step.
 
@@ -189,6 +191,7 @@ def _run(wrapped: NormalizeObservation, policy: Policy, controller: str, starts:
     free = not env.config.tethered
     start_pos = env.engine.qpos[:, :3].float().clone()
     ref_disp = torch.zeros(n, 3, device=dev)
+    ref_yaw = torch.zeros(n, device=dev)  # the reference's heading since the start [rad]
     alive = torch.ones(n, dtype=torch.bool, device=dev)
     sums = {k: torch.zeros(n, device=dev) for k in (
         "steps", "survived", "joint_error_deg", "path_error_mm", "forward_speed_mm_s",
@@ -201,8 +204,13 @@ def _run(wrapped: NormalizeObservation, policy: Policy, controller: str, starts:
         ref_pos = ref.root_pos_w[clip, now]
         if ref.has_root:
             ref_disp = ref_pos - ref.root_pos_w[clip, frame]
-        else:  # the odometry estimate, integrated like the velocity reward reads it
-            ref_disp = ref_disp + ref.root_lin_vel_w[clip, now] * dt
+        else:  # the odometry estimate (heading frame), integrated with its yaw rate
+            vel_h = ref.root_lin_vel_w[clip, now]
+            cos, sin = torch.cos(ref_yaw), torch.sin(ref_yaw)
+            ref_disp = ref_disp + torch.stack(
+                [cos * vel_h[:, 0] - sin * vel_h[:, 1], sin * vel_h[:, 0] + cos * vel_h[:, 1],
+                 vel_h[:, 2]], dim=1) * dt
+            ref_yaw = ref_yaw + ref.root_ang_vel_w[clip, now, 2] * dt
         qpos, qvel = env.engine.qpos.float(), env.engine.qvel.float()
         mask = ref.dof_mask[clip]
         err = ((qpos[:, -c.NUM_DOFS:] - ref.joint_pos[clip, now]).abs() * mask).sum(1)

@@ -353,7 +353,9 @@ class FlyImitationVecEnv(WorldResets, Rendering, gym.vector.VectorEnv):
             state=state, ref_joint_pos=row[:, self._joint_pos],
             ref_joint_vel=table.column(row, "joint_vel"),
             ref_claw_pos_b=table.column(row, "claw_pos_b").unflatten(1, (c.NUM_LEGS, 3)),
-            ref_root_lin_vel_w=table.column(row, "root_lin_vel_w"),
+            root_lin_vel=(observations.heading_velocity(state.root_quat_w, state.lin_vel_w)
+                          if self.ref.root_vel_estimated else state.lin_vel_w),
+            ref_root_lin_vel=table.column(row, "root_lin_vel_w"),
             ref_gravity_b=table.column(row, "gravity_b"), dof_mask=self._dof_mask,
             leg_mask=self._leg_mask)
         return rewards.values(self._terms, inputs, self._scales)

@@ -69,6 +69,19 @@ def quat_rotate_inverse(quat: torch.Tensor, vec: torch.Tensor) -> torch.Tensor:
     return quat_rotate(conj, vec)
 
 
+def heading_velocity(quat: torch.Tensor, vel_w: torch.Tensor) -> torch.Tensor:
+    """(..., 3) world velocities in the heading frame of (..., 4) thorax orientations (w, x, y, z).
+
+    The heading frame turns with the thorax's yaw only (its x axis is the thorax's projected on
+    the floor), the frame of the stance-leg odometry (`flyenv.motion.grounding.odometry`).
+    """
+    w, x, y, z = quat.unbind(-1)
+    yaw = torch.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+    cos, sin = torch.cos(yaw), torch.sin(yaw)
+    vx, vy, vz = vel_w.unbind(-1)
+    return torch.stack([cos * vx + sin * vy, cos * vy - sin * vx, vz], dim=-1)
+
+
 def observation_layout(future_frames: int) -> dict[str, slice]:
     """Where each part of the observation sits: {name: slice}, in order.
 

@@ -31,7 +31,12 @@ class RewardInputs:
         ref_joint_pos: (num_envs, 42) reference angles [rad].
         ref_joint_vel: (num_envs, 42) reference angular velocities [rad/s].
         ref_claw_pos_b: (num_envs, 6, 3) reference claws in the thorax frame [mm].
-        ref_root_lin_vel_w: (num_envs, 3) reference thorax velocity in the world [mm/s].
+        root_lin_vel: (num_envs, 3) the simulated thorax's velocity in the frame of
+            `ref_root_lin_vel` [mm/s].
+        ref_root_lin_vel: (num_envs, 3) reference thorax velocity [mm/s]: in the world for clips
+            with root motion, in the thorax's heading frame for the odometry estimate of clips
+            without (the simulated fly's heading then drifts from the reference's, so the
+            comparison is in each fly's own heading frame).
         ref_gravity_b: (num_envs, 3) gravity's unit direction in the reference's thorax frame.
         dof_mask: (num_envs, 42) 1.0 for DOFs the clip has.
         leg_mask: (num_envs, 6) 1.0 for legs the clip has.
@@ -41,7 +46,8 @@ class RewardInputs:
     ref_joint_pos: torch.Tensor
     ref_joint_vel: torch.Tensor
     ref_claw_pos_b: torch.Tensor
-    ref_root_lin_vel_w: torch.Tensor
+    root_lin_vel: torch.Tensor
+    ref_root_lin_vel: torch.Tensor
     ref_gravity_b: torch.Tensor
     dof_mask: torch.Tensor
     leg_mask: torch.Tensor
@@ -101,7 +107,7 @@ def _orientation(x: RewardInputs) -> torch.Tensor:
 
 
 def _root_vel(x: RewardInputs) -> torch.Tensor:
-    return ((x.state.lin_vel_w - x.ref_root_lin_vel_w) ** 2).mean(dim=1)
+    return ((x.root_lin_vel - x.ref_root_lin_vel) ** 2).mean(dim=1)
 
 
 # The scales put each term's zero-residual replay of a real walk in the exponential's sensitive
@@ -120,7 +126,8 @@ TERMS: tuple[RewardTerm, ...] = (
                "gravity's direction in the thorax frame against the reference's (pitch and "
                "roll: a walk recorded nose-up is imitated nose-up) [unitless]"),
     RewardTerm("root_vel", _root_vel, 0.1, 0.05, "root_motion",
-               "thorax velocity in the world against the reference's [(mm/s)^2]"),
+               "thorax velocity against the reference's (in the world, or in the heading frame "
+               "for odometry estimates) [(mm/s)^2]"),
 )
 
 
