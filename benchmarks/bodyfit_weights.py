@@ -18,18 +18,24 @@ from typing import Any
 
 import ik_bench
 import numpy as np
-from bodyfit_problems import Clip, reference, solve, splits
+from bodyfit_problems import Clip, data_body_lm, reference, solve, splits, synthetic_fly
 
 from flyenv.body import BodyConfig
 from flyenv.body import constants as c
-from flyenv.ik_preprocess import LmOptions
+from flyenv.ik_preprocess import solver
 from flyenv.ik_preprocess.bodyfit import fit_body
 
+# Proximal priority r: (r^3, r^2, r, 1), each keypoint's relative error weighing r times the
+# next distal one's (r = 1: all alike; r -> inf: SeqIKPy's stage order, i.e. `seqik`).
+PRIORITIES = (1.0, 2.0, 3.0, 6.0, 10.0, 20.0, 30.0, 100.0)
 CANDIDATES = {
-    "3 1 1.5 6 (LmOptions default)": (3.0, 1.0, 1.5, 6.0),
+    "3 1 1.5 6 (template default; --body data before)": solver.TEMPLATE_BODY_WEIGHTS,
     "10 5 5 1": (10.0, 5.0, 5.0, 1.0),
-    "1 1 1 1": (1.0, 1.0, 1.0, 1.0),
+    **{f"proximal priority {r:g}": (r ** 3, r ** 2, r, 1.0) for r in PRIORITIES},
 }
+# Worst-keypoint ratios within this fraction of the lowest count as ties (pooled decides):
+# far below what the body measured on other frames moves them (5-15%, `stages_to_seqikpy`).
+TIE = 0.005
 SYNTHETIC = ((0.77, 10), (0.7, 11), (1.3, 12))  # (size, seed): the unseen rig's size and ends
 
 
@@ -65,19 +71,16 @@ def score_split(train: Clip, test: Clip, ref: np.ndarray,
     lengths, tilt = fit.body.lengths, fit.body.tarsus_tilt
     stages = tracked_errors(test, solve(test, lengths, method="seqik", tilt=tilt))
     ref = tracked_errors(test, ref)
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"stages_to_seqikpy": ratios(stages, ref)}
     for name, weights in candidates.items():
-        lm = LmOptions(keypoint_weights=weights,
-                       error_floor_mm=LmOptions().error_floor_mm * fit.scale)
+        lm = data_body_lm(fit.scale, weights)
         errors = tracked_errors(test, solve(test, lengths, lm, tilt=tilt))
         out[name] = {"to_seqikpy": ratios(errors, ref), "trade": ratios(errors, stages)}
     return out
 
 
 def synthetic_clips(motion: np.ndarray) -> dict[str, Clip]:
-    """Synthetic flies (`bodyfit_bench.synthetic_fly`) moving with `motion` (T, 42)."""
-    from bodyfit_bench import synthetic_fly
-
+    """Synthetic flies (`synthetic_fly`) moving with `motion` (T, 42)."""
     clips = {}
     for size, seed in SYNTHETIC:
         _, _, tracked = synthetic_fly(motion, size, seed)
@@ -107,34 +110,44 @@ def bench_weights(clips: dict[str, Clip], df3d_100: Clip, motion: np.ndarray,
                                                      candidates)
     summary = {}
     for cand in candidates:
-        worst = {split: row[cand]["to_seqikpy"]["worst_keypoint"]["ratio"]
-                 for split, row in rows.items()}
-        trade = {split: row[cand]["trade"]["worst_keypoint"]["ratio"]
-                 for split, row in rows.items()}
+        scores = [row[cand]["to_seqikpy"] for row in rows.values()]
+        real = [row[cand]["to_seqikpy"] for split, row in rows.items()
+                if not split.startswith("synthetic")]
         summary[cand] = {
-            "keypoint_weights": candidates[cand],
-            "worst_keypoint_ratio_max": max(worst.values()),
-            "worst_trade_ratio_max": max(trade.values()),
-            "pooled_mean_max": max(r[cand]["to_seqikpy"]["pooled_mean"] for r in rows.values()),
-            "pooled_p95_max": max(r[cand]["to_seqikpy"]["pooled_p95"] for r in rows.values()),
-            "per_keypoint_max": {k: max(r[cand]["to_seqikpy"]["per_keypoint_mean"][k]
-                                        for r in rows.values()) for k in c.KEYPOINTS[1:]}}
-    return {"candidates": {k: list(v) for k, v in candidates.items()}, "splits": rows,
-            "summary": summary}
+            "keypoint_weights": list(candidates[cand]),
+            "worst_keypoint_ratio_max": max(r["worst_keypoint"]["ratio"] for r in scores),
+            "worst_trade_ratio_max": max(row[cand]["trade"]["worst_keypoint"]["ratio"]
+                                         for row in rows.values()),
+            "per_keypoint_range": {k: [min(r["per_keypoint_mean"][k] for r in scores),
+                                       max(r["per_keypoint_mean"][k] for r in scores)]
+                                   for k in c.KEYPOINTS[1:]},
+            "pooled_mean_max": max(r["pooled_mean"] for r in scores),
+            "pooled_mean_range_real": [min(r["pooled_mean"] for r in real),
+                                       max(r["pooled_mean"] for r in real)],
+            "pooled_p95_range_real": [min(r["pooled_p95"] for r in real),
+                                      max(r["pooled_p95"] for r in real)]}
+    best = min(v["worst_keypoint_ratio_max"] for v in summary.values())
+    ties = [k for k, v in summary.items() if v["worst_keypoint_ratio_max"] <= best * (1 + TIE)]
+    chosen = min(ties, key=lambda k: summary[k]["pooled_mean_max"])
+    default = solver.default_keypoint_weights(measured_body=True)
+    return {"candidates": {k: list(v) for k, v in candidates.items()},
+            "rule": "minimax over every split: the lowest worst-keypoint mean ratio to SeqIKPy "
+                    f"(within {TIE:.1%} count as ties), then the lowest pooled mean ratio",
+            "chosen": chosen, "ties": ties,
+            "measured_body_default": list(default),
+            "default_is_chosen": list(candidates[chosen]) == list(default),
+            "summary": summary, "splits": rows}
 
 
-def table_lines(result: dict[str, Any]) -> list[str]:
-    """One line per split and candidate: CTr FTi TiTa Claw ratios, worst, pooled mean/p95."""
-    lines = []
-    for split, row in result["splits"].items():
-        for cand, value in row.items():
-            r = value["to_seqikpy"]
-            per = " ".join(f"{v:.2f}" for v in r["per_keypoint_mean"].values())
-            lines.append(f"{split:40} {cand[:8]:8} {per}  worst {r['worst_keypoint']['ratio']:.2f}"
-                         f" pooled {r['pooled_mean']:.2f}/{r['pooled_p95']:.2f}"
-                         f" trade-worst {value['trade']['worst_keypoint']['ratio']:.2f}")
-    for cand, s in result["summary"].items():
-        lines.append(f"{cand}: worst {s['worst_keypoint_ratio_max']:.3f} trade "
-                     f"{s['worst_trade_ratio_max']:.3f} pooled {s['pooled_mean_max']:.3f}/"
-                     f"{s['pooled_p95_max']:.3f} per {s['per_keypoint_max']}")
+def weights_lines(result: dict[str, Any]) -> list[str]:
+    """Per candidate: worst keypoint (max over splits), per-keypoint ranges, pooled ranges."""
+    lines = [f"weights: chosen {result['chosen']!r} (ties {result['ties']}); --body data "
+             f"default {result['measured_body_default']} "
+             f"{'agrees' if result['default_is_chosen'] else 'DIFFERS'}"]
+    for cand, v in result["summary"].items():
+        per = " ".join(f"{k} {lo:.2f}-{hi:.2f}" for k, (lo, hi) in v["per_keypoint_range"].items())
+        pooled, p95 = v["pooled_mean_range_real"], v["pooled_p95_range_real"]
+        lines.append(f"  {cand[:26]:26} worst {v['worst_keypoint_ratio_max']:.3f} trade "
+                     f"{v['worst_trade_ratio_max']:.3f} | {per} | real pooled "
+                     f"{pooled[0]:.2f}-{pooled[1]:.2f} p95 {p95[0]:.2f}-{p95[1]:.2f}")
     return lines

@@ -86,8 +86,10 @@ class IkOptions:
 
     @property
     def solve_lm(self) -> solvers.LmOptions:
-        """The lm settings the solve uses before a measured body scales its floor: `lm`, with
-        the body's default keypoint weights where none are set."""
+        """The lm settings the solve uses (before a measured body scales their floor).
+
+        `lm`, with the body's default keypoint weights where none are set.
+        """
         return self.lm.with_default_weights(measured_body=self.body == "data")
 
     def record(self) -> dict[str, Any]:

@@ -117,8 +117,10 @@ class LmOptions:
         return TEMPLATE_BODY_WEIGHTS if self.keypoint_weights is None else self.keypoint_weights
 
     def with_default_weights(self, measured_body: bool) -> LmOptions:
-        """These settings with `keypoint_weights` filled in: the ones set are kept, else the
-        default for the body (`default_keypoint_weights`)."""
+        """These settings with `keypoint_weights` filled in.
+
+        The weights set are kept, else the body's default (`default_keypoint_weights`).
+        """
         if self.keypoint_weights is not None:
             return self
         weights = default_keypoint_weights(measured_body)
