@@ -5,7 +5,8 @@ The reference everywhere is SeqIKPy run with a data body on every frame: flyenv'
 the whole recording it is scored on (on held-out frames too: its body has seen the frames it is
 scored on, flyenv's has not). flyenv is `--body data` as `flyenv ik` runs it: the measured body
 (`flyenv.ik_preprocess.bodyfit.fit_body`: segment lengths and tarsus tilts) and the user's `lm`
-settings (defaults here), the lm floor scaled with the fly. Ratios are flyenv's error over the
+settings (here its defaults: the measured body's keypoint weights,
+`solver.MEASURED_BODY_WEIGHTS`), the lm floor scaled with the fly. Ratios are flyenv's error over the
 reference's on the same frames: each keypoint's mean (CTr, FTi, TiTa, Claw), the pooled mean
 and p95.
 
@@ -24,12 +25,16 @@ What it measures (one process, BLAS limited to one thread; `--quick` for a smoke
    100-frame df3d file (SeqIKPy's aligned tutorial input, another stretch of the same fly with
    each leg rescaled by SeqIKPy's alignment), and the reverse.
 3. Length search on the solver's error, to decide whether a fitted body beats the measured one
-   (segment lengths only, the planar tarsus: run before the tilt was measured):
+   (segment lengths only, the planar tarsus, lm weights 3 1 1.5 6: run before the tilt was
+   measured and the measured body's weights chosen):
    per leg, Powell over the four log length ratios, the objective the pooled mean + p95 of the
    `lm` fit on even frames, with and without the constraint that no keypoint's mean error
    exceeds the measured body's; scored on odd frames.
-4. The solver's keypoint weights with the measured body (lengths and tilts): how the pooled
-   error and the worst keypoint trade (the targets ask for both at once).
+4. The keypoint weights `--body data` solves with by default (`bodyfit_weights.py`): candidate
+   rules (the template body's default 3 1 1.5 6, 10 5 5 1, proximal priority (r^3, r^2, r, 1)
+   for r = 1-100) on every held-out split, both directions between the df3d recordings and
+   synthetic flies 0.7-1.3x, against SeqIKPy and against the stages on the same body (the
+   trade); the rule picked by minimax, the worst keypoint first, pooled second.
 5. Synthetic flies: the df3d walk's joint angles on bodies 0.7-1.3x the template with +-15% per
    segment, tracked with noise (0.01 mm x size) and dropped keypoints (5% at random, a claw lost
    for 30 frames): measured lengths against the true ones, and the angles with the measured body
