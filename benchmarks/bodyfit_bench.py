@@ -5,8 +5,8 @@ The reference everywhere is SeqIKPy run with a data body on every frame: flyenv'
 the whole recording it is scored on (on held-out frames too: its body has seen the frames it is
 scored on, flyenv's has not). flyenv is `--body data` as `flyenv ik` runs it: the measured body
 (`flyenv.ik_preprocess.bodyfit.fit_body`: segment lengths and tarsus tilts) and the user's `lm`
-settings (here its defaults: the measured body's keypoint weights,
-`solver.MEASURED_BODY_WEIGHTS`), the lm floor scaled with the fly. Ratios are flyenv's error over the
+settings (here the defaults: the measured body's keypoint weights, `MEASURED_BODY_WEIGHTS`),
+the lm floor scaled with the fly. Ratios are flyenv's error over the
 reference's on the same frames: each keypoint's mean (CTr, FTi, TiTa, Claw), the pooled mean
 and p95.
 
