@@ -126,24 +126,42 @@ def bench_weights(clips: dict[str, Clip], df3d_100: Clip, motion: np.ndarray,
                                        max(r["pooled_mean"] for r in real)],
             "pooled_p95_range_real": [min(r["pooled_p95"] for r in real),
                                       max(r["pooled_p95"] for r in real)]}
-    best = min(v["worst_keypoint_ratio_max"] for v in summary.values())
-    ties = [k for k, v in summary.items() if v["worst_keypoint_ratio_max"] <= best * (1 + TIE)]
-    chosen = min(ties, key=lambda k: summary[k]["pooled_mean_max"])
+    chosen, ties = select(rows, list(candidates))
+    # The same rule on each group of splits alone: does the pick depend on which data it saw?
+    groups = {"df3d held-out": "df3d_walk ", "anipose held-out": "anipose_groom ",
+              "synthetic": "synthetic_", "other df3d recording": "->"}
+    group_of = {split: "other df3d recording" if "->" in split else
+                next(g for g, key in groups.items() if split.startswith(key)) for split in rows}
+    per_group = {group: dict(zip(("chosen", "ties"), select(
+        {k: v for k, v in rows.items() if group_of[k] == group}, list(candidates)),
+        strict=True)) for group in groups}
     default = solver.default_keypoint_weights(measured_body=True)
     return {"candidates": {k: list(v) for k, v in candidates.items()},
             "rule": "minimax over every split: the lowest worst-keypoint mean ratio to SeqIKPy "
                     f"(within {TIE:.1%} count as ties), then the lowest pooled mean ratio",
-            "chosen": chosen, "ties": ties,
+            "chosen": chosen, "ties": ties, "chosen_per_group": per_group,
             "measured_body_default": list(default),
             "default_is_chosen": list(candidates[chosen]) == list(default),
             "summary": summary, "splits": rows}
+
+
+def select(rows: dict[str, Any], candidates: list[str]) -> tuple[str, list[str]]:
+    """The minimax pick over `rows` (split -> candidate -> scores) and its ties."""
+    worst = {cand: max(row[cand]["to_seqikpy"]["worst_keypoint"]["ratio"]
+                       for row in rows.values()) for cand in candidates}
+    pooled = {cand: max(row[cand]["to_seqikpy"]["pooled_mean"] for row in rows.values())
+              for cand in candidates}
+    best = min(worst.values())
+    ties = [cand for cand in candidates if worst[cand] <= best * (1 + TIE)]
+    return min(ties, key=pooled.__getitem__), ties
 
 
 def weights_lines(result: dict[str, Any]) -> list[str]:
     """Per candidate: worst keypoint (max over splits), per-keypoint ranges, pooled ranges."""
     lines = [f"weights: chosen {result['chosen']!r} (ties {result['ties']}); --body data "
              f"default {result['measured_body_default']} "
-             f"{'agrees' if result['default_is_chosen'] else 'DIFFERS'}"]
+             f"{'agrees' if result['default_is_chosen'] else 'DIFFERS'}; per group "
+             f"{ {g: v['chosen'] for g, v in result['chosen_per_group'].items()} }"]
     for cand, v in result["summary"].items():
         per = " ".join(f"{k} {lo:.2f}-{hi:.2f}" for k, (lo, hi) in v["per_keypoint_range"].items())
         pooled, p95 = v["pooled_mean_range_real"], v["pooled_p95_range_real"]
