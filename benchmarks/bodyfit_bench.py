@@ -5,7 +5,8 @@ The reference everywhere is SeqIKPy run with a data body on every frame: flyenv'
 the whole recording it is scored on (on held-out frames too: its body has seen the frames it is
 scored on, flyenv's has not). flyenv is `--body data` as `flyenv ik` runs it: the measured body
 (`flyenv.ik_preprocess.bodyfit.fit_body`: segment lengths and tarsus tilts) and the user's `lm`
-settings (defaults here), the lm floor scaled with the fly. Ratios are flyenv's error over the
+settings (here the defaults: the measured body's keypoint weights, `MEASURED_BODY_WEIGHTS`),
+the lm floor scaled with the fly. Ratios are flyenv's error over the
 reference's on the same frames: each keypoint's mean (CTr, FTi, TiTa, Claw), the pooled mean
 and p95.
 
@@ -24,12 +25,16 @@ What it measures (one process, BLAS limited to one thread; `--quick` for a smoke
    100-frame df3d file (SeqIKPy's aligned tutorial input, another stretch of the same fly with
    each leg rescaled by SeqIKPy's alignment), and the reverse.
 3. Length search on the solver's error, to decide whether a fitted body beats the measured one
-   (segment lengths only, the planar tarsus: run before the tilt was measured):
+   (segment lengths only, the planar tarsus, lm weights 3 1 1.5 6: run before the tilt was
+   measured and the measured body's weights chosen):
    per leg, Powell over the four log length ratios, the objective the pooled mean + p95 of the
    `lm` fit on even frames, with and without the constraint that no keypoint's mean error
    exceeds the measured body's; scored on odd frames.
-4. The solver's keypoint weights with the measured body (lengths and tilts): how the pooled
-   error and the worst keypoint trade (the targets ask for both at once).
+4. The keypoint weights `--body data` solves with by default (`bodyfit_weights.py`): candidate
+   rules (the template body's default 3 1 1.5 6, 10 5 5 1, proximal priority (r^3, r^2, r, 1)
+   for r = 1-100) on every held-out split, both directions between the df3d recordings and
+   synthetic flies 0.7-1.3x, against SeqIKPy and against the stages on the same body (the
+   trade); the rule picked by minimax, the worst keypoint first, pooled second.
 5. Synthetic flies: the df3d walk's joint angles on bodies 0.7-1.3x the template with +-15% per
    segment, tracked with noise (0.01 mm x size) and dropped keypoints (5% at random, a claw lost
    for 30 frames): measured lengths against the true ones, and the angles with the measured body
@@ -81,25 +86,26 @@ from bodyfit_limits import bench_limits
 from bodyfit_problems import (
     TARGETS,
     Clip,
+    data_body_lm,
     flyenv_data_body,
     load_clip,
-    per_leg_lengths,
     proximal_first,
     reference,
     scored,
     solve,
+    solve_angles,
     splits,
+    synthetic_fly,
+    synthetic_motion,
 )
+from bodyfit_weights import bench_weights, weights_lines
 from common import RESULTS
 from scipy.optimize import minimize
 
 from flyenv import data
 from flyenv.body import BodyConfig
 from flyenv.body import constants as c
-from flyenv.body.kinematics import (
-    forward_kinematics,
-)
-from flyenv.ik_preprocess import IkOptions, LmOptions, load_recording, run, solver
+from flyenv.ik_preprocess import IkOptions, load_recording, run, solver
 from flyenv.ik_preprocess.align import body_from_recording
 from flyenv.ik_preprocess.bodyfit import fit_body
 from flyenv.ik_preprocess.thorax import estimate_thorax_pose
@@ -109,8 +115,6 @@ from flyenv.motion.grounding import ground, odometry
 DEFAULT_OUTPUT = RESULTS / "bodyfit_bench.json"
 
 SIZES = (0.7, 0.85, 1.0, 1.15, 1.3)
-WEIGHTS = ((3.0, 1.0, 1.5, 6.0, True), (10.0, 5.0, 5.0, 1.0, True), (10.0, 10.0, 10.0, 1.0, True),
-           (10.0, 5.0, 5.0, 1.0, False), (3.0, 1.0, 1.5, 6.0, False))
 
 
 def bench_recordings(clips: dict[str, Clip]) -> dict[str, Any]:
@@ -132,7 +136,7 @@ def bench_recordings(clips: dict[str, Clip]) -> dict[str, Any]:
                                        "seqikpy_data_body": float(ref[..., 0].mean())}
         symmetric = body_from_recording(clip.keypoints, clip.template)
         fit = fit_body(clip.keypoints, clip.template)
-        lm = LmOptions(error_floor_mm=LmOptions().error_floor_mm * fit.scale)
+        lm = data_body_lm(fit.scale)
         entry["tarsus_tilt_deg"] = np.degrees(fit.body.tarsus_tilt[clip.legs]).tolist()
         entry["other_bodies_all_frames"] = {
             "measured_lengths_without_tilt": scored(solve(clip, fit.body.lengths, lm), ref),
@@ -159,7 +163,7 @@ def search_lengths(clip: Clip, legid: int, capped: bool, max_evals: int,
     leg = dataclasses.replace(clip, legs=[legid])
     fit = fit_body(clip.keypoints, clip.template)
     measured = fit.body.lengths
-    lm = LmOptions(error_floor_mm=LmOptions().error_floor_mm * fit.scale)
+    lm = data_body_lm(fit.scale, solver.TEMPLATE_BODY_WEIGHTS)  # as run (before the default)
     base = solve(leg, measured, lm)
     cap, mean0, p95_0 = base.mean((0, 1)), base.mean(), np.percentile(base, 95)
     evals = [0]
@@ -187,7 +191,7 @@ def bench_length_search(clips: dict[str, Clip], max_evals: int, stride: int) -> 
         train = clip.frames(np.arange(0, len(clip.keypoints), 2 * stride))
         test = clip.frames(np.arange(1, len(clip.keypoints), 2))
         measured = fit_body(train.keypoints, clip.template)
-        lm = LmOptions(error_floor_mm=LmOptions().error_floor_mm * measured.scale)
+        lm = data_body_lm(measured.scale, solver.TEMPLATE_BODY_WEIGHTS)
         base = solve(test, measured.body.lengths, lm)
         entry: dict[str, Any] = {"train_frames": len(train.keypoints)}
         for capped in (True, False):
@@ -209,69 +213,17 @@ def bench_length_search(clips: dict[str, Clip], max_evals: int, stride: int) -> 
     return out
 
 
-def bench_weights(clips: dict[str, Clip]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, clip in clips.items():
-        ref = reference(clip)
-        body = fit_body(clip.keypoints, clip.template).body
-        rows = []
-        for *weights, relative in WEIGHTS:
-            lm = LmOptions(keypoint_weights=tuple(weights), relative=relative,
-                           iterations=8 if relative else 20)
-            ratio = scored(solve(clip, body.lengths, lm, tilt=body.tarsus_tilt), ref)["ratio"]
-            rows.append({"keypoint_weights": weights, "relative": relative,
-                         "pooled_mean": ratio["pooled_mean"], "pooled_p95": ratio["pooled_p95"],
-                         "per_keypoint_mean": ratio["per_keypoint_mean"]})
-        out[name] = rows
-    return out
-
-
-def synthetic_fly(angles: np.ndarray, size: float, seed: int, noise_mm: float = 0.01,
-                  ) -> tuple[BodyConfig, np.ndarray, np.ndarray]:
-    """A fly of `size` x the template, +-15% per segment (both sides alike), tarsi tilted
-    up to 15 deg (mirrored), moving with
-    `angles` (T, 42): its body, exact keypoints and tracked ones (noise, drops)."""
-    rng = np.random.default_rng(seed)
-    template = BodyConfig.default()
-    factors = rng.uniform(0.85, 1.15, c.NUM_SEGMENTS)
-    tilt = np.radians(rng.uniform(-15.0, 15.0, 3))
-    body = template.replace(segment_lengths_mm=size * template.lengths * factors,
-                            thc_mm=size * template.thc,
-                            tarsus_tilt_rad=np.concatenate([tilt, -tilt]))
-    exact = forward_kinematics(body, angles)
-    tracked = exact + noise_mm * size * rng.standard_normal(exact.shape)
-    tracked[rng.random(exact.shape[:3]) < 0.05] = np.nan
-    for legid in rng.choice(c.NUM_LEGS, 3, replace=False):
-        start = int(rng.integers(0, len(angles) - 30))
-        tracked[start:start + 30, legid, 4] = np.nan
-    return body, exact, tracked
-
-
-def solve_angles(keypoints: np.ndarray, body: BodyConfig, bounds: np.ndarray,
-                 lm: LmOptions) -> tuple[np.ndarray, np.ndarray]:
-    """lm angles (T, 6, 7) on a body and which the tracking determines."""
-    filled, tracked = solver.fill_gaps(keypoints)
-    tilt = body.tarsus_tilt
-    angles = solver.seqik(filled, body.lengths, bounds, solver.SEQIKPY_SEED_RAD,
-                          tarsus_tilt_rad=tilt)
-    angles = solver.lm(filled, body.lengths, bounds, angles, keypoint_mask=tracked[..., 1:],
-                       options=lm, tarsus_tilt_rad=tilt)
-    return angles, ~solver.undetermined_angles(tracked)
-
-
 def bench_synthetic(df3d: Clip, seeds: int) -> dict[str, Any]:
     """Measured bodies of synthetic flies moving like the df3d walk."""
     template = BodyConfig.default()
     bounds = template.bounds.reshape(c.NUM_LEGS, c.DOF_PER_LEG, 2)
-    measured = template.replace(segment_lengths_mm=per_leg_lengths(df3d))
-    motion, _ = solve_angles(df3d.keypoints, measured, bounds, LmOptions())
-    motion = motion.reshape(len(motion), c.NUM_DOFS)
+    motion = synthetic_motion(df3d)
     flies = []
     for index, size in enumerate(SIZES):
         for seed in range(index * seeds, (index + 1) * seeds):  # other proportions per size
             body, exact, tracked = synthetic_fly(motion, size, seed)
             fit = fit_body(tracked, template)
-            lm = LmOptions(error_floor_mm=LmOptions().error_floor_mm * fit.scale)
+            lm = data_body_lm(fit.scale)
             angles, determined = solve_angles(tracked, fit.body, bounds, lm)
             with_truth, _ = solve_angles(tracked, body, bounds, lm)
             exact_fit = fit_body(exact, template)
@@ -481,6 +433,8 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
         per = " ".join(f"{k} {v:.3f}" for k, v in ratio["per_keypoint_mean"].items())
         lines.append(f"{split:37} {per}  pooled {ratio['pooled_mean']:.3f} "
                      f"p95 {ratio['pooled_p95']:.3f}")
+    if "splits" in results.get("weights", {}):
+        lines.extend(weights_lines(results["weights"]))
     if "synthetic" in results:
         synthetic = results["synthetic"]
         lines.append(f"synthetic: lengths worst {synthetic['worst_length_error_pct']:.2f}%, "
@@ -541,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
         results["recordings"] = bench_recordings(clips)
         results["other_recording"] = bench_other_recording(clips["df3d_walk"], df3d_100)
         results["synthetic"] = bench_synthetic(clips["df3d_walk"], 1 if quick else 2)
-        results["weights"] = bench_weights(clips)
+        results["weights"] = bench_weights(clips, df3d_100, synthetic_motion(clips["df3d_walk"]))
         with tempfile.TemporaryDirectory(prefix="bodyfit_bench_") as tmp:
             results["scale"] = bench_scale(Path(tmp))
     if "search" in args.sections:

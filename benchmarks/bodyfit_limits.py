@@ -12,6 +12,7 @@ import ik_bench
 import numpy as np
 from bodyfit_problems import (
     Clip,
+    data_body_lm,
     proximal_first,
     reference,
     solve,
@@ -26,7 +27,7 @@ from flyenv.body.kinematics import (
     leg_jacobian,
     rotation_matrix,
 )
-from flyenv.ik_preprocess import LmOptions, solver
+from flyenv.ik_preprocess import solver
 from flyenv.ik_preprocess.bodyfit import fit_body, tarsus_frame
 
 LIMIT_WEIGHTS = (1.0, 3.0, 10.0, 30.0)  # FTi, TiTa weights of the L1 solves (CTr, Claw: 1)
@@ -236,9 +237,12 @@ def limit_candidates(train: Clip, test: Clip) -> list[dict[str, Any]]:
             row[part] = ik_bench.error_ratios(ik_bench.error_stats(solve_on(clip)), refs[part])
         rows.append(row)
 
-    lm = LmOptions(error_floor_mm=LmOptions().error_floor_mm * fit.scale)
+    default = data_body_lm(fit.scale)
+    lm = data_body_lm(fit.scale, solver.TEMPLATE_BODY_WEIGHTS)
     tilt = fit.body.tarsus_tilt
-    add("lm default, measured lengths and tilt (--body data)",
+    add("lm --body data default (weights 1000 100 10 1), measured lengths and tilt",
+        lambda clip: solve(clip, lengths, default, tilt=tilt))
+    add("lm weights 3 1 1.5 6 (--body data before), measured lengths and tilt",
         lambda clip: solve(clip, lengths, lm, tilt=tilt))
     add("seqik, measured lengths and tilt", lambda clip: solve(clip, lengths, method="seqik",
                                                                tilt=tilt))
@@ -248,9 +252,9 @@ def limit_candidates(train: Clip, test: Clip) -> list[dict[str, Any]]:
     lad = lad_tarsus(train, fit.body)
     add("seqik, tarsus length and tilt fitted LAD on the claw",
         lambda clip: solve(clip, lad.lengths, method="seqik", tilt=lad.tarsus_tilt))
-    add("lm default, tarsus length and tilt fitted LAD on the claw",
+    add("lm weights 3 1 1.5 6, tarsus length and tilt fitted LAD on the claw",
         lambda clip: solve(clip, lad.lengths, lm, tilt=lad.tarsus_tilt))
-    add("lm default, measured lengths", lambda clip: solve(clip, lengths, lm))
+    add("lm weights 3 1 1.5 6, measured lengths", lambda clip: solve(clip, lengths, lm))
     add("seqik, measured lengths", lambda clip: solve(clip, lengths, method="seqik"))
     add("L1 (1,1,1,1) keep_coxa=False",
         lambda clip: l1_solve(clip, lengths, (1, 1, 1, 1), keep_coxa=False, floor_mm=floor))

@@ -14,8 +14,8 @@ import numpy as np
 from flyenv import data
 from flyenv.body import BodyConfig
 from flyenv.body import constants as c
-from flyenv.body.kinematics import leg_forward_kinematics
-from flyenv.ik_preprocess import LmOptions, load_recording, solver
+from flyenv.body.kinematics import forward_kinematics, leg_forward_kinematics
+from flyenv.ik_preprocess import IkOptions, LmOptions, load_recording, solver
 from flyenv.ik_preprocess.align import robust_center, segment_lengths
 from flyenv.ik_preprocess.bodyfit import fit_body
 from flyenv.ik_preprocess.thorax import estimate_thorax_pose
@@ -71,11 +71,17 @@ def per_leg_lengths(clip: Clip) -> np.ndarray:
     return np.where(np.isfinite(measured), measured, clip.template.lengths)
 
 
+def data_body_lm(scale: float, weights: tuple[float, ...] | None = None) -> LmOptions:
+    """The lm settings `--body data` solves with for a fly `scale` x the template: `weights`
+    (None: the measured body's default, `IkOptions(body="data").solve_lm`), the floor scaled."""
+    lm = IkOptions(body="data", lm=LmOptions(keypoint_weights=weights)).solve_lm
+    return dataclasses.replace(lm, error_floor_mm=lm.error_floor_mm * scale)
+
+
 def flyenv_data_body(train: Clip, test: Clip) -> np.ndarray:
     """Errors on `test` of `--body data` with the body measured on `train` (default lm)."""
     fit = fit_body(train.keypoints, train.template)
-    lm = LmOptions(error_floor_mm=LmOptions().error_floor_mm * fit.scale)
-    return solve(test, fit.body.lengths, lm, tilt=fit.body.tarsus_tilt)
+    return solve(test, fit.body.lengths, data_body_lm(fit.scale), tilt=fit.body.tarsus_tilt)
 
 
 def reference(clip: Clip) -> np.ndarray:
@@ -117,3 +123,46 @@ def proximal_first(clip: Clip) -> np.ndarray:
         lengths[legs, segment] = robust_center(np.where(tracked[:, :, segment + 1], distance,
                                                         np.nan))
     return lengths
+
+
+def synthetic_fly(angles: np.ndarray, size: float, seed: int, noise_mm: float = 0.01,
+                  ) -> tuple[BodyConfig, np.ndarray, np.ndarray]:
+    """A fly of `size` x the template, +-15% per segment (both sides alike), tarsi tilted
+    up to 15 deg (mirrored), moving with
+    `angles` (T, 42): its body, exact keypoints and tracked ones (noise, drops)."""
+    rng = np.random.default_rng(seed)
+    template = BodyConfig.default()
+    factors = rng.uniform(0.85, 1.15, c.NUM_SEGMENTS)
+    tilt = np.radians(rng.uniform(-15.0, 15.0, 3))
+    body = template.replace(segment_lengths_mm=size * template.lengths * factors,
+                            thc_mm=size * template.thc,
+                            tarsus_tilt_rad=np.concatenate([tilt, -tilt]))
+    exact = forward_kinematics(body, angles)
+    tracked = exact + noise_mm * size * rng.standard_normal(exact.shape)
+    tracked[rng.random(exact.shape[:3]) < 0.05] = np.nan
+    for legid in rng.choice(c.NUM_LEGS, 3, replace=False):
+        start = int(rng.integers(0, len(angles) - 30))
+        tracked[start:start + 30, legid, 4] = np.nan
+    return body, exact, tracked
+
+
+def solve_angles(keypoints: np.ndarray, body: BodyConfig, bounds: np.ndarray,
+                 lm: LmOptions) -> tuple[np.ndarray, np.ndarray]:
+    """lm angles (T, 6, 7) on a body and which the tracking determines."""
+    filled, tracked = solver.fill_gaps(keypoints)
+    tilt = body.tarsus_tilt
+    angles = solver.seqik(filled, body.lengths, bounds, solver.SEQIKPY_SEED_RAD,
+                          tarsus_tilt_rad=tilt)
+    angles = solver.lm(filled, body.lengths, bounds, angles, keypoint_mask=tracked[..., 1:],
+                       options=lm, tarsus_tilt_rad=tilt)
+    return angles, ~solver.undetermined_angles(tracked)
+
+
+def synthetic_motion(df3d: Clip) -> np.ndarray:
+    """(T, 42) joint angles the synthetic flies move with: the df3d walk's, solved with lm
+    (the template's weights) on its per-leg median segment lengths."""
+    template = BodyConfig.default()
+    measured = template.replace(segment_lengths_mm=per_leg_lengths(df3d))
+    bounds = template.bounds.reshape(c.NUM_LEGS, c.DOF_PER_LEG, 2)
+    motion, _ = solve_angles(df3d.keypoints, measured, bounds, LmOptions())
+    return motion.reshape(len(motion), c.NUM_DOFS)

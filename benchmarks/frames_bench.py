@@ -27,6 +27,7 @@ import single_thread  # noqa: F401  (first: one BLAS/OpenMP thread, before numpy
 
 # isort: split
 import argparse
+import dataclasses
 import json
 import tempfile
 import time
@@ -144,8 +145,9 @@ def fitted_errors(keypoints: np.ndarray, template: BodyConfig, legs: list[int],
     tilt = body.tarsus_tilt[legs]
     angles = solver.seqik(kp, body.lengths[legs], bounds[legs], solver.SEQIKPY_SEED_RAD[legs],
                           tarsus_tilt_rad=tilt)
-    # As `--body data` solves: the default lm settings, the floor scaled with the fly.
-    lm = solver.LmOptions(error_floor_mm=solver.LmOptions().error_floor_mm * fit.scale)
+    # As `--body data` solves: its default lm settings, the floor scaled with the fly.
+    lm = IkOptions(body="data").solve_lm
+    lm = dataclasses.replace(lm, error_floor_mm=lm.error_floor_mm * fit.scale)
     angles = solver.lm(kp, body.lengths[legs], bounds[legs], angles, options=lm,
                        tarsus_tilt_rad=tilt)
     seconds = time.perf_counter() - start

@@ -151,9 +151,11 @@ def _add_ik(ik: argparse.ArgumentParser) -> None:
                     help="lm: weight of frame-to-frame angle changes [mm^2/rad^2] (default: 0)")
     ik.add_argument("--keypoint-weights", type=float, nargs=4, default=None,
                     metavar=("CTR", "FTI", "TITA", "CLAW"),
-                    help="lm: weights of the keypoints' errors (default: 3 1 1.5 6, the pooled "
-                         "error's balance; with --body data, 10 5 5 1 keeps FTi and TiTa at or "
-                         "below SeqIKPy's at ~4%% more CTr error, see the README)")
+                    help="lm: weights of the keypoints' errors, each relative to SeqIKPy's "
+                         "stage fit's on its frame; always used as given. Default: 3 1 1.5 6 "
+                         "with a template body; with --body data 1000 100 10 1 (SeqIKPy's "
+                         "order kept, no keypoint traded for another; see the README). The "
+                         "output's metadata records the weights used")
     ik.add_argument("--plot", action="store_true",
                     help="write a PNG per recording: fit error over time and joint angles")
     ik.add_argument("--overwrite", action="store_true",

@@ -1,6 +1,7 @@
 """The measured body (`--body data`): recovery, scale equivariance, honest metadata (issue 21)."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -148,22 +149,11 @@ def test_angles_do_not_change_with_the_size_of_the_fly(walking, tmp_path):
         assert diff.max() < 1e-4  # by construction: the lm floor scales with the body
 
 
-def test_metadata_says_what_was_solved(walking, tmp_path):
-    """The output's body and solver settings reproduce its angles: the user's lm settings are
-    used with the measured body, and recorded as they were used."""
-    lm = LmOptions(keypoint_weights=(1.0, 2.0, 0.5, 4.0), iterations=5, error_floor_mm=0.02)
-    path = _write(tmp_path / "walk.npz", walking[:60])
-    motion = motion_io.load(run([path], tmp_path / "out", IkOptions(body="data", lm=lm))
-                            .files[0].output)
+def _solve_as_recorded(motion):
+    """The angles (T, 6, 7) the output's recorded body and lm settings give, and those settings."""
     recorded = LmOptions(**{k: tuple(v) if isinstance(v, list) else v
                             for k, v in motion.metadata["ik"]["lm_used"].items()})
-    # The user's settings, the floor scaled with the fly's size (and recorded so).
-    scale = motion.metadata["body_fit"]["scale_to_template"]
-    assert recorded == dataclasses.replace(lm, error_floor_mm=0.02 * scale) and scale != 1.0
     body = BodyConfig.from_dict(motion.metadata["body"])
-    assert body == motion.body and body.name == "data:walk.npz"
-    assert motion.metadata["body_fit"]["method"] == "median segment distances, tarsus tilts"
-    assert np.abs(body.tarsus_tilt).min() > 0  # measured, and used below
     filled, tracked = solver.fill_gaps(motion.keypoints)
     bounds = body.bounds.reshape(c.NUM_LEGS, c.DOF_PER_LEG, 2)
     angles = solver.seqik(filled, body.lengths, bounds, solver.SEQIKPY_SEED_RAD,
@@ -173,10 +163,64 @@ def test_metadata_says_what_was_solved(walking, tmp_path):
     determined = ~solver.undetermined_angles(tracked).any(-1)
     np.testing.assert_allclose(motion.joint_angles.reshape(angles.shape)[determined],
                                angles[determined], atol=1e-12)
-    # The default settings give other angles: the options were not ignored.
-    default = motion_io.load(run([path], tmp_path / "default", IkOptions(body="data"))
-                             .files[0].output)
-    assert np.abs(default.joint_angles - motion.joint_angles).max() > 1e-3
+    return recorded
+
+
+@pytest.mark.parametrize("weights", [None, (1.0, 2.0, 0.5, 4.0), solver.TEMPLATE_BODY_WEIGHTS],
+                         ids=["default", "user", "user_template_default"])
+def test_metadata_says_what_was_solved(walking, tmp_path, weights):
+    """The output's body and solver settings reproduce its angles: weights the user set are
+    used as set (the template body's default too), unset ones are the measured body's default,
+    and the metadata records which."""
+    lm = LmOptions(keypoint_weights=weights, iterations=5, error_floor_mm=0.02)
+    path = _write(tmp_path / "walk.npz", walking[:60])
+    motion = motion_io.load(run([path], tmp_path / "out", IkOptions(body="data", lm=lm))
+                            .files[0].output)
+    recorded = _solve_as_recorded(motion)
+    # The weights solved with, the floor scaled with the fly's size (and recorded so).
+    used = solver.MEASURED_BODY_WEIGHTS if weights is None else weights
+    scale = motion.metadata["body_fit"]["scale_to_template"]
+    assert recorded == dataclasses.replace(lm, keypoint_weights=used,
+                                           error_floor_mm=0.02 * scale) and scale != 1.0
+    assert motion.metadata["ik"]["keypoint_weights_set"] is (weights is not None)
+    assert motion.metadata["ik"]["lm"]["keypoint_weights"] == list(used)
+    body = BodyConfig.from_dict(motion.metadata["body"])
+    assert body == motion.body and body.name == "data:walk.npz"
+    assert motion.metadata["body_fit"]["method"] == "median segment distances, tarsus tilts"
+    assert np.abs(body.tarsus_tilt).min() > 0  # measured, and used above
+    if weights is not None:  # other weights give other angles: the setting was not ignored
+        default = motion_io.load(run([path], tmp_path / "default",
+                                     IkOptions(body="data", lm=dataclasses.replace(
+                                         lm, keypoint_weights=None))).files[0].output)
+        assert np.abs(default.joint_angles - motion.joint_angles).max() > 1e-3
+
+
+def test_template_body_default_weights_are_recorded(walking, tmp_path):
+    path = _write(tmp_path / "walk.npz", walking[:30])
+    motion = motion_io.load(run([path], tmp_path / "out", IkOptions()).files[0].output)
+    recorded = _solve_as_recorded(motion)
+    assert recorded.keypoint_weights == solver.TEMPLATE_BODY_WEIGHTS == LmOptions().weights
+    assert motion.metadata["ik"]["keypoint_weights_set"] is False
+
+
+def test_default_weights_decide_resume():
+    """An output solved with other weights is redone; the default and the same weights set by
+    hand give the same result, so neither redoes the other."""
+    default = IkOptions(body="data")
+    same = IkOptions(body="data", lm=LmOptions(keypoint_weights=solver.MEASURED_BODY_WEIGHTS))
+    record = json.loads(json.dumps(default.record()))  # as an output holds it
+    assert default.differences(json.loads(json.dumps(same.record()))) == []
+    assert same.differences(record) == []
+    before = {**record, "lm": {**record["lm"], "keypoint_weights": [3.0, 1.0, 1.5, 6.0]}}
+    assert default.differences(before) == [
+        f"lm.keypoint_weights [3.0, 1.0, 1.5, 6.0], now {list(solver.MEASURED_BODY_WEIGHTS)}"]
+    # The template body's default is what --body data solved with before: such a template
+    # output is not redone.
+    assert IkOptions().differences({**before, "body": "template"}) == []
+    assert LmOptions().with_default_weights(measured_body=False).keypoint_weights == (
+        solver.TEMPLATE_BODY_WEIGHTS)
+    user = LmOptions(keypoint_weights=(1.0, 1.0, 1.0, 1.0))
+    assert user.with_default_weights(measured_body=True) is user
 
 
 def test_cli_keypoint_weights_reach_the_solve_and_its_metadata(walking, tmp_path, capsys):
@@ -187,9 +231,15 @@ def test_cli_keypoint_weights_reach_the_solve_and_its_metadata(walking, tmp_path
                  "--keypoint-weights", "10", "5", "5", "1", "--quiet"]) == 0
     motion = motion_io.load(tmp_path / "out" / "walk.npz")
     assert motion.metadata["ik"]["lm_used"]["keypoint_weights"] == [10.0, 5.0, 5.0, 1.0]
-    default = motion_io.load(run([path], tmp_path / "default", IkOptions(body="data"))
-                             .files[0].output)
+    assert motion.metadata["ik"]["keypoint_weights_set"] is True
+    assert main(["ik", str(path), "-o", str(tmp_path / "default"), "--body", "data",
+                 "--quiet"]) == 0
+    default = motion_io.load(tmp_path / "default" / "walk.npz")
+    assert default.metadata["ik"]["lm_used"]["keypoint_weights"] == list(
+        solver.MEASURED_BODY_WEIGHTS)
+    assert default.metadata["ik"]["keypoint_weights_set"] is False
     assert np.abs(default.joint_angles - motion.joint_angles).max() > 1e-3
+    _solve_as_recorded(default)
     assert main(["ik", str(path), "-o", str(tmp_path / "bad"),
                  "--keypoint-weights", "1", "-1", "1", "1"]) == 2
     assert "keypoint_weights must be 4 finite numbers >= 0" in capsys.readouterr().err

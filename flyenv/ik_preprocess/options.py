@@ -44,7 +44,9 @@ class IkOptions:
             what pose tracking uses); widen it for unusual data.
         chunk_frames: frames per job (None: one job per leg per file).
         overlap_frames: warm-up frames added on each side of a chunk.
-        lm: settings of the lm solver.
+        lm: settings of the lm solver. Its `keypoint_weights` left None takes the default for
+            the body (`solver.default_keypoint_weights`: the template's, or with `body="data"`
+            the measured body's); weights set are always used as set.
         template: the template body.
     """
 
@@ -82,16 +84,27 @@ class IkOptions:
             raise ValueError(f"IkOptions.fps must be in fps_range [{lo:g}, {hi:g}] Hz, got "
                              f"{self.fps:.6g}")
 
+    @property
+    def solve_lm(self) -> solvers.LmOptions:
+        """The lm settings the solve uses (before a measured body scales their floor).
+
+        `lm`, with the body's default keypoint weights where none are set.
+        """
+        return self.lm.with_default_weights(measured_body=self.body == "data")
+
     def record(self) -> dict[str, Any]:
         """The options as an output records them (`metadata["ik"]`), JSON-able.
 
-        `lm` is None for the seqik solver (unused); `template` is the template body's
-        `BodyConfig.to_dict()`.
+        `lm` is None for the seqik solver (unused), else `solve_lm` (the keypoint weights
+        solved with, whether set or the body's default); `keypoint_weights_set` says whether
+        the user set them. `template` is the template body's `BodyConfig.to_dict()`.
         """
+        lm = self.solver == "lm"
         return {"solver": self.solver, "body": self.body, "align": self.align,
                 "frame": self.frame, "up": None if self.up is None else list(self.up),
                 "chunk_frames": self.chunk_frames, "overlap_frames": self.overlap_frames,
-                "lm": dataclasses.asdict(self.lm) if self.solver == "lm" else None,
+                "lm": dataclasses.asdict(self.solve_lm) if lm else None,
+                "keypoint_weights_set": self.lm.keypoint_weights is not None if lm else None,
                 "template": self.template.to_dict()}
 
     def differences(self, recorded: Mapping[str, Any]) -> list[str]:

@@ -43,9 +43,10 @@ class Prepared:
         legs: indices into LEGS of the legs present.
         thorax: the thorax pose per frame (None with `frame="thorax"`).
         fit: the measured body and how it was measured (with `body="data"`).
-        lm: the lm settings the jobs use: the options', with a measured body's
-            `error_floor_mm` scaled by the fly's size (`BodyFit.scale`), so the angles do not
-            depend on the size of the fly.
+        lm: the lm settings the jobs use: the options' (`IkOptions.solve_lm`: keypoint
+            weights as set, else the body's default), with a measured body's `error_floor_mm`
+            scaled by the fly's size (`BodyFit.scale`), so the angles do not depend on the
+            size of the fly.
         source_sha256: hash of the file's bytes, recorded in the output (its identity).
     """
 
@@ -82,7 +83,7 @@ def prepare(path: Path, options: IkOptions) -> Prepared:
     recording = load_recording(path, fps_range=options.fps_range)
     fps = frame_rate(recording, options)
     keypoints = recording.keypoints
-    body, thorax, fit, lm = options.template, None, None, options.lm
+    body, thorax, fit, lm = options.template, None, None, options.solve_lm
     if options.frame == "estimate":
         thorax = estimate_thorax_pose(keypoints, options.template.thc, fps, up=options.up,
                                       path=path)
@@ -159,8 +160,9 @@ def assemble(prepared: Prepared, solution: Solution, options: IkOptions) -> Refe
         "source": str(recording.path),
         "source_sha256": prepared.source_sha256,
         "flyenv_version": __version__,
-        # The user's options as given (a resumed batch compares them), and the lm settings
-        # the solve used (with a measured body the error floor scales with the fly).
+        # The options (a resumed batch compares them; keypoint weights as solved with, and
+        # whether the user set them), and the lm settings the solve used (with a measured body
+        # the error floor scales with the fly).
         "ik": {**options.record(),
                "lm_used": dataclasses.asdict(prepared.lm) if options.solver == "lm" else None},
         "body": prepared.body.to_dict(),

@@ -57,6 +57,18 @@ SEQIKPY_SEED_RAD.setflags(write=False)
 SINGULAR_SIN = 1e-6
 
 
+# Keypoint weights (CTr, FTi, TiTa, Claw) of the relative `lm` objective when the user sets none.
+# With the template body: no keypoint's mean error more than 10% above SeqIKPy's, the pooled
+# error 0.82-0.88x (benchmarks/ik_bench.py).
+TEMPLATE_BODY_WEIGHTS = (3.0, 1.0, 1.5, 6.0)
+# With a body measured from the recording (`--body data`): SeqIKPy's stage order kept by a decade
+# per keypoint, so the joint fit lowers a distal keypoint's error only where the keypoints before
+# it lose (almost) nothing (no keypoint traded for another). The minimax choice on frames and
+# recordings the body was not measured on: the worst keypoint's mean error relative to SeqIKPy's
+# is lowest (flat from 10x to 30x per step), pooled error second (benchmarks/bodyfit_weights.py).
+MEASURED_BODY_WEIGHTS = (1000.0, 100.0, 10.0, 1.0)
+
+
 @dataclasses.dataclass(frozen=True)
 class LmOptions:
     """Settings of the `lm` solver.
@@ -68,7 +80,10 @@ class LmOptions:
     rises more than 10% over SeqIKPy's with the defaults (see benchmarks/ik_bench.py).
 
     Attributes:
-        keypoint_weights: weights of CTr, FTi, TiTa, Claw in the squared error.
+        keypoint_weights: weights of CTr, FTi, TiTa, Claw in the squared error; None (the
+            default): the default for the body solved for, `default_keypoint_weights`
+            (`TEMPLATE_BODY_WEIGHTS`, or `MEASURED_BODY_WEIGHTS` with a body measured from the
+            recording, `IkOptions(body="data")`); `lm` itself uses the template body's.
         relative: divide each keypoint's squared error by its seed error^2 + floor^2.
         error_floor_mm: floor of the relative weighting [mm].
         smoothness: weight of the squared angle difference between neighbouring frames
@@ -77,7 +92,7 @@ class LmOptions:
         damping: initial damping, relative to the diagonal of J^T W J.
     """
 
-    keypoint_weights: tuple[float, float, float, float] = (3.0, 1.0, 1.5, 6.0)
+    keypoint_weights: tuple[float, float, float, float] | None = None
     relative: bool = True
     error_floor_mm: float = 0.01
     smoothness: float = 0.0
@@ -85,7 +100,7 @@ class LmOptions:
     damping: float = 1e-3
 
     def __post_init__(self) -> None:
-        weights = np.asarray(self.keypoint_weights, dtype=float)
+        weights = np.asarray(self.weights, dtype=float)
         if weights.shape != (4,) or not np.isfinite(weights).all() or (weights < 0).any():
             raise ValueError(f"LmOptions.keypoint_weights must be 4 finite numbers >= 0 "
                              f"(CTr, FTi, TiTa, Claw), got {self.keypoint_weights}")
@@ -95,6 +110,31 @@ class LmOptions:
             raise ValueError(f"LmOptions.smoothness must be >= 0, got {self.smoothness}")
         if self.iterations < 0:
             raise ValueError(f"LmOptions.iterations must be >= 0, got {self.iterations}")
+
+    @property
+    def weights(self) -> tuple[float, float, float, float]:
+        """The keypoint weights `lm` uses: the ones set, else the template body's default."""
+        return TEMPLATE_BODY_WEIGHTS if self.keypoint_weights is None else self.keypoint_weights
+
+    def with_default_weights(self, measured_body: bool) -> LmOptions:
+        """These settings with `keypoint_weights` filled in.
+
+        The weights set are kept, else the body's default (`default_keypoint_weights`).
+        """
+        if self.keypoint_weights is not None:
+            return self
+        weights = default_keypoint_weights(measured_body)
+        return dataclasses.replace(self, keypoint_weights=weights)
+
+
+def default_keypoint_weights(measured_body: bool) -> tuple[float, float, float, float]:
+    """The `lm` keypoint weights (CTr, FTi, TiTa, Claw) when none are set.
+
+    Args:
+        measured_body: whether the body is measured from the recording it solves
+            (`IkOptions(body="data")`) rather than a template.
+    """
+    return MEASURED_BODY_WEIGHTS if measured_body else TEMPLATE_BODY_WEIGHTS
 
 
 def seqik(keypoints_mm: np.ndarray, lengths_mm: np.ndarray, bounds_rad: np.ndarray,
@@ -171,7 +211,7 @@ def lm(keypoints_mm: np.ndarray, lengths_mm: np.ndarray, bounds_rad: np.ndarray,
                                                      seed[0])
     tilt = _tilt(tarsus_tilt_rad, keypoints_mm.shape[1])
     targets = keypoints_mm[:, :, 1:] - keypoints_mm[:, :, :1]  # (T, L, 4, 3)
-    weights = np.broadcast_to(np.asarray(options.keypoint_weights, dtype=float),
+    weights = np.broadcast_to(np.asarray(options.weights, dtype=float),
                               targets.shape[:3]).copy()
     if keypoint_mask is not None:
         weights *= np.asarray(keypoint_mask, dtype=float)
