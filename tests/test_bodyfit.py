@@ -223,6 +223,32 @@ def test_default_weights_decide_resume():
     assert user.with_default_weights(measured_body=True) is user
 
 
+def test_an_output_from_before_the_measured_body_default_is_refused_with_a_way_to_keep_it(
+        walking, tmp_path):
+    """A `--body data` output made before the measured body's default (weights 3 1 1.5 6, no
+    `keypoint_weights_set`) is neither skipped nor overwritten by a plain resume: the file fails,
+    naming the weights and how to keep it; with those weights set it is skipped."""
+    path = _write(tmp_path / "walk.npz", walking[:30])
+    out = tmp_path / "out"
+    former = IkOptions(body="data", lm=LmOptions(keypoint_weights=solver.TEMPLATE_BODY_WEIGHTS))
+    motion = motion_io.load(run([path], out, former).files[0].output)
+    del motion.metadata["ik"]["keypoint_weights_set"]  # as flyenv wrote it before
+    motion_io.save(motion, out / "walk.npz")
+    before = (out / "walk.npz").read_bytes()
+    result = run([path], out, IkOptions(body="data")).files[0]
+    assert result.status == "failed", result.message
+    assert ("lm.keypoint_weights [3.0, 1.0, 1.5, 6.0], now [1000.0, 100.0, 10.0, 1.0] (--body "
+            "data's default weights were 3 1 1.5 6 before this version; --keypoint-weights "
+            "3 1 1.5 6 keeps this output)") in result.message
+    assert (out / "walk.npz").read_bytes() == before
+    assert run([path], out, former).files[0].status == "skipped"
+    # An output that recorded its weights as set (or a template body's) gets no such note.
+    note = "default weights were"
+    recorded = json.loads(json.dumps(former.record()))
+    assert all(note not in d for d in IkOptions(body="data").differences(recorded))
+    assert IkOptions(body="data").differences(recorded)
+
+
 def test_cli_keypoint_weights_reach_the_solve_and_its_metadata(walking, tmp_path, capsys):
     from flyenv.cli import main
 

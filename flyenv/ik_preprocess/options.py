@@ -134,10 +134,26 @@ class IkOptions:
                 changed = sorted(k for k in set(recorded[name]) | set(mine[name])
                                  if recorded[name].get(k) != mine[name].get(k))
                 differ.extend(f"lm.{k} {recorded[name].get(k)!r}, now {mine[name].get(k)!r}"
+                              + (self._weights_note(recorded) if k == "keypoint_weights" else "")
                               for k in changed)
             else:
                 differ.append(f"{name} {_show(recorded[name])}, now {_show(mine[name])}")
         return differ
+
+    def _weights_note(self, recorded: Mapping[str, Any]) -> str:
+        """How to keep an older `--body data` output whose weights differ ("" if not one).
+
+        Outputs made before the measured body had its own default weights record no
+        `keypoint_weights_set` and solved with the template body's.
+        """
+        former = list(solvers.TEMPLATE_BODY_WEIGHTS)
+        if (self.body != "data" or recorded.get("body") != "data" or self.lm.keypoint_weights
+                is not None or "keypoint_weights_set" in recorded
+                or recorded["lm"].get("keypoint_weights") != former):
+            return ""
+        shown = " ".join(f"{w:g}" for w in former)
+        return (f" (--body data's default weights were {shown} before this version; "
+                f"--keypoint-weights {shown} keeps this output)")
 
     def _same_template(self, recorded: Any) -> bool:
         """Whether a recorded template (any schema version) is this template body."""
