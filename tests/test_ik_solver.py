@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 from conftest import DATA
@@ -6,7 +8,7 @@ from ikpy.link import OriginLink, URDFLink
 
 from flyenv.body import BodyConfig, leg_forward_kinematics
 from flyenv.body import constants as c
-from flyenv.ik_preprocess import align, load_pickle_safely, load_recording, solver
+from flyenv.ik_preprocess import IkOptions, align, load_pickle_safely, load_recording, solver
 
 DF3D = DATA / "df3d_210902_PR_Fly1" / "pose3d_aligned.pkl"
 ANIPOSE = DATA / "anipose_220525_aJO_Fly001_001"
@@ -222,6 +224,19 @@ def test_fill_gaps_and_interpolate_frames():
 def test_lm_options_are_checked(kwargs, match):
     with pytest.raises(ValueError, match=match):
         solver.LmOptions(**kwargs)
+
+
+def test_lm_options_take_weights_as_any_sequence_of_numbers():
+    """Weights from numpy or from an output's JSON record (a list) are the same settings as a
+    tuple: equal, hashable, and recorded as JSON."""
+    as_tuple = solver.LmOptions(keypoint_weights=(1.0, 2.0, 0.5, 4.0))
+    for weights in (np.array([1, 2, 0.5, 4]), [1, 2, 0.5, 4]):
+        options = solver.LmOptions(keypoint_weights=weights)
+        assert options == as_tuple and hash(options) == hash(as_tuple)
+        assert json.loads(json.dumps(IkOptions(lm=options).record()))["lm"][
+            "keypoint_weights"] == [1.0, 2.0, 0.5, 4.0]
+    with pytest.raises(ValueError, match="keypoint_weights must be 4 finite numbers"):
+        solver.LmOptions(keypoint_weights=("a", 1, 1, 1))
 
 
 def test_solver_checks_shapes(df3d):

@@ -100,10 +100,16 @@ class LmOptions:
     damping: float = 1e-3
 
     def __post_init__(self) -> None:
-        weights = np.asarray(self.weights, dtype=float)
+        try:
+            weights = np.asarray(self.weights, dtype=float)
+        except (TypeError, ValueError):
+            weights = np.full(0, np.nan)
         if weights.shape != (4,) or not np.isfinite(weights).all() or (weights < 0).any():
             raise ValueError(f"LmOptions.keypoint_weights must be 4 finite numbers >= 0 "
                              f"(CTr, FTi, TiTa, Claw), got {self.keypoint_weights}")
+        if self.keypoint_weights is not None:  # a list or array (a JSON record, numpy) as the
+            # tuple of floats it means: hashable, JSON-able, equal to the same weights as a tuple
+            object.__setattr__(self, "keypoint_weights", tuple(weights.tolist()))
         if not self.error_floor_mm > 0:
             raise ValueError(f"LmOptions.error_floor_mm must be > 0, got {self.error_floor_mm}")
         if not self.smoothness >= 0:
