@@ -62,25 +62,29 @@ def test_synthetic_flies_give_back_their_lengths_and_angles(gait, size, seed):
     assert fit.scale == pytest.approx(size, rel=0.15)
     # The angles solved with the measured body are those the true body gives on the same
     # tracking (tracking noise moves both alike; the gait's own within 1e-6 deg without it).
+    # Both solved as `--body data` solves: its default weights, the floor scaled with the fly.
+    lm = IkOptions(body="data").solve_lm
+    lm = dataclasses.replace(lm, error_floor_mm=lm.error_floor_mm * fit.scale)
+    assert lm.keypoint_weights == solver.MEASURED_BODY_WEIGHTS
     bounds = truth.bounds.reshape(c.NUM_LEGS, c.DOF_PER_LEG, 2)
-    angles, determined = _solve(keypoints, fit.body, bounds)
-    with_truth, _ = _solve(keypoints, truth, bounds)
+    angles, determined = _solve(keypoints, fit.body, bounds, lm)
+    with_truth, _ = _solve(keypoints, truth, bounds, lm)
     assert np.percentile(np.degrees(np.abs(angles - with_truth))[determined], 95) < 1.0
     exact = forward_kinematics(truth, gait.joint_angles)
     exact_fit = fit_body(exact, BodyConfig.default()).body
     np.testing.assert_allclose(exact_fit.tarsus_tilt, truth.tarsus_tilt, atol=1e-9)
-    angles, _ = _solve(exact, exact_fit, bounds)
+    angles, _ = _solve(exact, exact_fit, bounds, lm)
     true = np.asarray(gait.joint_angles).reshape(angles.shape)
     assert np.degrees(np.abs(angles - true)).max() < 1e-6
 
 
-def _solve(keypoints, body, bounds):
+def _solve(keypoints, body, bounds, lm=None):
     """lm angles (T, 6, 7) for a body and which of them the tracked keypoints determine."""
     filled, tracked = solver.fill_gaps(keypoints)
     args = (body.lengths, bounds)
     angles = solver.seqik(filled, *args, solver.SEQIKPY_SEED_RAD,
                           tarsus_tilt_rad=body.tarsus_tilt)
-    angles = solver.lm(filled, *args, angles, keypoint_mask=tracked[..., 1:],
+    angles = solver.lm(filled, *args, angles, keypoint_mask=tracked[..., 1:], options=lm,
                        tarsus_tilt_rad=body.tarsus_tilt)
     return angles, ~solver.undetermined_angles(tracked)
 
