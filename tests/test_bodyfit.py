@@ -78,8 +78,8 @@ def test_synthetic_flies_give_back_their_lengths_and_angles(gait, size, seed):
     assert np.degrees(np.abs(angles - true)).max() < 1e-6
 
 
-def _solve(keypoints, body, bounds, lm=None):
-    """lm angles (T, 6, 7) for a body and which of them the tracked keypoints determine."""
+def _solve(keypoints, body, bounds, lm):
+    """lm angles (T, 6, 7) for a body with settings `lm`, and which the tracking determines."""
     filled, tracked = solver.fill_gaps(keypoints)
     args = (body.lengths, bounds)
     angles = solver.seqik(filled, *args, solver.SEQIKPY_SEED_RAD,
