@@ -10,7 +10,7 @@ Usage:
                 [--horizon-s S] [--randomization JSON] [--video-steps N] [--device DEV]
     flyenv model [--tethered] [--body FILE] [--output FILE.xml]
     flyenv ik RECORDING|FOLDER... -o OUT_DIR [--workers N] [--solver lm|seqik]
-              [--body template|data|FILE.json] [--align] [--chunk-frames K] [--overlap F]
+              [--body template|data|FILE.json|OUTPUT.npz] [--align] [--chunk-frames K] [--overlap F]
               [--backend loky|threading|multiprocessing|dask] [--plot] [--overwrite] [--fps HZ]
               [--fps-range LOW HIGH]
     flyenv bench [--engine mujoco|warp|both] [--device DEV] [--num-envs N...] [--steps K]
@@ -121,8 +121,10 @@ def _add_ik(ik: argparse.ArgumentParser) -> None:
                     help="lm: joint fit of all 7 DOFs per leg; seqik: SeqIKPy's 4 stages "
                          "(default: %(default)s)")
     ik.add_argument("--body", default="template",
-                    help="template (default), data (measure the body from each recording), or "
-                         "a body config .json to use as the template")
+                    help="template (default), data (measure the body from each recording), "
+                         "a body config .json, or a ReferenceMotion .npz (its body; one measured "
+                         "by --body data solves as it did there: its default weights, the floor "
+                         "scaled with the fly)")
     ik.add_argument("--frame", choices=runner.FRAMES, default="estimate",
                     help="estimate (default): find the thorax pose per frame from the ThC "
                          "keypoints (root motion when it moves); thorax: the input is in the "

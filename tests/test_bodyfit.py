@@ -273,3 +273,27 @@ def test_cli_keypoint_weights_reach_the_solve_and_its_metadata(walking, tmp_path
     assert main(["ik", str(path), "-o", str(tmp_path / "bad"),
                  "--keypoint-weights", "1", "-1", "1", "1"]) == 2
     assert "keypoint_weights must be 4 finite numbers >= 0" in capsys.readouterr().err
+
+
+def test_a_measured_body_reused_from_an_output_solves_as_where_it_was_measured(walking, tmp_path):
+    # `--body OUTPUT.npz`: a body measured by an earlier `--body data` run, applied to another
+    # recording (here the same one) takes the measured body's default weights and a floor
+    # scaled with the fly, as the run that measured it did, and says so in its metadata.
+    path = _write(tmp_path / "walk.npz", walking[:60] * 0.8)
+    measured = motion_io.load(run([path], tmp_path / "data", IkOptions(body="data"))
+                              .files[0].output)
+    options = IkOptions(template=measured.body)
+    assert options.measured_body and not IkOptions().measured_body
+    reused = motion_io.load(run([path], tmp_path / "reused", options).files[0].output)
+    recorded = _solve_as_recorded(reused)
+    assert recorded == LmOptions(**{k: tuple(v) if isinstance(v, list) else v
+                                    for k, v in measured.metadata["ik"]["lm_used"].items()})
+    assert recorded.keypoint_weights == solver.MEASURED_BODY_WEIGHTS
+    scale = measured.metadata["body_fit"]["scale_to_template"]
+    assert recorded.error_floor_mm == pytest.approx(scale * LmOptions().error_floor_mm, rel=1e-9)
+    assert scale < 0.9  # the recording was shrunk: the floor is not the template's
+    assert reused.body == measured.body
+    # The same body and settings: the angles agree up to the thorax frame, which the reused run
+    # estimates with the measured body's ThC positions instead of the template's.
+    diff = np.degrees(np.abs(reused.joint_angles - measured.joint_angles))
+    assert np.nanpercentile(diff, 99) < 1.0

@@ -71,6 +71,24 @@ _MIRROR = np.array([3, 4, 5, 0, 1, 2])  # LF<->RF, LM<->RM, LH<->RH
 SOURCES = ("measured", "mirror", "template")
 
 
+# The name a measured body carries ("data:<recording file>"), and so keeps in the outputs solved
+# for it: a body loaded from one of them (`--body OUTPUT.npz`) is known to be measured.
+MEASURED_PREFIX = "data:"
+
+
+def is_measured(body: BodyConfig) -> bool:
+    """Whether `body` was measured from a recording (`fit_body`'s name), not a template."""
+    return body.name.startswith(MEASURED_PREFIX)
+
+
+def size_scale(body: BodyConfig, template: BodyConfig | None = None) -> float:
+    """`body`'s size relative to `template` (the default template when None).
+
+    The median ratio of their segment lengths, as `BodyFit.scale` measures a recording's.
+    """
+    template = BodyConfig.default() if template is None else template
+    return float(np.median(body.lengths / template.lengths))
+
 @dataclasses.dataclass(frozen=True)
 class BodyFit:
     """A body measured from a recording.

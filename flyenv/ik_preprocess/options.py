@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from flyenv.body.config import BodyConfig
+from flyenv.ik_preprocess import bodyfit
 from flyenv.ik_preprocess import solver as solvers
 from flyenv.ik_preprocess.limits import FPS_RANGE_HZ
 
@@ -45,8 +46,9 @@ class IkOptions:
         chunk_frames: frames per job (None: one job per leg per file).
         overlap_frames: warm-up frames added on each side of a chunk.
         lm: settings of the lm solver. Its `keypoint_weights` left None takes the default for
-            the body (`solver.default_keypoint_weights`: the template's, or with `body="data"`
-            the measured body's); weights set are always used as set.
+            the body (`solver.default_keypoint_weights`: the template's, or the measured body's
+            with `body="data"` or a measured `template`, see `measured_body`); weights set are
+            always used as set.
         template: the template body.
     """
 
@@ -90,7 +92,16 @@ class IkOptions:
 
         `lm`, with the body's default keypoint weights where none are set.
         """
-        return self.lm.with_default_weights(measured_body=self.body == "data")
+        return self.lm.with_default_weights(measured_body=self.measured_body)
+
+    @property
+    def measured_body(self) -> bool:
+        """Whether the solve's body is measured from a recording.
+
+        `body="data"`, or a template that is a measured body (one from an earlier `--body data`
+        output, its name "data:<file>"), which then solves as it did there (weights and floor).
+        """
+        return self.body == "data" or bodyfit.is_measured(self.template)
 
     def record(self) -> dict[str, Any]:
         """The options as an output records them (`metadata["ik"]`), JSON-able.

@@ -19,7 +19,7 @@ from flyenv.body.config import BodyConfig
 from flyenv.body.kinematics import leg_forward_kinematics
 from flyenv.ik_preprocess import align as alignment
 from flyenv.ik_preprocess import solver as solvers
-from flyenv.ik_preprocess.bodyfit import BodyFit, fit_body
+from flyenv.ik_preprocess.bodyfit import MEASURED_PREFIX, BodyFit, fit_body, size_scale
 from flyenv.ik_preprocess.io import Recording, load_recording
 from flyenv.ik_preprocess.jobs import Solution
 from flyenv.ik_preprocess.limits import RecordingError, check_fps
@@ -90,11 +90,14 @@ def prepare(path: Path, options: IkOptions) -> Prepared:
         keypoints = thorax.to_thorax(keypoints)
     scale = np.where(np.isin(c.LEGS, recording.legs_present), 1.0, np.nan)
     _check_keypoints_tracked(path, keypoints, recording.legs_present)
+    # The floor is an error [mm] for a template-sized fly: with a measured body it scales with
+    # the fly (a body measured earlier and reused solves as it did where it was measured).
     if options.body == "data":
-        fit = fit_body(keypoints, options.template, name=f"data:{path.name}")
+        fit = fit_body(keypoints, options.template, name=f"{MEASURED_PREFIX}{path.name}")
         body = fit.body
-        # The floor is an error [mm] for a template-sized fly: it scales with the fly.
         lm = dataclasses.replace(lm, error_floor_mm=lm.error_floor_mm * fit.scale)
+    elif options.measured_body:
+        lm = dataclasses.replace(lm, error_floor_mm=lm.error_floor_mm * size_scale(body))
     if options.align:
         keypoints, scale = alignment.align_to_body(keypoints, body,
                                                    scale=options.body == "template")
