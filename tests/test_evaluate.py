@@ -61,3 +61,27 @@ def test_eval_command_on_other_clips_with_a_video(trained, tmp_path, capsys):
         bad = tmp_path / "bad.pt"
         bad.write_bytes(b"not a checkpoint")
         evaluate(bad)
+
+
+def test_training_goes_on_from_a_checkpoint(trained, tmp_path):
+    import dataclasses
+
+    import torch
+
+    first = trained / "run" / "checkpoint.pt"
+    state = torch.load(first, weights_only=False)
+    base = dataclasses.replace(PpoArgs(**state["args"]), output=str(tmp_path / "on"),
+                               init_checkpoint=str(first), learning_rate=0.0, eval_steps=1)
+    train(base)  # lr 0: the policy stays the checkpoint's; the statistics go on counting
+    after = torch.load(tmp_path / "on" / "checkpoint.pt", weights_only=False)
+    for key, value in state["agent"].items():
+        assert torch.equal(after["agent"][key], value), key
+    assert after["obs_norm"]["count"] > state["obs_norm"]["count"]
+    assert after["args"]["init_checkpoint"] == str(first)
+    with pytest.raises(ValueError, match="hidden sizes must match"):
+        train(dataclasses.replace(base, hidden=8, output=str(tmp_path / "no")))
+    with pytest.raises(ValueError, match="another action range"):
+        train(dataclasses.replace(base, residual_range_rad=0.2, output=str(tmp_path / "no")))
+    with pytest.raises(ValueError, match="not a readable flyenv train checkpoint"):
+        train(dataclasses.replace(base, init_checkpoint=str(tmp_path / "missing.pt"),
+                                  output=str(tmp_path / "no")))

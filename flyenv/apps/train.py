@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 import time
 import warnings
 from collections.abc import Callable
@@ -280,6 +281,8 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
     obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     scale = torch.as_tensor(envs.single_action_space.high, device=device)
     agent = Agent(obs_dim, act_dim, args.hidden, scale, args.init_log_std).to(device)
+    if args.init_checkpoint:
+        _go_on_from(Path(args.init_checkpoint), agent, envs, device)
     ranks.broadcast(agent)
     torch.manual_seed(args.seed + ranks.rank)  # each rank explores with its own noise
     optimizer = make_optimizer(agent, args.learning_rate)
@@ -414,6 +417,36 @@ def _evaluate(agent: Agent, envs: gym.vector.VectorEnv, base: gym.vector.VectorE
         per_step[name] = float(total) / steps
     return {"reward_per_step": per_step["policy"], "score": per_step["policy"] / base.max_reward,
             "replay_score": per_step["replay"] / base.max_reward}
+
+
+def _go_on_from(path: Path, agent: Agent, envs: NormalizeObservation,
+                device: torch.device) -> None:
+    """Loads a checkpoint's agent and observation statistics into this run's (`init_checkpoint`).
+
+    Raises:
+        ValueError: naming the file, when it is not a flyenv train checkpoint or its policy does
+            not fit this run's observations, actions or hidden size.
+    """
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+        weights, obs_norm = state["agent"], state["obs_norm"]
+    except (OSError, KeyError, TypeError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise ValueError(f"--init-checkpoint {path}: not a readable flyenv train checkpoint "
+                         f"(expected the keys 'agent' and 'obs_norm'; {type(err).__name__}: "
+                         f"{err})") from err
+    mine = agent.state_dict()
+    wrong = {k: (tuple(v.shape), tuple(mine[k].shape)) for k, v in weights.items()
+             if k in mine and v.shape != mine[k].shape}
+    if wrong or set(weights) != set(mine):
+        raise ValueError(f"--init-checkpoint {path}: its policy does not fit this run (shapes "
+                         f"checkpoint vs run {wrong}, missing "
+                         f"{sorted(set(mine) - set(weights))}): the observation, action and "
+                         f"hidden sizes must match (same env settings and --hidden)")
+    if not torch.equal(weights["action_scale"].to(mine["action_scale"]), mine["action_scale"]):
+        raise ValueError(f"--init-checkpoint {path}: its policy acts on another action range "
+                         f"(--residual-range-rad or --action-mode differ from this run's)")
+    agent.load_state_dict(weights)
+    envs.load_state_dict(obs_norm)
 
 
 def _tensorboard(out: Path) -> object:

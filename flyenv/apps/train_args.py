@@ -55,6 +55,10 @@ class PpoArgs:
     '{"friction": [0.5, 1.5], "mass_scale": [0.8, 1.2], "push_force_un": [1, 5]}' (empty: off)."""
     output: str = "ppo-out"
     """Folder for the checkpoint and the learning curve."""
+    init_checkpoint: str = ""
+    """A `checkpoint.pt` of an earlier run to go on from: its policy, critic and observation
+    statistics (same observation, action and hidden sizes); the optimizer starts afresh, and
+    the steps, curve and seed are this run's. Empty: a new policy."""
     seed: int = 1
     """Seed of torch and the env."""
     learning_rate: float = 1e-4
