@@ -41,7 +41,7 @@ from flyenv.apps.train import Agent, PpoArgs, policy_env
 from flyenv.apps.train_args import env_settings
 from flyenv.body import constants as c
 from flyenv.envs import FlyImitationVecEnv
-from flyenv.envs.observations import quat_rotate_inverse
+from flyenv.envs.observations import quat_rotate_inverse, rotate_yaw
 from flyenv.wrappers import NormalizeObservation
 from flyenv.wrappers.record_video import record_episode
 
@@ -205,11 +205,7 @@ def _run(wrapped: NormalizeObservation, policy: Policy, controller: str, starts:
         if ref.has_root:
             ref_disp = ref_pos - ref.root_pos_w[clip, frame]
         else:  # the odometry estimate (heading frame), integrated with its yaw rate
-            vel_h = ref.root_lin_vel_w[clip, now]
-            cos, sin = torch.cos(ref_yaw), torch.sin(ref_yaw)
-            ref_disp = ref_disp + torch.stack(
-                [cos * vel_h[:, 0] - sin * vel_h[:, 1], sin * vel_h[:, 0] + cos * vel_h[:, 1],
-                 vel_h[:, 2]], dim=1) * dt
+            ref_disp = ref_disp + rotate_yaw(ref.root_lin_vel_w[clip, now], ref_yaw) * dt
             ref_yaw = ref_yaw + ref.root_ang_vel_w[clip, now, 2] * dt
         qpos, qvel = env.engine.qpos.float(), env.engine.qvel.float()
         mask = ref.dof_mask[clip]

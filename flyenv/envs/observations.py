@@ -69,6 +69,13 @@ def quat_rotate_inverse(quat: torch.Tensor, vec: torch.Tensor) -> torch.Tensor:
     return quat_rotate(conj, vec)
 
 
+def rotate_yaw(vec: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor:
+    """(..., 3) vectors turned by (...) angles [rad] about z."""
+    cos, sin = torch.cos(yaw), torch.sin(yaw)
+    x, y, z = vec.unbind(-1)
+    return torch.stack([cos * x - sin * y, sin * x + cos * y, z], dim=-1)
+
+
 def heading_velocity(quat: torch.Tensor, vel_w: torch.Tensor) -> torch.Tensor:
     """(..., 3) world velocities in the heading frame of (..., 4) thorax orientations (w, x, y, z).
 
@@ -77,9 +84,7 @@ def heading_velocity(quat: torch.Tensor, vel_w: torch.Tensor) -> torch.Tensor:
     """
     w, x, y, z = quat.unbind(-1)
     yaw = torch.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
-    cos, sin = torch.cos(yaw), torch.sin(yaw)
-    vx, vy, vz = vel_w.unbind(-1)
-    return torch.stack([cos * vx + sin * vy, cos * vy - sin * vx, vz], dim=-1)
+    return rotate_yaw(vel_w, -yaw)
 
 
 def observation_layout(future_frames: int) -> dict[str, slice]:
