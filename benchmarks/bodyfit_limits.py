@@ -59,7 +59,6 @@ def l1_solve(clip: Clip, lengths: np.ndarray, weights: tuple[float, ...], *,
         return points[:, :, 1:] - targets, jac[:, :, 1:] * free
 
     residual, jac = evaluate(q)
-    eye = np.eye(c.DOF_PER_LEG)
     for _ in range(rounds):
         w = base / (np.linalg.norm(residual, axis=-1) + floor_mm)
         cost = np.einsum("tlk,tlkd,tlkd->tl", w, residual, residual)
@@ -68,18 +67,12 @@ def l1_solve(clip: Clip, lengths: np.ndarray, weights: tuple[float, ...], *,
             wjac = jac * w[..., None, None]
             jtj = np.einsum("tlkdi,tlkdj->tlij", wjac, jac)
             grad = np.einsum("tlkdi,tlkd->tli", wjac, residual)
-            diag = np.diagonal(jtj, axis1=-2, axis2=-1) + 1e-9
-            step = np.linalg.solve(jtj + (damping[..., None] * diag)[..., None] * eye,
-                                   -grad[..., None])[..., 0]
-            trial = np.clip(q + step * free, lo, hi)
+            trial = np.clip(q + solver.damped_step(jtj, grad, damping) * free, lo, hi)
             trial_residual, trial_jac = evaluate(trial)
             trial_cost = np.einsum("tlk,tlkd,tlkd->tl", w, trial_residual, trial_residual)
-            better = trial_cost < cost
-            q = np.where(better[..., None], trial, q)
-            residual = np.where(better[..., None, None], trial_residual, residual)
-            jac = np.where(better[..., None, None, None], trial_jac, jac)
-            cost = np.where(better, trial_cost, cost)
-            damping = np.where(better, damping / 3.0, damping * 4.0)
+            q, residual, jac, cost, damping = solver.keep_better(
+                trial_cost < cost, (q, residual, jac, cost),
+                (trial, trial_residual, trial_jac, trial_cost), damping)
     return solver.fit_error(filled, lengths_l, q)[..., 1:]
 
 

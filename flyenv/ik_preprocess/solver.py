@@ -249,10 +249,7 @@ def lm(keypoints_mm: np.ndarray, lengths_mm: np.ndarray, bounds_rad: np.ndarray,
             prior_weight = smooth * prior_weight
             jtj = jtj + prior_weight[..., None, None] * eye
             grad = grad + prior_weight[..., None] * (q - prior)
-        diag = np.diagonal(jtj, axis1=-2, axis2=-1) + 1e-9
-        system = jtj + (damping[..., None] * diag)[..., None] * eye
-        step = np.linalg.solve(system, -grad[..., None])[..., 0]
-        trial = np.clip(q + step, lo, hi)
+        trial = np.clip(q + damped_step(jtj, grad, damping), lo, hi)
         trial_residual, trial_jac = evaluate(trial)
         trial_cost = data_cost(trial_residual)
         if smooth > 0:  # compare with the prior this step was taken under
@@ -260,12 +257,39 @@ def lm(keypoints_mm: np.ndarray, lengths_mm: np.ndarray, bounds_rad: np.ndarray,
                       < cost + prior_weight * np.square(q - prior).sum(-1))
         else:
             better = trial_cost < cost
-        q = np.where(better[..., None], trial, q)
-        residual = np.where(better[..., None, None], trial_residual, residual)
-        jac = np.where(better[..., None, None, None], trial_jac, jac)
-        cost = np.where(better, trial_cost, cost)
-        damping = np.where(better, damping / 3.0, damping * 4.0)
+        q, residual, jac, cost, damping = keep_better(
+            better, (q, residual, jac, cost), (trial, trial_residual, trial_jac, trial_cost),
+            damping)
     return q
+
+
+def damped_step(jtj: np.ndarray, grad: np.ndarray, damping: np.ndarray) -> np.ndarray:
+    """Levenberg-Marquardt step (..., n) of normal equations `jtj` (..., n, n), `grad` (..., n).
+
+    Marquardt's scaling: the damping (...) multiplies the diagonal of `jtj`.
+    """
+    diag = np.diagonal(jtj, axis1=-2, axis2=-1) + 1e-9
+    system = jtj + (damping[..., None] * diag)[..., None] * np.eye(jtj.shape[-1])
+    return np.linalg.solve(system, -grad[..., None])[..., 0]
+
+
+def keep_better(better: np.ndarray, current: tuple[np.ndarray, ...],
+                trial: tuple[np.ndarray, ...], damping: np.ndarray,
+                ) -> tuple[np.ndarray, ...]:
+    """One Levenberg-Marquardt acceptance: where `better` (...), the trial's arrays.
+
+    Args:
+        better: (...) bool, where the trial step lowered the cost.
+        current: arrays (..., *) each (angles, residuals, Jacobians, cost).
+        trial: the trial step's, in the same order.
+        damping: (...) the damping: divided by 3 where the step is kept, times 4 elsewhere.
+
+    Returns:
+        The kept arrays, in `current`'s order, then the new damping.
+    """
+    kept = tuple(np.where(better.reshape(better.shape + (1,) * (now.ndim - better.ndim)), new,
+                          now) for now, new in zip(current, trial, strict=True))
+    return (*kept, np.where(better, damping / 3.0, damping * 4.0))
 
 
 def fit_error(keypoints_mm: np.ndarray, lengths_mm: np.ndarray, angles_rad: np.ndarray,
