@@ -35,28 +35,25 @@ from flyenv.envs import FlyImitationVecEnv  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 _MODEL = {"friction": [0.7, 1.3], "mass_scale": [0.9, 1.1], "actuator_gain_scale": [0.9, 1.1]}
+
+
+def _pushes(low_un: float, high_un: float, duration_s: float, rate_hz: float = 2.0,
+            note: str = "") -> tuple[str, dict]:
+    """A candidate of model randomization plus pushes: (its label, RandomizationConfig fields)."""
+    label = f"{note}{low_un:g}-{high_un:g} uN, {duration_s * 1e3:g} ms, {rate_hz:g} Hz"
+    return label, {**_MODEL, "push_force_un": [low_un, high_un], "push_duration_s": duration_s,
+                   "push_rate_hz": rate_hz}
+
+
 # (label, RandomizationConfig fields): model randomization alone, then pushes of growing
 # impulse (force x duration) at 2 Hz on top of it.
 CANDIDATES: list[tuple[str, dict | None]] = [
     ("clean", None),
     ("model only", dict(_MODEL)),
     # The first train_clips run's pushes (its RANDOMIZATION is now the 5-10 uN, 50 ms row).
-    ("train_clips: 1-3 uN, 20 ms, 1 Hz", {**_MODEL, "push_force_un": [1.0, 3.0],
-                                          "push_rate_hz": 1.0}),
-    ("3-6 uN, 20 ms, 2 Hz", {**_MODEL, "push_force_un": [3, 6], "push_rate_hz": 2.0}),
-    ("5-10 uN, 20 ms, 2 Hz", {**_MODEL, "push_force_un": [5, 10], "push_rate_hz": 2.0}),
-    ("3-6 uN, 50 ms, 2 Hz", {**_MODEL, "push_force_un": [3, 6], "push_duration_s": 0.05,
-                             "push_rate_hz": 2.0}),
-    ("5-10 uN, 50 ms, 2 Hz", {**_MODEL, "push_force_un": [5, 10], "push_duration_s": 0.05,
-                              "push_rate_hz": 2.0}),
-    ("5-10 uN, 100 ms, 2 Hz", {**_MODEL, "push_force_un": [5, 10], "push_duration_s": 0.1,
-                               "push_rate_hz": 2.0}),
-    ("10-20 uN, 50 ms, 2 Hz", {**_MODEL, "push_force_un": [10, 20], "push_duration_s": 0.05,
-                               "push_rate_hz": 2.0}),
-    ("10-20 uN, 100 ms, 2 Hz", {**_MODEL, "push_force_un": [10, 20], "push_duration_s": 0.1,
-                                "push_rate_hz": 2.0}),
-    ("20-40 uN, 50 ms, 2 Hz", {**_MODEL, "push_force_un": [20, 40], "push_duration_s": 0.05,
-                               "push_rate_hz": 2.0}),
+    _pushes(1.0, 3.0, 0.02, rate_hz=1.0, note="train_clips: "),
+    _pushes(3, 6, 0.02), _pushes(5, 10, 0.02), _pushes(3, 6, 0.05), _pushes(5, 10, 0.05),
+    _pushes(5, 10, 0.1), _pushes(10, 20, 0.05), _pushes(10, 20, 0.1), _pushes(20, 40, 0.05),
 ]
 
 
