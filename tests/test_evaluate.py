@@ -41,6 +41,15 @@ def test_eval_reports_every_clip_for_policy_and_replay_clean_and_perturbed(train
                 summary = clip[cond][ctrl]
                 assert 0 <= summary["survived"] <= 1 and summary["joint_error_deg"] >= 0
                 assert summary["path_error_mm"] >= 0 and "reward/joint_pos" in summary
+            # Paired: the same starts (and pushes) for both controllers, start by start.
+            gain = clip[cond]["policy_vs_replay"]
+            per_start = {ctrl: clip[cond][ctrl]["survived_per_start"] for ctrl in CONTROLLERS}
+            assert len(per_start["policy"]) == 2
+            assert gain["survived_gain"] == pytest.approx(
+                clip[cond]["policy"]["survived"] - clip[cond]["replay"]["survived"], abs=1e-4)
+            low, high = gain["survived_gain_ci95"]
+            assert low - 1e-9 <= gain["survived_gain"] <= high + 1e-9
+            assert gain["replay_only"] == sum(r >= 1 > p for p, r in zip(*per_start.values()))
         assert clip["clean"]["replay"]["survived"] == 1.0
         assert clip["clean"]["replay"]["joint_error_deg"] < 5.0
     perturbed = [c["perturbed"]["replay"]["survived"] for c in result["clips"].values()]

@@ -16,7 +16,11 @@ it reports:
   integrated yaw rate, from the start's heading, which the replay starts with) [mm]; free flies
   only;
 - `forward_speed_mm_s` and `ref_forward_speed_mm_s`: thorax velocity along its heading [mm/s];
-- `score` (reward per step / the env's maximum) and `reward/<term>` per step.
+- `score` (reward per step / the env's maximum) and `reward/<term>` per step;
+- `policy_vs_replay`: the paired difference of survival (the same starts and perturbation
+  samples for both): its mean over the starts with a 95% bootstrap interval, and the starts only
+  the policy (`policy_only`) or only the replay (`replay_only`) completed. A gain is clear where
+  the interval's lower end is above 0.
 
 Errors and rewards are means over the steps each world was alive. Everything lands in
 `OUTPUT/eval.json`, a figure `OUTPUT/eval.png` (per clip: policy against replay, clean against
@@ -139,13 +143,18 @@ def evaluate(checkpoint: str | Path, references: Sequence[str] | None = None,
         runs[condition] = {name: _run(env, policy, name, starts, seed)
                            for name in CONTROLLERS}
         env.close()
-    clips = {clip: {cond: {ctrl: _clip_summary(runs[cond][ctrl], k, starts)
-                           for ctrl in CONTROLLERS} for cond in CONDITIONS}
+    clips = {clip: {cond: {**{ctrl: _clip_summary(runs[cond][ctrl], k, starts)
+                              for ctrl in CONTROLLERS},
+                           "policy_vs_replay": _paired(runs[cond], k, starts, seed)}
+                    for cond in CONDITIONS}
              for k, clip in enumerate(names)}
     for clip, conditions in clips.items():
         for cond, result in conditions.items():
+            gain = result["policy_vs_replay"]
+            low, high = gain["survived_gain_ci95"]
             log(f"{clip} {cond}: survived policy {result['policy']['survived']:.2f} replay "
-                f"{result['replay']['survived']:.2f}; joint error policy "
+                f"{result['replay']['survived']:.2f} (gain {gain['survived_gain']:+.3f}, 95% "
+                f"interval {low:+.3f} to {high:+.3f}); joint error policy "
                 f"{result['policy']['joint_error_deg']:.2f} deg replay "
                 f"{result['replay']['joint_error_deg']:.2f} deg")
     result = {"checkpoint": str(checkpoint), "clips": clips, "starts": starts,
@@ -231,7 +240,31 @@ def _run(wrapped: NormalizeObservation, policy: Policy, controller: str, starts:
     return result
 
 
-def _clip_summary(run: dict[str, np.ndarray], clipid: int, starts: int) -> dict[str, float]:
+def _survived(run: dict[str, np.ndarray], clipid: int, starts: int) -> np.ndarray:
+    """(starts,) fraction of the planned steps each start of clip `clipid` survived."""
+    worlds = slice(clipid * starts, (clipid + 1) * starts)
+    return np.minimum(run["survived"][worlds] / np.maximum(run["planned"][worlds], 1), 1.0)
+
+
+def _paired(runs: dict[str, dict[str, np.ndarray]], clipid: int, starts: int,
+            seed: int) -> dict[str, Any]:
+    """The policy's survival minus the replay's, start by start (`policy_vs_replay`)."""
+    from scipy.stats import bootstrap
+
+    policy, replay = (_survived(runs[ctrl], clipid, starts) for ctrl in CONTROLLERS)
+    gain = policy - replay
+    if starts > 1:  # percentile intervals stay defined when every start gives the same gain
+        interval = bootstrap((gain,), np.mean, confidence_level=0.95, method="percentile",
+                             random_state=seed).confidence_interval
+        ci = [float(interval.low), float(interval.high)]
+    else:
+        ci = [float(gain[0]), float(gain[0])]
+    return {"survived_gain": float(gain.mean()), "survived_gain_ci95": ci,
+            "policy_only": int(((policy >= 1) & (replay < 1)).sum()),
+            "replay_only": int(((replay >= 1) & (policy < 1)).sum())}
+
+
+def _clip_summary(run: dict[str, np.ndarray], clipid: int, starts: int) -> dict[str, Any]:
     worlds = slice(clipid * starts, (clipid + 1) * starts)
     part = {k: v[worlds] for k, v in run.items()}
     steps = part["steps"].sum()
@@ -239,8 +272,9 @@ def _clip_summary(run: dict[str, np.ndarray], clipid: int, starts: int) -> dict[
     def mean(key: str) -> float | None:
         return float(part[key].sum() / steps) if steps else None
 
-    survived = np.minimum(part["survived"] / np.maximum(part["planned"], 1), 1.0)
-    summary = {"survived": float(survived.mean()), "completed": float((survived >= 1).mean()),
+    survived = _survived(run, clipid, starts)
+    summary: dict[str, Any] = {"survived_per_start": [round(float(v), 4) for v in survived],
+               "survived": float(survived.mean()), "completed": float((survived >= 1).mean()),
                "joint_error_deg": mean("joint_error_deg"),
                "score": (mean("reward") or 0.0) / float(part["max_reward"][0])}
     if part["free"][0]:
