@@ -49,7 +49,8 @@ def test_eval_reports_every_clip_for_policy_and_replay_clean_and_perturbed(train
                 clip[cond]["policy"]["survived"] - clip[cond]["replay"]["survived"], abs=1e-4)
             low, high = gain["survived_gain_ci95"]
             assert low - 1e-9 <= gain["survived_gain"] <= high + 1e-9
-            assert gain["replay_only"] == sum(r >= 1 > p for p, r in zip(*per_start.values()))
+            pairs = zip(per_start["policy"], per_start["replay"], strict=True)
+            assert gain["replay_only"] == sum(r >= 1 > p for p, r in pairs)
         assert clip["clean"]["replay"]["survived"] == 1.0
         assert clip["clean"]["replay"]["joint_error_deg"] < 5.0
     perturbed = [c["perturbed"]["replay"]["survived"] for c in result["clips"].values()]
