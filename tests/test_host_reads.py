@@ -110,7 +110,7 @@ def test_ppo_iteration_reads_nothing_on_the_host(warp_env):
     obs, _ = envs.reset(seed=2)
     for _ in range(2):  # the second iteration runs Adam with its state in place
         with no_host_reads():
-            obs = collect(agent, envs, obs, rollout, args.gamma, clip_stats)
+            obs = collect(agent, envs, obs, rollout, args.gamma, clip_stats, 0.5)
             losses = update(agent, optimizer, rollout, obs, args)
     assert torch.isfinite(losses["value_loss"]) and rollout.done.any()
     assert clip_stats.pop(base.max_reward)["clip/tripod_gait/episodes"] > 0

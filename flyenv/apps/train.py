@@ -150,7 +150,8 @@ class ClipStatistics:
 
 
 def collect(agent: Agent, envs: gym.vector.VectorEnv, obs: torch.Tensor, rollout: Rollout,
-            gamma: float, clip_stats: ClipStatistics | None = None) -> torch.Tensor:
+            gamma: float, clip_stats: ClipStatistics | None = None,
+            termination_penalty: float = 0.0) -> torch.Tensor:
     """Fills `rollout` with one rollout of the stochastic policy (no host read of any value).
 
     Args:
@@ -160,6 +161,8 @@ def collect(agent: Agent, envs: gym.vector.VectorEnv, obs: torch.Tensor, rollout
         rollout: the buffers to fill, of `num_steps` steps.
         gamma: the discount, for the reward scale and the time-out bootstrap.
         clip_stats: adds each step to these, by the clip each world played (optional).
+        termination_penalty: subtracted from the critic's reward where an episode terminated
+            (`PpoArgs.termination_penalty`).
 
     Returns:
         (num_envs, obs_dim) the observations after the rollout.
@@ -179,7 +182,8 @@ def collect(agent: Agent, envs: gym.vector.VectorEnv, obs: torch.Tensor, rollout
         # step, in [0, 1], rather than ~1 / (1 - gamma) times it; the advantages are normalized
         # per minibatch, so only the critic's fit changes.
         rollout.reward[step] = ((1 - gamma) * reward
-                                + gamma * final_value * (truncated & ~terminated))
+                                + gamma * final_value * (truncated & ~terminated)
+                                - termination_penalty * terminated)
         rollout.done[step] = (terminated | truncated).float()
         if clip_stats is not None:  # the clip played this step (before any reset)
             clip_stats.add(info["final_info"]["clip"], reward, terminated, truncated)
@@ -303,7 +307,8 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
     for iteration in range(1, num_iterations + 1):
         for group in optimizer.param_groups:
             group["lr"] = args.learning_rate * (1 - (iteration - 1) / num_iterations)
-        obs = collect(agent, envs, obs, rollout, args.gamma, clip_stats)
+        obs = collect(agent, envs, obs, rollout, args.gamma, clip_stats,
+                      args.termination_penalty)
         merged = ranks.merge_normalizer(envs, merged)
         losses = update(agent, optimizer, rollout, obs, args, ranks)
         # The iteration's only host reads: a few scalars for the log (the score over all ranks).

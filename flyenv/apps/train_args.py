@@ -68,6 +68,12 @@ class PpoArgs:
     nearly all in the next step, and longer horizons bury it in the other actions' noise)."""
     gae_lambda: float = 0.95
     """GAE lambda."""
+    termination_penalty: float = 0.0
+    """Subtracted from the critic's reward at a termination (fall, tilt, ...), in units of the
+    (1 - gamma)-scaled return, on which a fly earning r per step is worth r (the free fly's
+    maximum r is 1): 0 (the default) is DeepMimic's early termination, a fall costs only the
+    reward it forgoes; 1 makes it cost about as much again, without lengthening the horizon as a
+    larger gamma would."""
     num_minibatches: int = 4
     """Minibatches per epoch."""
     update_epochs: int = 4
