@@ -1,0 +1,130 @@
+"""Can residual actions within the policy's bound save a pushed fly at all? A sampling oracle.
+
+Issue 23's policy tracks the real clips better than the replay but survives pushes no more often.
+This asks whether the action space allows it: each push event (a start frame of a clip and a
+horizontal push of the thorax, FORCE_UN for DURATION_S after ONSET_S of walking) is played by
+many worlds from the same state under the same push: the replay (zero residuals), the trained
+policy (a checkpoint, optional) and CANDIDATES open-loop residual vectors drawn uniformly from
+the policy's action box, held from the push's onset for HOLD_S. A world survives when it does not
+terminate within AFTER_S of the onset. The share of events the replay loses that some candidate
+saves is a lower bound on what a policy in that box could recover (open loop, one constant
+vector; a closed-loop policy can do more). Results: benchmarks/results/<name>.json.
+
+    python benchmarks/push_recovery_oracle.py --reference CLIPS... [--checkpoint CKPT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from flyenv.apps.evaluate import Policy
+from flyenv.apps.machine import environment_info
+from flyenv.apps.train import policy_env
+from flyenv.envs import FlyImitationVecEnv
+
+RESULTS = Path(__file__).resolve().parent / "results"
+FORCE_UN, DURATION_S = 10.0, 0.05  # the top of train_clips' pushes (5-10 uN, 50 ms)
+ONSET_S, HOLD_S, AFTER_S = 0.04, 0.15, 0.5
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reference", nargs="+", required=True)
+    parser.add_argument("--checkpoint", default="")
+    parser.add_argument("--events", type=int, default=16, help="push events per clip")
+    parser.add_argument("--candidates", type=int, default=62)
+    parser.add_argument("--residual-range-rad", type=float, default=0.1)
+    parser.add_argument("--name", default="push_recovery_oracle_cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.manual_seed(args.seed)
+    policy = Policy.load(args.checkpoint) if args.checkpoint else None
+    settings: dict = {"reference": tuple(args.reference),
+                      "residual_range_rad": args.residual_range_rad}
+    if policy is not None:
+        assert math.isclose(policy.args.residual_range_rad, args.residual_range_rad)
+    raw = FlyImitationVecEnv(num_envs=1, device="cpu", **settings)
+    nclip, dt, lengths = raw.ref.nclip, raw.config.control_dt_s, raw.ref.lengths.clone()
+    raw.close()
+    controllers = 1 + (policy is not None) + args.candidates  # replay, policy, candidates
+    onset, hold, after = (round(s / dt) for s in (ONSET_S, HOLD_S, AFTER_S))
+    push_steps = round(DURATION_S / dt)
+    events = nclip * args.events
+    n = events * controllers
+    kwargs = dict(num_envs=n, device="cpu", autoreset_mode="disabled",
+                  max_episode_steps=onset + after + 1, **settings)
+    env = (policy_env(policy.obs_norm, **kwargs) if policy is not None
+           else FlyImitationVecEnv(**kwargs))
+    base = env.unwrapped
+    # Event e: clip e // events_per_clip, start frames spread over the clip, push headings
+    # spread over the circle (the golden angle, so neighbouring starts get different ones).
+    event = torch.arange(n) // controllers
+    ctrl = torch.arange(n) % controllers
+    clip = event // args.events
+    k = event % args.events
+    span = lengths[clip] - 2 - (onset + after + 1)
+    frame = (span.clamp(min=1) * k // args.events).long()
+    heading = (k * 2.399963) % (2 * math.pi)
+    force = torch.stack([FORCE_UN * torch.cos(heading), FORCE_UN * torch.sin(heading),
+                         torch.zeros(n)], dim=1)
+    act_dim = base.single_action_space.shape[0]
+    bound = torch.as_tensor(base.single_action_space.high)
+    first = 1 + (policy is not None)
+    residual = (2 * torch.rand(events, controllers, act_dim) - 1) * bound
+    residual = residual.reshape(n, act_dim)
+    residual[ctrl < first] = 0.0
+    obs, _ = env.reset(seed=args.seed, options={"clip": clip, "frame": frame})
+    thorax = base.engine.model.body("thorax").id
+    alive = torch.ones(n, dtype=torch.bool)
+    t0 = time.perf_counter()
+    for step in range(onset + after):
+        action = base.replay_action().clone()
+        if step >= onset and step < onset + hold:
+            action = action + residual
+        if policy is not None:
+            with torch.no_grad():
+                action[ctrl == 1] = policy.act(obs)[ctrl == 1]
+        pushing = onset <= step < onset + push_steps
+        base.engine.xfrc_applied[:, thorax, :3] = force if pushing else 0.0
+        obs, _, terminated, truncated, _ = env.step(action)
+        alive &= ~terminated
+    wall = time.perf_counter() - t0
+    survived = alive.reshape(events, controllers).numpy()
+    replay, candidates = survived[:, 0], survived[:, first:]
+    lost = ~replay
+    per_clip = []
+    for c, name in enumerate(base.ref.names):
+        rows = slice(c * args.events, (c + 1) * args.events)
+        entry = {"clip": name, "events": args.events,
+                 "replay_survived": int(replay[rows].sum()),
+                 "lost_by_replay": int(lost[rows].sum()),
+                 "lost_by_replay_saved_by_a_candidate": int((lost[rows]
+                                                             & candidates[rows].any(1)).sum()),
+                 "candidate_survival_where_replay_lost": float(candidates[rows][lost[rows]].mean())
+                 if lost[rows].any() else None,
+                 "candidate_survival_where_replay_survived": float(
+                     candidates[rows][~lost[rows]].mean()) if (~lost[rows]).any() else None}
+        if policy is not None:
+            pol = survived[rows, 1]
+            entry.update({"policy_survived": int(pol.sum()),
+                          "lost_by_replay_saved_by_policy": int((lost[rows] & pol).sum()),
+                          "kept_by_replay_lost_by_policy": int((~lost[rows] & ~pol).sum())})
+        per_clip.append(entry)
+    record = {"machine": environment_info("cpu"), "push": {
+        "force_un": FORCE_UN, "duration_s": DURATION_S, "onset_s": ONSET_S, "hold_s": HOLD_S,
+        "survive_s": AFTER_S}, "candidates": args.candidates,
+        "residual_range_rad": args.residual_range_rad, "checkpoint": args.checkpoint or None,
+        "wall_s": wall, "clips": per_clip}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(record, indent=1))
+    print(json.dumps(per_clip, indent=1))
+
+
+if __name__ == "__main__":
+    main()
