@@ -273,10 +273,11 @@ def _clip_summary(run: dict[str, np.ndarray], clipid: int, starts: int) -> dict[
         return float(part[key].sum() / steps) if steps else None
 
     survived = _survived(run, clipid, starts)
-    summary: dict[str, Any] = {"survived_per_start": [round(float(v), 4) for v in survived],
-               "survived": float(survived.mean()), "completed": float((survived >= 1).mean()),
-               "joint_error_deg": mean("joint_error_deg"),
-               "score": (mean("reward") or 0.0) / float(part["max_reward"][0])}
+    summary: dict[str, Any] = {
+        "survived_per_start": [round(float(v), 4) for v in survived],
+        "survived": float(survived.mean()), "completed": float((survived >= 1).mean()),
+        "joint_error_deg": mean("joint_error_deg"),
+        "score": (mean("reward") or 0.0) / float(part["max_reward"][0])}
     if part["free"][0]:
         for key in ("path_error_mm", "forward_speed_mm_s", "ref_forward_speed_mm_s"):
             summary[key] = mean(key)

@@ -73,7 +73,8 @@ class PpoArgs:
     (1 - gamma)-scaled return, on which a fly earning r per step is worth r (the free fly's
     maximum r is 1): 0 (the default) is DeepMimic's early termination, a fall costs only the
     reward it forgoes; 1 makes it cost about as much again, without lengthening the horizon as a
-    larger gamma would."""
+    larger gamma would (on the real clips of benchmarks/train_clips.py, 1 did not make pushes
+    survived more often: README, "Datasets of clips")."""
     num_minibatches: int = 4
     """Minibatches per epoch."""
     update_epochs: int = 4
