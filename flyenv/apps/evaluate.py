@@ -24,7 +24,8 @@ it reports:
 
 Errors and rewards are means over the steps each world was alive. Everything lands in
 `OUTPUT/eval.json`, a figure `OUTPUT/eval.png` (per clip: policy against replay, clean against
-perturbed) and, optionally, videos of the policy on the worst and the best clip.
+perturbed, and the paired gain with its interval) and, optionally, videos of the policy on the
+worst and the best clip.
 """
 
 from __future__ import annotations
@@ -286,7 +287,10 @@ def _clip_summary(run: dict[str, np.ndarray], clipid: int, starts: int) -> dict[
 
 
 def plot(clips: dict[str, dict], path: Path, title: str = "") -> Path:
-    """Per clip: survival and joint error, bars of the policy and the replay, clean and perturbed.
+    """Per clip: survival, joint error and the paired survival gain, clean and perturbed.
+
+    Bars of the policy and the replay for survival and joint error; below, the gain (policy -
+    replay) with its 95% interval over the starts.
 
     Returns:
         The PNG written.
@@ -299,7 +303,7 @@ def plot(clips: dict[str, dict], path: Path, title: str = "") -> Path:
     names = list(clips)
     bars = [(cond, ctrl) for cond in CONDITIONS for ctrl in CONTROLLERS]
     colors = {"policy": "tab:blue", "replay": "tab:gray"}
-    fig, axes = plt.subplots(2, 1, figsize=(max(8.0, 1.6 * len(names) + 2), 6), sharex=True)
+    fig, axes = plt.subplots(3, 1, figsize=(max(8.0, 1.6 * len(names) + 2), 8.5), sharex=True)
     width = 0.8 / len(bars)
     x = np.arange(len(names))
     for ax, key, label in ((axes[0], "survived", "fraction of the horizon survived"),
@@ -313,7 +317,21 @@ def plot(clips: dict[str, dict], path: Path, title: str = "") -> Path:
         ax.set_ylabel(label)
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylim(0, 1.05)
-    axes[1].set_xticks(x, names, rotation=20 if len(names) > 4 else 0)
+    half = 0.8 / len(CONDITIONS)
+    for k, cond in enumerate(CONDITIONS):
+        gains = [clips[name][cond].get("policy_vs_replay") for name in names]
+        mean = [math.nan if g is None else g["survived_gain"] for g in gains]
+        low = [0.0 if g is None else g["survived_gain"] - g["survived_gain_ci95"][0] for g in gains]
+        high = [0.0 if g is None else g["survived_gain_ci95"][1] - g["survived_gain"]
+                for g in gains]
+        axes[2].bar(x + (k - (len(CONDITIONS) - 1) / 2) * half, mean, half, yerr=[low, high],
+                    capsize=3, color="tab:blue", edgecolor="white",
+                    hatch="//" if cond == "perturbed" else None, label=cond)
+    axes[2].axhline(0.0, color="black", linewidth=0.8)
+    axes[2].set_ylabel("survival gain, policy - replay\n(95% interval over the starts)")
+    axes[2].grid(axis="y", alpha=0.3)
+    axes[2].legend(fontsize=8)
+    axes[2].set_xticks(x, names, rotation=20 if len(names) > 4 else 0)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, ncol=4, fontsize=8, loc="upper center",
                bbox_to_anchor=(0.5, 0.95))
