@@ -47,8 +47,10 @@ def main() -> None:
     policy = Policy.load(args.checkpoint) if args.checkpoint else None
     settings: dict = {"reference": tuple(args.reference),
                       "residual_range_rad": args.residual_range_rad}
-    if policy is not None:
-        assert math.isclose(policy.args.residual_range_rad, args.residual_range_rad)
+    if policy is not None and not math.isclose(policy.args.residual_range_rad,
+                                               args.residual_range_rad):
+        parser.error(f"{args.checkpoint}: trained with --residual-range-rad "
+                     f"{policy.args.residual_range_rad}, not {args.residual_range_rad}")
     raw = FlyImitationVecEnv(num_envs=1, device="cpu", **settings)
     nclip, dt, lengths = raw.ref.nclip, raw.config.control_dt_s, raw.ref.lengths.clone()
     raw.close()
