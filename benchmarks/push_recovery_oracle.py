@@ -85,13 +85,14 @@ def main() -> None:
     thorax = base.engine.model.body("thorax").id
     alive = torch.ones(n, dtype=torch.bool)
     t0 = time.perf_counter()
+    played = ctrl == 1  # the policy's worlds (none without a checkpoint)
     for step in range(onset + after):
         action = base.replay_action().clone()
-        if step >= onset and step < onset + hold:
+        if onset <= step < onset + hold:
             action = action + residual
         if policy is not None:
             with torch.no_grad():
-                action[ctrl == 1] = policy.act(obs)[ctrl == 1]
+                action[played] = policy.act(obs[played])
         pushing = onset <= step < onset + push_steps
         base.engine.xfrc_applied[:, thorax, :3] = force if pushing else 0.0
         obs, _, terminated, truncated, _ = env.step(action)
