@@ -10,7 +10,16 @@ terminate within AFTER_S of the onset. The share of events the replay loses that
 saves is a lower bound on what a policy in that box could recover (open loop, one constant
 vector; a closed-loop policy can do more). Results: benchmarks/results/<name>.json.
 
+With `--noise-std-rad S`, the candidates ask instead whether PPO's exploration can see recovery:
+each is the deterministic controller (the policy's mean with a checkpoint, else the replay) plus
+Gaussian noise of S rad per step from the start, half of them white (a fresh draw every step, as
+PPO explores by default) and half correlated over `--noise-correlation-s`
+(`flyenv.apps.exploration.CorrelatedNoise`). A policy gradient learns what avoids a fall only
+where the noise changes whether the fly falls: the share of draws whose fate differs from the
+noiseless controller's is reported per family.
+
     python benchmarks/push_recovery_oracle.py --reference CLIPS... [--checkpoint CKPT]
+        [--noise-std-rad S --noise-correlation-s TAU]
 """
 
 from __future__ import annotations
@@ -21,9 +30,11 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from flyenv.apps.evaluate import Policy
+from flyenv.apps.exploration import CorrelatedNoise
 from flyenv.apps.machine import environment_info
 from flyenv.apps.train import policy_env
 from flyenv.envs import FlyImitationVecEnv
@@ -40,6 +51,10 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=16, help="push events per clip")
     parser.add_argument("--candidates", type=int, default=62)
     parser.add_argument("--residual-range-rad", type=float, default=0.1)
+    parser.add_argument("--noise-std-rad", type=float, default=0.0,
+                        help="candidates: the controller plus noise of this std [rad] (0: "
+                             "constant vectors in the action box)")
+    parser.add_argument("--noise-correlation-s", type=float, default=0.02)
     parser.add_argument("--name", default="push_recovery_oracle_cpu")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -78,14 +93,23 @@ def main() -> None:
     act_dim = base.single_action_space.shape[0]
     bound = torch.as_tensor(base.single_action_space.high)
     first = 1 + (policy is not None)
+    noisy = args.noise_std_rad > 0
     residual = (2 * torch.rand(events, controllers, act_dim) - 1) * bound
     residual = residual.reshape(n, act_dim)
     residual[ctrl < first] = 0.0
+    if noisy:  # the candidates: white noise, then correlated noise, on the controller
+        residual.zero_()
+        half = first + args.candidates // 2
+        white = ((ctrl >= first) & (ctrl < half))[:, None].float() * args.noise_std_rad
+        colored = (ctrl >= half)[:, None].float() * args.noise_std_rad
+        white_noise = CorrelatedNoise((n, act_dim), 0.0, dt, "cpu")
+        colored_noise = CorrelatedNoise((n, act_dim), args.noise_correlation_s, dt, "cpu")
     obs, _ = env.reset(seed=args.seed, options={"clip": clip, "frame": frame})
     thorax = base.engine.model.body("thorax").id
     alive = torch.ones(n, dtype=torch.bool)
     t0 = time.perf_counter()
-    played = ctrl == 1  # the policy's worlds (none without a checkpoint)
+    # The policy's worlds (none without a checkpoint): its own, and with noise the candidates'.
+    played = (ctrl >= 1) if noisy else (ctrl == 1)
     for step in range(onset + after):
         action = base.replay_action().clone()
         if onset <= step < onset + hold:
@@ -93,6 +117,8 @@ def main() -> None:
         if policy is not None:
             with torch.no_grad():
                 action[played] = policy.act(obs[played])
+        if noisy:
+            action = action + white * white_noise() + colored * colored_noise()
         pushing = onset <= step < onset + push_steps
         base.engine.xfrc_applied[:, thorax, :3] = force if pushing else 0.0
         obs, _, terminated, truncated, _ = env.step(action)
@@ -104,6 +130,12 @@ def main() -> None:
     per_clip = []
     for c, name in enumerate(base.ref.names):
         rows = slice(c * args.events, (c + 1) * args.events)
+        if noisy:
+            per_clip.append({"clip": name, "events": args.events,
+                             "replay_survived": int(replay[rows].sum()),
+                             **_noise_outcomes(survived[rows, first - 1],
+                                               candidates[rows], args.candidates // 2)})
+            continue
         entry = {"clip": name, "events": args.events,
                  "replay_survived": int(replay[rows].sum()),
                  "lost_by_replay": int(lost[rows].sum()),
@@ -123,10 +155,31 @@ def main() -> None:
         "force_un": FORCE_UN, "duration_s": DURATION_S, "onset_s": ONSET_S, "hold_s": HOLD_S,
         "survive_s": AFTER_S}, "candidates": args.candidates,
         "residual_range_rad": args.residual_range_rad, "checkpoint": args.checkpoint or None,
+        "noise_std_rad": args.noise_std_rad or None,
+        "noise_correlation_s": args.noise_correlation_s if noisy else None,
         "wall_s": wall, "clips": per_clip}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(record, indent=1))
     print(json.dumps(per_clip, indent=1))
+
+
+def _noise_outcomes(reference: np.ndarray, candidates: np.ndarray, white: int) -> dict:
+    """How often noise changed a pushed fly's fate, per noise family.
+
+    Args:
+        reference: (events,) bool, the noiseless controller survived.
+        candidates: (events, candidates) bool, each noisy draw survived: `white` white ones,
+            then the correlated ones.
+    """
+    out = {"controller_survived": int(reference.sum())}
+    for family, draws in (("white", candidates[:, :white]), ("correlated", candidates[:, white:])):
+        lost, kept = ~reference[:, None], reference[:, None]
+        out[family] = {"draws": int(draws.size),
+                       "fate_changed": float((draws != reference[:, None]).mean()),
+                       "saved_where_controller_lost": int((draws & lost).sum()),
+                       "lost_where_controller_survived": int((~draws & kept).sum()),
+                       "events_some_draw_changed": int((draws != reference[:, None]).any(1).sum())}
+    return out
 
 
 if __name__ == "__main__":
