@@ -87,6 +87,7 @@ def test_wrappers_read_nothing_on_the_host(warp_env, mode):
 
 
 def test_ppo_iteration_reads_nothing_on_the_host(warp_env):
+    from flyenv.apps.exploration import CorrelatedNoise
     from flyenv.apps.train import (
         Agent,
         ClipStatistics,
@@ -107,10 +108,11 @@ def test_ppo_iteration_reads_nothing_on_the_host(warp_env):
     rollout = Rollout.zeros(args.num_steps, NENV, obs_dim, act_dim, base.device)
     clip_stats = ClipStatistics(base.ref.names, base.device)
     before = [p.detach().clone() for p in agent.parameters()]
+    noise = CorrelatedNoise((NENV, act_dim), 0.02, base.config.control_dt_s, base.device)
     obs, _ = envs.reset(seed=2)
     for _ in range(2):  # the second iteration runs Adam with its state in place
         with no_host_reads():
-            obs = collect(agent, envs, obs, rollout, args.gamma, clip_stats, 0.5)
+            obs = collect(agent, envs, obs, rollout, args.gamma, clip_stats, 0.5, noise)
             losses = update(agent, optimizer, rollout, obs, args)
     assert torch.isfinite(losses["value_loss"]) and rollout.done.any()
     assert clip_stats.pop(base.max_reward)["clip/tripod_gait/episodes"] > 0

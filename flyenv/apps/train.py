@@ -37,6 +37,7 @@ from torch import nn
 
 from flyenv.apps import train_args
 from flyenv.apps.distributed import Ranks
+from flyenv.apps.exploration import CorrelatedNoise
 from flyenv.apps.plots import plot_training_curve
 from flyenv.apps.train_args import PpoArgs, add_arguments, args_from
 from flyenv.envs import FlyImitationVecEnv
@@ -50,11 +51,15 @@ Log = Callable[[str], None]
 
 
 class Agent(nn.Module):
-    """Gaussian policy (tanh-bounded mean, state-independent std) and value function (MLPs)."""
+    """Gaussian policy (tanh-bounded mean, state-independent std) and value function (MLPs).
+
+    `min_std` floors the std, in units of the action range (`PpoArgs.min_action_std`).
+    """
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: int, action_scale: torch.Tensor,
-                 init_log_std: float) -> None:
+                 init_log_std: float, min_std: float = 0.0) -> None:
         super().__init__()
+        self.min_std = min_std
 
         def mlp(out: int, gain: float) -> nn.Sequential:
             layers = [nn.Linear(obs_dim, hidden), nn.ELU(), nn.Linear(hidden, hidden), nn.ELU(),
@@ -74,12 +79,16 @@ class Agent(nn.Module):
         """(batch,) state values."""
         return self.critic(obs).squeeze(-1)
 
+    def std(self) -> torch.Tensor:
+        """(act_dim,) the actions' std in units of their range, at least `min_std`."""
+        return self.log_std.exp().clamp(min=self.min_std)
+
     def dist(self, obs: torch.Tensor) -> torch.distributions.Normal:
         """The action distribution, (batch, act_dim)."""
         mean = torch.tanh(self.actor(obs)) * self.action_scale
         # Valid by construction (the scale is an exponential): argument validation would read
         # device values on the host at every call, three times per env step.
-        return torch.distributions.Normal(mean, self.log_std.exp() * self.action_scale,
+        return torch.distributions.Normal(mean, self.std() * self.action_scale,
                                           validate_args=False)
 
 
@@ -151,7 +160,8 @@ class ClipStatistics:
 
 def collect(agent: Agent, envs: gym.vector.VectorEnv, obs: torch.Tensor, rollout: Rollout,
             gamma: float, clip_stats: ClipStatistics | None = None,
-            termination_penalty: float = 0.0) -> torch.Tensor:
+            termination_penalty: float = 0.0, noise: CorrelatedNoise | None = None,
+            ) -> torch.Tensor:
     """Fills `rollout` with one rollout of the stochastic policy (no host read of any value).
 
     Args:
@@ -163,6 +173,8 @@ def collect(agent: Agent, envs: gym.vector.VectorEnv, obs: torch.Tensor, rollout
         clip_stats: adds each step to these, by the clip each world played (optional).
         termination_penalty: subtracted from the critic's reward where an episode terminated
             (`PpoArgs.termination_penalty`).
+        noise: the policy's exploration noise, correlated in time (`PpoArgs.noise_correlation_s`);
+            None: white, a fresh draw of the policy's distribution every step.
 
     Returns:
         (num_envs, obs_dim) the observations after the rollout.
@@ -170,7 +182,7 @@ def collect(agent: Agent, envs: gym.vector.VectorEnv, obs: torch.Tensor, rollout
     for step in range(rollout.obs.shape[0]):
         with torch.no_grad():
             dist = agent.dist(obs)
-            action = dist.sample()
+            action = dist.sample() if noise is None else dist.mean + dist.stddev * noise()
             rollout.obs[step], rollout.actions[step] = obs, action
             rollout.logp[step] = dist.log_prob(action).sum(-1)
             rollout.values[step] = agent.value(obs)
@@ -284,7 +296,8 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
     stats: EpisodeStatistics = envs.env
     obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     scale = torch.as_tensor(envs.single_action_space.high, device=device)
-    agent = Agent(obs_dim, act_dim, args.hidden, scale, args.init_log_std).to(device)
+    agent = Agent(obs_dim, act_dim, args.hidden, scale, args.init_log_std,
+                  args.min_action_std).to(device)
     if args.init_checkpoint:
         _go_on_from(Path(args.init_checkpoint), agent, envs, device)
     ranks.broadcast(agent)
@@ -294,6 +307,8 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
     clip_stats = ClipStatistics(base.ref.names, device)
 
     n, t = args.num_envs, args.num_steps
+    noise = (CorrelatedNoise((n, act_dim), args.noise_correlation_s, base.config.control_dt_s,
+                             device) if args.noise_correlation_s > 0 else None)
     rollout = Rollout.zeros(t, n, obs_dim, act_dim, device)
     num_iterations = max(1, args.total_timesteps // (n * t * ranks.world_size))
     clips = train_args.describe_clips(base)
@@ -308,7 +323,7 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
         for group in optimizer.param_groups:
             group["lr"] = args.learning_rate * (1 - (iteration - 1) / num_iterations)
         obs = collect(agent, envs, obs, rollout, args.gamma, clip_stats,
-                      args.termination_penalty)
+                      args.termination_penalty, noise)
         merged = ranks.merge_normalizer(envs, merged)
         losses = update(agent, optimizer, rollout, obs, args, ranks)
         # The iteration's only host reads: a few scalars for the log (the score over all ranks).
@@ -316,7 +331,7 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
         steps = n * t * ranks.world_size * iteration
         curve.append(_log(log, iteration, num_iterations, stats, base, start, steps,
                           {"score": score, "value_loss": losses["value_loss"].item(),
-                           "action_std": agent.log_std.exp().mean().item(),
+                           "action_std": agent.std().mean().item(),
                            **clip_stats.pop(base.max_reward, ranks)}, writer))
         over = 0 < args.time_limit_s <= time.perf_counter() - start
         if ranks.any(over) and iteration < num_iterations:  # the ranks stop together

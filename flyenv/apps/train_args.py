@@ -75,6 +75,11 @@ class PpoArgs:
     reward it forgoes; 1 makes it cost about as much again, without lengthening the horizon as a
     larger gamma would (on the real clips of benchmarks/train_clips.py, 1 did not make pushes
     survived more often: README, "Datasets of clips")."""
+    noise_correlation_s: float = 0.0
+    """Time constant of the exploration noise [s] (`flyenv.apps.exploration`): each step's
+    draw is still the policy's Gaussian, but draws k steps apart correlate by
+    exp(-k control_dt / this), so the noise moves the legs rather than being filtered out by
+    them at 500 Hz. 0 (the default): white noise, a fresh draw every step."""
     num_minibatches: int = 4
     """Minibatches per epoch."""
     update_epochs: int = 4
@@ -91,6 +96,10 @@ class PpoArgs:
     """Initial log standard deviation of the actions, in units of the action range (-1.386: 0.25
     of it, 0.025 rad with the default range; 0.068 rad of noise alone costs a quarter of the
     reward at 500 Hz)."""
+    min_action_std: float = 0.0
+    """Floor of the exploration std, in units of the action range (0: none). Without one the
+    std shrinks as tracking sharpens (to 0.06 of the range after 11M steps on the real clips of
+    benchmarks/train_clips.py), and with it the exploration that could find a recovery."""
     hidden: int = 256
     """Width of the two hidden layers."""
     eval_steps: int = 200
