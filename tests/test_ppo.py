@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from flyenv.apps.exploration import CorrelatedNoise
-from flyenv.apps.train import Agent, PpoArgs, Rollout, collect
+from flyenv.apps.exploration import CorrelatedNoise, autoregressive
+from flyenv.apps.train import Agent, PpoArgs, Rollout, collect, make_optimizer, update
 from flyenv.envs import FlyImitationVecEnv
 
 
@@ -42,6 +42,13 @@ def test_correlated_noise_is_unit_gaussian_with_the_time_constant_s_correlation(
     for lag in (1, 5):
         corr = (draws[lag:] * draws[:-lag]).mean().item()
         assert corr == pytest.approx(noise.rho ** lag, abs=tol)
+    # Given the previous draw, a draw is the autoregressive policy's Gaussian.
+    mean, std = torch.full_like(draws[1:], 0.3), torch.full_like(draws[1:], 0.2)
+    action = mean + std * draws[1:]
+    given = autoregressive(torch.distributions.Normal(mean, std), draws[:-1], noise.rho)
+    innovation = (action - given.mean) / given.stddev
+    assert innovation.std().item() == pytest.approx(1.0, abs=0.01)
+    assert (innovation * draws[:-1]).mean().item() == pytest.approx(0.0, abs=0.01)
 
 
 def test_correlated_noise_refuses_a_negative_time_constant():
@@ -54,16 +61,39 @@ def test_the_rollout_explores_with_the_noise_it_is_given():
     obs_dim, act_dim = env.single_observation_space.shape[0], env.single_action_space.shape[0]
     agent = Agent(obs_dim, act_dim, 8, torch.as_tensor(env.single_action_space.high), -2.0)
     rollout = Rollout.zeros(4, env.num_envs, obs_dim, act_dim, env.device)
-    # A time constant of decades: the same normalized draw at every step.
-    noise = CorrelatedNoise((env.num_envs, act_dim), 1e9, env.config.control_dt_s, env.device)
+    noise = CorrelatedNoise((env.num_envs, act_dim), 0.02, env.config.control_dt_s, env.device)
     first = noise.state.clone()
     obs, _ = env.reset(seed=0)
     collect(agent, env, obs, rollout, 0.95, noise=noise)
     with torch.no_grad():
         dist = agent.dist(rollout.obs)
-        normalized = (rollout.actions - dist.mean) / dist.stddev
-        torch.testing.assert_close(rollout.logp, dist.log_prob(rollout.actions).sum(-1))
-    torch.testing.assert_close(normalized, first.expand_as(normalized), atol=1e-3, rtol=0)
+        normalized = (rollout.actions - dist.mean) / dist.stddev  # each step's draw
+        given = autoregressive(dist, rollout.noise_prev, noise.rho)
+        torch.testing.assert_close(rollout.logp, given.log_prob(rollout.actions).sum(-1))
+    # Each step's draw is the state the next one continues from.
+    torch.testing.assert_close(rollout.noise_prev[0], first)
+    torch.testing.assert_close(rollout.noise_prev[1:], normalized[:-1], atol=1e-4, rtol=0)
+    torch.testing.assert_close(normalized[-1], noise.state, atol=1e-4, rtol=0)
+    assert rollout.noise_rho == noise.rho > 0.9
+    env.close()
+
+
+@pytest.mark.parametrize("correlation_s", [0.0, 0.02])
+def test_the_update_starts_from_the_rollout_s_own_probabilities(correlation_s):
+    # Before the policy moves, every ratio is 1: the normalized advantages' mean (0) is then the
+    # policy loss. Log-probabilities recomputed from the marginal instead of the autoregressive
+    # policy would make the ratios differ from 1.
+    env = FlyImitationVecEnv(num_envs=4, device="cpu", autoreset_mode="same_step")
+    obs_dim, act_dim = env.single_observation_space.shape[0], env.single_action_space.shape[0]
+    agent = Agent(obs_dim, act_dim, 8, torch.as_tensor(env.single_action_space.high), -1.0)
+    args = PpoArgs(num_steps=8, num_minibatches=1, update_epochs=1)
+    rollout = Rollout.zeros(args.num_steps, env.num_envs, obs_dim, act_dim, env.device)
+    noise = (CorrelatedNoise((env.num_envs, act_dim), correlation_s, env.config.control_dt_s,
+                             env.device) if correlation_s else None)
+    obs, _ = env.reset(seed=0)
+    obs = collect(agent, env, obs, rollout, args.gamma, noise=noise)
+    losses = update(agent, make_optimizer(agent, 0.0), rollout, obs, args)
+    assert losses["policy_loss"].item() == pytest.approx(0.0, abs=1e-5)
     env.close()
 
 

@@ -37,7 +37,7 @@ from torch import nn
 
 from flyenv.apps import train_args
 from flyenv.apps.distributed import Ranks
-from flyenv.apps.exploration import CorrelatedNoise
+from flyenv.apps.exploration import CorrelatedNoise, autoregressive
 from flyenv.apps.plots import plot_training_curve
 from flyenv.apps.train_args import PpoArgs, add_arguments, args_from
 from flyenv.envs import FlyImitationVecEnv
@@ -98,7 +98,9 @@ class Rollout:
 
     `reward` is what the critic learns from: the env's reward scaled by (1 - gamma), plus the
     discounted value of the final observation where an episode was truncated (time-out
-    bootstrapping); `raw_reward` is the env's.
+    bootstrapping); `raw_reward` is the env's. With correlated exploration noise, `noise_prev`
+    holds its state before each step's draw and `noise_rho` its correlation, from which the
+    update recomputes the actions' log-probabilities (`flyenv.apps.exploration.autoregressive`).
     """
 
     obs: torch.Tensor
@@ -108,6 +110,8 @@ class Rollout:
     reward: torch.Tensor
     raw_reward: torch.Tensor
     done: torch.Tensor
+    noise_prev: torch.Tensor | None = None
+    noise_rho: float = 0.0
 
     @classmethod
     def zeros(cls, num_steps: int, num_envs: int, obs_dim: int, act_dim: int,
@@ -117,7 +121,7 @@ class Rollout:
             return torch.zeros(num_steps, num_envs, *shape, device=device)
 
         return cls(obs=zeros(obs_dim), actions=zeros(act_dim), logp=zeros(), values=zeros(),
-                   reward=zeros(), raw_reward=zeros(), done=zeros())
+                   reward=zeros(), raw_reward=zeros(), done=zeros(), noise_prev=zeros(act_dim))
 
 
 class ClipStatistics:
@@ -173,8 +177,9 @@ def collect(agent: Agent, envs: gym.vector.VectorEnv, obs: torch.Tensor, rollout
         clip_stats: adds each step to these, by the clip each world played (optional).
         termination_penalty: subtracted from the critic's reward where an episode terminated
             (`PpoArgs.termination_penalty`).
-        noise: the policy's exploration noise, correlated in time (`PpoArgs.noise_correlation_s`);
-            None: white, a fresh draw of the policy's distribution every step.
+        noise: the policy's exploration noise, correlated in time (`PpoArgs.noise_correlation_s`;
+            the log-probabilities are then those given its previous state); None: white, a fresh
+            draw of the policy's distribution every step.
 
     Returns:
         (num_envs, obs_dim) the observations after the rollout.
@@ -182,7 +187,12 @@ def collect(agent: Agent, envs: gym.vector.VectorEnv, obs: torch.Tensor, rollout
     for step in range(rollout.obs.shape[0]):
         with torch.no_grad():
             dist = agent.dist(obs)
-            action = dist.sample() if noise is None else dist.mean + dist.stddev * noise()
+            if noise is None:
+                action = dist.sample()
+            else:
+                rollout.noise_prev[step], rollout.noise_rho = noise.state, noise.rho
+                action = dist.mean + dist.stddev * noise()
+                dist = autoregressive(dist, rollout.noise_prev[step], noise.rho)
             rollout.obs[step], rollout.actions[step] = obs, action
             rollout.logp[step] = dist.log_prob(action).sum(-1)
             rollout.values[step] = agent.value(obs)
@@ -234,12 +244,15 @@ def update(agent: Agent, optimizer: torch.optim.Optimizer, rollout: Rollout,
     minibatch = max(1, batch_size // args.num_minibatches)
     b_obs = rollout.obs.reshape(batch_size, -1)
     b_act = rollout.actions.reshape(batch_size, -1)
+    b_prev = rollout.noise_prev.reshape(batch_size, -1) if rollout.noise_rho else None
     b_logp, b_adv, b_ret = rollout.logp.reshape(-1), advantages.reshape(-1), returns.reshape(-1)
     for _ in range(args.update_epochs):
         order = torch.randperm(batch_size, device=b_obs.device)
         for begin in range(0, batch_size, minibatch):
             idx = order[begin:begin + minibatch]
             dist = agent.dist(b_obs[idx])
+            if b_prev is not None:
+                dist = autoregressive(dist, b_prev[idx], rollout.noise_rho)
             ratio = (dist.log_prob(b_act[idx]).sum(-1) - b_logp[idx]).exp()
             adv_mean, adv_std = ranks.mean_std(b_adv[idx])
             adv = (b_adv[idx] - adv_mean) / (adv_std + 1e-8)

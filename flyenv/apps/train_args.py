@@ -76,10 +76,10 @@ class PpoArgs:
     larger gamma would (on the real clips of benchmarks/train_clips.py, 1 did not make pushes
     survived more often: README, "Datasets of clips")."""
     noise_correlation_s: float = 0.0
-    """Time constant of the exploration noise [s] (`flyenv.apps.exploration`): each step's
-    draw is still the policy's Gaussian, but draws k steps apart correlate by
-    exp(-k control_dt / this), so the noise moves the legs rather than being filtered out by
-    them at 500 Hz. 0 (the default): white noise, a fresh draw every step."""
+    """Time constant of the exploration noise [s] (`flyenv.apps.exploration`): the actions keep
+    the policy's Gaussian spread, but draws k steps apart correlate by exp(-k control_dt /
+    this), and PPO's ratios use each action's distribution given the noise's last state (an
+    autoregressive policy). 0 (the default): white noise, a fresh draw every step."""
     num_minibatches: int = 4
     """Minibatches per epoch."""
     update_epochs: int = 4
