@@ -6,7 +6,15 @@ import pytest
 import torch
 
 from flyenv.apps.exploration import CorrelatedNoise, autoregressive
-from flyenv.apps.train import Agent, PpoArgs, Rollout, collect, make_optimizer, update
+from flyenv.apps.train import (
+    Agent,
+    PpoArgs,
+    Rollout,
+    collect,
+    make_optimizer,
+    train,
+    update,
+)
 from flyenv.envs import FlyImitationVecEnv
 
 
@@ -105,3 +113,11 @@ def test_the_std_floor_holds_the_exploration_without_moving_the_mean():
     torch.testing.assert_close(floored.dist(obs).mean, free.dist(obs).mean)
     torch.testing.assert_close(floored.dist(obs).stddev, torch.full((7, 3), 0.05 * 0.1))
     assert free.dist(obs).stddev.max() < 0.05 * 0.1
+
+
+@pytest.mark.parametrize("option", ["noise_correlation_s", "min_action_std"])
+def test_a_negative_exploration_setting_is_refused_by_name(option, tmp_path):
+    args = PpoArgs(device="cpu", output=str(tmp_path / "run"), **{option: -0.1})
+    with pytest.raises(ValueError, match=f"--{option.replace('_', '-')} must be >= 0"):
+        train(args)
+    assert not (tmp_path / "run").exists()

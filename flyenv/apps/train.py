@@ -294,6 +294,7 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
         The contents of `OUTPUT/curve.json` (args, device, clips, curve, evaluation, files); on
         ranks other than 0, `{"rank": rank}` once training is done.
     """
+    train_args.check(args)
     ranks = Ranks.from_env(args.device)
     device = ranks.device(args.device)
     lead = ranks.rank == 0

@@ -118,6 +118,18 @@ def args_from(namespace: argparse.Namespace) -> PpoArgs:
     return PpoArgs(**{f.name: getattr(namespace, f.name) for f in dataclasses.fields(PpoArgs)})
 
 
+def check(args: PpoArgs) -> None:
+    """Refuses settings no run can use, before anything is built.
+
+    Raises:
+        ValueError: naming the option and what it must be.
+    """
+    for name in ("noise_correlation_s", "min_action_std"):
+        value = getattr(args, name)
+        if not value >= 0:  # NaN too
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+
+
 def env_settings(args: PpoArgs) -> dict[str, object]:
     """The env config the policy is trained in (and filmed in)."""
     settings: dict[str, object] = {"residual_range_rad": args.residual_range_rad}
