@@ -79,7 +79,9 @@ class PpoArgs:
     """Time constant of the exploration noise [s] (`flyenv.apps.exploration`): the actions keep
     the policy's Gaussian spread, but draws k steps apart correlate by exp(-k control_dt /
     this), and PPO's ratios use each action's distribution given the noise's last state (an
-    autoregressive policy). 0 (the default): white noise, a fresh draw every step."""
+    autoregressive policy). 0 (the default): white noise, a fresh draw every step. (On the real
+    clips of benchmarks/train_clips.py, 0.02 with --min-action-std 0.125 did not make pushes
+    survived more often: README, "Datasets of clips".)"""
     num_minibatches: int = 4
     """Minibatches per epoch."""
     update_epochs: int = 4
