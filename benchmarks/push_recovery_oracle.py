@@ -172,13 +172,13 @@ def _noise_outcomes(reference: np.ndarray, candidates: np.ndarray, white: int) -
             then the correlated ones.
     """
     out = {"controller_survived": int(reference.sum())}
+    kept = reference[:, None]
     for family, draws in (("white", candidates[:, :white]), ("correlated", candidates[:, white:])):
-        lost, kept = ~reference[:, None], reference[:, None]
-        out[family] = {"draws": int(draws.size),
-                       "fate_changed": float((draws != reference[:, None]).mean()),
-                       "saved_where_controller_lost": int((draws & lost).sum()),
-                       "lost_where_controller_survived": int((~draws & kept).sum()),
-                       "events_some_draw_changed": int((draws != reference[:, None]).any(1).sum())}
+        changed = draws != kept
+        out[family] = {"draws": int(draws.size), "fate_changed": float(changed.mean()),
+                       "saved_where_controller_lost": int((changed & ~kept).sum()),
+                       "lost_where_controller_survived": int((changed & kept).sum()),
+                       "events_some_draw_changed": int(changed.any(1).sum())}
     return out
 
 

@@ -184,13 +184,15 @@ def collect(agent: Agent, envs: gym.vector.VectorEnv, obs: torch.Tensor, rollout
     Returns:
         (num_envs, obs_dim) the observations after the rollout.
     """
+    if noise is not None:
+        rollout.noise_rho = noise.rho
     for step in range(rollout.obs.shape[0]):
         with torch.no_grad():
             dist = agent.dist(obs)
             if noise is None:
                 action = dist.sample()
             else:
-                rollout.noise_prev[step], rollout.noise_rho = noise.state, noise.rho
+                rollout.noise_prev[step] = noise.state
                 action = dist.mean + dist.stddev * noise()
                 dist = autoregressive(dist, rollout.noise_prev[step], noise.rho)
             rollout.obs[step], rollout.actions[step] = obs, action
