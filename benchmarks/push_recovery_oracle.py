@@ -18,8 +18,14 @@ PPO explores by default) and half correlated over `--noise-correlation-s`
 where the noise changes whether the fly falls: the share of draws whose fate differs from the
 noiseless controller's is reported per family.
 
+With `--push-variants`, every event is also played under four nearby pushes (the heading turned
+by -20 and +20 degrees, the force scaled by 0.9 and 1.1) by the same controllers, which asks
+whether a save is luck or something a policy could learn: a vector that saves an event by
+exploiting its exact contact timing saves its variants no more often than any vector does, one
+that counters the push saves them too.
+
     python benchmarks/push_recovery_oracle.py --reference CLIPS... [--checkpoint CKPT]
-        [--noise-std-rad S --noise-correlation-s TAU]
+        [--noise-std-rad S --noise-correlation-s TAU | --push-variants]
 """
 
 from __future__ import annotations
@@ -42,6 +48,9 @@ from flyenv.envs import FlyImitationVecEnv
 RESULTS = Path(__file__).resolve().parent / "results"
 FORCE_UN, DURATION_S = 10.0, 0.05  # the top of train_clips' pushes (5-10 uN, 50 ms)
 ONSET_S, HOLD_S, AFTER_S = 0.04, 0.15, 0.5
+# --push-variants: (heading offset [rad], force scale) of each push played, the nominal first.
+VARIANTS = ((0.0, 1.0), (-math.radians(20), 1.0), (math.radians(20), 1.0), (0.0, 0.9),
+            (0.0, 1.1))
 
 
 def main() -> None:
@@ -55,9 +64,14 @@ def main() -> None:
                         help="candidates: the controller plus noise of this std [rad] (0: "
                              "constant vectors in the action box)")
     parser.add_argument("--noise-correlation-s", type=float, default=0.02)
+    parser.add_argument("--push-variants", action="store_true",
+                        help="also play every event under four nearby pushes (+-20 deg, "
+                             "x0.9 and x1.1 force): is a save luck?")
     parser.add_argument("--name", default="push_recovery_oracle_cpu")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.push_variants and args.noise_std_rad > 0:
+        parser.error("--push-variants plays constant vectors: not with --noise-std-rad")
     torch.manual_seed(args.seed)
     policy = Policy.load(args.checkpoint) if args.checkpoint else None
     settings: dict = {"reference": tuple(args.reference),
@@ -73,7 +87,8 @@ def main() -> None:
     onset, hold, after = (round(s / dt) for s in (ONSET_S, HOLD_S, AFTER_S))
     push_steps = round(DURATION_S / dt)
     events = nclip * args.events
-    n = events * controllers
+    variants = VARIANTS if args.push_variants else VARIANTS[:1]
+    n = events * len(variants) * controllers
     kwargs = dict(num_envs=n, device="cpu", autoreset_mode="disabled",
                   max_episode_steps=onset + after + 1, **settings)
     env = (policy_env(policy.obs_norm, **kwargs) if policy is not None
@@ -81,21 +96,25 @@ def main() -> None:
     base = env.unwrapped
     # Event e: clip e // events_per_clip, start frames spread over the clip, push headings
     # spread over the circle (the golden angle, so neighbouring starts get different ones).
-    event = torch.arange(n) // controllers
+    # World i plays controller i % controllers on variant (i // controllers) % len(variants).
     ctrl = torch.arange(n) % controllers
+    variant = (torch.arange(n) // controllers) % len(variants)
+    event = torch.arange(n) // (controllers * len(variants))
     clip = event // args.events
     k = event % args.events
     span = lengths[clip] - 2 - (onset + after + 1)
     frame = (span.clamp(min=1) * k // args.events).long()
-    heading = (k * 2.399963) % (2 * math.pi)
-    force = torch.stack([FORCE_UN * torch.cos(heading), FORCE_UN * torch.sin(heading),
+    turn, scale = (torch.tensor(column)[variant] for column in zip(*variants, strict=True))
+    heading = (k * 2.399963) % (2 * math.pi) + turn
+    magnitude = FORCE_UN * scale
+    force = torch.stack([magnitude * torch.cos(heading), magnitude * torch.sin(heading),
                          torch.zeros(n)], dim=1)
     act_dim = base.single_action_space.shape[0]
     bound = torch.as_tensor(base.single_action_space.high)
     first = 1 + (policy is not None)
     noisy = args.noise_std_rad > 0
     residual = (2 * torch.rand(events, controllers, act_dim) - 1) * bound
-    residual = residual.reshape(n, act_dim)
+    residual = residual[event, ctrl]  # a candidate holds one vector over its event's variants
     residual[ctrl < first] = 0.0
     if noisy:  # the candidates: white noise, then correlated noise, on the controller
         residual.zero_()
@@ -124,7 +143,8 @@ def main() -> None:
         obs, _, terminated, truncated, _ = env.step(action)
         alive &= ~terminated
     wall = time.perf_counter() - t0
-    survived = alive.reshape(events, controllers).numpy()
+    by_variant = alive.reshape(events, len(variants), controllers).numpy()
+    survived = by_variant[:, 0]  # the nominal pushes
     replay, candidates = survived[:, 0], survived[:, first:]
     lost = ~replay
     per_clip = []
@@ -145,6 +165,8 @@ def main() -> None:
                  if lost[rows].any() else None,
                  "candidate_survival_where_replay_survived": float(
                      candidates[rows][~lost[rows]].mean()) if (~lost[rows]).any() else None}
+        if args.push_variants:
+            entry["variants"] = _variant_outcomes(by_variant[rows], first)
         if policy is not None:
             pol = survived[rows, 1]
             entry.update({"policy_survived": int(pol.sum()),
@@ -153,7 +175,9 @@ def main() -> None:
         per_clip.append(entry)
     record = {"machine": environment_info("cpu"), "push": {
         "force_un": FORCE_UN, "duration_s": DURATION_S, "onset_s": ONSET_S, "hold_s": HOLD_S,
-        "survive_s": AFTER_S}, "candidates": args.candidates,
+        "survive_s": AFTER_S, "variants": [
+            {"heading_offset_deg": math.degrees(turn), "force_scale": scale}
+            for turn, scale in variants[1:]]}, "candidates": args.candidates,
         "residual_range_rad": args.residual_range_rad, "checkpoint": args.checkpoint or None,
         "noise_std_rad": args.noise_std_rad or None,
         "noise_correlation_s": args.noise_correlation_s if noisy else None,
@@ -161,6 +185,38 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(record, indent=1))
     print(json.dumps(per_clip, indent=1))
+
+
+def _variant_outcomes(survived: np.ndarray, first: int) -> dict:
+    """Whether the nominal push's fate carries over to its variants.
+
+    Args:
+        survived: (events, variants, controllers) bool, the nominal push first, the replay the
+            first controller and the candidates from `first` on.
+    """
+    nominal, varied = survived[:, :1], survived[:, 1:]
+    same = varied == nominal  # (events, variants - 1, controllers)
+    lost = ~nominal[:, 0, 0]
+    cand_nominal = nominal[lost, :, first:]  # (lost events, 1, candidates)
+    cand_varied = varied[lost, :, first:]
+
+    def share(values: np.ndarray) -> float | None:
+        return float(values.mean()) if values.size else None
+
+    saved = np.broadcast_to(cand_nominal, cand_varied.shape)
+    return {
+        "replay_fate_kept": share(same[:, :, 0]),
+        "candidate_fate_kept": share(same[:, :, first:]),
+        "where_replay_lost": {
+            "events": int(lost.sum()),
+            "replay_survived_variants": share(varied[lost, :, 0]),
+            "nominal_saves": int(cand_nominal.sum()),
+            # A save that counters the push keeps saving nearby pushes; a lucky one saves them
+            # as often as a vector that did not save the nominal push.
+            "variant_survival_after_nominal_save": share(cand_varied[saved]),
+            "variant_survival_after_nominal_loss": share(cand_varied[~saved]),
+            "vectors_saving_all_variants": int((cand_nominal[:, 0] & cand_varied.all(1)).sum()),
+        }}
 
 
 def _noise_outcomes(reference: np.ndarray, candidates: np.ndarray, white: int) -> dict:
