@@ -87,7 +87,7 @@ def test_wrappers_read_nothing_on_the_host(warp_env, mode):
 
 
 def test_ppo_iteration_reads_nothing_on_the_host(warp_env):
-    from flyenv.apps.exploration import CorrelatedNoise
+    from flyenv.apps.exploration import CorrelatedNoise, PushExploration
     from flyenv.apps.train import (
         Agent,
         ClipStatistics,
@@ -98,7 +98,9 @@ def test_ppo_iteration_reads_nothing_on_the_host(warp_env):
         update,
     )
 
-    base = warp_env("same_step")
+    # Pushes at about every other step, explored around (`PpoArgs.push_noise_std`).
+    base = warp_env("same_step", randomization={"push_force_un": [1.0, 2.0],
+                                                "push_duration_s": 0.004, "push_rate_hz": 250.0})
     envs = NormalizeObservation(EpisodeStatistics(base))
     args = PpoArgs(num_envs=NENV, num_steps=6, num_minibatches=2, update_epochs=2)
     obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
@@ -109,12 +111,14 @@ def test_ppo_iteration_reads_nothing_on_the_host(warp_env):
     clip_stats = ClipStatistics(base.ref.names, base.device)
     before = [p.detach().clone() for p in agent.parameters()]
     noise = CorrelatedNoise((NENV, act_dim), 0.02, base.config.control_dt_s, base.device)
+    push = PushExploration(NENV, 0.5, 0.004, base.config.control_dt_s, base.device)
     obs, _ = envs.reset(seed=2)
     for _ in range(2):  # the second iteration runs Adam with its state in place
         with no_host_reads():
-            obs = collect(agent, envs, obs, rollout, args.gamma, clip_stats, 0.5, noise)
+            obs = collect(agent, envs, obs, rollout, args.gamma, clip_stats, 0.5, noise, push)
             losses = update(agent, optimizer, rollout, obs, args)
     assert torch.isfinite(losses["value_loss"]) and rollout.done.any()
+    assert (rollout.extra_std > 0).any()
     assert clip_stats.pop(base.max_reward)["clip/tripod_gait/episodes"] > 0
     assert any(not torch.equal(a, b) for a, b in zip(before, agent.parameters(), strict=True))
 

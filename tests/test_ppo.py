@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from flyenv.apps.exploration import CorrelatedNoise, autoregressive
+from flyenv.apps.exploration import CorrelatedNoise, PushExploration, autoregressive, widen
 from flyenv.apps.train import (
     Agent,
     PpoArgs,
@@ -33,6 +33,10 @@ def test_a_termination_costs_the_penalty_on_top_of_the_forgone_reward(penalty):
     expected = (1 - args.gamma) * rollout.raw_reward - penalty
     torch.testing.assert_close(rollout.reward, expected)
     env.close()
+
+
+# A push starts at about every other step and lasts 4 ms (2 steps at 500 Hz).
+FREQUENT_PUSHES = {"push_force_un": [1.0, 2.0], "push_duration_s": 0.004, "push_rate_hz": 250.0}
 
 
 @pytest.mark.parametrize("correlation_s", [0.0, 0.002, 0.02])
@@ -86,23 +90,73 @@ def test_the_rollout_explores_with_the_noise_it_is_given():
     env.close()
 
 
-@pytest.mark.parametrize("correlation_s", [0.0, 0.02])
-def test_the_update_starts_from_the_rollout_s_own_probabilities(correlation_s):
+@pytest.mark.parametrize(("correlation_s", "push_std"), [(0.0, 0.0), (0.02, 0.0), (0.0, 0.5),
+                                                      (0.02, 0.5)])
+def test_the_update_starts_from_the_rollout_s_own_probabilities(correlation_s, push_std):
     # Before the policy moves, every ratio is 1: the normalized advantages' mean (0) is then the
     # policy loss. Log-probabilities recomputed from the marginal instead of the autoregressive
-    # policy would make the ratios differ from 1.
-    env = FlyImitationVecEnv(num_envs=4, device="cpu", autoreset_mode="same_step")
+    # policy, or without the push exploration's extra std, would make the ratios differ from 1.
+    env = FlyImitationVecEnv(num_envs=4, device="cpu", autoreset_mode="same_step",
+                             randomization=FREQUENT_PUSHES)
     obs_dim, act_dim = env.single_observation_space.shape[0], env.single_action_space.shape[0]
     agent = Agent(obs_dim, act_dim, 8, torch.as_tensor(env.single_action_space.high), -1.0)
     args = PpoArgs(num_steps=8, num_minibatches=1, update_epochs=1)
     rollout = Rollout.zeros(args.num_steps, env.num_envs, obs_dim, act_dim, env.device)
     noise = (CorrelatedNoise((env.num_envs, act_dim), correlation_s, env.config.control_dt_s,
                              env.device) if correlation_s else None)
+    push = (PushExploration(env.num_envs, push_std, 0.01, env.config.control_dt_s, env.device)
+            if push_std else None)
     obs, _ = env.reset(seed=0)
-    obs = collect(agent, env, obs, rollout, args.gamma, noise=noise)
+    obs = collect(agent, env, obs, rollout, args.gamma, noise=noise, push=push)
+    assert rollout.widened == bool(push_std)
+    if push_std:
+        assert (rollout.extra_std > 0).any() and (rollout.extra_std == 0).any()
     losses = update(agent, make_optimizer(agent, 0.0), rollout, obs, args)
     assert losses["policy_loss"].item() == pytest.approx(0.0, abs=1e-5)
     env.close()
+
+
+def test_push_exploration_lasts_from_a_push_to_after_s_past_its_end_within_the_episode():
+    push = PushExploration(3, 0.5, 0.004, 0.002, "cpu")  # windows 2 steps past a push
+    pushed = torch.tensor([[1, 0, 1], [1, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 1, 0]],
+                          dtype=torch.bool)
+    done = torch.zeros(6, 3, dtype=torch.bool)
+    done[1, 2] = True  # world 2's episode ends at its push's second step
+    extra = torch.stack([push.update(p, d) for p, d in zip(pushed, done, strict=True)])
+    expected = torch.tensor([[1, 0, 1], [1, 0, 0], [1, 0, 0], [1, 0, 0], [0, 0, 0], [0, 1, 0]])
+    torch.testing.assert_close(extra, 0.5 * expected.float())
+    with pytest.raises(ValueError, match="std must be > 0"):
+        PushExploration(3, 0.0, 0.1, 0.002, "cpu")
+
+
+def test_the_rollout_explores_more_around_pushes_with_the_std_it_records():
+    env = FlyImitationVecEnv(num_envs=6, device="cpu", autoreset_mode="same_step",
+                             randomization=FREQUENT_PUSHES)
+    obs_dim, act_dim = env.single_observation_space.shape[0], env.single_action_space.shape[0]
+    agent = Agent(obs_dim, act_dim, 8, torch.as_tensor(env.single_action_space.high), -3.0)
+    rollout = Rollout.zeros(16, env.num_envs, obs_dim, act_dim, env.device)
+    push = PushExploration(env.num_envs, 0.5, 0.0, env.config.control_dt_s, env.device)
+    obs, _ = env.reset(seed=0)
+    collect(agent, env, obs, rollout, 0.95, push=push)
+    widened = rollout.extra_std > 0
+    assert widened.float().mean() == pytest.approx(0.5, abs=0.3)
+    with torch.no_grad():
+        dist = agent.dist(rollout.obs)
+        given = widen(dist, rollout.extra_std[..., None] * agent.action_scale)
+        torch.testing.assert_close(rollout.logp, given.log_prob(rollout.actions).sum(-1))
+        z = (rollout.actions - dist.mean) / dist.stddev  # in units of the policy's own std
+    ratio = math.hypot(math.exp(-3.0), 0.5) / math.exp(-3.0)  # the widened std over the policy's
+    assert z[widened].std().item() == pytest.approx(ratio, rel=0.1)
+    assert z[~widened].std().item() == pytest.approx(1.0, rel=0.1)
+    env.close()
+
+
+def test_push_exploration_needs_pushes(tmp_path):
+    args = PpoArgs(device="cpu", output=str(tmp_path / "run"), push_noise_std=0.5,
+                   randomization='{"friction": [0.5, 1.5]}')
+    with pytest.raises(ValueError, match="--push-noise-std .*push_force_un"):
+        train(args)
+    assert not (tmp_path / "run").exists()
 
 
 def test_the_std_floor_holds_the_exploration_without_moving_the_mean():
@@ -115,7 +169,8 @@ def test_the_std_floor_holds_the_exploration_without_moving_the_mean():
     assert free.dist(obs).stddev.max() < 0.05 * 0.1
 
 
-@pytest.mark.parametrize("option", ["noise_correlation_s", "min_action_std"])
+@pytest.mark.parametrize("option", ["noise_correlation_s", "min_action_std", "push_noise_std",
+                                    "push_noise_s"])
 def test_a_negative_exploration_setting_is_refused_by_name(option, tmp_path):
     args = PpoArgs(device="cpu", output=str(tmp_path / "run"), **{option: -0.1})
     with pytest.raises(ValueError, match=f"--{option.replace('_', '-')} must be >= 0"):

@@ -17,6 +17,14 @@ shows (the legs it has already moved), is credited to the mean as if it were thi
 exploration: on the real clips of `benchmarks/train_clips.py` the mean then drifted, the
 rollout's joint-angle reward per episode falling from 267 to 40 in 1.1M steps, where white noise
 of the same std held it (README, "Datasets of clips").
+
+Recovering from a push takes a deviation larger and longer than tracking tolerates: residual
+vectors drawn from the whole action box and held for 150 ms save a third of the pushes the replay
+loses, and those that save a push mostly save it turned by 20 degrees or 10% stronger too, so the
+saves are learnable, not luck (`push_recovery_oracle.py --push-variants`). `PushExploration`
+follows which worlds are being pushed or just were and gives them an extra std, and `widen`
+adds it to the policy's distribution: an input of the distribution, stored with the rollout and
+known at the update.
 """
 
 from __future__ import annotations
@@ -80,3 +88,56 @@ def autoregressive(dist: torch.distributions.Normal, previous: torch.Tensor, rho
     std = dist.stddev
     return torch.distributions.Normal(dist.mean + std * rho * previous,
                                       std * math.sqrt(1.0 - rho ** 2), validate_args=False)
+
+
+def widen(dist: torch.distributions.Normal, extra_std: torch.Tensor,
+          ) -> torch.distributions.Normal:
+    """The policy's Gaussian with `extra_std` added in quadrature: N(mean, std^2 + extra^2).
+
+    Args:
+        dist: the policy's (batch, act_dim) Gaussian.
+        extra_std: (batch, act_dim) or broadcastable, in the actions' units.
+    """
+    return torch.distributions.Normal(dist.mean, torch.hypot(dist.stddev, extra_std),
+                                      validate_args=False)
+
+
+class PushExploration:
+    """Extra exploration std for the worlds being pushed or pushed within `after_s`, on the device.
+
+    Args:
+        num_envs: worlds.
+        std: the extra std, in units of the action range (> 0).
+        after_s: how long a window lasts past a push's end [s] (>= 0).
+        control_dt_s: time between env steps [s] (> 0).
+        device: where the state lives.
+    """
+
+    def __init__(self, num_envs: int, std: float, after_s: float, control_dt_s: float,
+                 device: torch.device | str) -> None:
+        if not (std > 0 and after_s >= 0 and control_dt_s > 0):
+            raise ValueError(f"PushExploration: std must be > 0, after_s >= 0 and control_dt_s "
+                             f"> 0 [s], got {std}, {after_s} and {control_dt_s}")
+        self.std = std
+        self._after = round(after_s / control_dt_s)
+        self._left = torch.zeros(num_envs, dtype=torch.long, device=device)
+        self.extra_std = torch.zeros(num_envs, device=device)
+
+    def update(self, pushed: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
+        """Follows one env step: the next step's actions get the std it returns.
+
+        Args:
+            pushed: (num_envs,) bool, a push acted during the step (the env's
+                `info["randomization/push"]`).
+            done: (num_envs,) bool, the world's episode ended at the step (its next one starts
+                unpushed).
+
+        Returns:
+            (num_envs,) `extra_std`: `std` where a push acted within the last
+            round(after_s / control_dt_s) + 1 steps of the episode, else 0. Replaced, not
+            written in place, at every update.
+        """
+        left = torch.where(pushed, self._after + 1, (self._left - 1).clamp(min=0))
+        self._left = torch.where(done, 0, left)
+        self.extra_std = (self._left > 0).float() * self.std
+        return self.extra_std

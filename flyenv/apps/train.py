@@ -37,7 +37,7 @@ from torch import nn
 
 from flyenv.apps import train_args
 from flyenv.apps.distributed import Ranks
-from flyenv.apps.exploration import CorrelatedNoise, autoregressive
+from flyenv.apps.exploration import CorrelatedNoise, PushExploration, autoregressive, widen
 from flyenv.apps.plots import plot_training_curve
 from flyenv.apps.train_args import PpoArgs, add_arguments, args_from
 from flyenv.envs import FlyImitationVecEnv
@@ -101,6 +101,8 @@ class Rollout:
     bootstrapping); `raw_reward` is the env's. With correlated exploration noise, `noise_prev`
     holds its state before each step's draw and `noise_rho` its correlation, from which the
     update recomputes the actions' log-probabilities (`flyenv.apps.exploration.autoregressive`).
+    With push exploration (`widened`), `extra_std` (num_steps, num_envs) holds each action's
+    extra std in units of the action range (`flyenv.apps.exploration.widen`).
     """
 
     obs: torch.Tensor
@@ -112,6 +114,8 @@ class Rollout:
     done: torch.Tensor
     noise_prev: torch.Tensor | None = None
     noise_rho: float = 0.0
+    extra_std: torch.Tensor | None = None
+    widened: bool = False
 
     @classmethod
     def zeros(cls, num_steps: int, num_envs: int, obs_dim: int, act_dim: int,
@@ -121,7 +125,8 @@ class Rollout:
             return torch.zeros(num_steps, num_envs, *shape, device=device)
 
         return cls(obs=zeros(obs_dim), actions=zeros(act_dim), logp=zeros(), values=zeros(),
-                   reward=zeros(), raw_reward=zeros(), done=zeros(), noise_prev=zeros(act_dim))
+                   reward=zeros(), raw_reward=zeros(), done=zeros(), noise_prev=zeros(act_dim),
+                   extra_std=zeros())
 
 
 class ClipStatistics:
@@ -165,7 +170,7 @@ class ClipStatistics:
 def collect(agent: Agent, envs: gym.vector.VectorEnv, obs: torch.Tensor, rollout: Rollout,
             gamma: float, clip_stats: ClipStatistics | None = None,
             termination_penalty: float = 0.0, noise: CorrelatedNoise | None = None,
-            ) -> torch.Tensor:
+            push: PushExploration | None = None) -> torch.Tensor:
     """Fills `rollout` with one rollout of the stochastic policy (no host read of any value).
 
     Args:
@@ -180,15 +185,21 @@ def collect(agent: Agent, envs: gym.vector.VectorEnv, obs: torch.Tensor, rollout
         noise: the policy's exploration noise, correlated in time (`PpoArgs.noise_correlation_s`;
             the log-probabilities are then those given its previous state); None: white, a fresh
             draw of the policy's distribution every step.
+        push: more exploration around pushes (`PpoArgs.push_noise_std`; the log-probabilities
+            are then those of the widened distribution); None: none.
 
     Returns:
         (num_envs, obs_dim) the observations after the rollout.
     """
     if noise is not None:
         rollout.noise_rho = noise.rho
+    rollout.widened = push is not None
     for step in range(rollout.obs.shape[0]):
         with torch.no_grad():
             dist = agent.dist(obs)
+            if push is not None:
+                rollout.extra_std[step] = push.extra_std
+                dist = widen(dist, push.extra_std[:, None] * agent.action_scale)
             if noise is None:
                 action = dist.sample()
             else:
@@ -209,6 +220,8 @@ def collect(agent: Agent, envs: gym.vector.VectorEnv, obs: torch.Tensor, rollout
                                 + gamma * final_value * (truncated & ~terminated)
                                 - termination_penalty * terminated)
         rollout.done[step] = (terminated | truncated).float()
+        if push is not None:
+            push.update(info["randomization/push"], terminated | truncated)
         if clip_stats is not None:  # the clip played this step (before any reset)
             clip_stats.add(info["final_info"]["clip"], reward, terminated, truncated)
     return obs
@@ -247,12 +260,15 @@ def update(agent: Agent, optimizer: torch.optim.Optimizer, rollout: Rollout,
     b_obs = rollout.obs.reshape(batch_size, -1)
     b_act = rollout.actions.reshape(batch_size, -1)
     b_prev = rollout.noise_prev.reshape(batch_size, -1) if rollout.noise_rho else None
+    b_extra = rollout.extra_std.reshape(batch_size, 1) if rollout.widened else None
     b_logp, b_adv, b_ret = rollout.logp.reshape(-1), advantages.reshape(-1), returns.reshape(-1)
     for _ in range(args.update_epochs):
         order = torch.randperm(batch_size, device=b_obs.device)
         for begin in range(0, batch_size, minibatch):
             idx = order[begin:begin + minibatch]
             dist = agent.dist(b_obs[idx])
+            if b_extra is not None:
+                dist = widen(dist, b_extra[idx] * agent.action_scale)
             if b_prev is not None:
                 dist = autoregressive(dist, b_prev[idx], rollout.noise_rho)
             ratio = (dist.log_prob(b_act[idx]).sum(-1) - b_logp[idx]).exp()
@@ -325,6 +341,8 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
     n, t = args.num_envs, args.num_steps
     noise = (CorrelatedNoise((n, act_dim), args.noise_correlation_s, base.config.control_dt_s,
                              device) if args.noise_correlation_s > 0 else None)
+    push = (PushExploration(n, args.push_noise_std, args.push_noise_s,
+                            base.config.control_dt_s, device) if args.push_noise_std > 0 else None)
     rollout = Rollout.zeros(t, n, obs_dim, act_dim, device)
     num_iterations = max(1, args.total_timesteps // (n * t * ranks.world_size))
     clips = train_args.describe_clips(base)
@@ -339,7 +357,7 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
         for group in optimizer.param_groups:
             group["lr"] = args.learning_rate * (1 - (iteration - 1) / num_iterations)
         obs = collect(agent, envs, obs, rollout, args.gamma, clip_stats,
-                      args.termination_penalty, noise)
+                      args.termination_penalty, noise, push)
         merged = ranks.merge_normalizer(envs, merged)
         losses = update(agent, optimizer, rollout, obs, args, ranks)
         # The iteration's only host reads: a few scalars for the log (the score over all ranks).
