@@ -18,10 +18,11 @@ exploration: on the real clips of `benchmarks/train_clips.py` the mean then drif
 rollout's joint-angle reward per episode falling from 267 to 40 in 1.1M steps, where white noise
 of the same std held it (README, "Datasets of clips").
 
-Recovering from a push takes a deviation larger and longer than tracking tolerates: residual
-vectors drawn from the whole action box and held for 150 ms save a third of the pushes the replay
-loses, and those that save a push mostly save it turned by 20 degrees or 10% stronger too, so the
-saves are learnable, not luck (`push_recovery_oracle.py --push-variants`). `PushExploration`
+Recovering from a push takes a deviation larger and longer than tracking tolerates: a residual
+vector drawn from the whole action box and held for 150 ms saves 5-34% of the pushes the replay
+loses (per clip), and one that saves a push survives it turned by 20 degrees or 10% stronger in
+58-75% of plays, so the saves are learnable, not luck (`push_recovery_oracle.py
+--push-variants`). `PushExploration`
 follows which worlds are being pushed or just were and gives them an extra std, and `widen`
 adds it to the policy's distribution: an input of the distribution, stored with the rollout and
 known at the update.

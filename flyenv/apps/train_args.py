@@ -108,8 +108,8 @@ class PpoArgs:
     the noise's correlation (--noise-correlation-s); the log-probabilities use the widened std
     (an input of the policy's distribution, as the noise's state is), so PPO's ratios stay
     those of the actions taken. Around a push the policy's own noise almost only topples the
-    fly, while residual vectors of the box's size held for 150 ms save a third of the pushes
-    the replay loses, and save nearby pushes too (benchmarks/push_recovery_oracle.py). (On the
+    fly, while residual vectors of the box's size held for 150 ms save 5-34% of the pushes the
+    replay loses, and save nearby pushes too (benchmarks/push_recovery_oracle.py). (On the
     real clips of benchmarks/train_clips.py, 0.5 with --noise-correlation-s 0.05 from scratch
     made tracking and pushed survival worse: README, "Datasets of clips".)"""
     push_noise_s: float = 0.1
