@@ -22,10 +22,9 @@ Recovering from a push takes a deviation larger and longer than tracking tolerat
 vector drawn from the whole action box and held for 150 ms saves 5-34% of the pushes the replay
 loses (per clip), and one that saves a push survives it turned by 20 degrees or 10% stronger in
 58-75% of plays, so the saves are learnable, not luck (`push_recovery_oracle.py
---push-variants`). `PushExploration`
-follows which worlds are being pushed or just were and gives them an extra std, and `widen`
-adds it to the policy's distribution: an input of the distribution, stored with the rollout and
-known at the update.
+--push-variants`). `PushExploration` follows which worlds are being pushed or just were and
+gives them an extra std, and `widen` adds it to the policy's distribution: an input of the
+distribution, stored with the rollout and known at the update.
 """
 
 from __future__ import annotations
