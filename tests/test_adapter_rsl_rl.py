@@ -48,6 +48,7 @@ def test_steps_through_an_episode_end():
     obs = env.get_observations()
     assert isinstance(obs, TensorDict) and obs.batch_size == torch.Size([N])
     assert obs["policy"].shape == (N, 226) and obs["policy"].dtype == torch.float32
+    assert obs["privileged"].shape == (N, 4)  # the push (none here), the thorax's height
     for t in range(1, 4):
         obs, rewards, dones, extras = env.step(torch.zeros(N, 42))
         assert obs["policy"].shape == (N, 226) and rewards.shape == (N,)
@@ -71,9 +72,16 @@ def test_steps_through_an_episode_end():
     env.close()
 
 
-def test_on_policy_runner_learns_and_infers(tmp_path):
-    env = RslRlVecEnv(NormalizeObservation(make(max_episode_steps=3)), seed=0)
-    runner = OnPolicyRunner(env, train_cfg(), log_dir=str(tmp_path), device="cpu")
+@pytest.mark.parametrize("critic", [["policy"], ["policy", "privileged"]])
+def test_on_policy_runner_learns_and_infers(tmp_path, critic):
+    # An asymmetric critic reads the privileged group too (pushes on, so it has something).
+    env = RslRlVecEnv(NormalizeObservation(make(max_episode_steps=3, randomization={
+        "push_force_un": (1.0, 2.0), "push_rate_hz": 100.0})), seed=0)
+    cfg = train_cfg()
+    cfg["obs_groups"]["critic"] = critic
+    cfg["critic"]["obs_normalization"] = True
+    runner = OnPolicyRunner(env, cfg, log_dir=str(tmp_path), device="cpu")
+    assert runner.alg.critic.obs_dim == 226 + 4 * (len(critic) - 1)
     runner.learn(num_learning_iterations=1, init_at_random_ep_len=True)
     assert list(tmp_path.glob("model_*.pt"))
     policy = runner.get_inference_policy(device="cpu")

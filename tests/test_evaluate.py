@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from flyenv.apps.evaluate import CONDITIONS, CONTROLLERS, evaluate
+from flyenv.apps.evaluate import CONDITIONS, CONTROLLERS, Policy, evaluate
 from flyenv.apps.train import PpoArgs, train
 from flyenv.cli import main
 from flyenv.motion import save, tripod_gait
@@ -17,9 +17,11 @@ def trained(tmp_path_factory):
     clips.mkdir()
     save(tripod_gait(duration_s=0.3), clips / "fast.npz")
     save(tripod_gait(duration_s=0.3, step_freq_hz=6.0), clips / "slow.npz")
+    # An asymmetric critic: the checkpoint's critic reads more than its policy.
     train(PpoArgs(device="cpu", num_envs=2, num_steps=4, total_timesteps=8, eval_steps=2,
                   hidden=16, control_decimation=10, reference=str(clips),
-                  adaptive_starts='{"bin_s": 0.05}', output=str(root / "run")))
+                  adaptive_starts='{"bin_s": 0.05}', privileged_critic=True,
+                  output=str(root / "run")))
     return root
 
 
@@ -57,6 +59,9 @@ def test_eval_reports_every_clip_for_policy_and_replay_clean_and_perturbed(train
     assert min(perturbed) < 1.0
     assert json.loads((trained / "out" / "eval.json").read_text())["starts"] == 2
     assert (trained / "out" / "eval.png").stat().st_size > 10_000
+    policy = Policy.load(trained / "run" / "checkpoint.pt")
+    assert policy.agent.obs_dim == 226 == policy.obs_norm["mean"].shape[0]
+    assert policy.agent.critic[0].in_features == 226 + 4
 
 
 def test_eval_command_on_other_clips_with_a_video(trained, tmp_path, capsys):

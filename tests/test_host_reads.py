@@ -9,7 +9,7 @@ import torch
 from host_reads import HostReadError, no_host_reads
 
 from flyenv.envs import FlyImitationVecEnv
-from flyenv.wrappers import EpisodeStatistics, NormalizeObservation
+from flyenv.wrappers import AppendPrivileged, EpisodeStatistics, NormalizeObservation
 
 pytestmark = pytest.mark.warp
 NENV = 4
@@ -98,16 +98,19 @@ def test_ppo_iteration_reads_nothing_on_the_host(warp_env):
         update,
     )
 
-    # Pushes at about every other step, explored around (`PpoArgs.push_noise_std`).
+    # Pushes at about every other step, explored around (`PpoArgs.push_noise_std`), and a
+    # critic that sees them (`PpoArgs.privileged_critic`).
     base = warp_env("same_step", randomization={"push_force_un": [1.0, 2.0],
                                                 "push_duration_s": 0.004, "push_rate_hz": 250.0})
-    envs = NormalizeObservation(EpisodeStatistics(base))
+    envs = NormalizeObservation(AppendPrivileged(EpisodeStatistics(base)))
     args = PpoArgs(num_envs=NENV, num_steps=6, num_minibatches=2, update_epochs=2)
-    obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
+    obs_dim, act_dim = base.single_observation_space.shape[0], envs.single_action_space.shape[0]
+    critic_dim = envs.single_observation_space.shape[0]
     scale = torch.as_tensor(envs.single_action_space.high, device=base.device)
-    agent = Agent(obs_dim, act_dim, 32, scale, args.init_log_std).to(base.device)
+    agent = Agent(obs_dim, act_dim, 32, scale, args.init_log_std,
+                  critic_dim=critic_dim).to(base.device)
     optimizer = make_optimizer(agent, args.learning_rate)
-    rollout = Rollout.zeros(args.num_steps, NENV, obs_dim, act_dim, base.device)
+    rollout = Rollout.zeros(args.num_steps, NENV, critic_dim, act_dim, base.device)
     clip_stats = ClipStatistics(base.ref.names, base.device)
     before = [p.detach().clone() for p in agent.parameters()]
     noise = CorrelatedNoise((NENV, act_dim), 0.02, base.config.control_dt_s, base.device)

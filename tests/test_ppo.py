@@ -169,6 +169,18 @@ def test_the_std_floor_holds_the_exploration_without_moving_the_mean():
     assert free.dist(obs).stddev.max() < 0.05 * 0.1
 
 
+def test_an_asymmetric_critic_reads_the_privileged_columns_and_the_policy_does_not():
+    agent = Agent(5, 3, 8, torch.full((3,), 0.1), -2.0, critic_dim=7)
+    obs = torch.randn(6, 7)
+    other = obs.clone()
+    other[:, 5:] += 1.0  # another push, height and samples; the same senses
+    torch.testing.assert_close(agent.dist(other).mean, agent.dist(obs).mean)
+    torch.testing.assert_close(agent.dist(obs[:, :5]).mean, agent.dist(obs).mean)
+    assert not torch.allclose(agent.value(other), agent.value(obs))
+    with pytest.raises(RuntimeError):
+        agent.value(obs[:, :5])  # the critic needs the privileged part
+
+
 @pytest.mark.parametrize("option", ["noise_correlation_s", "min_action_std", "push_noise_std",
                                     "push_noise_s"])
 def test_a_negative_exploration_setting_is_refused_by_name(option, tmp_path):

@@ -243,7 +243,52 @@ def test_randomization_off_by_default_changes_nothing(two_clips):
     env = FlyImitationVecEnv(2, reference=two_clips[0], engine="mujoco", device="cpu", nthread=1)
     assert env.engine.world_fields == () and env._pushes is None
     _, info = env.reset(seed=0)
-    assert set(info) == {"clip", "frame"}
+    assert set(info) == {"clip", "frame", "privileged_obs"}
+    assert list(env.privileged_layout) == ["push_force_h", "push_left_s", "thorax_height_mm"]
+    assert info["privileged_obs"].shape == (2, 4) and not info["privileged_obs"][:, :3].any()
+    env.close()
+
+
+def test_the_privileged_observation_holds_the_push_to_come_and_the_samples(two_clips):
+    # Pushes of 3 steps (0.6 ms at control_decimation 2), started at about every fifth step.
+    env = FlyImitationVecEnv(8, reference=two_clips[0], engine="mujoco", device="cpu",
+                             nthread=1, control_decimation=2, randomization={
+                                 "friction": (0.5, 1.5), "mass_scale": (0.8, 1.2),
+                                 "push_force_un": (2.0, 4.0), "push_rate_hz": 1000.0,
+                                 "push_duration_s": 6e-4})
+    layout, dt = env.privileged_layout, env.config.control_dt_s
+    assert list(layout)[3:] == ["randomization/friction", "randomization/mass_scale"]
+    _, info = env.reset(seed=3)
+    priv = info["privileged_obs"]
+    assert priv.shape == (8, 6) and not priv[:, :3].any()  # no push before the first step
+    for name in ("randomization/friction", "randomization/mass_scale"):
+        torch.testing.assert_close(priv[:, layout[name]].squeeze(1), info[name])
+    thorax = env.engine.model.body("thorax").id
+    pushed, ongoing = torch.zeros(8, dtype=torch.bool), 0
+    for _ in range(30):
+        quat = env.engine.qpos[:, 3:7].float().clone()
+        left = priv[:, layout["push_left_s"]].squeeze(1)
+        *_, info = env.step(torch.zeros(8, 42))
+        force_w = env.engine.xfrc_applied[:, thorax, :3].float()
+        force_h = priv[:, layout["push_force_h"]]
+        on = left > 0  # a push still on acts next step, and no other starts there
+        ongoing += int(on.sum())
+        # The push to come, in the heading frame at the observation (x forward, y left).
+        yaw = torch.atan2(2 * (quat[:, 0] * quat[:, 3] + quat[:, 1] * quat[:, 2]),
+                          1 - 2 * (quat[:, 2] ** 2 + quat[:, 3] ** 2))
+        expected = torch.stack([torch.cos(yaw) * force_w[:, 0] + torch.sin(yaw) * force_w[:, 1],
+                                -torch.sin(yaw) * force_w[:, 0] + torch.cos(yaw) * force_w[:, 1]],
+                               dim=1)
+        torch.testing.assert_close(force_h[on], expected[on], atol=1e-5, rtol=1e-5)
+        assert not force_h[~on].any()
+        priv = info["privileged_obs"]
+        now_left = priv[:, layout["push_left_s"]].squeeze(1)
+        torch.testing.assert_close(now_left[on], left[on] - dt)  # counts down by a step
+        assert (now_left <= 2 * dt + 1e-9).all()  # what is left after the first of 3 steps
+        torch.testing.assert_close(priv[:, layout["thorax_height_mm"]].squeeze(1),
+                                   env.engine.qpos[:, 2].float())
+        pushed |= info["randomization/push"]
+    assert pushed.all() and ongoing > 10
     env.close()
 
 
@@ -368,3 +413,23 @@ def test_bodies_differing_in_tarsus_tilt_each_simulate_their_own(engine_kwargs):
         alone.step()
     torch.testing.assert_close(both.qpos[1].cpu(), alone.qpos[0].cpu(), atol=1e-5, rtol=0)
     assert (both.qpos[0] - both.qpos[1]).abs().max() > 1e-3  # the tilt matters here
+
+
+def test_the_privileged_push_is_in_the_heading_frame_of_the_fly():
+    from flyenv.envs.observations import FlyState, build_privileged
+
+    # A fly turned 90 deg to the left faces world +y: a push along world +x comes from its left
+    # and points to its right (-y in its heading frame), whatever its pitch.
+    yaw, pitch = math.pi / 2, 0.3
+    turn = torch.tensor([math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)])
+    nose_up = torch.tensor([math.cos(pitch / 2), 0.0, math.sin(pitch / 2), 0.0])
+    w1, v1, w2, v2 = turn[0], turn[1:], nose_up[0], nose_up[1:]
+    quat = torch.cat([(w1 * w2 - v1 @ v2)[None], w1 * v2 + w2 * v1 + torch.cross(v1, v2, dim=0)])
+    zeros = torch.zeros(1, 3)
+    state = FlyState(joint_pos=torch.zeros(1, 42), joint_vel=torch.zeros(1, 42),
+                     root_pos_w=torch.tensor([[0.0, 0.0, 1.2]]), root_quat_w=quat[None],
+                     lin_vel_w=zeros, ang_vel_b=zeros, claw_pos_b=torch.zeros(1, 6, 3),
+                     touch=torch.zeros(1, 6), gravity_b=zeros, lin_vel_b=zeros)
+    priv = build_privileged(state, torch.tensor([[3.0, 0.0, 0.0]]), torch.tensor([0.01]),
+                            (torch.tensor([1.2], dtype=torch.float64),))
+    torch.testing.assert_close(priv, torch.tensor([[0.0, -3.0, 0.01, 1.2, 1.2]]))

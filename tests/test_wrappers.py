@@ -3,7 +3,13 @@ import pytest
 import torch
 
 from flyenv.envs import FlyImitationConfig, FlyImitationVecEnv
-from flyenv.wrappers import EpisodeStatistics, NormalizeObservation, NumpyView, RecordVideo
+from flyenv.wrappers import (
+    AppendPrivileged,
+    EpisodeStatistics,
+    NormalizeObservation,
+    NumpyView,
+    RecordVideo,
+)
 
 
 def make(num_envs=3, **kwargs):
@@ -77,6 +83,21 @@ def test_normalize_observation_normalizes_final_obs():
     env.step(torch.zeros(2, 42))
     _, _, _, truncated, info = env.step(torch.zeros(2, 42))
     assert truncated.all() and info["final_obs"].abs().max() <= env.clip
+
+
+def test_append_privileged_gives_final_obs_the_state_the_episode_ended_in():
+    env = AppendPrivileged(make(2, max_episode_steps=2, autoreset_mode="same_step"))
+    assert env.policy_dim == 226 and env.privileged_dim == 4
+    assert env.single_observation_space.shape == (230,) and env.observation_space.shape == (2, 230)
+    obs, info = env.reset(seed=0)
+    torch.testing.assert_close(obs[:, 226:], info["privileged_obs"])
+    env.step(torch.zeros(2, 42))
+    obs, _, _, truncated, info = env.step(torch.zeros(2, 42))
+    assert truncated.all()
+    torch.testing.assert_close(obs[:, 226:], info["privileged_obs"])  # the next episode's
+    final = info["final_obs"][:, 226:]
+    torch.testing.assert_close(final, info["final_info"]["privileged_obs"])
+    assert not torch.equal(final[:, 3], obs[:, 229])  # thorax heights: ended vs new episode
 
 
 def test_numpy_view():

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from flyenv.apps.train import Agent, PpoArgs, policy_env
+from flyenv.apps.train import Agent, PpoArgs, policy_env, policy_statistics
 from flyenv.apps.train_args import env_settings
 from flyenv.body import constants as c
 from flyenv.envs import FlyImitationVecEnv
@@ -84,14 +84,17 @@ class Policy:
             args = PpoArgs(**{k: v for k, v in state["args"].items() if k in known})
             weights = state["agent"]
             obs_norm = state["obs_norm"]
+            # A privileged critic reads more than the policy (`PpoArgs.privileged_critic`).
+            obs_dim = weights["actor.0.weight"].shape[1]
+            critic_dim = weights["critic.0.weight"].shape[1]
         except (KeyError, TypeError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
             raise ValueError(f"{path}: not a flyenv train checkpoint (expected the keys 'agent', "
                              f"'obs_norm' and 'args'; {type(err).__name__}: {err})") from err
-        obs_dim = obs_norm["mean"].shape[0]
         act_dim = weights["log_std"].shape[0]
-        agent = Agent(obs_dim, act_dim, args.hidden, weights["action_scale"], args.init_log_std)
+        agent = Agent(obs_dim, act_dim, args.hidden, weights["action_scale"], args.init_log_std,
+                      critic_dim=critic_dim)
         agent.load_state_dict(weights)
-        return cls(agent.to(device).eval(), obs_norm, args)
+        return cls(agent.to(device).eval(), policy_statistics(obs_norm, obs_dim), args)
 
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         """(num_envs, num_actions) the deterministic action (the mean) for normalized obs."""

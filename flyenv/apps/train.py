@@ -41,11 +41,12 @@ from flyenv.apps.exploration import CorrelatedNoise, PushExploration, autoregres
 from flyenv.apps.plots import plot_training_curve
 from flyenv.apps.train_args import PpoArgs, add_arguments, args_from
 from flyenv.envs import FlyImitationVecEnv
-from flyenv.wrappers import EpisodeStatistics, NormalizeObservation
+from flyenv.wrappers import AppendPrivileged, EpisodeStatistics, NormalizeObservation
 from flyenv.wrappers.record_video import record_episode
 
 __all__ = ["Agent", "PpoArgs", "Rollout", "add_arguments", "args_from", "collect",
-           "make_optimizer", "policy_env", "policy_video", "train", "update"]
+           "make_optimizer", "policy_env", "policy_statistics", "policy_video", "train",
+           "update"]
 
 Log = Callable[[str], None]
 
@@ -53,16 +54,20 @@ Log = Callable[[str], None]
 class Agent(nn.Module):
     """Gaussian policy (tanh-bounded mean, state-independent std) and value function (MLPs).
 
-    `min_std` floors the std, in units of the action range (`PpoArgs.min_action_std`).
+    `min_std` floors the std, in units of the action range (`PpoArgs.min_action_std`). With a
+    `critic_dim` above `obs_dim` the critic is asymmetric: it reads (batch, critic_dim)
+    observations (the policy's, then the privileged part, `flyenv.wrappers.AppendPrivileged`)
+    and the policy only their first `obs_dim` columns.
     """
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: int, action_scale: torch.Tensor,
-                 init_log_std: float, min_std: float = 0.0) -> None:
+                 init_log_std: float, min_std: float = 0.0, critic_dim: int | None = None,
+                 ) -> None:
         super().__init__()
-        self.min_std = min_std
+        self.min_std, self.obs_dim = min_std, obs_dim
 
-        def mlp(out: int, gain: float) -> nn.Sequential:
-            layers = [nn.Linear(obs_dim, hidden), nn.ELU(), nn.Linear(hidden, hidden), nn.ELU(),
+        def mlp(inputs: int, out: int, gain: float) -> nn.Sequential:
+            layers = [nn.Linear(inputs, hidden), nn.ELU(), nn.Linear(hidden, hidden), nn.ELU(),
                       nn.Linear(hidden, out)]
             for layer in layers[::2]:
                 nn.init.orthogonal_(layer.weight, np.sqrt(2))
@@ -70,13 +75,13 @@ class Agent(nn.Module):
             nn.init.orthogonal_(layers[-1].weight, gain)
             return nn.Sequential(*layers)
 
-        self.critic = mlp(1, 1.0)
-        self.actor = mlp(act_dim, 0.01)
+        self.critic = mlp(critic_dim or obs_dim, 1, 1.0)
+        self.actor = mlp(obs_dim, act_dim, 0.01)
         self.log_std = nn.Parameter(torch.full((act_dim,), init_log_std))
         self.register_buffer("action_scale", action_scale)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        """(batch,) state values."""
+        """(batch,) state values of (batch, critic_dim) observations."""
         return self.critic(obs).squeeze(-1)
 
     def std(self) -> torch.Tensor:
@@ -84,8 +89,8 @@ class Agent(nn.Module):
         return self.log_std.exp().clamp(min=self.min_std)
 
     def dist(self, obs: torch.Tensor) -> torch.distributions.Normal:
-        """The action distribution, (batch, act_dim)."""
-        mean = torch.tanh(self.actor(obs)) * self.action_scale
+        """The action distribution, (batch, act_dim), of (batch, obs_dim or critic_dim) obs."""
+        mean = torch.tanh(self.actor(obs[..., :self.obs_dim])) * self.action_scale
         # Valid by construction (the scale is an exponential): argument validation would read
         # device values on the host at every call, three times per env step.
         return torch.distributions.Normal(mean, self.std() * self.action_scale,
@@ -324,12 +329,13 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
     if lead:
         out.mkdir(parents=True, exist_ok=True)
     base = envs
-    envs = NormalizeObservation(EpisodeStatistics(envs))
-    stats: EpisodeStatistics = envs.env
-    obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
+    stats = EpisodeStatistics(envs)
+    envs = NormalizeObservation(AppendPrivileged(stats) if args.privileged_critic else stats)
+    obs_dim, act_dim = stats.single_observation_space.shape[0], envs.single_action_space.shape[0]
+    critic_dim = envs.single_observation_space.shape[0]
     scale = torch.as_tensor(envs.single_action_space.high, device=device)
     agent = Agent(obs_dim, act_dim, args.hidden, scale, args.init_log_std,
-                  args.min_action_std).to(device)
+                  args.min_action_std, critic_dim).to(device)
     if args.init_checkpoint:
         _go_on_from(Path(args.init_checkpoint), agent, envs, device)
     ranks.broadcast(agent)
@@ -343,7 +349,7 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
                              device) if args.noise_correlation_s > 0 else None)
     push = (PushExploration(n, args.push_noise_std, args.push_noise_s,
                             base.config.control_dt_s, device) if args.push_noise_std > 0 else None)
-    rollout = Rollout.zeros(t, n, obs_dim, act_dim, device)
+    rollout = Rollout.zeros(t, n, critic_dim, act_dim, device)
     num_iterations = max(1, args.total_timesteps // (n * t * ranks.world_size))
     clips = train_args.describe_clips(base)
     for line in train_args.plan(args, clips, num_iterations, ranks.world_size):
@@ -393,7 +399,8 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
     (out / "curve.json").write_text(json.dumps(result, indent=1))
     if args.video_steps > 0:
         try:
-            files["video"] = policy_video(agent, envs.state_dict(), args, out / "policy.mp4")
+            files["video"] = policy_video(agent, policy_statistics(envs.state_dict(), obs_dim),
+                                          args, out / "policy.mp4")
         except Exception as err:  # any rendering failure costs the video only
             message = f"policy video not written ({type(err).__name__}: {err})"
             warnings.warn(message, RuntimeWarning, stacklevel=2)
@@ -421,6 +428,17 @@ def policy_video(agent: Agent, obs_norm: dict[str, torch.Tensor], args: PpoArgs,
                               steps=args.video_steps, slowdown=slowdown)[0]
     finally:
         env.close()
+
+
+def policy_statistics(obs_norm: dict[str, torch.Tensor], obs_dim: int,
+                      ) -> dict[str, torch.Tensor]:
+    """The policy's part of a normalizer's `state_dict()`: its first `obs_dim` columns.
+
+    A run with a privileged critic normalizes the privileged part too (after the policy's);
+    the policy, played without it, needs only its own columns' statistics.
+    """
+    return {"mean": obs_norm["mean"][:obs_dim], "var": obs_norm["var"][:obs_dim],
+            "count": obs_norm["count"]}
 
 
 def policy_env(obs_norm: dict[str, torch.Tensor], **config: Any) -> NormalizeObservation:

@@ -114,6 +114,13 @@ class PpoArgs:
     made tracking and pushed survival worse: README, "Datasets of clips".)"""
     push_noise_s: float = 0.1
     """How long the push exploration lasts past a push's end [s]."""
+    privileged_critic: bool = False
+    """An asymmetric critic: the value function also sees the env's privileged observation
+    (`FlyImitationVecEnv.privileged_layout`: the push that acts now and how long it still acts,
+    the thorax's height, each world's randomized samples), as legged-robot and motion-tracking
+    PPO (rsl_rl's "critic" group, mjlab) give their critics; the policy sees the fly's own
+    senses only. Without it the critic cannot tell a pushed step from a calm one, so a push's
+    cost lands in the advantages of whatever the policy did."""
     hidden: int = 256
     """Width of the two hidden layers."""
     eval_steps: int = 200

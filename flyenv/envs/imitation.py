@@ -42,9 +42,11 @@ class FlyImitationVecEnv(WorldResets, Rendering, gym.vector.VectorEnv):
     entries); with clips of several bodies,
     `body` (index in `ref.bodies` of the body each world simulates); with domain randomization,
     `randomization/<name>` (each world's sample, see `RandomizationConfig`) and
-    `randomization/push` (bool, pushed this step). In SAME_STEP mode `final_obs` and
-    `final_info` hold the observation and info of the worlds that just ended (full tensors; the
-    rows that matter are marked by `_final_obs` / `_final_info`).
+    `randomization/push` (bool, pushed this step); `privileged_obs` (num_envs, privileged_dim),
+    what the simulator knows and the fly does not (the push to come, the thorax's height, the
+    randomized samples; parts in `privileged_layout`), for an asymmetric critic. In SAME_STEP
+    mode `final_obs` and `final_info` hold the observation and info of the worlds that just
+    ended (full tensors; the rows that matter are marked by `_final_obs` / `_final_info`).
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["rgb_array"]}
@@ -134,6 +136,8 @@ class FlyImitationVecEnv(WorldResets, Rendering, gym.vector.VectorEnv):
         self.observation_layout = observations.observation_layout(cfg.future_frames)
         obs_dim = observations.observation_dim(cfg.future_frames)
         self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
+        self.privileged_layout = observations.privileged_layout(
+            tuple(self._world_models.samples))
         if cfg.action_mode == "absolute":
             low, high = self._bounds.cpu().numpy().T
         else:
@@ -162,6 +166,7 @@ class FlyImitationVecEnv(WorldResets, Rendering, gym.vector.VectorEnv):
         self._reset_qpos = torch.zeros(n, self.engine.qpos.shape[1], device=dev)
         self._reset_qvel = torch.zeros(n, self.engine.qvel.shape[1], device=dev)
         self._zero3 = torch.zeros(n, 3, device=dev)  # the tethered thorax's velocities
+        self._zero = torch.zeros(n, device=dev)
         rand = self.config.randomization
         self._pushes = None if rand.push_force_un is None else Pushes(
             rand, n, self.engine.model.body("thorax").id, self.config.control_dt_s, dev)
@@ -210,6 +215,7 @@ class FlyImitationVecEnv(WorldResets, Rendering, gym.vector.VectorEnv):
         self._reset_worlds(mask, self._fixed_starts(options))
         state = self._read_state()
         return self._observe(state), {"clip": self._clip.clone(), "frame": self._frame.clone(),
+                                      "privileged_obs": self._privileged(state),
                                       **self._world_info()}
 
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
@@ -375,6 +381,7 @@ class FlyImitationVecEnv(WorldResets, Rendering, gym.vector.VectorEnv):
             ended, terms = ended & going, torch.where(starting, 0.0, terms)
             self._autoreset = terminated | truncated
         info = self._info(ended, terms, invalid)
+        info["privileged_obs"] = self._privileged(state)
         obs = None
         if mode == AutoresetMode.SAME_STEP:
             done = terminated | truncated
@@ -384,6 +391,7 @@ class FlyImitationVecEnv(WorldResets, Rendering, gym.vector.VectorEnv):
             info["final_obs"] = obs = self._observe(state)
             if self._reset_worlds(done):
                 state, obs = self._read_state(), None
+                info["privileged_obs"] = self._privileged(state)
         info["clip"], info["frame"] = self._clip.clone(), self._frame.clone()
         info.update(self._world_info())
         # Observed once when no world was reset (the C engine skips an empty reset).
@@ -409,6 +417,13 @@ class FlyImitationVecEnv(WorldResets, Rendering, gym.vector.VectorEnv):
         return obs[..., self.observation_layout[name]]
 
     # Observations --------------------------------------------------------------------------
+
+    def _privileged(self, state: observations.FlyState) -> torch.Tensor:
+        # (num_envs, privileged_dim): `privileged_layout`'s parts.
+        force, left = ((self._zero3, self._zero) if self._pushes is None
+                       else self._pushes.upcoming())
+        return observations.build_privileged(state, force, left,
+                                             tuple(self._world_models.samples.values()))
 
     def _observe(self, state: observations.FlyState) -> torch.Tensor:
         # One gather of the next `future_frames` frames (every field): the observation takes

@@ -130,3 +130,44 @@ def build_observation(state: FlyState, future_joint_pos: torch.Tensor, dof_mask:
              "future_joint_pos": ahead.flatten(1), "phase": phase[:, None]}
     layout = observation_layout(future_joint_pos.shape[1])
     return torch.cat([parts[name] for name in layout], dim=1)
+
+
+def privileged_layout(randomized: tuple[str, ...]) -> dict[str, slice]:
+    """Where each part of the privileged observation sits: {name: slice}, in order.
+
+    What a simulator knows and a fly's senses do not, for an asymmetric critic (the policy never
+    reads it): `push_force_h` (2) the push that will act on the thorax next step, in the heading
+    frame (x forward, y left) [µN], 0 when none is on; `push_left_s` (1) how long it still acts
+    [s]; `thorax_height_mm` (1) the thorax's height [mm]; then one entry per name of
+    `randomized` (`RandomizationConfig.randomized` and companions, the env's
+    `info["randomization/<name>"]`): each world's sample.
+    """
+    sizes = {"push_force_h": 2, "push_left_s": 1, "thorax_height_mm": 1,
+             **{f"randomization/{name}": 1 for name in randomized}}
+    layout, start = {}, 0
+    for name, size in sizes.items():
+        layout[name] = slice(start, start + size)
+        start += size
+    return layout
+
+
+def build_privileged(state: FlyState, push_force_w: torch.Tensor, push_left_s: torch.Tensor,
+                     samples: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The privileged observation, its parts in `privileged_layout` order.
+
+    Args:
+        state: the fly.
+        push_force_w: (num_envs, 3) the push of the next step in the world frame [µN] (zeros
+            where none is on).
+        push_left_s: (num_envs,) how long it still acts [s].
+        samples: each randomized sample, (num_envs,), in `privileged_layout` order.
+
+    Returns:
+        (num_envs, privileged_dim) float32; a diverged world's row is zeros.
+    """
+    force_h = heading_velocity(state.root_quat_w, push_force_w)[:, :2]
+    parts = [force_h, push_left_s[:, None], state.root_pos_w[:, 2:],
+             *(s.to(torch.float32)[:, None] for s in samples)]
+    out = torch.cat(parts, dim=1)
+    sound = (out.abs() < MJ_MAXVAL).all(dim=1, keepdim=True)
+    return torch.where(sound, out, 0.0)

@@ -144,7 +144,7 @@ class Pushes:
         self._low, self._high = config.push_force_un
         self._prob = min(1.0, config.push_rate_hz * control_dt_s)
         self._steps = max(1, round(config.push_duration_s / control_dt_s))
-        self._thorax, self._n, self._device = thorax, num_envs, device
+        self._thorax, self._n, self._device, self._dt = thorax, num_envs, device, control_dt_s
         self.force = torch.zeros(num_envs, 3, device=device)
         self.remaining = torch.zeros(num_envs, dtype=torch.long, device=device)
         self.on = torch.zeros(num_envs, dtype=torch.bool, device=device)
@@ -152,6 +152,17 @@ class Pushes:
     def reset(self, mask: torch.Tensor) -> None:
         """Ends the pushes of the worlds in `mask` (the engine's reset zeroes the force)."""
         self.remaining = torch.where(mask, 0, self.remaining)
+
+    def upcoming(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The push each world's next step will apply unless it starts another.
+
+        Returns:
+            (num_envs, 3) the force in the world frame [µN] (zeros where none is on) and
+            (num_envs,) how long it still acts [s].
+        """
+        on = self.remaining > 0
+        return (torch.where(on[:, None], self.force, 0.0),
+                self.remaining.to(torch.float32) * self._dt)
 
     def apply(self, generator: torch.Generator, xfrc_applied: torch.Tensor) -> None:
         """Starts pushes at random, writes the thorax forces of this step into the engine.

@@ -21,9 +21,12 @@ class RslRlVecEnv(VecEnv):
 
     rsl_rl resets nothing itself: after `step` it expects the observations of the next episode
     for the worlds that just ended, which is gymnasium's SAME_STEP autoreset. Observations come as
-    `TensorDict({"policy": obs})`; with no "critic" group rsl_rl's `resolve_obs_groups` gives the
-    critic the "policy" group too (set `obs_groups={"actor": ["policy"], "critic": ["policy"]}`
-    in the runner config to say so explicitly). `extras` holds `time_outs` (truncated and not
+    `TensorDict({"policy": obs, "privileged": info["privileged_obs"]})`: the fly's senses, and
+    what only the simulator knows (`FlyImitationVecEnv.privileged_layout`). With no "critic" set
+    in the runner's `obs_groups`, rsl_rl's `resolve_obs_groups` gives the critic the "policy"
+    group; `obs_groups={"actor": ["policy"], "critic": ["policy", "privileged"]}` makes it an
+    asymmetric critic (normalize its observations: the privileged part is in µN, s and mm).
+    `extras` holds `time_outs` (truncated and not
     terminated: PPO bootstraps those with the critic's value) and `log`, the mean over the worlds
     of every `reward/<term>` of the step (0-d tensors, no host sync). Everything stays on
     `device`.
@@ -61,8 +64,8 @@ class RslRlVecEnv(VecEnv):
         self.cfg = env.unwrapped.config
         self.max_episode_length = int(self.cfg.max_episode_steps)
         with torch.inference_mode(False):
-            obs, _ = env.reset(seed=seed)
-        self._obs = self._wrap(obs)
+            obs, info = env.reset(seed=seed)
+        self._obs = self._wrap(obs, info)
 
     @property
     def episode_length_buf(self) -> torch.Tensor:
@@ -80,7 +83,7 @@ class RslRlVecEnv(VecEnv):
         self.env.unwrapped._steps = steps
 
     def get_observations(self) -> TensorDict:
-        """The current observations, `{"policy": (num_envs, obs_dim)}`.
+        """The current observations, `{"policy": (num_envs, obs_dim), "privileged": ...}`.
 
         Returns:
             The observation groups, batch size `[num_envs]`, on `device`.
@@ -101,7 +104,7 @@ class RslRlVecEnv(VecEnv):
         """
         with torch.inference_mode(False):
             obs, reward, terminated, truncated, info = self.env.step(actions)
-        self._obs = self._wrap(obs)
+        self._obs = self._wrap(obs, info)
         log = {key: value.float().mean() for key, value in info.items()
                if key.startswith("reward/")}
         extras = {"time_outs": truncated & ~terminated, "log": log}
@@ -111,5 +114,6 @@ class RslRlVecEnv(VecEnv):
         """Closes the wrapped env."""
         self.env.close()
 
-    def _wrap(self, obs: torch.Tensor) -> TensorDict:
-        return TensorDict({"policy": obs}, batch_size=[self.num_envs], device=self.device)
+    def _wrap(self, obs: torch.Tensor, info: dict[str, Any]) -> TensorDict:
+        return TensorDict({"policy": obs, "privileged": info["privileged_obs"]},
+                          batch_size=[self.num_envs], device=self.device)
