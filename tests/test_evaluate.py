@@ -95,6 +95,8 @@ def test_training_goes_on_from_a_checkpoint(trained, tmp_path):
     assert after["args"]["init_checkpoint"] == str(first)
     with pytest.raises(ValueError, match="hidden sizes must match"):
         train(dataclasses.replace(base, hidden=8, output=str(tmp_path / "no")))
+    with pytest.raises(ValueError, match="--privileged-critic"):
+        train(dataclasses.replace(base, privileged_critic=False, output=str(tmp_path / "no")))
     with pytest.raises(ValueError, match="another action range"):
         train(dataclasses.replace(base, residual_range_rad=0.2, output=str(tmp_path / "no")))
     with pytest.raises(ValueError, match="not a readable flyenv train checkpoint"):

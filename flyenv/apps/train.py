@@ -513,7 +513,8 @@ def _go_on_from(path: Path, agent: Agent, envs: NormalizeObservation,
         raise ValueError(f"--init-checkpoint {path}: its policy does not fit this run (shapes "
                          f"checkpoint vs run {wrong}, missing "
                          f"{sorted(set(mine) - set(weights))}): the observation, action and "
-                         f"hidden sizes must match (same env settings and --hidden)")
+                         f"hidden sizes must match (same env settings, --hidden and "
+                         f"--privileged-critic)")
     if not torch.equal(weights["action_scale"].to(mine["action_scale"]), mine["action_scale"]):
         raise ValueError(f"--init-checkpoint {path}: its policy acts on another action range "
                          f"(--residual-range-rad or --action-mode differ from this run's)")
