@@ -120,7 +120,9 @@ class PpoArgs:
     the thorax's height, each world's randomized samples), as legged-robot and motion-tracking
     PPO (rsl_rl's "critic" group, mjlab) give their critics; the policy sees the fly's own
     senses only. Without it the critic cannot tell a pushed step from a calm one, so a push's
-    cost lands in the advantages of whatever the policy did."""
+    cost lands in the advantages of whatever the policy did. (On the real clips of
+    benchmarks/train_clips.py, 100 minutes from scratch tracked as before but did not make
+    pushed survival better than the replay's: README, "Datasets of clips".)"""
     hidden: int = 256
     """Width of the two hidden layers."""
     eval_steps: int = 200
