@@ -30,7 +30,7 @@ def test_steps_through_an_episode_end_like_the_torch_env():
     expected, _ = raw.reset(seed=0)
     assert obs.dtype == np.float32 and obs.shape == (2, raw.single_observation_space.shape[0])
     np.testing.assert_allclose(obs, expected.numpy())
-    assert set(adapter.reset_infos[0]) == {"clip", "frame"}
+    assert set(adapter.reset_infos[0]) == {"clip", "frame", "privileged_obs"}
     actions = 0.05 * np.random.default_rng(0).standard_normal((3, 2, 42)).astype(np.float32)
     for step, action in enumerate(actions, start=1):
         obs, rewards, dones, infos = checked.step(action)

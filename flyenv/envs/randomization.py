@@ -154,7 +154,7 @@ class Pushes:
         self.remaining = torch.where(mask, 0, self.remaining)
 
     def upcoming(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The push each world's next step will apply unless it starts another.
+        """The push each world's next step applies (where none is on, one may still start).
 
         Returns:
             (num_envs, 3) the force in the world frame [µN] (zeros where none is on) and
