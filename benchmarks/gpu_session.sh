@@ -28,9 +28,11 @@
 #   train    PPO, 4096 flies, TRAIN_SECONDS (90) of training + evaluation -> ppo_gpu/curve.*
 #   clips    a dataset: the df3d walk through flyenv ik, and the embedded gait without root
 #            motion (so both are grounded clips with odometry)              -> clips/*.npz
-#   train_clips  PPO on that folder, 4096 flies, adaptive starts, through torchrun's ranks path
-#            (one rank on the one GPU, NCCL), CLIPS_SECONDS (60), then flyenv eval of both
-#            clips, policy and replay, clean and perturbed -> ppo_clips/curve.*, eval/eval.*
+#   train_clips  PPO on that folder, 4096 flies, adaptive starts, train_clips.py's randomization
+#            and pushes, a privileged critic (so the pushes, the per-world models and
+#            AppendPrivileged run at 4096 worlds on CUDA), through torchrun's ranks path (one
+#            rank on the one GPU, NCCL), CLIPS_SECONDS (60), then flyenv eval of both clips,
+#            policy and replay, clean and perturbed -> ppo_clips/curve.*, eval/eval.*
 # `bash benchmarks/gpu_session.sh run --dry-run` runs the same stages here on the CPU (MuJoCo
 # Warp on the Warp CPU device, tiny sizes, no install) to test this script; STAGES="env
 # contacts" (names) runs only those.
@@ -195,12 +197,17 @@ train_clips() {
   # shellcheck disable=SC2086
   "$PY" -m torch.distributed.run --nproc-per-node 1 -m flyenv train --device "$device" \
     $clips_args --reference "$out/clips" --adaptive-starts on --video-steps 0 \
+    --randomization "$clips_randomization" --privileged-critic \
     --output "$out/ppo_clips" || return 1
   # shellcheck disable=SC2086
   "$PY" -m flyenv eval "$out/ppo_clips/checkpoint.pt" --device "$device" $eval_args \
     --video-steps 0 --output "$out/ppo_clips/eval"
 }
-export clips_args eval_args
+# benchmarks/train_clips.py's RANDOMIZATION, the CPU runs' training perturbation.
+clips_randomization='{"friction": [0.7, 1.3], "mass_scale": [0.9, 1.1],
+  "actuator_gain_scale": [0.9, 1.1], "push_force_un": [5.0, 10.0], "push_duration_s": 0.05,
+  "push_rate_hz": 2.0}'
+export clips_args eval_args clips_randomization
 export -f make_clips train_clips
 stage clips 45 bash -c make_clips
 stage train_clips 150 bash -c train_clips
