@@ -194,20 +194,19 @@ save(gait.replace(root_pos=None, root_quat=None, root_lin_vel=None, root_ang_vel
      sys.argv[1] + '/tripod_gait.npz')" "$out/clips"
 }
 train_clips() {
+  local randomization  # benchmarks/train_clips.py's: the CPU runs' training perturbation
+  randomization=$("$PY" -c 'import json, sys; sys.path.insert(0, "benchmarks")
+from train_clips import RANDOMIZATION; print(json.dumps(RANDOMIZATION))') || return 1
   # shellcheck disable=SC2086
   "$PY" -m torch.distributed.run --nproc-per-node 1 -m flyenv train --device "$device" \
     $clips_args --reference "$out/clips" --adaptive-starts on --video-steps 0 \
-    --randomization "$clips_randomization" --privileged-critic \
+    --randomization "$randomization" --privileged-critic \
     --output "$out/ppo_clips" || return 1
   # shellcheck disable=SC2086
   "$PY" -m flyenv eval "$out/ppo_clips/checkpoint.pt" --device "$device" $eval_args \
     --video-steps 0 --output "$out/ppo_clips/eval"
 }
-# benchmarks/train_clips.py's RANDOMIZATION, the CPU runs' training perturbation.
-clips_randomization='{"friction": [0.7, 1.3], "mass_scale": [0.9, 1.1],
-  "actuator_gain_scale": [0.9, 1.1], "push_force_un": [5.0, 10.0], "push_duration_s": 0.05,
-  "push_rate_hz": 2.0}'
-export clips_args eval_args clips_randomization
+export clips_args eval_args
 export -f make_clips train_clips
 stage clips 45 bash -c make_clips
 stage train_clips 150 bash -c train_clips

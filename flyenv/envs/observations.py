@@ -96,18 +96,28 @@ def observation_layout(future_frames: int) -> dict[str, slice]:
     (K x 42) the next K reference frames minus the current angles [rad] (0 for legs missing from
     the clip), `phase` (1) the clip's phase in [0, 1].
     """
-    sizes = {"joint_pos": 42, "joint_vel": 42, "gravity_b": 3, "lin_vel_b": 3, "ang_vel_b": 3,
-             "contact": 6, "future_joint_pos": 42 * future_frames, "phase": 1}
+    return _slices({"joint_pos": 42, "joint_vel": 42, "gravity_b": 3, "lin_vel_b": 3,
+                    "ang_vel_b": 3, "contact": 6, "future_joint_pos": 42 * future_frames,
+                    "phase": 1})
+
+
+def observation_dim(future_frames: int) -> int:
+    """Length of the observation vector for `future_frames` reference frames."""
+    return layout_size(observation_layout(future_frames))
+
+
+def layout_size(layout: dict[str, slice]) -> int:
+    """Length of the vector a layout (`observation_layout`, `privileged_layout`) describes."""
+    return next(reversed(layout.values())).stop
+
+
+def _slices(sizes: dict[str, int]) -> dict[str, slice]:
+    # The parts side by side, in the order given: {name: slice}.
     layout, start = {}, 0
     for name, size in sizes.items():
         layout[name] = slice(start, start + size)
         start += size
     return layout
-
-
-def observation_dim(future_frames: int) -> int:
-    """Length of the observation vector for `future_frames` reference frames."""
-    return next(reversed(observation_layout(future_frames).values())).stop
 
 
 def build_observation(state: FlyState, future_joint_pos: torch.Tensor, dof_mask: torch.Tensor,
@@ -142,13 +152,8 @@ def privileged_layout(randomized: tuple[str, ...]) -> dict[str, slice]:
     `randomized` (`RandomizationConfig.randomized` and companions, the env's
     `info["randomization/<name>"]`): each world's sample.
     """
-    sizes = {"push_force_h": 2, "push_left_s": 1, "thorax_height_mm": 1,
-             **{f"randomization/{name}": 1 for name in randomized}}
-    layout, start = {}, 0
-    for name, size in sizes.items():
-        layout[name] = slice(start, start + size)
-        start += size
-    return layout
+    return _slices({"push_force_h": 2, "push_left_s": 1, "thorax_height_mm": 1,
+                    **{f"randomization/{name}": 1 for name in randomized}})
 
 
 def build_privileged(state: FlyState, push_force_w: torch.Tensor, push_left_s: torch.Tensor,

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from gymnasium.vector.utils import batch_space
 
+from flyenv.envs.observations import layout_size
+
 
 class AppendPrivileged(gym.vector.VectorWrapper):
     """Appends `info["privileged_obs"]` to the observations: (num_envs, obs_dim + privileged_dim).
@@ -28,9 +30,8 @@ class AppendPrivileged(gym.vector.VectorWrapper):
 
     def __init__(self, env: gym.vector.VectorEnv) -> None:
         super().__init__(env)
-        layout = env.unwrapped.privileged_layout
         self.policy_dim = int(env.single_observation_space.shape[0])
-        self.privileged_dim = next(reversed(layout.values())).stop if layout else 0
+        self.privileged_dim = layout_size(env.unwrapped.privileged_layout)
         dim = self.policy_dim + self.privileged_dim
         self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)
         self.observation_space = batch_space(self.single_observation_space, env.num_envs)

@@ -26,10 +26,9 @@ class RslRlVecEnv(VecEnv):
     in the runner's `obs_groups`, rsl_rl's `resolve_obs_groups` gives the critic the "policy"
     group; `obs_groups={"actor": ["policy"], "critic": ["policy", "privileged"]}` makes it an
     asymmetric critic (normalize its observations: the privileged part is in µN, s and mm).
-    `extras` holds `time_outs` (truncated and not
-    terminated: PPO bootstraps those with the critic's value) and `log`, the mean over the worlds
-    of every `reward/<term>` of the step (0-d tensors, no host sync). Everything stays on
-    `device`.
+    `extras` holds `time_outs` (truncated and not terminated: PPO bootstraps those with the
+    critic's value) and `log`, the mean over the worlds of every `reward/<term>` of the step
+    (0-d tensors, no host sync). Everything stays on `device`.
 
     The wrapped env is stepped outside `torch.inference_mode` (which rsl_rl's rollout runs
     under), so that its state never becomes inference tensors and it can still be stepped or
