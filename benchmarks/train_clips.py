@@ -4,9 +4,11 @@ The dataset: the df3d walk (1000 frames at 100 Hz, through `flyenv ik`, cached i
 folder) split into its first 8 s for training and its last 2 s held out, and the embedded tripod
 gait without its root motion (so that all clips are grounded clips with stance-leg odometry, as
 the df3d walk is). Training runs `flyenv train` on the training clips with domain randomization
-and pushes and the given options; the evaluation runs every clip, held-out one included, for the
-policy and the replay, clean and perturbed. Results: benchmarks/results/<name>.json (curve,
-evaluation and the command lines) and <name>_curve.png, <name>_eval.png.
+and pushes (`--train-randomization` to train on others) and the given options; the evaluation
+runs every clip, held-out one included, for the policy and the replay, clean and perturbed
+(always with RANDOMIZATION, so that runs are judged on the same pushes). Results:
+benchmarks/results/<name>.json (curve, evaluation and the command lines) and <name>_curve.png,
+<name>_eval.png.
 
     python benchmarks/train_clips.py --seconds 1200 --name ppo_clips_cpu [-- extra train options]
 """
@@ -64,6 +66,10 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("train-clips-work"))
     parser.add_argument("--starts", type=int, default=8)
     parser.add_argument("--horizon-s", type=float, default=2.0)
+    parser.add_argument("--train-randomization", type=json.loads, default=RANDOMIZATION,
+                        help="the training's randomization and pushes (JSON); the evaluation "
+                        "keeps RANDOMIZATION, so a run trained on harder pushes is judged on "
+                        "the same ones as the others")
     parser.add_argument("extra", nargs="*", help="more flyenv train options (after --)")
     args = parser.parse_args()
     train_dir, held_dir = dataset(args.work)
@@ -71,7 +77,7 @@ def main() -> None:
     train_cmd = [sys.executable, "-m", "flyenv", "train", "--device", "cpu", "--num-envs",
                  str(args.num_envs), "--total-timesteps", "1000000000", "--time-limit-s",
                  str(args.seconds), "--reference", str(train_dir), "--randomization",
-                 json.dumps(RANDOMIZATION), "--eval-steps", "500", "--output", str(run),
+                 json.dumps(args.train_randomization), "--eval-steps", "500", "--output", str(run),
                  *args.extra]
     load_before = os.getloadavg()
     with open(args.work / "train.log", "w") as train_log:  # the log survives a cut-off run
