@@ -43,7 +43,7 @@ STANCE_UN = 0.05  # a tarsus touching the ground with more than this normal forc
 def play(env: FlyImitationVecEnv, act, seed: int, steps: int, dt_s: float) -> dict:
     """Every push event of one controller: onset features and outcome, as numpy arrays."""
     base = env.unwrapped
-    obs, info = env.reset(seed=seed)
+    obs, _ = env.reset(seed=seed)
     num = base.num_envs
     alive = torch.ones(num, dtype=torch.bool)
     was_pushed = torch.zeros(num, dtype=torch.bool)
@@ -62,12 +62,16 @@ def play(env: FlyImitationVecEnv, act, seed: int, steps: int, dt_s: float) -> di
             stance = state.touch > STANCE_UN
             along = (claws_w[..., :2] * direction[:, None]).sum(dim=2)
             reach = torch.where(stance, along, -math.inf).amax(dim=1)
+            reach = torch.where(stance.any(dim=1), reach, 0.0)  # no foot down: no reach
             height = state.root_pos_w[:, 2]
             idx = onset.nonzero().flatten()
             events.append((idx, torch.full_like(idx, t), height[idx], reach[idx],
                            stance.sum(dim=1)[idx], force_w[idx, :2].norm(dim=1)))
         ended_at = torch.where(term & alive, torch.full_like(ended_at, t), ended_at)
         alive &= ~(term | trunc)  # a clip's end truncates
+    if not events:
+        raise SystemExit(f"no push started in {steps} steps of {num} worlds: give a longer "
+                         "--horizon-s or more --worlds")
     world, onset_step, height, reach, stance, force = (torch.cat(c) for c in zip(*events,
                                                                                 strict=True))
     fell = (ended_at[world] >= onset_step) & (ended_at[world] - onset_step <= AFTER_S / dt_s)
