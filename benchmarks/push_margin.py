@@ -9,7 +9,8 @@ ground) and their reach in the push's direction (the furthest stance claw's hori
 from the thorax along the push [mm]), the tipping margin `atan2(reach, height)` [rad] (the tilt
 the push must produce before the thorax passes over its support; the thorax stands in for the
 centre of mass), the push's force [uN], and whether the world terminated within AFTER_S of the
-onset. If a policy loses pushes because of its posture, its margins at onset are smaller and the
+onset (pushes whose window the play does not see to its end are left out unless the fly fell
+in it). If a policy loses pushes because of its posture, its margins at onset are smaller and the
 falls gather at small margins for both controllers; if because of how it reacts, it falls more
 often than the replay at the same margins. Results: benchmarks/results/<name>.json.
 
@@ -47,7 +48,9 @@ def play(env: FlyImitationVecEnv, act, seed: int, steps: int, dt_s: float) -> di
     num = base.num_envs
     alive = torch.ones(num, dtype=torch.bool)
     was_pushed = torch.zeros(num, dtype=torch.bool)
-    ended_at = torch.full((num,), steps + 1)
+    never = steps + 10**6
+    ended_at = torch.full((num,), never)  # the step a world terminated at
+    stopped_at = torch.full((num,), steps)  # ... or was truncated (the horizon's end: steps)
     events: list[tuple[torch.Tensor, ...]] = []
     for t in range(steps):
         obs, _, term, trunc, info = env.step(act(obs))
@@ -68,13 +71,21 @@ def play(env: FlyImitationVecEnv, act, seed: int, steps: int, dt_s: float) -> di
             events.append((idx, torch.full_like(idx, t), height[idx], reach[idx],
                            stance.sum(dim=1)[idx], force_w[idx, :2].norm(dim=1)))
         ended_at = torch.where(term & alive, torch.full_like(ended_at, t), ended_at)
+        stopped_at = torch.where((term | trunc) & alive, torch.full_like(stopped_at, t),
+                                 stopped_at)
         alive &= ~(term | trunc)  # a clip's end truncates
     if not events:
         raise SystemExit(f"no push started in {steps} steps of {num} worlds: give a longer "
                          "--horizon-s or more --worlds")
     world, onset_step, height, reach, stance, force = (torch.cat(c) for c in zip(*events,
                                                                                 strict=True))
-    fell = (ended_at[world] >= onset_step) & (ended_at[world] - onset_step <= AFTER_S / dt_s)
+    after = round(AFTER_S / dt_s)
+    fell = (ended_at[world] >= onset_step) & (ended_at[world] - onset_step <= after)
+    # A push whose window the play does not see to its end (the horizon or the clip ended
+    # first) is left out unless the fly fell within it.
+    seen = fell | (stopped_at[world] - onset_step > after)
+    world, onset_step, height, reach, stance, force, fell = (
+        x[seen] for x in (world, onset_step, height, reach, stance, force, fell))
     margin = torch.atan2(reach.clamp_min(0.0), height)  # no stance claw beyond: margin 0
     return {k: v.numpy() for k, v in dict(height_mm=height, reach_mm=reach, margin_rad=margin,
                                           stance=stance.float(), force_un=force,
