@@ -39,18 +39,19 @@ from flyenv.envs.observations import quat_rotate
 RESULTS = Path(__file__).resolve().parent / "results"
 AFTER_S = 0.12  # a termination this soon after a push's onset is the push's [s]
 STANCE_UN = 0.05  # a tarsus touching the ground with more than this normal force [uN]
+FEATURES = ("height_mm", "reach_mm", "margin_rad", "stance", "force_un")
 
 
-def play(env: FlyImitationVecEnv, act, seed: int, steps: int, dt_s: float) -> dict:
+def play(env: FlyImitationVecEnv, act, seed: int, horizon_s: float) -> dict:
     """Every push event of one controller: onset features and outcome, as numpy arrays."""
     base = env.unwrapped
+    steps = round(horizon_s / base.config.control_dt_s)
     obs, _ = env.reset(seed=seed)
     num = base.num_envs
     alive = torch.ones(num, dtype=torch.bool)
     was_pushed = torch.zeros(num, dtype=torch.bool)
-    never = steps + 10**6
-    ended_at = torch.full((num,), never)  # the step a world terminated at
-    stopped_at = torch.full((num,), steps)  # ... or was truncated (the horizon's end: steps)
+    terminated = torch.zeros(num, dtype=torch.bool)
+    stopped_at = torch.full((num,), steps)  # the step a world ended at (the horizon: steps)
     events: list[tuple[torch.Tensor, ...]] = []
     for t in range(steps):
         obs, _, term, trunc, info = env.step(act(obs))
@@ -70,17 +71,16 @@ def play(env: FlyImitationVecEnv, act, seed: int, steps: int, dt_s: float) -> di
             idx = onset.nonzero().flatten()
             events.append((idx, torch.full_like(idx, t), height[idx], reach[idx],
                            stance.sum(dim=1)[idx], force_w[idx, :2].norm(dim=1)))
-        ended_at = torch.where(term & alive, torch.full_like(ended_at, t), ended_at)
-        stopped_at = torch.where((term | trunc) & alive, torch.full_like(stopped_at, t),
-                                 stopped_at)
+        terminated |= term & alive
+        stopped_at = torch.where((term | trunc) & alive, t, stopped_at)
         alive &= ~(term | trunc)  # a clip's end truncates
     if not events:
         raise SystemExit(f"no push started in {steps} steps of {num} worlds: give a longer "
                          "--horizon-s or more --worlds")
     world, onset_step, height, reach, stance, force = (torch.cat(c) for c in zip(*events,
                                                                                 strict=True))
-    after = round(AFTER_S / dt_s)
-    fell = (ended_at[world] >= onset_step) & (ended_at[world] - onset_step <= after)
+    after = round(AFTER_S / base.config.control_dt_s)
+    fell = terminated[world] & (stopped_at[world] - onset_step <= after)
     # A push whose window the play does not see to its end (the horizon or the clip ended
     # first) is left out unless the fly fell within it.
     seen = fell | (stopped_at[world] - onset_step > after)
@@ -102,11 +102,9 @@ def summary(events: dict, edges: np.ndarray) -> dict:
     bins = np.digitize(events["margin_rad"], edges[1:-1])
     return {
         "events": int(len(fell)), "fell": int(fell.sum()), "fell_share": float(fell.mean()),
-        "mean_at_onset": {k: float(events[k].mean()) for k in
-                          ("height_mm", "reach_mm", "margin_rad", "stance", "force_un")},
+        "mean_at_onset": {k: float(events[k].mean()) for k in FEATURES},
         "kept_vs_fell": {k: [float(events[k][~fell].mean()), float(events[k][fell].mean())
-                             if fell.any() else None]
-                         for k in ("height_mm", "reach_mm", "margin_rad", "stance", "force_un")},
+                             if fell.any() else None] for k in FEATURES},
         "fell_share_by_margin_bin": [
             {"margin_rad": [float(edges[b]), float(edges[b + 1])],
              "events": int((bins == b).sum()),
@@ -125,8 +123,8 @@ def main() -> None:
     parser.add_argument("--name", default="push_margin_cpu")
     args = parser.parse_args()
     policy = Policy.load(args.checkpoint) if args.checkpoint else None
-    trained = env_settings(policy.args) if policy else {}
-    config = {k: v for k, v in trained.items() if k in ("residual_range_rad", "control_decimation")}
+    config = env_settings(policy.args) if policy else {}  # as `flyenv eval` plays it
+    config.pop("adaptive_starts", None)
     record: dict = {"machine": environment_info("cpu"), "args": vars(args),
                     "randomization": RANDOMIZATION, "after_s": AFTER_S, "clips": {}}
     start = time.perf_counter()
@@ -138,9 +136,8 @@ def main() -> None:
                               randomization=RANDOMIZATION, max_episode_steps=10**9)
             env = (policy_env(policy.obs_norm, **env_config) if policy
                    else FlyImitationVecEnv(**env_config))
-            dt_s = env.unwrapped.config.control_dt_s
             act = policy.act if name == "policy" else _replay(env)
-            played[name] = play(env, act, args.seed, round(args.horizon_s / dt_s), dt_s)
+            played[name] = play(env, act, args.seed, args.horizon_s)
             env.close()
         pooled = np.concatenate([p["margin_rad"] for p in played.values()])
         edges = np.quantile(pooled, [0.0, 0.25, 0.5, 0.75, 1.0])
