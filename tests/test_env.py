@@ -16,7 +16,9 @@ from flyenv.envs import (
     FlyImitationEnv,
     FlyImitationVecEnv,
     RewardConfig,
+    rewards,
 )
+from flyenv.envs.observations import CONTACT_THRESHOLD, FlyState
 from flyenv.motion import tripod_gait
 
 N = 4
@@ -74,10 +76,11 @@ def test_spaces_shapes_and_dtypes():
 
 
 def test_reward_is_the_weighted_sum_of_the_reported_terms():
-    weights = {"joint_pos": 0.3, "joint_vel": 0.2, "claw_pos": 0.1, "orientation": 0.25,
-               "root_vel": 0.15}
+    weights = {"joint_pos": 0.3, "joint_vel": 0.2, "claw_pos": 0.1, "orientation": 0.15,
+               "root_vel": 0.15, "contact": 0.1}
     env = make(reward=RewardConfig(weights=weights))
-    assert env.terms == ("joint_pos", "joint_vel", "claw_pos", "orientation", "root_vel")
+    assert env.terms == ("joint_pos", "joint_vel", "claw_pos", "orientation", "root_vel",
+                         "contact")
     assert env.max_reward == pytest.approx(1.0)
     env.reset(seed=1)
     for _ in range(5):
@@ -442,3 +445,46 @@ def test_root_velocity_reward_follows_a_turning_clips_odometry_in_the_flys_headi
                       1 - 2 * (quat[2] ** 2 + quat[3] ** 2))
     assert yaw > 1.8  # it turned
     assert np.mean(terms[-60:]) > 0.8 * np.mean(terms[:60]) > 0.4
+
+
+def _fly_state(num_envs, **fields):
+    # A FlyState of zeros but for `fields`.
+    shapes = {"joint_pos": (42,), "joint_vel": (42,), "root_pos_w": (3,), "root_quat_w": (4,),
+              "lin_vel_w": (3,), "ang_vel_b": (3,), "claw_pos_b": (6, 3), "touch": (6,),
+              "gravity_b": (3,), "lin_vel_b": (3,)}
+    return FlyState(**{k: fields.get(k, torch.zeros(num_envs, *shape))
+                       for k, shape in shapes.items()})
+
+
+def test_contact_reward_counts_the_legs_whose_touch_differs_from_the_stance_flags():
+    term = next(t for t in rewards.TERMS if t.name == "contact")
+    touch = torch.tensor([[0.2, 0.0, 0.2, 0.0, 0.0, 0.01], [0.2] * 6, [0.0] * 6])  # [uN]
+    stance = torch.tensor([[1.0, 1.0, 0.0, 0.0, 0.0, 0.0], [1.0] * 6, [1.0] * 6])
+    legs = torch.tensor([[1.0, 0.0, 1.0, 1.0, 1.0, 1.0], [1.0] * 6, [1.0] * 6])
+    z3, z42 = torch.zeros(3, 3), torch.zeros(3, 42)
+    inputs = rewards.RewardInputs(
+        state=_fly_state(3, touch=touch), ref_joint_pos=z42, ref_joint_vel=z42,
+        ref_claw_pos_b=torch.zeros(3, 6, 3), root_lin_vel=z3, ref_root_lin_vel=z3,
+        ref_gravity_b=z3, ref_stance=stance, dof_mask=torch.ones(3, 42), leg_mask=legs)
+    # World 0: leg 1 is not in the clip; leg 2 touches in swing; leg 5's 0.01 uN is below the
+    # threshold, as in swing: 1 of 5 legs differs. World 2 is in the air through a stance.
+    torch.testing.assert_close(term.error(inputs), torch.tensor([0.2, 0.0, 1.0]))
+
+
+def test_contact_reward_pays_a_replay_whose_feet_follow_the_stance(short_gait):
+    # The replay sets its feet down where the clip's stance flags do (its term stays high);
+    # the same replay judged against the flags' complement (swing for stance) loses most of it.
+    assert "contact" in make(1).terms and "contact" not in make(1, tethered=True).terms
+    env = make(2, reference=short_gait, random_start=False)
+    env.reset(seed=0)
+    matched, swapped = [], []
+    for _ in range(150):
+        _, _, terminated, _, info = env.step(zeros(env))
+        assert not terminated.any()
+        matched.append(info["reward/contact"].mean().item())
+        touching = (env._read_state().touch > CONTACT_THRESHOLD).float()
+        flags = env.ref.stance[0, env._frame.clamp_max(env.ref.stance.shape[1] - 1)]
+        swapped.append(((touching - (1.0 - flags)) ** 2).mean().item())
+    scale = env.config.reward.scales["contact"]
+    assert np.mean(matched[50:]) > 0.8
+    assert np.mean(np.exp(-scale * np.array(swapped[50:]))) < 0.5 * np.mean(matched[50:])

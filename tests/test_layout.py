@@ -109,7 +109,7 @@ def test_reward_terms_are_declared_once():
     assert config.reward.scales == {t.name: t.scale for t in TERMS}
     free = {t.name for t in TERMS if t.in_use(free=True, has_root=False)}
     tethered = {t.name for t in TERMS if t.in_use(free=False, has_root=False)}
-    assert free == {"joint_pos", "joint_vel", "claw_pos", "orientation"}
+    assert free == {"joint_pos", "joint_vel", "claw_pos", "orientation", "contact"}
     assert tethered == {"joint_pos", "joint_vel", "claw_pos"}
     assert {t.name for t in TERMS if t.in_use(free=True, has_root=True)} == free | {"root_vel"}
 

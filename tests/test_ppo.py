@@ -188,3 +188,20 @@ def test_a_negative_exploration_setting_is_refused_by_name(option, tmp_path):
     with pytest.raises(ValueError, match=f"--{option.replace('_', '-')} must be >= 0"):
         train(args)
     assert not (tmp_path / "run").exists()
+
+
+def test_the_reward_option_reaches_the_env_and_names_an_unknown_term(tmp_path, capsys):
+    from flyenv.apps.train_args import env_settings
+    from flyenv.cli import main
+
+    args = PpoArgs(device="cpu", reward='{"weights": {"contact": 0.3}, "scales": {"contact": 8}}')
+    env = FlyImitationVecEnv(num_envs=1, engine="mujoco", device="cpu", **env_settings(args))
+    assert env.config.reward.weights["contact"] == 0.3
+    assert env.config.reward.scales["contact"] == 8.0
+    assert env.max_reward == pytest.approx(1.0 + 0.3)
+    env.close()
+    out = tmp_path / "run"
+    assert main(["train", "--output", str(out), "--device", "cpu", "--reward",
+                 '{"weights": {"contakt": 0.3}}']) == 2
+    err = capsys.readouterr().err
+    assert "unknown terms ['contakt']" in err and "Traceback" not in err and not out.exists()

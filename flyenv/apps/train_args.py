@@ -53,6 +53,10 @@ class PpoArgs:
     randomization: str = ""
     """Domain randomization: a JSON object of `RandomizationConfig` fields, e.g.
     '{"friction": [0.5, 1.5], "mass_scale": [0.8, 1.2], "push_force_un": [1, 5]}' (empty: off)."""
+    reward: str = ""
+    """The imitation reward's weights and scales: a JSON object of `RewardConfig` fields, e.g.
+    '{"weights": {"contact": 0.3}, "scales": {"contact": 10}}' (terms left out keep their
+    defaults; `flyenv.envs.rewards.TERMS` lists them); empty: the defaults."""
     output: str = "ppo-out"
     """Folder for the checkpoint and the learning curve."""
     init_checkpoint: str = ""
@@ -168,6 +172,8 @@ def env_settings(args: PpoArgs) -> dict[str, object]:
         settings["reference"] = paths[0] if len(paths) == 1 else paths
     if args.randomization:
         settings["randomization"] = json_option("randomization", args.randomization)
+    if args.reward:
+        settings["reward"] = json_option("reward", args.reward)
     if args.adaptive_starts:
         settings["adaptive_starts"] = ({} if args.adaptive_starts == "on"
                                        else json_option("adaptive-starts", args.adaptive_starts))
@@ -222,6 +228,6 @@ def json_option(option: str, text: str) -> dict[str, object]:
     except json.JSONDecodeError as err:
         raise ValueError(f"--{option}: not valid JSON ({err}): {text!r}") from None
     if not isinstance(value, dict):
-        raise ValueError(f"--{option} must be a JSON object such as '{{\"friction\": [0.5, "
-                         f"1.5]}}', got {text!r}")
+        raise ValueError(f"--{option} must be a JSON object of config fields, such as "
+                         f"'{{\"friction\": [0.5, 1.5]}}' for --randomization, got {text!r}")
     return value

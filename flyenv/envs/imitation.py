@@ -362,7 +362,8 @@ class FlyImitationVecEnv(WorldResets, Rendering, gym.vector.VectorEnv):
             root_lin_vel=(observations.heading_velocity(state.root_quat_w, state.lin_vel_w)
                           if self.ref.root_vel_estimated else state.lin_vel_w),
             ref_root_lin_vel=table.column(row, "root_lin_vel_w"),
-            ref_gravity_b=table.column(row, "gravity_b"), dof_mask=self._dof_mask,
+            ref_gravity_b=table.column(row, "gravity_b"), ref_stance=row[:, self._stance],
+            dof_mask=self._dof_mask,
             leg_mask=self._leg_mask)
         return rewards.values(self._terms, inputs, self._scales)
 

@@ -17,7 +17,7 @@ from typing import Literal
 
 import torch
 
-from flyenv.envs.observations import FlyState
+from flyenv.envs.observations import CONTACT_THRESHOLD, FlyState
 
 Applies = Literal["always", "free", "root_motion"]
 
@@ -38,6 +38,7 @@ class RewardInputs:
             without (the simulated fly's heading then drifts from the reference's, so the
             comparison is in each fly's own heading frame).
         ref_gravity_b: (num_envs, 3) gravity's unit direction in the reference's thorax frame.
+        ref_stance: (num_envs, 6) 1.0 where the reference's claw is in stance, 0.0 in swing.
         dof_mask: (num_envs, 42) 1.0 for DOFs the clip has.
         leg_mask: (num_envs, 6) 1.0 for legs the clip has.
     """
@@ -49,6 +50,7 @@ class RewardInputs:
     root_lin_vel: torch.Tensor
     ref_root_lin_vel: torch.Tensor
     ref_gravity_b: torch.Tensor
+    ref_stance: torch.Tensor
     dof_mask: torch.Tensor
     leg_mask: torch.Tensor
 
@@ -110,6 +112,11 @@ def _root_vel(x: RewardInputs) -> torch.Tensor:
     return ((x.root_lin_vel - x.ref_root_lin_vel) ** 2).mean(dim=1)
 
 
+def _contact(x: RewardInputs) -> torch.Tensor:
+    touching = (x.state.touch > CONTACT_THRESHOLD).to(x.ref_stance.dtype)
+    return _masked_mean((touching - x.ref_stance) ** 2, x.leg_mask)
+
+
 # The scales put each term's zero-residual replay of a real walk in the exponential's sensitive
 # range (k * err of order 1; `exp(-k * err)` changes fastest in err's relative terms at
 # k * err = 1). joint_pos's 2000 / rad^2 gives about exp(-0.5) at the df3d walk's replay error
@@ -128,6 +135,9 @@ TERMS: tuple[RewardTerm, ...] = (
     RewardTerm("root_vel", _root_vel, 0.1, 0.05, "root_motion",
                "thorax velocity against the reference's (in the world, or in the heading frame "
                "for odometry estimates) [(mm/s)^2]"),
+    RewardTerm("contact", _contact, 0.0, 5.0, "free",
+               "the tarsi touching the floor (touch above `CONTACT_THRESHOLD`) against the "
+               "reference's stance flags: the share of present legs that differ [unitless]"),
 )
 
 
