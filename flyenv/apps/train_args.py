@@ -55,7 +55,7 @@ class PpoArgs:
     '{"friction": [0.5, 1.5], "mass_scale": [0.8, 1.2], "push_force_un": [1, 5]}' (empty: off)."""
     reward: str = ""
     """The imitation reward's weights and scales: a JSON object of `RewardConfig` fields, e.g.
-    '{"weights": {"contact": 0.3}, "scales": {"contact": 10}}' (terms left out keep their
+    '{"weights": {"contact": 0.3}, "scales": {"contact": 20}}' (terms left out keep their
     defaults; `flyenv.envs.rewards.TERMS` lists them); empty: the defaults."""
     output: str = "ppo-out"
     """Folder for the checkpoint and the learning curve."""
