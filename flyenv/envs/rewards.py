@@ -123,10 +123,10 @@ def _contact(x: RewardInputs) -> torch.Tensor:
 # (2.5e-4 rad^2 mean square, 0.56 deg mean absolute); at the 40 used before, 0.5 deg more error
 # cost 0.5% of the term, so a policy could trade joint accuracy for claw position for free.
 # contact's 10 gives the df3d walk's replay a mean term of 0.64 (a step with one leg of six
-# off its stance flags pays exp(-10 / 6) = 0.19). Its weight is 0, so it is reported and paid
-# only when asked for (on the df3d walk, paying 0.3 of it made the policy stand on more feet and
-# survive more pushes, but cost joint accuracy and did not carry over to the held-out part:
-# README, "Datasets of clips").
+# off its stance flags pays exp(-10 / 6) = 0.19). Its weight is 0: always reported, paid only when
+# asked for. On the df3d walk, paying 0.3 of it made the policy stand on more feet and survive
+# more pushes, but cost joint accuracy, and the survival did not carry over to the held-out part
+# (README, "Datasets of clips").
 TERMS: tuple[RewardTerm, ...] = (
     RewardTerm("joint_pos", _joint_pos, 0.5, 2000.0, "always",
                "joint angles against the reference's, over the present DOFs [rad^2]"),
