@@ -53,8 +53,9 @@ class RewardConfig:
 
     The terms, their errors (means of squares), default weights and scales and when they apply
     are declared in `flyenv.envs.rewards.TERMS`: joint_pos, joint_vel and claw_pos always,
-    orientation for a free fly, root_vel for a free fly imitating a clip with root motion. The env's
-    `max_reward` is the sum of the weights of the terms in use.
+    orientation and contact (weight 0 by default: reported, not paid) for a free fly, root_vel
+    for a free fly imitating a clip with root motion. The env's `max_reward` is the sum of the
+    weights of the terms in use.
 
     Attributes:
         weights: weight of each term, keyed by the terms' names (terms left out keep
