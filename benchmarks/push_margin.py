@@ -29,16 +29,14 @@ import numpy as np
 import torch
 from train_clips import RANDOMIZATION
 
-from flyenv.apps.evaluate import Policy
+from flyenv.apps.evaluate import Policy, play_settings
 from flyenv.apps.machine import environment_info
 from flyenv.apps.train import policy_env
-from flyenv.apps.train_args import env_settings
 from flyenv.envs import FlyImitationVecEnv
 from flyenv.envs.observations import quat_rotate
 
 RESULTS = Path(__file__).resolve().parent / "results"
 AFTER_S = 0.12  # a termination this soon after a push's onset is the push's [s]
-STANCE_UN = 0.05  # a tarsus touching the ground with more than this normal force [uN]
 FEATURES = ("height_mm", "reach_mm", "margin_rad", "stance", "force_un")
 
 
@@ -63,7 +61,7 @@ def play(env: FlyImitationVecEnv, act, seed: int, horizon_s: float) -> dict:
             force_w, _ = base._pushes.upcoming()
             direction = torch.nn.functional.normalize(force_w[:, :2], dim=1)
             claws_w = quat_rotate(state.root_quat_w[:, None].expand(-1, 6, -1), state.claw_pos_b)
-            stance = state.touch > STANCE_UN
+            stance = state.touching()
             along = (claws_w[..., :2] * direction[:, None]).sum(dim=2)
             reach = torch.where(stance, along, -math.inf).amax(dim=1)
             reach = torch.where(stance.any(dim=1), reach, 0.0)  # no foot down: no reach
@@ -123,8 +121,7 @@ def main() -> None:
     parser.add_argument("--name", default="push_margin_cpu")
     args = parser.parse_args()
     policy = Policy.load(args.checkpoint) if args.checkpoint else None
-    config = env_settings(policy.args) if policy else {}  # as `flyenv eval` plays it
-    config.pop("adaptive_starts", None)
+    config = play_settings(policy) if policy else {}  # as `flyenv eval` plays it
     record: dict = {"machine": environment_info("cpu"), "args": vars(args),
                     "randomization": RANDOMIZATION, "after_s": AFTER_S, "clips": {}}
     start = time.perf_counter()

@@ -102,6 +102,18 @@ class Policy:
             return self.agent.dist(obs).mean
 
 
+def play_settings(policy: Policy) -> dict[str, Any]:
+    """The env settings the policy was trained in, less what only training uses.
+
+    Its randomization and adaptive starts are dropped: an evaluation plays its own
+    perturbations from fixed starts.
+    """
+    settings = env_settings(policy.args)
+    settings.pop("randomization", None)
+    settings.pop("adaptive_starts", None)
+    return settings
+
+
 def evaluate(checkpoint: str | Path, references: Sequence[str] | None = None,
              output: str | Path | None = None, *, starts: int = 4, horizon_s: float = 2.0,
              randomization: dict[str, Any] | None = None, video_steps: int = 300,
@@ -132,9 +144,7 @@ def evaluate(checkpoint: str | Path, references: Sequence[str] | None = None,
     policy = Policy.load(checkpoint, device)
     out = Path(output) if output is not None else Path(checkpoint).parent / "eval"
     out.mkdir(parents=True, exist_ok=True)
-    settings = env_settings(policy.args)
-    settings.pop("randomization", None)
-    settings.pop("adaptive_starts", None)
+    settings = play_settings(policy)
     if references:
         settings["reference"] = tuple(str(r) for r in references)
     perturbation = dict(DEFAULT_PERTURBATION if randomization is None else randomization)

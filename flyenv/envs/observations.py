@@ -42,6 +42,10 @@ class FlyState:
     gravity_b: torch.Tensor
     lin_vel_b: torch.Tensor
 
+    def touching(self) -> torch.Tensor:
+        """(num_envs, 6) bool: each tarsus touches something (touch above CONTACT_THRESHOLD)."""
+        return self.touch > CONTACT_THRESHOLD
+
     def finite(self) -> torch.Tensor:
         """(num_envs,) bool: the world's state is sound.
 
@@ -136,7 +140,7 @@ def build_observation(state: FlyState, future_joint_pos: torch.Tensor, dof_mask:
     ahead = (future_joint_pos - state.joint_pos[:, None]) * dof_mask[:, None]
     parts = {"joint_pos": state.joint_pos, "joint_vel": state.joint_vel,
              "gravity_b": state.gravity_b, "lin_vel_b": state.lin_vel_b,
-             "ang_vel_b": state.ang_vel_b, "contact": (state.touch > CONTACT_THRESHOLD).float(),
+             "ang_vel_b": state.ang_vel_b, "contact": state.touching().float(),
              "future_joint_pos": ahead.flatten(1), "phase": phase[:, None]}
     layout = observation_layout(future_joint_pos.shape[1])
     return torch.cat([parts[name] for name in layout], dim=1)

@@ -17,7 +17,7 @@ from typing import Literal
 
 import torch
 
-from flyenv.envs.observations import CONTACT_THRESHOLD, FlyState
+from flyenv.envs.observations import FlyState
 
 Applies = Literal["always", "free", "root_motion"]
 
@@ -113,7 +113,7 @@ def _root_vel(x: RewardInputs) -> torch.Tensor:
 
 
 def _contact(x: RewardInputs) -> torch.Tensor:
-    touching = (x.state.touch > CONTACT_THRESHOLD).to(x.ref_stance.dtype)
+    touching = x.state.touching().to(x.ref_stance.dtype)
     return _masked_mean((touching - x.ref_stance) ** 2, x.leg_mask)
 
 
@@ -141,7 +141,7 @@ TERMS: tuple[RewardTerm, ...] = (
                "thorax velocity against the reference's (in the world, or in the heading frame "
                "for odometry estimates) [(mm/s)^2]"),
     RewardTerm("contact", _contact, 0.0, 10.0, "free",
-               "the tarsi touching the floor (touch above `CONTACT_THRESHOLD`) against the "
+               "the tarsi touching the floor (`FlyState.touching`) against the "
                "reference's stance flags: the share of present legs that differ [unitless]"),
 )
 
