@@ -3,7 +3,9 @@
 The dataset: the df3d walk (1000 frames at 100 Hz, through `flyenv ik`, cached in the work
 folder) split into its first 8 s for training and its last 2 s held out, and the embedded tripod
 gait without its root motion (so that all clips are grounded clips with stance-leg odometry, as
-the df3d walk is). Training runs `flyenv train` on the training clips with domain randomization
+the df3d walk is). With `--mirror` and `--speeds`, the df3d training part's mirror image and
+copies played at other speeds (`flyenv.motion.augment`) join the training clips; the evaluation
+stays on the originals. Training runs `flyenv train` on the training clips with domain randomization
 and pushes (`--train-randomization` to train on others) and the given options; the evaluation
 runs every clip, held-out one included, for the policy and the replay, clean and perturbed
 (always with RANDOMIZATION, so that runs are judged on the same pushes). Results:
@@ -25,7 +27,7 @@ from pathlib import Path
 
 from flyenv import data
 from flyenv.apps.machine import environment_info
-from flyenv.motion import load, save, tripod_gait
+from flyenv.motion import load, mirror, save, time_scale, tripod_gait
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Pushes of 5-10 uN (half to one body weight) for 50 ms, twice a second: the weakest of
@@ -37,8 +39,9 @@ RANDOMIZATION = {"friction": [0.7, 1.3], "mass_scale": [0.9, 1.1],
                  "push_duration_s": 0.05, "push_rate_hz": 2.0}
 
 
-def dataset(work: Path) -> tuple[Path, Path]:
-    """(training folder, held-out folder) of the clips described in the module doc."""
+def dataset(work: Path, *, mirrored: bool = False, speeds: tuple[float, ...] = (),
+            ) -> tuple[Path, Path, Path]:
+    """(training, augmented training, held-out) folders of the clips in the module doc."""
     ik_out = work / "ik"
     walk = ik_out / "df3d_walk.npz"
     if not walk.exists():
@@ -46,16 +49,21 @@ def dataset(work: Path) -> tuple[Path, Path]:
                         "-o", str(ik_out), "--fps", "100", "--quiet"], check=True)
         next(p for p in ik_out.glob("*.npz") if p != walk).rename(walk)
     motion = load(walk)
-    train_dir, held_dir = work / "train", work / "held_out"
-    for folder in (train_dir, held_dir):
+    train_dir, augmented_dir, held_dir = work / "train", work / "augmented", work / "held_out"
+    for folder in (train_dir, augmented_dir, held_dir):
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-    save(motion.frames(0, 800), train_dir / "df3d_walk_0-8s.npz")
+    walk = motion.frames(0, 800)
+    save(walk, train_dir / "df3d_walk_0-8s.npz")
+    if mirrored:
+        save(mirror(walk), augmented_dir / "df3d_walk_0-8s_mirrored.npz")
+    for speed in speeds:
+        save(time_scale(walk, speed), augmented_dir / f"df3d_walk_0-8s_speed{speed:g}.npz")
     save(motion.frames(800, 1000), held_dir / "df3d_walk_8-10s_held_out.npz")
     gait = tripod_gait(duration_s=2.0)
     save(gait.replace(root_pos=None, root_quat=None, root_lin_vel=None, root_ang_vel=None),
          train_dir / "tripod_gait_grounded.npz")
-    return train_dir, held_dir
+    return train_dir, augmented_dir, held_dir
 
 
 def main() -> None:
@@ -70,13 +78,21 @@ def main() -> None:
                         help="the training's randomization and pushes (JSON); the evaluation "
                         "keeps RANDOMIZATION, so a run trained on harder pushes is judged on "
                         "the same ones as the others")
+    parser.add_argument("--mirror", action="store_true",
+                        help="train on the df3d training part's mirror image too")
+    parser.add_argument("--speeds", type=float, nargs="*", default=(),
+                        help="train on the df3d training part played at these speeds too")
     parser.add_argument("extra", nargs="*", help="more flyenv train options (after --)")
     args = parser.parse_args()
-    train_dir, held_dir = dataset(args.work)
+    train_dir, augmented_dir, held_dir = dataset(args.work, mirrored=args.mirror,
+                                                 speeds=tuple(args.speeds))
+    references = [str(train_dir)]
+    if any(augmented_dir.iterdir()):
+        references.append(str(augmented_dir))
     run = args.work / "run"
     train_cmd = [sys.executable, "-m", "flyenv", "train", "--device", "cpu", "--num-envs",
                  str(args.num_envs), "--total-timesteps", "1000000000", "--time-limit-s",
-                 str(args.seconds), "--reference", str(train_dir), "--randomization",
+                 str(args.seconds), "--reference", ",".join(references), "--randomization",
                  json.dumps(args.train_randomization), "--eval-steps", "500", "--output", str(run),
                  *args.extra]
     load_before = os.getloadavg()

@@ -46,6 +46,10 @@ class PpoArgs:
     """ReferenceMotion .npz to imitate, a folder of them (a dataset), or several of either
     separated by commas (clips of several fitted bodies: each fly simulates its clip's body); the
     embedded tripod gait when empty. Each iteration logs every clip's score and falls."""
+    augment: str = ""
+    """Train on more clips made from every reference clip: a JSON object of `AugmentConfig`
+    fields, e.g. '{"mirror": true, "speeds": [0.8, 1.25]}' (each clip's mirror image and copies
+    played 20% slower and 25% faster); empty: none. `flyenv eval` plays the clips themselves."""
     adaptive_starts: str = ""
     """Start episodes more often where they fail (per clip and phase bin, with a uniform floor;
     `flyenv.envs.starts`): "on" for the defaults, or a JSON object of `AdaptiveStartsConfig`
@@ -170,6 +174,8 @@ def env_settings(args: PpoArgs) -> dict[str, object]:
     if args.reference:
         paths = tuple(p.strip() for p in args.reference.split(",") if p.strip())
         settings["reference"] = paths[0] if len(paths) == 1 else paths
+    if args.augment:
+        settings["augment"] = json_option("augment", args.augment)
     if args.randomization:
         settings["randomization"] = json_option("randomization", args.randomization)
     if args.reward:

@@ -149,6 +149,27 @@ class BodyConfig:
         """A copy with some fields changed (validated like a new config)."""
         return dataclasses.replace(self, **changes)
 
+    def mirrored(self) -> BodyConfig:
+        """The body's mirror image across the sagittal plane (thorax y -> -y).
+
+        Each leg takes its partner's ThC (y negated), lengths, tarsus tilt (negated) and joint
+        ranges (negated and swapped for yaw and roll, `MIRROR_SIGN`), so the mirror of a pose
+        of this body is a pose of the mirrored body. A left-right symmetric body (the template)
+        is its own mirror and comes back unchanged, name included; any other is named
+        "<name>:mirrored" (and the mirror of that is the original again).
+        """
+        legs, dofs = np.asarray(c.MIRROR_LEGS), np.asarray(c.MIRROR_DOF)
+        sign = np.asarray(c.MIRROR_SIGN, dtype=float)[:, None]
+        bounds = np.sort(self.bounds[dofs] * sign, axis=1)
+        mirror = self.replace(thc_mm=_as_tuple(self.thc[legs] * (1.0, -1.0, 1.0)),
+                              segment_lengths_mm=_as_tuple(self.lengths[legs]),
+                              joint_bounds_rad=_as_tuple(bounds),
+                              tarsus_tilt_rad=_as_tuple(-self.tarsus_tilt[legs]))
+        if mirror == self:
+            return self
+        name = self.name.removesuffix(":mirrored")
+        return mirror.replace(name=name if name != self.name else f"{name}:mirrored")
+
     # Serialization ------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:

@@ -150,3 +150,18 @@ FLYGYM_SIGN: tuple[int, ...] = tuple(
     for leg in LEGS
     for joint in JOINTS
 )
+
+# The mirror image across the sagittal plane (thorax y -> -y): each leg becomes its partner on
+# the other side (LF<->RF, LM<->RM, LH<->RH), and the DOFs turning about x (yaw) or z (roll)
+# change sign while those about y (pitch) do not. MIRROR_DOF: DOF_NAMES index of each mirrored
+# DOF's source; MIRROR_SIGN: +1/-1 per DOF in DOF_NAMES order.
+MIRROR_LEGS: tuple[int, ...] = (3, 4, 5, 0, 1, 2)
+MIRROR_DOF: tuple[int, ...] = tuple(
+    MIRROR_LEGS[leg] * len(JOINTS) + joint for leg in range(len(LEGS)) for joint in
+    range(len(JOINTS))
+)
+MIRROR_SIGN: tuple[int, ...] = tuple(
+    -1 if joint.endswith("yaw") or joint.endswith("roll") else 1
+    for _ in LEGS
+    for joint in JOINTS
+)

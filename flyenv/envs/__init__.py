@@ -18,3 +18,4 @@ from flyenv.envs.rewards import RewardTerm as RewardTerm
 from flyenv.envs.single import FlyImitationEnv as FlyImitationEnv
 from flyenv.envs.starts import AdaptiveStartsConfig as AdaptiveStartsConfig
 from flyenv.envs.terminations import TERMINATIONS as TERMINATIONS
+from flyenv.motion.augment import AugmentConfig as AugmentConfig

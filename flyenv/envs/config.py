@@ -16,6 +16,7 @@ from flyenv import _registration
 from flyenv.body.mjcf import ModelOptions
 from flyenv.envs import randomized, rewards
 from flyenv.envs.starts import AdaptiveStartsConfig
+from flyenv.motion.augment import AugmentConfig
 from flyenv.motion.format import ReferenceMotion
 from flyenv.sim.engine import ENGINE_NAMES, EngineName
 
@@ -167,6 +168,9 @@ class FlyImitationConfig:
             `ReferenceMotion`, or a tuple of them; None for the embedded tripod gait (2 s). Each
             world simulates the body its clip was made for (clips of several bodies must share
             the joint bounds).
+        augment: more clips made from every reference clip (`flyenv.motion.augment`): its
+            mirror image and copies played at other speeds, e.g. `{"mirror": True, "speeds":
+            (0.8, 1.25)}`; None (the default) adds none.
         tethered: fix the thorax in space (no floor) instead of walking freely.
         physics_dt_s: physics step [s]. FlyGym's is 1e-4; see the README's Timing for what the
             default is and how it was chosen.
@@ -225,6 +229,7 @@ class FlyImitationConfig:
     """
 
     reference: ReferenceSpec | tuple[ReferenceSpec, ...] | None = None
+    augment: AugmentConfig | None = None
     tethered: bool = False
     physics_dt_s: float = 1e-4
     model_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -260,11 +265,12 @@ class FlyImitationConfig:
             if isinstance(value, Mapping):
                 check_keys(f"FlyImitationConfig.{name}", value, kind)
                 object.__setattr__(self, name, kind(**value))
-        if isinstance(self.adaptive_starts, Mapping):
-            check_keys("FlyImitationConfig.adaptive_starts", self.adaptive_starts,
-                       AdaptiveStartsConfig)
-            object.__setattr__(self, "adaptive_starts",
-                               AdaptiveStartsConfig(**self.adaptive_starts))
+        for name, kind in (("adaptive_starts", AdaptiveStartsConfig),
+                           ("augment", AugmentConfig)):
+            value = getattr(self, name)
+            if isinstance(value, Mapping):
+                check_keys(f"FlyImitationConfig.{name}", value, kind)
+                object.__setattr__(self, name, kind(**value))
         object.__setattr__(self, "model_options", dict(self.model_options))
         self.physics_options()  # refuses unknown or bad fields now, not at env construction
         if isinstance(self.autoreset_mode, AutoresetMode):

@@ -81,7 +81,8 @@ class FlyImitationVecEnv(WorldResets, Rendering, gym.vector.VectorEnv):
         self.ref = load_references(
             cfg.reference, cfg.control_dt_s, self.device,
             standing_height_mm=options.standing_height_mm,
-            claw_clearance_mm=options.segment_radii_mm[-1])  # the claw ends the tarsus capsule
+            claw_clearance_mm=options.segment_radii_mm[-1],  # the claw ends the tarsus capsule
+            augment=cfg.augment)
         models = [build_model(body, tethered=cfg.tethered, options=options)
                   for body in self.ref.bodies]
         self._world_models = WorldModels(models, cfg.randomization, self.num_envs, self.device)

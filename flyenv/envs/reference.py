@@ -15,6 +15,7 @@ from scipy.spatial.transform import Rotation
 from flyenv.body import constants as c
 from flyenv.body.config import BodyConfig
 from flyenv.body.kinematics import forward_kinematics
+from flyenv.motion.augment import AugmentConfig
 from flyenv.motion.format import ReferenceMotion
 from flyenv.motion.gait import tripod_gait
 from flyenv.motion.grounding import ground, leg_stance, odometry
@@ -101,7 +102,8 @@ class ReferenceBank:
 
 
 def load_references(spec: object, control_dt_s: float, device: torch.device, *,
-                    standing_height_mm: float, claw_clearance_mm: float) -> ReferenceBank:
+                    standing_height_mm: float, claw_clearance_mm: float,
+                    augment: AugmentConfig | None = None) -> ReferenceBank:
     """Loads, checks and resamples the clips of a config's `reference` field.
 
     Each clip is simulated with the body it was made for (`ReferenceMotion.body`): clips made
@@ -117,6 +119,8 @@ def load_references(spec: object, control_dt_s: float, device: torch.device, *,
         claw_clearance_mm: how far below a claw point the simulated foot's surface is (the
             tarsus capsule's radius of the model the env builds) [mm]; grounded clips rest their
             stance claws this far above the floor.
+        augment: clips to add, made from each one loaded (`AugmentConfig`); None adds none.
+            The added clips follow the loaded ones, with their source and their own names.
 
     Raises:
         ValueError: a folder without a loadable clip, clips made for bodies of other joint
@@ -144,6 +148,13 @@ def load_references(spec: object, control_dt_s: float, device: torch.device, *,
         else:
             raise ValueError(f"FlyImitationConfig.reference[{i}] must be a path, a folder or a "
                              f"ReferenceMotion, got {type(item).__name__}")
+    if augment is not None:
+        for i in range(len(clips)):
+            for name, clip in augment.clips(names[i], clips[i]):
+                clips.append(clip)
+                names.append(name)
+                sources.append(sources[i])
+                labels.append(f"{labels[i]} augmented as {name!r}")
     bodies: list[BodyConfig] = []
     clip_body = []
     for label, clip in zip(labels, clips, strict=True):

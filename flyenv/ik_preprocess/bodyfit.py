@@ -66,7 +66,7 @@ from flyenv.body.kinematics import leg_forward_kinematics, rotation_matrix
 from flyenv.ik_preprocess import solver
 from flyenv.ik_preprocess.align import robust_center
 
-_MIRROR = np.array([3, 4, 5, 0, 1, 2])  # LF<->RF, LM<->RM, LH<->RH
+_MIRROR = np.array(c.MIRROR_LEGS)  # LF<->RF, LM<->RM, LH<->RH
 # Where a segment's length comes from (BodyFit.source).
 SOURCES = ("measured", "mirror", "template")
 

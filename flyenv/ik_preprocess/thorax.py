@@ -76,7 +76,7 @@ SMOOTH_WINDOW_S = 0.05
 # glitches last a few frames, while a walking fly's travel and turns last longer than this [s].
 DETECT_WINDOW_S = 0.25
 SMOOTH_ORDER = 3
-_MIRROR = np.array([3, 4, 5, 0, 1, 2])  # LF<->RF, LM<->RM, LH<->RH
+_MIRROR = np.array(c.MIRROR_LEGS)  # LF<->RF, LM<->RM, LH<->RH
 # Frames (evenly spaced) that the recording's own layout and the layout check are taken from.
 _LAYOUT_FRAMES = 500
 

@@ -1,5 +1,8 @@
-"""Reference motions: the versioned clip format, resampling and the embedded demo gait."""
+"""Reference motions: the versioned clip format, resampling, augmentation and the embedded gait."""
 
+from flyenv.motion.augment import AugmentConfig as AugmentConfig
+from flyenv.motion.augment import mirror as mirror
+from flyenv.motion.augment import time_scale as time_scale
 from flyenv.motion.format import BoundViolation as BoundViolation
 from flyenv.motion.format import ReferenceMotion as ReferenceMotion
 from flyenv.motion.gait import tripod_gait as tripod_gait
