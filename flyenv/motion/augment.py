@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -60,7 +61,7 @@ def mirror(motion: ReferenceMotion) -> ReferenceMotion:
     partner = {leg: c.LEGS[_LEGS[i]] for i, leg in enumerate(c.LEGS)}
     metadata = {key: _swap_legs(value, partner) for key, value in motion.metadata.items()}
     metadata["missing_legs"] = [partner[leg] for leg in motion.missing_legs]
-    if "body" in motion.metadata or motion.body.mirrored() != motion.body:
+    if "body" in motion.metadata:  # absent: the template, its own mirror
         metadata["body"] = motion.body.mirrored().to_dict()
     metadata["augmented"] = [*motion.metadata.get("augmented", []), {"mirror": True}]
     return motion.replace(metadata=metadata, **arrays)
@@ -124,7 +125,8 @@ class AugmentConfig:
                         for speed in self.speeds]
 
 
-def _map(value: np.ndarray | None, fn: Any) -> np.ndarray | None:
+def _map(value: np.ndarray | None, fn: Callable[[np.ndarray], np.ndarray],
+         ) -> np.ndarray | None:
     return None if value is None else fn(np.asarray(value))
 
 
