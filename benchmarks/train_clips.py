@@ -5,8 +5,9 @@ folder) split into its first 8 s for training and its last 2 s held out, and the
 gait without its root motion (so that all clips are grounded clips with stance-leg odometry, as
 the df3d walk is). With `--mirror` and `--speeds`, the df3d training part's mirror image and
 copies played at other speeds (`flyenv.motion.augment`) join the training clips; the evaluation
-stays on the originals. Training runs `flyenv train` on the training clips with domain randomization
-and pushes (`--train-randomization` to train on others) and the given options; the evaluation
+plays the originals, and with `--mirror` also the held-out part's mirror image (unseen too).
+Training runs `flyenv train` on the training clips with domain randomization and pushes
+(`--train-randomization` to train on others) and the given options; the evaluation
 runs every clip, held-out one included, for the policy and the replay, clean and perturbed
 (always with RANDOMIZATION, so that runs are judged on the same pushes). Results:
 benchmarks/results/<name>.json (curve, evaluation and the command lines) and <name>_curve.png,
@@ -59,7 +60,10 @@ def dataset(work: Path, *, mirrored: bool = False, speeds: tuple[float, ...] = (
         save(mirror(walk), augmented_dir / "df3d_walk_0-8s_mirrored.npz")
     for speed in speeds:
         save(time_scale(walk, speed), augmented_dir / f"df3d_walk_0-8s_speed{speed:g}.npz")
-    save(motion.frames(800, 1000), held_dir / "df3d_walk_8-10s_held_out.npz")
+    held_out = motion.frames(800, 1000)
+    save(held_out, held_dir / "df3d_walk_8-10s_held_out.npz")
+    if mirrored:  # unseen too: the training saw the mirror of the first 8 s only
+        save(mirror(held_out), held_dir / "df3d_walk_8-10s_held_out_mirrored.npz")
     gait = tripod_gait(duration_s=2.0)
     save(gait.replace(root_pos=None, root_quat=None, root_lin_vel=None, root_ang_vel=None),
          train_dir / "tripod_gait_grounded.npz")
@@ -102,7 +106,7 @@ def main() -> None:
     curve = json.loads((run / "curve.json").read_text())
     last = curve["curve"][-1]
     record = {"machine": environment_info("cpu"), "train_command": train_cmd[1:],
-              "eval_command": None, "held_out": ["df3d_walk_8-10s_held_out"],
+              "eval_command": None, "held_out": sorted(p.stem for p in held_dir.glob("*.npz")),
               "load_average_1min": {"before": load_before[0], "after_training": os.getloadavg()[0]},
               "env_steps_per_s": last["env_steps"] / last["wall_s"],
               "train": {k: curve[k] for k in ("clips", "curve", "evaluation", "args")}}
