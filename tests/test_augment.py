@@ -144,6 +144,8 @@ def test_an_env_adds_the_augmented_clips_after_its_own():
     ({"speeds": [1.0]}, "distinct finite numbers > 0 other than 1"),
     ({"speeds": [0.8, 0.8]}, "distinct finite numbers > 0 other than 1"),
     ({"speeds": 0.8}, "must be a list of numbers"),
+    ({"speeds": None}, "must be a list of numbers"),
+    ({"speeds": "0.8"}, "must be a list of numbers"),
     ({"mirror": "yes"}, "must be true or false"),
     ({"mirrors": True}, "mirrors"),
 ])

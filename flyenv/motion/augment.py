@@ -109,7 +109,7 @@ class AugmentConfig:
         if not isinstance(self.mirror, bool):
             raise ValueError(f"AugmentConfig.mirror must be true or false, got {self.mirror!r}")
         speeds = self.speeds
-        if isinstance(speeds, int | float) or not all(
+        if not isinstance(speeds, list | tuple) or not all(
                 isinstance(s, int | float) and not isinstance(s, bool) for s in speeds):
             raise ValueError(f"AugmentConfig.speeds must be a list of numbers, got {speeds!r}")
         bad = [s for s in speeds if not (math.isfinite(s) and s > 0 and s != 1)]
