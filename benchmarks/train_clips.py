@@ -28,7 +28,7 @@ from pathlib import Path
 
 from flyenv import data
 from flyenv.apps.machine import environment_info
-from flyenv.motion import load, mirror, save, time_scale, tripod_gait
+from flyenv.motion import AugmentConfig, load, mirror, save, tripod_gait
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Pushes of 5-10 uN (half to one body weight) for 50 ms, twice a second: the weakest of
@@ -56,10 +56,8 @@ def dataset(work: Path, *, mirrored: bool = False, speeds: tuple[float, ...] = (
         folder.mkdir(parents=True)
     walk = motion.frames(0, 800)
     save(walk, train_dir / "df3d_walk_0-8s.npz")
-    if mirrored:
-        save(mirror(walk), augmented_dir / "df3d_walk_0-8s_mirrored.npz")
-    for speed in speeds:
-        save(time_scale(walk, speed), augmented_dir / f"df3d_walk_0-8s_speed{speed:g}.npz")
+    for name, clip in AugmentConfig(mirror=mirrored, speeds=speeds).clips("df3d_walk_0-8s", walk):
+        save(clip, augmented_dir / f"{name}.npz")
     held_out = motion.frames(800, 1000)
     save(held_out, held_dir / "df3d_walk_8-10s_held_out.npz")
     if mirrored:  # unseen too: the training saw the mirror of the first 8 s only

@@ -260,12 +260,8 @@ class FlyImitationConfig:
     deterministic: bool = False
 
     def __post_init__(self) -> None:
-        for name, kind in (("reward", RewardConfig), ("randomization", RandomizationConfig)):
-            value = getattr(self, name)
-            if isinstance(value, Mapping):
-                check_keys(f"FlyImitationConfig.{name}", value, kind)
-                object.__setattr__(self, name, kind(**value))
-        for name, kind in (("adaptive_starts", AdaptiveStartsConfig),
+        for name, kind in (("reward", RewardConfig), ("randomization", RandomizationConfig),
+                           ("adaptive_starts", AdaptiveStartsConfig),
                            ("augment", AugmentConfig)):
             value = getattr(self, name)
             if isinstance(value, Mapping):
