@@ -6,6 +6,8 @@ gait without its root motion (so that all clips are grounded clips with stance-l
 the df3d walk is). With `--mirror` and `--speeds`, the df3d training part's mirror image and
 copies played at other speeds (`flyenv.motion.augment`) join the training clips; the evaluation
 plays the originals, and with `--mirror` also the held-out part's mirror image (unseen too).
+With `--keep-shares` the gait weighs as the df3d part and its copies together
+(`--clip-weights`), so augmenting the one does not thin out the other's starts.
 Training runs `flyenv train` on the training clips with domain randomization and pushes
 (`--train-randomization` to train on others) and the given options; the evaluation
 runs every clip, held-out one included, for the policy and the replay, clean and perturbed
@@ -84,19 +86,26 @@ def main() -> None:
                         help="train on the df3d training part's mirror image too")
     parser.add_argument("--speeds", type=float, nargs="*", default=(),
                         help="train on the df3d training part played at these speeds too")
+    parser.add_argument("--keep-shares", action="store_true",
+                        help="with --mirror/--speeds, weigh the gait as the df3d part and its "
+                        "augmented copies together (flyenv train --clip-weights)")
     parser.add_argument("extra", nargs="*", help="more flyenv train options (after --)")
     args = parser.parse_args()
     train_dir, augmented_dir, held_dir = dataset(args.work, mirrored=args.mirror,
                                                  speeds=tuple(args.speeds))
     references = [str(train_dir)]
+    weights = []
     if any(augmented_dir.iterdir()):
         references.append(str(augmented_dir))
+        copies = len(list(augmented_dir.glob("*.npz")))
+        if args.keep_shares:
+            weights = ["--clip-weights", json.dumps({"tripod_gait_grounded": 1 + copies})]
     run = args.work / "run"
     train_cmd = [sys.executable, "-m", "flyenv", "train", "--device", "cpu", "--num-envs",
                  str(args.num_envs), "--total-timesteps", "1000000000", "--time-limit-s",
                  str(args.seconds), "--reference", ",".join(references), "--randomization",
                  json.dumps(args.train_randomization), "--eval-steps", "500", "--output", str(run),
-                 *args.extra]
+                 *weights, *args.extra]
     load_before = os.getloadavg()
     with open(args.work / "train.log", "w") as train_log:  # the log survives a cut-off run
         subprocess.run(train_cmd, check=True, stdout=train_log, stderr=subprocess.STDOUT)

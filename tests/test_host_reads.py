@@ -8,7 +8,8 @@ import pytest
 import torch
 from host_reads import HostReadError, no_host_reads
 
-from flyenv.envs import FlyImitationVecEnv
+from flyenv.envs import AdaptiveStartsConfig, FlyImitationVecEnv
+from flyenv.envs.starts import StartSampler
 from flyenv.wrappers import AppendPrivileged, EpisodeStatistics, NormalizeObservation
 
 pytestmark = pytest.mark.warp
@@ -138,3 +139,16 @@ def test_adaptive_starts_read_nothing_on_the_host(warp_env):
             _, _, terminated, _, _ = env.step(_actions(env, 4 * step))
             failed |= terminated
     assert failed.any() and env.start_sampler.failure_rate().max() > 0
+
+
+def test_weighted_start_sampling_reads_nothing_on_the_host():
+    # Uniform and adaptive starts with clip weights (a zero among them), without an env.
+    for config in (None, AdaptiveStartsConfig(bin_s=0.1, decay=0.5)):
+        sampler = StartSampler(torch.tensor([300, 200, 100]), 1e-3, config, torch.device("cpu"),
+                               weights=[2.0, 0.0, 1.0])
+        gen = torch.Generator().manual_seed(0)
+        with no_host_reads():
+            clip, frame = sampler.sample(gen, 64)
+            sampler.record(clip, frame, torch.ones(64, dtype=torch.bool), frame > 50)
+            clip, frame = sampler.sample(gen, 64)
+        assert not (clip == 1).any()

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from flyenv.envs import AdaptiveStartsConfig, FlyImitationVecEnv
-from flyenv.envs.starts import StartSampler
+from flyenv.envs.starts import StartSampler, clip_weights
 from flyenv.motion import save, tripod_gait
 
 
@@ -118,3 +118,68 @@ def test_the_env_records_failures_where_its_worlds_fail():
     assert ended > 0
     rate = env.start_sampler.failure_rate()
     assert rate.max() > 0 and np.isclose(env.start_sampler.probabilities().sum().item(), 1.0)
+
+
+def test_clip_weights_set_each_clips_share_of_uniform_starts():
+    lengths = torch.tensor([300, 300, 300])
+    gen = torch.Generator().manual_seed(0)
+    sampler = StartSampler(lengths, 1e-3, None, torch.device("cpu"), weights=[3.0, 0.0, 1.0])
+    clip, frame = sampler.sample(gen, 40_000)
+    share = torch.bincount(clip, minlength=3).float() / 40_000
+    assert abs(share[0].item() - 0.75) < 0.01 and share[1] == 0
+    assert (frame >= 0).all() and (frame <= 298).all()
+    # Weights by name: clips left out weigh 1; all equal is the unweighted sampler's stream.
+    assert clip_weights({"b": 0, "a": 3}, ("a", "b", "c")) == [3.0, 0.0, 1.0]
+    assert clip_weights({"a": 2, "b": 2}, ("a", "b")) is None
+    with pytest.raises(ValueError, match=r"no clip is named \['d'\]; the clips are"):
+        clip_weights({"d": 1}, ("a", "b"))
+    with pytest.raises(ValueError, match="every clip weighs 0"):
+        clip_weights({"a": 0, "b": 0}, ("a", "b"))
+
+
+def test_a_clip_weighs_in_adaptive_starts_as_its_copies_would():
+    # Clips 0 and 1 fail alike in their bin 2; clip 0 at weight 3 is clips 0, 0', 0'' and 1.
+    lengths = torch.tensor([500, 500])
+    config = AdaptiveStartsConfig(bin_s=0.1, decay=0.5, kernel_bins=0)
+    weighted = StartSampler(lengths, 1e-3, config, torch.device("cpu"), weights=[3.0, 1.0])
+    copies = StartSampler(torch.tensor([500] * 4), 1e-3, config, torch.device("cpu"))
+    frame = torch.arange(0, 500, 5)
+    failed = (frame >= 200) & (frame < 300)
+    live = torch.ones_like(failed)
+    for _ in range(10):
+        for c in range(2):
+            weighted.record(torch.full_like(frame, c), frame, live, failed)
+        for c in range(4):
+            copies.record(torch.full_like(frame, c), frame, live, failed)
+    expected = copies.probabilities()
+    expected = torch.stack([expected[:3].sum(dim=0), expected[3]])
+    assert torch.allclose(weighted.probabilities(), expected, atol=1e-6)
+    assert torch.isclose(weighted.probabilities()[0].sum(), torch.tensor(0.75))
+
+
+def test_the_env_takes_clip_weights_by_name(dataset):
+    with pytest.warns(RuntimeWarning):
+        env = make(64, reference=str(dataset), clip_weights={"b_slow": 0})
+    _, info = env.reset(seed=0)
+    assert (info["clip"] == 0).all()
+    with pytest.warns(RuntimeWarning), pytest.raises(ValueError, match="'c_fast'.*'a_fast'"):
+        make(1, reference=str(dataset), clip_weights={"c_fast": 2})
+    for bad in ({"a_fast": -1}, {"a_fast": float("nan")}, {"a_fast": "2"}, [("a_fast", 1)]):
+        with pytest.raises(ValueError, match="clip_weights must"):
+            make(1, reference=str(dataset), clip_weights=bad)
+
+
+def test_training_weighs_clips_and_evaluation_plays_each_alike(tmp_path, capsys):
+    from flyenv.apps.evaluate import Policy, play_settings
+    from flyenv.apps.train_args import PpoArgs, env_settings
+    from flyenv.cli import main
+
+    args = PpoArgs(device="cpu", clip_weights='{"tripod_gait": 2}')
+    assert env_settings(args)["clip_weights"] == {"tripod_gait": 2}
+    assert "clip_weights" not in play_settings(Policy(agent=None, obs_norm={}, args=args))
+    out = tmp_path / "run"
+    assert main(["train", "--output", str(out), "--device", "cpu", "--clip-weights",
+                 '{"tripod": 2}']) == 2
+    err = capsys.readouterr().err
+    assert "no clip is named ['tripod']" in err and "tripod_gait" in err
+    assert "Traceback" not in err and not out.exists()

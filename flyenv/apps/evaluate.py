@@ -106,10 +106,12 @@ def play_settings(policy: Policy) -> dict[str, Any]:
     """The env settings the policy was trained in, less what only training uses.
 
     Its randomization and adaptive starts are dropped: an evaluation plays its own
-    perturbations from fixed starts. So is its augmentation: it plays the clips themselves.
+    perturbations from fixed starts. So are its augmentation and clip weights: it plays the
+    clips themselves, every one from the same number of starts.
     """
     settings = env_settings(policy.args)
     settings.pop("augment", None)
+    settings.pop("clip_weights", None)
     settings.pop("randomization", None)
     settings.pop("adaptive_starts", None)
     return settings

@@ -50,6 +50,10 @@ class PpoArgs:
     """Train on more clips made from every reference clip: a JSON object of `AugmentConfig`
     fields, e.g. '{"mirror": true, "speeds": [0.8, 1.25]}' (each clip's mirror image and copies
     played 20% slower and 25% faster); empty: none. `flyenv eval` plays the clips themselves."""
+    clip_weights: str = ""
+    """How often each clip starts an episode relative to the others: a JSON object of clip name
+    to weight, e.g. '{"tripod_gait": 4}' (names as `clip/<name>` in the logs, augmented clips
+    included; clips left out weigh 1); empty: all alike."""
     adaptive_starts: str = ""
     """Start episodes more often where they fail (per clip and phase bin, with a uniform floor;
     `flyenv.envs.starts`): "on" for the defaults, or a JSON object of `AdaptiveStartsConfig`
@@ -176,6 +180,8 @@ def env_settings(args: PpoArgs) -> dict[str, object]:
         settings["reference"] = paths[0] if len(paths) == 1 else paths
     if args.augment:
         settings["augment"] = json_option("augment", args.augment)
+    if args.clip_weights:
+        settings["clip_weights"] = json_option("clip-weights", args.clip_weights)
     if args.randomization:
         settings["randomization"] = json_option("randomization", args.randomization)
     if args.reward:

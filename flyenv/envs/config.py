@@ -171,6 +171,13 @@ class FlyImitationConfig:
         augment: more clips made from every reference clip (`flyenv.motion.augment`): its
             mirror image and copies played at other speeds, e.g. `{"mirror": True, "speeds":
             (0.8, 1.25)}`; None (the default) adds none.
+        clip_weights: how often each clip's episodes start, relative to the others, by clip name
+            (file stem, `tripod_gait` for the embedded gait, `<clip>_mirrored` and
+            `<clip>_speed<s>` for augmented ones); clips left out weigh 1, and a clip of weight
+            w starts as often as w copies of it would, with uniform and adaptive starts alike
+            (0: loaded, never started). E.g. `{"tripod_gait": 4}` keeps a clip's share of the
+            starts when four clips are made from another. Names no clip has are refused when the
+            env loads its clips.
         tethered: fix the thorax in space (no floor) instead of walking freely.
         physics_dt_s: physics step [s]. FlyGym's is 1e-4; see the README's Timing for what the
             default is and how it was chosen.
@@ -230,6 +237,7 @@ class FlyImitationConfig:
 
     reference: ReferenceSpec | tuple[ReferenceSpec, ...] | None = None
     augment: AugmentConfig | None = None
+    clip_weights: Mapping[str, float] = dataclasses.field(default_factory=dict)
     tethered: bool = False
     physics_dt_s: float = 1e-4
     model_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -268,6 +276,17 @@ class FlyImitationConfig:
                 check_keys(f"FlyImitationConfig.{name}", value, kind)
                 object.__setattr__(self, name, kind(**value))
         object.__setattr__(self, "model_options", dict(self.model_options))
+        if not isinstance(self.clip_weights, Mapping):
+            raise ValueError(f"FlyImitationConfig.clip_weights must map clip names to weights, "
+                             f"got {self.clip_weights!r}")
+        bad = {k: v for k, v in self.clip_weights.items()
+               if isinstance(v, bool) or not isinstance(v, int | float)
+               or not 0 <= v < math.inf}
+        if bad:
+            raise ValueError(f"FlyImitationConfig.clip_weights must be finite numbers >= 0, got "
+                             f"{bad}")
+        object.__setattr__(self, "clip_weights", {str(k): float(v)
+                                                  for k, v in self.clip_weights.items()})
         self.physics_options()  # refuses unknown or bad fields now, not at env construction
         if isinstance(self.autoreset_mode, AutoresetMode):
             modes = {mode: name for name, mode in _AUTORESET.items()}

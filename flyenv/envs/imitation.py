@@ -25,7 +25,7 @@ from flyenv.envs.randomization import Pushes, WorldModels, shared_model
 from flyenv.envs.reference import load_references
 from flyenv.envs.rendering import Rendering
 from flyenv.envs.resets import WorldResets, _torch_seed
-from flyenv.envs.starts import StartSampler
+from flyenv.envs.starts import StartSampler, clip_weights
 from flyenv.sim.factory import make_engine, resolve_engine
 from flyenv.sim.render import FlyRenderer
 
@@ -178,7 +178,8 @@ class FlyImitationVecEnv(WorldResets, Rendering, gym.vector.VectorEnv):
         cols = self._table.columns
         self._joint_pos, self._stance = cols["joint_pos"], cols["stance"]
         self.start_sampler = StartSampler(self.ref.lengths, self.config.control_dt_s,
-                                          self.config.adaptive_starts, dev)
+                                          self.config.adaptive_starts, dev,
+                                          clip_weights(self.config.clip_weights, self.ref.names))
         self._set_clip_fields()
         self._next_row = self._table.rows[:1].expand(n, -1)  # set by _observe before any step
 

@@ -1,18 +1,21 @@
 """Where episodes start: reference-state initialization, uniform or following failure.
 
 `StartSampler` draws each reset world's (clip, start frame) on the device. Uniform (the default):
-a clip uniformly, then a frame uniformly in it. Adaptive (`AdaptiveStartsConfig`, after mjlab's /
-BeyondMimic's adaptive bins): every clip is cut into phase bins of `bin_s`; each step, every
-live world adds one visit to the bin it is in and, if its episode terminated (not a time-out),
-one failure; both are exponential moving averages on the device. A bin's failure rate
-(failures / visits) is smeared back over the `kernel_bins` bins before it (a fall is best
-practised from a little before it), and the start distribution mixes it with the uniform one:
+a clip uniformly (or in proportion to its weight, `clip_weights`), then a frame uniformly in it.
+Adaptive (`AdaptiveStartsConfig`, after mjlab's / BeyondMimic's adaptive bins): every clip is
+cut into phase bins of `bin_s`; each step, every live world adds one visit to the bin it is in
+and, if its episode terminated (not a time-out), one failure; both are exponential moving
+averages on the device. A bin's failure rate (failures / visits) is smeared back over the
+`kernel_bins` bins before it (a fall is best practised from a little before it), and the start
+distribution mixes it with the uniform one:
 
     p(clip, bin) = uniform_ratio * u(clip, bin) + (1 - uniform_ratio) * rate'(clip, bin) / sum
 
-with `u` the uniform sampler's distribution (each clip 1 / nclip, spread evenly over its bins),
-so no start is ever sampled less than `uniform_ratio` times as often as uniformly (the floor:
-nothing is forgotten), and with no failure at all the distribution is the uniform one.
+with `u` the uniform sampler's distribution (each clip 1 / nclip, or its share of the weights,
+spread evenly over its bins) and the rates of a clip of weight w counted w times (a clip weighs
+as w copies of it would), so no start is ever sampled less than `uniform_ratio` times as often
+as uniformly (the floor: nothing is forgotten), and with no failure at all the distribution is
+the uniform one.
 
 Each env (each rank of a data-parallel run) keeps its own statistics. In DISABLED autoreset mode
 a world that ended keeps being counted until the caller resets it (the env cannot tell), so the
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping, Sequence
 
 import torch
 
@@ -60,6 +64,31 @@ class AdaptiveStartsConfig:
                              f"0), got {self!r}")
 
 
+def clip_weights(weights: Mapping[str, float], names: Sequence[str]) -> list[float] | None:
+    """Each clip's sampling weight from weights by clip name (clips left out weigh 1).
+
+    Args:
+        weights: name -> weight >= 0 (`FlyImitationConfig.clip_weights`); a name given to
+            several clips weighs each of them.
+        names: (nclip,) the clips' names, in the bank's order.
+
+    Returns:
+        (nclip,) the weights, or None where they are all equal (uniform starts as without).
+
+    Raises:
+        ValueError: a name no clip has (the clips' names listed), or every clip weighing 0.
+    """
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        raise ValueError(f"FlyImitationConfig.clip_weights: no clip is named {unknown}; the "
+                         f"clips are {list(names)}")
+    result = [float(weights.get(name, 1.0)) for name in names]
+    if not any(w > 0 for w in result):
+        raise ValueError(f"FlyImitationConfig.clip_weights: every clip weighs 0 ({list(names)}); "
+                         "at least one must weigh > 0")
+    return None if len(set(result)) == 1 else result
+
+
 class StartSampler:
     """Draws the (clip, frame) each reset world starts from, and tracks failures per bin.
 
@@ -68,14 +97,23 @@ class StartSampler:
         control_dt_s: the env step [s].
         config: adaptive sampling, or None for uniform starts.
         device: the env's device.
+        weights: (nclip,) each clip's sampling weight (`clip_weights`), or None for equal ones.
     """
 
     def __init__(self, lengths: torch.Tensor, control_dt_s: float,
-                 config: AdaptiveStartsConfig | None, device: torch.device) -> None:
+                 config: AdaptiveStartsConfig | None, device: torch.device,
+                 weights: Sequence[float] | None = None) -> None:
         self.config = config
         self.lengths = lengths
         self.nclip = int(lengths.shape[0])
+        # (nclip,) each clip's share of the starts, summing to 1; None: equal shares.
+        self.share = None if weights is None else torch.tensor(
+            weights, dtype=torch.float32, device=device) / sum(weights)
+        if self.share is not None and self.share.shape != (self.nclip,):
+            raise ValueError(f"StartSampler: {self.nclip} clips but {len(weights)} weights")
         if config is None:
+            if self.share is not None:
+                self._share_cdf = self.share.cumsum(0)
             return
         self.bin_frames = max(1, round(config.bin_s / control_dt_s))
         # Start frames run over [0, length - 2] (a start needs a next frame).
@@ -86,9 +124,13 @@ class StartSampler:
         for clipid, count in enumerate(nbins):
             valid[clipid, :count] = 1.0
         self.valid = valid
-        # Each clip 1 / nclip, spread evenly over its bins: the uniform sampler's distribution
+        # Each clip its share, spread evenly over its bins: the uniform sampler's distribution
         # (up to the last, partial bin).
-        self.uniform = valid / valid.sum(dim=1, keepdim=True) / self.nclip
+        share = (torch.full((self.nclip,), 1 / self.nclip, device=device) if self.share is None
+                 else self.share)
+        self.uniform = valid / valid.sum(dim=1, keepdim=True) * share[:, None]
+        # The failure rates of a clip count as many times as it weighs (relative to the mean).
+        self._rate_weight = share[:, None] * self.nclip
         self.visits = torch.zeros(self.nclip * self.nbins, device=device)
         self.failures = torch.zeros(self.nclip * self.nbins, device=device)
         k = config.kernel_bins
@@ -104,13 +146,16 @@ class StartSampler:
         """(clip, frame) for `n` worlds, (n,) int64 each (the frame in [0, length - 2])."""
         device = self.lengths.device
         if self.config is None:
-            clip = torch.randint(self.nclip, (n,), generator=generator, device=device)
+            if self.share is None:
+                clip = torch.randint(self.nclip, (n,), generator=generator, device=device)
+            else:  # inverse CDF of the shares: no host read
+                u = torch.rand(n, generator=generator, device=device)
+                clip = _inverse_cdf(self._share_cdf, u)
             frame = torch.rand(n, generator=generator, device=device) * (self.lengths[clip] - 1)
             return clip, frame.long()
         u_clip = torch.rand(n, generator=generator, device=device)
         u_frame = torch.rand(n, generator=generator, device=device)
-        cdf = self.probabilities().flatten().cumsum(0)
-        flat = torch.searchsorted(cdf, u_clip * cdf[-1]).clamp_max(cdf.shape[0] - 1)
+        flat = _inverse_cdf(self.probabilities().flatten().cumsum(0), u_clip)
         clip, bin_ = flat // self.nbins, flat % self.nbins
         frame = ((bin_ + u_frame) * self.bin_frames).long()
         return clip, torch.minimum(frame, self.lengths[clip] - 2)
@@ -144,9 +189,19 @@ class StartSampler:
         # Smeared back: bin b takes lambda^k of the rate of bin b + k (same clip only).
         k = self._kernel.shape[0] - 1
         padded = torch.nn.functional.pad(rate, (0, k))
-        smeared = padded.unfold(1, k + 1, 1) @ self._kernel * self.valid
+        smeared = padded.unfold(1, k + 1, 1) @ self._kernel * self.valid * self._rate_weight
         total = smeared.sum()
         ratio = self.config.uniform_ratio
         # No failure anywhere: the uniform distribution (without a host read of `total`).
         adaptive = torch.where(total > 0, smeared / total.clamp_min(1e-12), self.uniform)
         return ratio * self.uniform + (1 - ratio) * adaptive
+
+
+def _inverse_cdf(cdf: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """(n,) int64 indices drawn by inverse CDF: `cdf` (k,) cumulative weights, `u` (n,) in [0, 1).
+
+    An index of zero weight is never drawn (not even by `u * total` rounding onto the last
+    step), and nothing is read on the host.
+    """
+    flat = torch.searchsorted(cdf, u * cdf[-1], right=True)
+    return torch.minimum(flat, (cdf < cdf[-1]).sum())  # the last index of positive weight
