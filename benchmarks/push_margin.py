@@ -10,9 +10,11 @@ from the thorax along the push [mm]), the tipping margin `atan2(reach, height)` 
 the push must produce before the thorax passes over its support; the thorax stands in for the
 centre of mass), the push's force [uN], and whether the world terminated within AFTER_S of the
 onset (pushes whose window the play does not see to its end are left out unless the fly fell
-in it). If a policy loses pushes because of its posture, its margins at onset are smaller and the
-falls gather at small margins for both controllers; if because of how it reacts, it falls more
-often than the replay at the same margins. Results: benchmarks/results/<name>.json.
+in it), and for those that fell, how long after the onset (the span a critic's discount must
+see across for a push's outcome to reach the actions taken at it). If a policy loses pushes
+because of its posture, its margins at onset are smaller and the falls gather at small margins
+for both controllers; if because of how it reacts, it falls more often than the replay at the
+same margins. Results: benchmarks/results/<name>.json.
 
     python benchmarks/push_margin.py --reference CLIPS... [--checkpoint CKPT] [--worlds 64]
 """
@@ -85,9 +87,12 @@ def play(env: FlyImitationVecEnv, act, seed: int, horizon_s: float) -> dict:
     world, onset_step, height, reach, stance, force, fell = (
         x[seen] for x in (world, onset_step, height, reach, stance, force, fell))
     margin = torch.atan2(reach.clamp_min(0.0), height)  # no stance claw beyond: margin 0
+    # The step a world ends at is the one whose transition terminated it: the fall is seen
+    # (stopped_at - onset_step) control steps after the onset step.
+    delay_s = (stopped_at[world] - onset_step).float() * base.config.control_dt_s
     return {k: v.numpy() for k, v in dict(height_mm=height, reach_mm=reach, margin_rad=margin,
                                           stance=stance.float(), force_un=force,
-                                          fell=fell).items()}
+                                          fell=fell, delay_s=delay_s).items()}
 
 
 def _replay(env: FlyImitationVecEnv):
@@ -95,12 +100,16 @@ def _replay(env: FlyImitationVecEnv):
 
 
 def summary(events: dict, edges: np.ndarray) -> dict:
-    """Fall share overall and per margin bin, and the features of kept and fallen events."""
+    """Fall share overall and per margin bin, the features of kept and fallen events, and the
+    quartiles of the fallen events' time from onset to termination [s]."""
     fell = events["fell"]
     bins = np.digitize(events["margin_rad"], edges[1:-1])
     return {
         "events": int(len(fell)), "fell": int(fell.sum()), "fell_share": float(fell.mean()),
         "mean_at_onset": {k: float(events[k].mean()) for k in FEATURES},
+        "fall_delay_s_quartiles": ([float(q) for q in np.quantile(events["delay_s"][fell],
+                                                                 [0.25, 0.5, 0.75])]
+                                   if fell.any() else None),
         "kept_vs_fell": {k: [float(events[k][~fell].mean()), float(events[k][fell].mean())
                              if fell.any() else None] for k in FEATURES},
         "fell_share_by_margin_bin": [
