@@ -106,11 +106,11 @@ class StartSampler:
         self.config = config
         self.lengths = lengths
         self.nclip = int(lengths.shape[0])
+        if weights is not None and len(weights) != self.nclip:
+            raise ValueError(f"StartSampler: {self.nclip} clips but {len(weights)} weights")
         # (nclip,) each clip's share of the starts, summing to 1; None: equal shares.
         self.share = None if weights is None else torch.tensor(
             weights, dtype=torch.float32, device=device) / sum(weights)
-        if self.share is not None and self.share.shape != (self.nclip,):
-            raise ValueError(f"StartSampler: {self.nclip} clips but {len(weights)} weights")
         if config is None:
             if self.share is not None:
                 self._share_cdf = self.share.cumsum(0)
