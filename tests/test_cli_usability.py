@@ -151,10 +151,14 @@ def test_train_says_what_it_will_run_and_on_which_clip(tmp_path):
     env = FlyImitationVecEnv(num_envs=1, reference=str(clip), device="cpu")
     clips = describe_clips(env)
     env.close()
-    assert clips == [{"name": "walk", "source": str(clip), "duration_s": pytest.approx(0.2)}]
+    assert clips == [{"name": "walk", "source": str(clip), "duration_s": pytest.approx(0.2),
+                      "start_weight": 1.0}]
     args = PpoArgs(num_envs=4, num_steps=64, total_timesteps=1, reference=str(clip))
     lines = plan(args, clips, num_iterations=1)
     assert lines[0] == f"imitating walk (0.20 s, {clip})"
+    weighted = [dict(clips[0], start_weight=4.0), dict(clips[0], name="gait")]
+    assert plan(args, weighted, 1)[0] == (f"imitating walk (0.20 s, {clip}, start weight 4), "
+                                          f"gait (0.20 s, {clip})")
     assert lines[1] == ("training: 1 iteration(s) x 4 flies x 64 steps = 256 env steps "
                         "(--total-timesteps 1 rounded up to whole iterations of num_envs x "
                         "num_steps = 256)")

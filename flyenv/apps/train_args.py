@@ -193,13 +193,15 @@ def env_settings(args: PpoArgs) -> dict[str, object]:
 
 
 def describe_clips(env: FlyImitationVecEnv) -> list[dict[str, object]]:
-    """The clips the env imitates: name, source and duration [s] (`ReferenceBank.sources`).
+    """The clips the env imitates: name, source, duration [s] and start weight.
 
-    The name is the file's stem, or "tripod_gait" for the embedded gait.
+    The name is the file's stem, or "tripod_gait" for the embedded gait; the source is
+    `ReferenceBank.sources`'; the weight `FlyImitationConfig.clip_weights`' (1 unless given).
     """
-    ref = env.ref
+    ref, weights = env.ref, env.config.clip_weights
     return [{"name": name, "source": source,
-             "duration_s": (int(length) - 1) * env.config.control_dt_s}
+             "duration_s": (int(length) - 1) * env.config.control_dt_s,
+             "start_weight": weights.get(name, 1.0)}
             for name, source, length in zip(ref.names, ref.sources, ref.lengths.tolist(),
                                             strict=True)]
 
@@ -212,8 +214,10 @@ def plan(args: PpoArgs, clips: list[dict[str, object]], num_iterations: int,
     """
     n, t = args.num_envs * world_size, args.num_steps
     steps = num_iterations * n * t
-    lines = ["imitating " + ", ".join(f"{c['name']} ({c['duration_s']:.2f} s, {c['source']})"
-                                      for c in clips)]
+    lines = ["imitating " + ", ".join(
+        f"{c['name']} ({c['duration_s']:.2f} s, {c['source']}"
+        + ("" if c.get("start_weight", 1.0) == 1.0 else f", start weight {c['start_weight']:g}")
+        + ")" for c in clips)]
     flies = f"{n} flies" if world_size == 1 else f"{n} flies ({world_size} ranks)"
     line = f"training: {num_iterations} iteration(s) x {flies} x {t} steps = {steps} env steps"
     if steps != args.total_timesteps:
