@@ -97,8 +97,8 @@ def main() -> None:
     weights = []
     if any(augmented_dir.iterdir()):
         references.append(str(augmented_dir))
-        copies = len(list(augmented_dir.glob("*.npz")))
         if args.keep_shares:
+            copies = len(list(augmented_dir.glob("*.npz")))
             weights = ["--clip-weights", json.dumps({"tripod_gait_grounded": 1 + copies})]
     run = args.work / "run"
     train_cmd = [sys.executable, "-m", "flyenv", "train", "--device", "cpu", "--num-envs",

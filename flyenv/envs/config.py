@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import numbers
 import os
 import textwrap
 from collections.abc import Mapping
@@ -280,7 +281,7 @@ class FlyImitationConfig:
             raise ValueError(f"FlyImitationConfig.clip_weights must map clip names to weights, "
                              f"got {self.clip_weights!r}")
         bad = {k: v for k, v in self.clip_weights.items()
-               if isinstance(v, bool) or not isinstance(v, int | float)
+               if isinstance(v, bool) or not isinstance(v, numbers.Real)
                or not 0 <= v < math.inf}
         if bad:
             raise ValueError(f"FlyImitationConfig.clip_weights must be finite numbers >= 0, got "
