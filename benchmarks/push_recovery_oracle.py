@@ -18,6 +18,10 @@ PPO explores by default) and half correlated over `--noise-correlation-s`
 where the noise changes whether the fly falls: the share of draws whose fate differs from the
 noiseless controller's is reported per family.
 
+With `--response-delay-s D`, the candidates' vectors act only from D after the push's onset (to
+the same end, onset + HOLD_S): how fast a response must come for the box to still save the
+fly (falls come 32-59 ms after the onset, `push_margin.py`).
+
 With `--push-variants`, every event is also played under four nearby pushes (the heading turned
 by -20 and +20 degrees, the force scaled by 0.9 and 1.1) by the same controllers, which asks
 whether a save is luck or something a policy could learn: a vector that saves an event by
@@ -67,6 +71,8 @@ def main() -> None:
     parser.add_argument("--push-variants", action="store_true",
                         help="also play every event under four nearby pushes (+-20 deg, "
                              "x0.9 and x1.1 force): is a save luck?")
+    parser.add_argument("--response-delay-s", type=float, default=0.0,
+                        help="the candidates' vectors act from this long after the onset [s]")
     parser.add_argument("--name", default="push_recovery_oracle_cpu")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -85,6 +91,9 @@ def main() -> None:
     raw.close()
     controllers = 1 + (policy is not None) + args.candidates  # replay, policy, candidates
     onset, hold, after = (round(s / dt) for s in (ONSET_S, HOLD_S, AFTER_S))
+    delay = round(args.response_delay_s / dt)
+    if not 0 <= delay < hold:
+        parser.error(f"--response-delay-s must lie in [0, {HOLD_S}), got {args.response_delay_s}")
     push_steps = round(DURATION_S / dt)
     events = nclip * args.events
     variants = VARIANTS if args.push_variants else VARIANTS[:1]
@@ -131,7 +140,7 @@ def main() -> None:
     played = (ctrl >= 1) if noisy else (ctrl == 1)
     for step in range(onset + after):
         action = base.replay_action().clone()
-        if onset <= step < onset + hold:
+        if onset + delay <= step < onset + hold:
             action = action + residual
         if policy is not None:
             with torch.no_grad():
@@ -175,6 +184,7 @@ def main() -> None:
         per_clip.append(entry)
     record = {"machine": environment_info("cpu"), "push": {
         "force_un": FORCE_UN, "duration_s": DURATION_S, "onset_s": ONSET_S, "hold_s": HOLD_S,
+        "response_delay_s": delay * dt,
         "survive_s": AFTER_S, "variants": [
             {"heading_offset_deg": math.degrees(turn), "force_scale": scale}
             for turn, scale in variants[1:]]}, "candidates": args.candidates,
