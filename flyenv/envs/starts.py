@@ -108,12 +108,14 @@ class StartSampler:
         self.nclip = int(lengths.shape[0])
         if weights is not None and len(weights) != self.nclip:
             raise ValueError(f"StartSampler: {self.nclip} clips but {len(weights)} weights")
-        # (nclip,) each clip's share of the starts, summing to 1; None: equal shares.
-        self.share = None if weights is None else torch.tensor(
-            weights, dtype=torch.float32, device=device) / sum(weights)
+        equal = weights is None
+        # (nclip,) each clip's share of the starts, summing to 1.
+        self.share = (torch.full((self.nclip,), 1 / self.nclip, device=device) if equal
+                      else torch.tensor(weights, dtype=torch.float32, device=device)
+                      / sum(weights))
+        # Uniform starts draw weighted clips by inverse CDF, unweighted ones as they always did.
+        self._share_cdf = None if equal else self.share.cumsum(0)
         if config is None:
-            if self.share is not None:
-                self._share_cdf = self.share.cumsum(0)
             return
         self.bin_frames = max(1, round(config.bin_s / control_dt_s))
         # Start frames run over [0, length - 2] (a start needs a next frame).
@@ -126,11 +128,15 @@ class StartSampler:
         self.valid = valid
         # Each clip its share, spread evenly over its bins: the uniform sampler's distribution
         # (up to the last, partial bin).
-        share = (torch.full((self.nclip,), 1 / self.nclip, device=device) if self.share is None
-                 else self.share)
-        self.uniform = valid / valid.sum(dim=1, keepdim=True) * share[:, None]
-        # The failure rates of a clip count as many times as it weighs (relative to the mean).
-        self._rate_weight = share[:, None] * self.nclip
+        per_bin = valid / valid.sum(dim=1, keepdim=True)
+        # Each valid bin's failure rate counts as many times as its clip weighs (relative to
+        # the mean weight); the bins past a clip's end count nothing. Unweighted, the numbers
+        # are exactly those of the sampler before weights existed.
+        if equal:
+            self.uniform, self._rate_weight = per_bin / self.nclip, valid
+        else:
+            self.uniform = per_bin * self.share[:, None]
+            self._rate_weight = valid * self.share[:, None] * self.nclip
         self.visits = torch.zeros(self.nclip * self.nbins, device=device)
         self.failures = torch.zeros(self.nclip * self.nbins, device=device)
         k = config.kernel_bins
@@ -146,7 +152,7 @@ class StartSampler:
         """(clip, frame) for `n` worlds, (n,) int64 each (the frame in [0, length - 2])."""
         device = self.lengths.device
         if self.config is None:
-            if self.share is None:
+            if self._share_cdf is None:
                 clip = torch.randint(self.nclip, (n,), generator=generator, device=device)
             else:  # inverse CDF of the shares: no host read
                 u = torch.rand(n, generator=generator, device=device)
@@ -189,7 +195,7 @@ class StartSampler:
         # Smeared back: bin b takes lambda^k of the rate of bin b + k (same clip only).
         k = self._kernel.shape[0] - 1
         padded = torch.nn.functional.pad(rate, (0, k))
-        smeared = padded.unfold(1, k + 1, 1) @ self._kernel * self.valid * self._rate_weight
+        smeared = padded.unfold(1, k + 1, 1) @ self._kernel * self._rate_weight
         total = smeared.sum()
         ratio = self.config.uniform_ratio
         # No failure anywhere: the uniform distribution (without a host read of `total`).
