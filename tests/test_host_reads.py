@@ -115,7 +115,8 @@ def test_ppo_iteration_reads_nothing_on_the_host(warp_env):
     clip_stats = ClipStatistics(base.ref.names, base.device)
     before = [p.detach().clone() for p in agent.parameters()]
     noise = CorrelatedNoise((NENV, act_dim), 0.02, base.config.control_dt_s, base.device)
-    push = PushExploration(NENV, 0.5, 0.004, base.config.control_dt_s, base.device)
+    push = PushExploration((NENV, act_dim), 0.5, 0.004, base.config.control_dt_s, base.device,
+                           correlation_s=0.02)
     obs, _ = envs.reset(seed=2)
     for _ in range(2):  # the second iteration runs Adam with its state in place
         with no_host_reads():

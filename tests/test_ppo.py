@@ -90,12 +90,15 @@ def test_the_rollout_explores_with_the_noise_it_is_given():
     env.close()
 
 
-@pytest.mark.parametrize(("correlation_s", "push_std"), [(0.0, 0.0), (0.02, 0.0), (0.0, 0.5),
-                                                      (0.02, 0.5)])
-def test_the_update_starts_from_the_rollout_s_own_probabilities(correlation_s, push_std):
+@pytest.mark.parametrize(("correlation_s", "push_std", "push_correlation_s"),
+                         [(0.0, 0.0, 0.0), (0.02, 0.0, 0.0), (0.0, 0.5, 0.0), (0.02, 0.5, 0.0),
+                          (0.0, 0.5, 0.02), (0.02, 0.5, 0.05)])
+def test_the_update_starts_from_the_rollout_s_own_probabilities(correlation_s, push_std,
+                                                               push_correlation_s):
     # Before the policy moves, every ratio is 1: the normalized advantages' mean (0) is then the
     # policy loss. Log-probabilities recomputed from the marginal instead of the autoregressive
-    # policy, or without the push exploration's extra std, would make the ratios differ from 1.
+    # policy, or without the push exploration's extra std or its shift, would make the ratios
+    # differ from 1.
     env = FlyImitationVecEnv(num_envs=4, device="cpu", autoreset_mode="same_step",
                              randomization=FREQUENT_PUSHES)
     obs_dim, act_dim = env.single_observation_space.shape[0], env.single_action_space.shape[0]
@@ -104,20 +107,21 @@ def test_the_update_starts_from_the_rollout_s_own_probabilities(correlation_s, p
     rollout = Rollout.zeros(args.num_steps, env.num_envs, obs_dim, act_dim, env.device)
     noise = (CorrelatedNoise((env.num_envs, act_dim), correlation_s, env.config.control_dt_s,
                              env.device) if correlation_s else None)
-    push = (PushExploration(env.num_envs, push_std, 0.01, env.config.control_dt_s, env.device)
-            if push_std else None)
+    push = (PushExploration((env.num_envs, act_dim), push_std, 0.01, env.config.control_dt_s,
+                            env.device, push_correlation_s) if push_std else None)
     obs, _ = env.reset(seed=0)
     obs = collect(agent, env, obs, rollout, args.gamma, noise=noise, push=push)
     assert rollout.widened == bool(push_std)
     if push_std:
         assert (rollout.extra_std > 0).any() and (rollout.extra_std == 0).any()
+        assert (rollout.push_shift != 0).any() == (push_correlation_s > 0)
     losses = update(agent, make_optimizer(agent, 0.0), rollout, obs, args)
     assert losses["policy_loss"].item() == pytest.approx(0.0, abs=1e-5)
     env.close()
 
 
 def test_push_exploration_lasts_from_a_push_to_after_s_past_its_end_within_the_episode():
-    push = PushExploration(3, 0.5, 0.004, 0.002, "cpu")  # windows 2 steps past a push
+    push = PushExploration((3, 2), 0.5, 0.004, 0.002, "cpu")  # windows 2 steps past a push
     pushed = torch.tensor([[1, 0, 1], [1, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 1, 0]],
                           dtype=torch.bool)
     done = torch.zeros(6, 3, dtype=torch.bool)
@@ -126,7 +130,44 @@ def test_push_exploration_lasts_from_a_push_to_after_s_past_its_end_within_the_e
     expected = torch.tensor([[1, 0, 1], [1, 0, 0], [1, 0, 0], [1, 0, 0], [0, 0, 0], [0, 1, 0]])
     torch.testing.assert_close(extra, 0.5 * expected.float())
     with pytest.raises(ValueError, match="std must be > 0"):
-        PushExploration(3, 0.0, 0.1, 0.002, "cpu")
+        PushExploration((3, 2), 0.0, 0.1, 0.002, "cpu")
+    with pytest.raises(ValueError, match="correlation_s >= 0"):
+        PushExploration((3, 2), 0.5, 0.1, 0.002, "cpu", correlation_s=-0.01)
+
+
+def test_push_noise_is_held_within_a_window_and_drawn_afresh_when_one_opens():
+    # 4000 worlds, 3 actions; pushes at steps 0 and 30, windows of 11 steps (20 ms past the
+    # push's one step at 500 Hz), correlation 0.02 s (rho 0.905 between steps).
+    n, std = 4000, 0.5
+    push = PushExploration((n, 3), std, 0.02, 0.002, "cpu", correlation_s=0.02,
+                           generator=torch.Generator().manual_seed(0))
+    calm, done = torch.zeros(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool)
+    draws, shifts, stds = [], [], []
+    for step in range(45):
+        shift, innovation_std, noise = push.draw()
+        draws.append(noise), shifts.append(shift), stds.append(innovation_std)
+        push.update(~calm if step in (0, 30) else calm, done)
+    noise, shift, std_t = torch.stack(draws), torch.stack(shifts), torch.stack(stds)
+    # Steps 1-11 and 31-41 are in windows; nothing outside them.
+    inside = torch.zeros(45, dtype=torch.bool)
+    inside[1:12] = inside[31:42] = True
+    assert (noise[~inside] == 0).all() and (std_t[~inside] == 0).all()
+    # Every draw in a window has the window's std; each window's first one is all innovation.
+    assert noise[inside].std().item() == pytest.approx(std, rel=0.05)
+    torch.testing.assert_close(std_t[1], torch.full((n,), std))
+    assert (shift[1] == 0).all() and (shift[31] == 0).all()
+    rho = math.exp(-0.002 / 0.02)
+    torch.testing.assert_close(std_t[2], torch.full((n,), std * math.sqrt(1 - rho ** 2)))
+    # Held within a window (correlation rho^k), independent across windows.
+    def corr(a, b):
+        return torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1].item()
+    assert corr(noise[1], noise[2]) == pytest.approx(rho, abs=0.03)
+    assert corr(noise[1], noise[11]) == pytest.approx(rho ** 10, abs=0.03)
+    assert abs(corr(noise[11], noise[31])) < 0.03
+    # The shift is the part known from the last draw: the rest is an independent innovation.
+    innovation = (noise[2:12] - shift[2:12]) / std_t[2:12, :, None]
+    assert innovation.std().item() == pytest.approx(1.0, rel=0.03)
+    assert abs(corr(innovation, noise[1:11])) < 0.03
 
 
 def test_the_rollout_explores_more_around_pushes_with_the_std_it_records():
@@ -135,14 +176,16 @@ def test_the_rollout_explores_more_around_pushes_with_the_std_it_records():
     obs_dim, act_dim = env.single_observation_space.shape[0], env.single_action_space.shape[0]
     agent = Agent(obs_dim, act_dim, 8, torch.as_tensor(env.single_action_space.high), -3.0)
     rollout = Rollout.zeros(16, env.num_envs, obs_dim, act_dim, env.device)
-    push = PushExploration(env.num_envs, 0.5, 0.0, env.config.control_dt_s, env.device)
+    push = PushExploration((env.num_envs, act_dim), 0.5, 0.0, env.config.control_dt_s,
+                           env.device)
     obs, _ = env.reset(seed=0)
     collect(agent, env, obs, rollout, 0.95, push=push)
     widened = rollout.extra_std > 0
     assert widened.float().mean() == pytest.approx(0.5, abs=0.3)
     with torch.no_grad():
         dist = agent.dist(rollout.obs)
-        given = widen(dist, rollout.extra_std[..., None] * agent.action_scale)
+        given = widen(dist, rollout.extra_std[..., None] * agent.action_scale,
+                      rollout.push_shift * agent.action_scale)
         torch.testing.assert_close(rollout.logp, given.log_prob(rollout.actions).sum(-1))
         z = (rollout.actions - dist.mean) / dist.stddev  # in units of the policy's own std
     ratio = math.hypot(math.exp(-3.0), 0.5) / math.exp(-3.0)  # the widened std over the policy's
@@ -182,7 +225,7 @@ def test_an_asymmetric_critic_reads_the_privileged_columns_and_the_policy_does_n
 
 
 @pytest.mark.parametrize("option", ["noise_correlation_s", "min_action_std", "push_noise_std",
-                                    "push_noise_s"])
+                                    "push_noise_s", "push_noise_correlation_s"])
 def test_a_negative_exploration_setting_is_refused_by_name(option, tmp_path):
     args = PpoArgs(device="cpu", output=str(tmp_path / "run"), **{option: -0.1})
     with pytest.raises(ValueError, match=f"--{option.replace('_', '-')} must be >= 0"):

@@ -23,7 +23,10 @@ vector drawn from the whole action box and held for 150 ms saves 5-34% of the pu
 loses (per clip), and one that saves a push survives it turned by 20 degrees or 10% stronger in
 58-75% of plays, so the saves are learnable, not luck (`push_recovery_oracle.py
 --push-variants`). `PushExploration` follows which worlds are being pushed or just were and
-gives them an extra std, and `widen` adds it to the policy's distribution: an input of the
+gives them extra noise of their own: a process apart from the policy's noise, drawn afresh when a
+window opens and correlated over its own time constant, so that a window can hold one deviation
+as the oracle's vectors are held while tracking keeps the policy's noise. `widen` adds its std and
+the part predictable from its last draw to the policy's distribution: inputs of the
 distribution, stored with the rollout and known at the update.
 """
 
@@ -91,40 +94,75 @@ def autoregressive(dist: torch.distributions.Normal, previous: torch.Tensor, rho
 
 
 def widen(dist: torch.distributions.Normal, extra_std: torch.Tensor,
-          ) -> torch.distributions.Normal:
-    """The policy's Gaussian with `extra_std` added in quadrature: N(mean, std^2 + extra^2).
+          shift: torch.Tensor | None = None) -> torch.distributions.Normal:
+    """The policy's Gaussian N(mean + shift, std^2 + extra^2): moved, `extra_std` added.
 
     Args:
         dist: the policy's (batch, act_dim) Gaussian.
         extra_std: (batch, act_dim) or broadcastable, in the actions' units.
+        shift: (batch, act_dim) or broadcastable, in the actions' units (None: 0).
     """
-    return torch.distributions.Normal(dist.mean, torch.hypot(dist.stddev, extra_std),
+    mean = dist.mean if shift is None else dist.mean + shift
+    return torch.distributions.Normal(mean, torch.hypot(dist.stddev, extra_std),
                                       validate_args=False)
 
 
 class PushExploration:
-    """Extra exploration std for the worlds being pushed or pushed within `after_s`, on the device.
+    """Extra exploration noise for the worlds pushed now or within `after_s`, on the device.
+
+    In a window the action gets std * eta_t more, in units of the action range, where eta is an
+    AR(1) process of unit variance and correlation rho = exp(-control_dt_s / correlation_s)
+    between steps (0: white), drawn afresh (eta = xi) at the window's first step: each window
+    holds its own random deviation for about `correlation_s`. Outside windows it adds nothing.
+    The policy's own noise (`CorrelatedNoise` or white) is separate and stays as it is.
 
     Args:
-        num_envs: worlds.
+        shape: (num_envs, act_dim).
         std: the extra std, in units of the action range (> 0).
         after_s: how long a window lasts past a push's end [s] (>= 0).
         control_dt_s: time between env steps [s] (> 0).
         device: where the state lives.
+        correlation_s: the extra noise's time constant within a window [s] (>= 0; 0: white).
+        generator: the torch generator of the draws (default: torch's global one).
     """
 
-    def __init__(self, num_envs: int, std: float, after_s: float, control_dt_s: float,
-                 device: torch.device | str) -> None:
-        if not (std > 0 and after_s >= 0 and control_dt_s > 0):
-            raise ValueError(f"PushExploration: std must be > 0, after_s >= 0 and control_dt_s "
-                             f"> 0 [s], got {std}, {after_s} and {control_dt_s}")
+    def __init__(self, shape: tuple[int, int], std: float, after_s: float, control_dt_s: float,
+                 device: torch.device | str, correlation_s: float = 0.0,
+                 generator: torch.Generator | None = None) -> None:
+        if not (std > 0 and after_s >= 0 and correlation_s >= 0 and control_dt_s > 0):
+            raise ValueError(f"PushExploration: std must be > 0, after_s and correlation_s >= 0 "
+                             f"and control_dt_s > 0 [s], got {std}, {after_s}, {correlation_s} "
+                             f"and {control_dt_s}")
         self.std = std
+        self.rho = math.exp(-control_dt_s / correlation_s) if correlation_s > 0 else 0.0
         self._after = round(after_s / control_dt_s)
+        self._generator = generator
+        num_envs = shape[0]
         self._left = torch.zeros(num_envs, dtype=torch.long, device=device)
+        self._fresh = torch.zeros(num_envs, dtype=torch.bool, device=device)
         self.extra_std = torch.zeros(num_envs, device=device)
+        self.state = torch.zeros(shape, device=device)
+
+    def draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """This step's extra noise, in units of the action range; advances the process.
+
+        Returns:
+            shift: (num_envs, act_dim) the part known from the last draw, std * rho * eta_(t-1)
+                (0 where a window opens or none is open).
+            innovation_std: (num_envs,) the std of the rest, std * sqrt(1 - rho^2) (std where
+                a window opens, 0 where none is open).
+            noise: (num_envs, act_dim) the whole, shift + innovation_std * xi_t.
+        """
+        rho = torch.where(self._fresh, 0.0, self.rho)[:, None]  # (num_envs, 1)
+        keep = torch.sqrt(1.0 - rho * rho)
+        xi = torch.randn(self.state.shape, device=self.state.device, generator=self._generator)
+        shift = self.extra_std[:, None] * rho * self.state
+        innovation_std = self.extra_std * keep[:, 0]
+        self.state = rho * self.state + keep * xi
+        return shift, innovation_std, shift + innovation_std[:, None] * xi
 
     def update(self, pushed: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
-        """Follows one env step: the next step's actions get the std it returns.
+        """Follows one env step: the next step's `draw` gives the noise of the window it sets.
 
         Args:
             pushed: (num_envs,) bool, a push acted during the step (the env's
@@ -138,6 +176,8 @@ class PushExploration:
             written in place, at every update.
         """
         left = torch.where(pushed, self._after + 1, (self._left - 1).clamp(min=0))
-        self._left = torch.where(done, 0, left)
-        self.extra_std = (self._left > 0).float() * self.std
+        left = torch.where(done, 0, left)
+        self._fresh = (left > 0) & (self._left == 0)
+        self._left = left
+        self.extra_std = (left > 0).float() * self.std
         return self.extra_std

@@ -106,8 +106,9 @@ class Rollout:
     bootstrapping); `raw_reward` is the env's. With correlated exploration noise, `noise_prev`
     holds its state before each step's draw and `noise_rho` its correlation, from which the
     update recomputes the actions' log-probabilities (`flyenv.apps.exploration.autoregressive`).
-    With push exploration (`widened`), `extra_std` (num_steps, num_envs) holds each action's
-    extra std in units of the action range (`flyenv.apps.exploration.widen`).
+    With push exploration (`widened`), `extra_std` (num_steps, num_envs) holds the std of each
+    action's extra noise not known from its last draw and `push_shift` (num_steps, num_envs,
+    act_dim) the part that is, in units of the action range (`flyenv.apps.exploration.widen`).
     """
 
     obs: torch.Tensor
@@ -120,6 +121,7 @@ class Rollout:
     noise_prev: torch.Tensor | None = None
     noise_rho: float = 0.0
     extra_std: torch.Tensor | None = None
+    push_shift: torch.Tensor | None = None
     widened: bool = False
 
     @classmethod
@@ -131,7 +133,7 @@ class Rollout:
 
         return cls(obs=zeros(obs_dim), actions=zeros(act_dim), logp=zeros(), values=zeros(),
                    reward=zeros(), raw_reward=zeros(), done=zeros(), noise_prev=zeros(act_dim),
-                   extra_std=zeros())
+                   extra_std=zeros(), push_shift=zeros(act_dim))
 
 
 class ClipStatistics:
@@ -190,8 +192,9 @@ def collect(agent: Agent, envs: gym.vector.VectorEnv, obs: torch.Tensor, rollout
         noise: the policy's exploration noise, correlated in time (`PpoArgs.noise_correlation_s`;
             the log-probabilities are then those given its previous state); None: white, a fresh
             draw of the policy's distribution every step.
-        push: more exploration around pushes (`PpoArgs.push_noise_std`; the log-probabilities
-            are then those of the widened distribution); None: none.
+        push: more exploration around pushes (`PpoArgs.push_noise_std`), a noise of its own
+            added to the policy's (the log-probabilities are then those of the widened and
+            shifted distribution); None: none.
 
     Returns:
         (num_envs, obs_dim) the observations after the rollout.
@@ -202,15 +205,18 @@ def collect(agent: Agent, envs: gym.vector.VectorEnv, obs: torch.Tensor, rollout
     for step in range(rollout.obs.shape[0]):
         with torch.no_grad():
             dist = agent.dist(obs)
-            if push is not None:
-                rollout.extra_std[step] = push.extra_std
-                dist = widen(dist, push.extra_std[:, None] * agent.action_scale)
             if noise is None:
                 action = dist.sample()
             else:
                 rollout.noise_prev[step] = noise.state
                 action = dist.mean + dist.stddev * noise()
                 dist = autoregressive(dist, rollout.noise_prev[step], noise.rho)
+            if push is not None:  # its own noise, apart from the policy's
+                shift, innovation_std, extra = push.draw()
+                rollout.push_shift[step], rollout.extra_std[step] = shift, innovation_std
+                action = action + extra * agent.action_scale
+                dist = widen(dist, innovation_std[:, None] * agent.action_scale,
+                             shift * agent.action_scale)
             rollout.obs[step], rollout.actions[step] = obs, action
             rollout.logp[step] = dist.log_prob(action).sum(-1)
             rollout.values[step] = agent.value(obs)
@@ -266,16 +272,18 @@ def update(agent: Agent, optimizer: torch.optim.Optimizer, rollout: Rollout,
     b_act = rollout.actions.reshape(batch_size, -1)
     b_prev = rollout.noise_prev.reshape(batch_size, -1) if rollout.noise_rho else None
     b_extra = rollout.extra_std.reshape(batch_size, 1) if rollout.widened else None
+    b_shift = rollout.push_shift.reshape(batch_size, -1) if rollout.widened else None
     b_logp, b_adv, b_ret = rollout.logp.reshape(-1), advantages.reshape(-1), returns.reshape(-1)
     for _ in range(args.update_epochs):
         order = torch.randperm(batch_size, device=b_obs.device)
         for begin in range(0, batch_size, minibatch):
             idx = order[begin:begin + minibatch]
             dist = agent.dist(b_obs[idx])
-            if b_extra is not None:
-                dist = widen(dist, b_extra[idx] * agent.action_scale)
             if b_prev is not None:
                 dist = autoregressive(dist, b_prev[idx], rollout.noise_rho)
+            if b_extra is not None:
+                dist = widen(dist, b_extra[idx] * agent.action_scale,
+                             b_shift[idx] * agent.action_scale)
             ratio = (dist.log_prob(b_act[idx]).sum(-1) - b_logp[idx]).exp()
             adv_mean, adv_std = ranks.mean_std(b_adv[idx])
             adv = (b_adv[idx] - adv_mean) / (adv_std + 1e-8)
@@ -347,8 +355,9 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
     n, t = args.num_envs, args.num_steps
     noise = (CorrelatedNoise((n, act_dim), args.noise_correlation_s, base.config.control_dt_s,
                              device) if args.noise_correlation_s > 0 else None)
-    push = (PushExploration(n, args.push_noise_std, args.push_noise_s,
-                            base.config.control_dt_s, device) if args.push_noise_std > 0 else None)
+    push = (PushExploration((n, act_dim), args.push_noise_std, args.push_noise_s,
+                            base.config.control_dt_s, device, args.push_noise_correlation_s)
+            if args.push_noise_std > 0 else None)
     rollout = Rollout.zeros(t, n, critic_dim, act_dim, device)
     num_iterations = max(1, args.total_timesteps // (n * t * ranks.world_size))
     clips = train_args.describe_clips(base)

@@ -118,16 +118,24 @@ class PpoArgs:
     benchmarks/train_clips.py), and with it the exploration that could find a recovery."""
     push_noise_std: float = 0.0
     """Extra exploration during a push and `push_noise_s` after it, in units of the action range
-    (0: none; needs pushes in --randomization). Added in quadrature to the policy's std, with
-    the noise's correlation (--noise-correlation-s); the log-probabilities use the widened std
-    (an input of the policy's distribution, as the noise's state is), so PPO's ratios stay
-    those of the actions taken. Around a push the policy's own noise almost only topples the
-    fly, while residual vectors of the box's size held for 150 ms save 5-34% of the pushes the
-    replay loses, and save nearby pushes too (benchmarks/push_recovery_oracle.py). (On the
+    (0: none; needs pushes in --randomization). A noise of its own added to the policy's
+    (`flyenv.apps.exploration.PushExploration`), drawn afresh when a window opens and
+    correlated over --push-noise-correlation-s within it; the log-probabilities use the
+    distribution given its last draw (an input of the policy's distribution, as the noise's
+    state is), so PPO's ratios stay those of the actions taken. Around a push the policy's own
+    noise almost only topples the fly, while residual vectors of the box's size held for 150
+    ms save 5-34% of the pushes the replay loses, and save nearby pushes too
+    (benchmarks/push_recovery_oracle.py). (On the
     real clips of benchmarks/train_clips.py, 0.5 with --noise-correlation-s 0.05 from scratch
-    made tracking and pushed survival worse: README, "Datasets of clips".)"""
+    made tracking and pushed survival worse: README, "Datasets of clips"; that run's push noise
+    was the policy's widened, so it took the 0.05 s correlation of all the noise.)"""
     push_noise_s: float = 0.1
     """How long the push exploration lasts past a push's end [s]."""
+    push_noise_correlation_s: float = 0.0
+    """Time constant of the push exploration's noise within a window [s] (0: white): e.g. 0.05
+    holds about one random deviation through a 50 ms push, as the residual vectors that save
+    pushed flies are held (benchmarks/push_recovery_oracle.py), while the policy's own noise
+    keeps --noise-correlation-s."""
     privileged_critic: bool = False
     """An asymmetric critic: the value function also sees the env's privileged observation
     (`FlyImitationVecEnv.privileged_layout`: the push that acts now and how long it still acts,
@@ -161,7 +169,8 @@ def check(args: PpoArgs) -> None:
     Raises:
         ValueError: naming the option and what it must be.
     """
-    for name in ("noise_correlation_s", "min_action_std", "push_noise_std", "push_noise_s"):
+    for name in ("noise_correlation_s", "min_action_std", "push_noise_std", "push_noise_s",
+                 "push_noise_correlation_s"):
         value = getattr(args, name)
         if not value >= 0:  # NaN too
             raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
