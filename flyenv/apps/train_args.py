@@ -36,7 +36,10 @@ class PpoArgs:
     """Rollout length per iteration."""
     control_decimation: int = 0
     """Physics steps per policy step (0: the env's default, a 500 Hz policy at any physics
-    step; with physics_dt_s 1e-4, 50 is a 200 Hz one)."""
+    step; with physics_dt_s 1e-4, 50 is a 200 Hz one). The discount is per step: keep its
+    horizon in time with it (0.95 at 500 Hz is about 0.9 at 200 Hz). (On the real clips of
+    benchmarks/train_clips.py, 200 Hz with --gamma 0.9 neither tracked as well as its replay
+    nor survived pushes more often: README, "Datasets of clips".)"""
     residual_range_rad: float = 0.1
     """Half-width of the residual action box [rad] (the env's default is 0.5). Adam moves the
     policy's mean by steps proportional to this range while the exploration noise stays ~0.025
