@@ -128,17 +128,19 @@ class PpoArgs:
     state is), so PPO's ratios stay those of the actions taken. Around a push the policy's own
     noise almost only topples the fly, while residual vectors of the box's size held for 150
     ms save 5-34% of the pushes the replay loses, and save nearby pushes too
-    (benchmarks/push_recovery_oracle.py). (On the
-    real clips of benchmarks/train_clips.py, 0.5 with --noise-correlation-s 0.05 from scratch
-    made tracking and pushed survival worse: README, "Datasets of clips"; that run's push noise
-    was the policy's widened, so it took the 0.05 s correlation of all the noise.)"""
+    (benchmarks/push_recovery_oracle.py). (On the real clips of benchmarks/train_clips.py, 0.5
+    with --noise-correlation-s 0.05 from scratch made tracking and pushed survival worse:
+    README, "Datasets of clips"; that run's push noise was the policy's widened, so it took the
+    0.05 s correlation of all the noise.)"""
     push_noise_s: float = 0.1
     """How long the push exploration lasts past a push's end [s]."""
     push_noise_correlation_s: float = 0.0
     """Time constant of the push exploration's noise within a window [s] (0: white): e.g. 0.05
     holds about one random deviation through a 50 ms push, as the residual vectors that save
     pushed flies are held (benchmarks/push_recovery_oracle.py), while the policy's own noise
-    keeps --noise-correlation-s."""
+    keeps --noise-correlation-s. (On the real clips of benchmarks/train_clips.py, 0.05 with
+    --push-noise-std 0.5 for 40 minutes from a trained policy cost tracking and did not make
+    pushes survived more often: README, "Datasets of clips".)"""
     privileged_critic: bool = False
     """An asymmetric critic: the value function also sees the env's privileged observation
     (`FlyImitationVecEnv.privileged_layout`: the push that acts now and how long it still acts,
