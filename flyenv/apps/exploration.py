@@ -37,6 +37,14 @@ import math
 import torch
 
 
+def step_correlation(correlation_s: float, control_dt_s: float) -> float:
+    """An AR(1) process's correlation between steps, exp(-control_dt_s / correlation_s).
+
+    `correlation_s` 0 gives 0 (white noise).
+    """
+    return math.exp(-control_dt_s / correlation_s) if correlation_s > 0 else 0.0
+
+
 class CorrelatedNoise:
     """Unit Gaussian noise per world and action, an AR(1) process in time.
 
@@ -58,7 +66,7 @@ class CorrelatedNoise:
         if not (correlation_s >= 0 and control_dt_s > 0):
             raise ValueError(f"CorrelatedNoise: correlation_s must be >= 0 and control_dt_s > 0 "
                              f"[s], got {correlation_s} and {control_dt_s}")
-        self.rho = math.exp(-control_dt_s / correlation_s) if correlation_s > 0 else 0.0
+        self.rho = step_correlation(correlation_s, control_dt_s)
         self._innovation = math.sqrt(1.0 - self.rho ** 2)
         self._generator = generator
         self.state = torch.randn(shape, device=device, generator=generator)
@@ -134,7 +142,7 @@ class PushExploration:
                              f"and control_dt_s > 0 [s], got {std}, {after_s}, {correlation_s} "
                              f"and {control_dt_s}")
         self.std = std
-        self.rho = math.exp(-control_dt_s / correlation_s) if correlation_s > 0 else 0.0
+        self.rho = step_correlation(correlation_s, control_dt_s)
         self._after = round(after_s / control_dt_s)
         self._generator = generator
         num_envs = shape[0]
