@@ -22,6 +22,14 @@ With `--response-delay-s D`, the candidates' vectors act only from D after the p
 the same end, onset + HOLD_S): how fast a response must come for the box to still save the
 fly (falls come 32-59 ms after the onset, `push_margin.py`).
 
+With `--returns`, every world's discounted return from the push's onset is recorded too, under
+the checkpoint's reward (without one, the default), with its discount and termination penalty
+and with those of GAMMAS x PENALTIES: does the objective PPO optimizes prefer a saving vector to
+the replay at all? A save that costs more
+tracking reward than the fall it avoids forgoes is not something PPO would learn, however it
+explores. `--candidate-range-rad R` draws the vectors from a smaller box (R rad): how small a
+save can be, and so what it costs.
+
 With `--push-variants`, every event is also played under four nearby pushes (the heading turned
 by -20 and +20 degrees, the force scaled by 0.9 and 1.1) by the same controllers, which asks
 whether a save is luck or something a policy could learn: a vector that saves an event by
@@ -29,7 +37,7 @@ exploiting its exact contact timing saves its variants no more often than any ve
 that counters the push saves them too.
 
     python benchmarks/push_recovery_oracle.py --reference CLIPS... [--checkpoint CKPT]
-        [--noise-std-rad S --noise-correlation-s TAU | --push-variants]
+        [--noise-std-rad S --noise-correlation-s TAU | --push-variants] [--returns]
 """
 
 from __future__ import annotations
@@ -47,12 +55,15 @@ from flyenv.apps.evaluate import Policy
 from flyenv.apps.exploration import CorrelatedNoise
 from flyenv.apps.machine import environment_info
 from flyenv.apps.train import policy_env
+from flyenv.apps.train_args import PpoArgs, env_settings
 from flyenv.envs import FlyImitationVecEnv
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FORCE_UN, DURATION_S = 10.0, 0.05  # the top of train_clips' pushes (5-10 uN, 50 ms)
 ONSET_S, HOLD_S, AFTER_S = 0.04, 0.15, 0.5
 # --push-variants: (heading offset [rad], force scale) of each push played, the nominal first.
+# --returns: the objectives the returns are also computed under, besides the checkpoint's.
+GAMMAS, PENALTIES = (0.95, 0.98, 0.99), (0.0, 1.0, 3.0)
 VARIANTS = ((0.0, 1.0), (-math.radians(20), 1.0), (math.radians(20), 1.0), (0.0, 0.9),
             (0.0, 1.1))
 
@@ -64,6 +75,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=16, help="push events per clip")
     parser.add_argument("--candidates", type=int, default=62)
     parser.add_argument("--residual-range-rad", type=float, default=0.1)
+    parser.add_argument("--candidate-range-rad", type=float, default=None,
+                        help="draw the candidates' vectors from this smaller box [rad] "
+                             "(default: the policy's whole box)")
     parser.add_argument("--noise-std-rad", type=float, default=0.0,
                         help="candidates: the controller plus noise of this std [rad] (0: "
                              "constant vectors in the action box)")
@@ -73,6 +87,9 @@ def main() -> None:
                              "x0.9 and x1.1 force): is a save luck?")
     parser.add_argument("--response-delay-s", type=float, default=0.0,
                         help="the candidates' vectors act from this long after the onset [s]")
+    parser.add_argument("--returns", action="store_true",
+                        help="also record each world's discounted return from the onset under "
+                             "the checkpoint's reward, gamma and termination penalty")
     parser.add_argument("--name", default="push_recovery_oracle_cpu")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -86,6 +103,9 @@ def main() -> None:
                                                args.residual_range_rad):
         parser.error(f"{args.checkpoint}: trained with --residual-range-rad "
                      f"{policy.args.residual_range_rad}, not {args.residual_range_rad}")
+    trained = policy.args if policy is not None else PpoArgs()
+    if args.returns and "reward" in env_settings(trained):
+        settings["reward"] = env_settings(trained)["reward"]
     raw = FlyImitationVecEnv(num_envs=1, device="cpu", **settings)
     nclip, dt, lengths = raw.ref.nclip, raw.config.control_dt_s, raw.ref.lengths.clone()
     raw.close()
@@ -122,7 +142,9 @@ def main() -> None:
     bound = torch.as_tensor(base.single_action_space.high)
     first = 1 + (policy is not None)
     noisy = args.noise_std_rad > 0
-    residual = (2 * torch.rand(events, controllers, act_dim) - 1) * bound
+    box = bound if args.candidate_range_rad is None else torch.full_like(
+        bound, min(args.candidate_range_rad, args.residual_range_rad))
+    residual = (2 * torch.rand(events, controllers, act_dim) - 1) * box
     residual = residual[event, ctrl]  # a candidate holds one vector over its event's variants
     residual[ctrl < first] = 0.0
     if noisy:  # the candidates: white noise, then correlated noise, on the controller
@@ -135,6 +157,7 @@ def main() -> None:
     obs, _ = env.reset(seed=args.seed, options={"clip": clip, "frame": frame})
     thorax = base.engine.model.body("thorax").id
     alive = torch.ones(n, dtype=torch.bool)
+    earned, fell = [], []  # from the onset on: (n,) reward of each step and whether it fell
     t0 = time.perf_counter()
     # The policy's worlds (none without a checkpoint): its own, and with noise the candidates'.
     played = (ctrl >= 1) if noisy else (ctrl == 1)
@@ -149,13 +172,22 @@ def main() -> None:
             action = action + white * white_noise() + colored * colored_noise()
         pushing = onset <= step < onset + push_steps
         base.engine.xfrc_applied[:, thorax, :3] = force if pushing else 0.0
-        obs, _, terminated, truncated, _ = env.step(action)
+        obs, reward, terminated, truncated, _ = env.step(action)
+        if step >= onset:
+            earned.append(reward * alive)
+            fell.append(terminated & alive)
         alive &= ~terminated
     wall = time.perf_counter() - t0
     by_variant = alive.reshape(events, len(variants), controllers).numpy()
     survived = by_variant[:, 0]  # the nominal pushes
     replay, candidates = survived[:, 0], survived[:, first:]
     lost = ~replay
+    if args.returns:  # the checkpoint's objective first, then longer horizons and penalties
+        objectives = dict.fromkeys([(trained.gamma, trained.termination_penalty),
+                                    *((g, p) for g in GAMMAS for p in PENALTIES)])
+        rewards, falls = torch.stack(earned), torch.stack(fell)
+        returns = {key: _discounted(rewards, falls, *key).reshape(
+            events, len(variants), controllers)[:, 0].numpy() for key in objectives}
     per_clip = []
     for c, name in enumerate(base.ref.names):
         rows = slice(c * args.events, (c + 1) * args.events)
@@ -174,6 +206,11 @@ def main() -> None:
                  if lost[rows].any() else None,
                  "candidate_survival_where_replay_survived": float(
                      candidates[rows][~lost[rows]].mean()) if (~lost[rows]).any() else None}
+        if args.returns:
+            entry["returns"] = {
+                f"gamma={gamma},penalty={penalty}": _return_outcomes(
+                    returns[gamma, penalty][rows], survived[rows], first)
+                for gamma, penalty in returns}
         if args.push_variants:
             entry["variants"] = _variant_outcomes(by_variant[rows], first)
         if policy is not None:
@@ -188,9 +225,13 @@ def main() -> None:
         "survive_s": AFTER_S, "variants": [
             {"heading_offset_deg": math.degrees(turn), "force_scale": scale}
             for turn, scale in variants[1:]]}, "candidates": args.candidates,
-        "residual_range_rad": args.residual_range_rad, "checkpoint": args.checkpoint or None,
+        "residual_range_rad": args.residual_range_rad,
+        "candidate_range_rad": args.candidate_range_rad, "checkpoint": args.checkpoint or None,
         "noise_std_rad": args.noise_std_rad or None,
         "noise_correlation_s": args.noise_correlation_s if noisy else None,
+        "returns": {"trained_gamma": trained.gamma,
+                    "trained_termination_penalty": trained.termination_penalty,
+                    "reward": settings.get("reward")} if args.returns else None,
         "wall_s": wall, "clips": per_clip}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(record, indent=1))
@@ -227,6 +268,54 @@ def _variant_outcomes(survived: np.ndarray, first: int) -> dict:
             "variant_survival_after_nominal_loss": share(cand_varied[~saved]),
             "vectors_saving_all_variants": int((cand_nominal[:, 0] & cand_varied.all(1)).sum()),
         }}
+
+
+def _discounted(rewards: torch.Tensor, falls: torch.Tensor, gamma: float,
+                penalty: float) -> torch.Tensor:
+    """(n,) (1 - gamma)-scaled returns as PPO's critic sees them (`flyenv.apps.train`).
+
+    Args:
+        rewards: (steps, n) reward of each step from the onset on (0 after a fall).
+        falls: (steps, n) bool, the world terminated at that step.
+        gamma: discount; penalty: `PpoArgs.termination_penalty`, subtracted at a fall.
+    """
+    discount = gamma ** torch.arange(len(rewards), dtype=torch.float32)[:, None]
+    ret = (discount * ((1 - gamma) * rewards - penalty * falls.float())).sum(0)
+    # A world alive at the end is bootstrapped as PPO bootstraps a time-out: worth its last
+    # reward per step from then on.
+    alive = ~falls.any(0)
+    return ret + alive * gamma ** len(rewards) * rewards[-1]
+
+
+def _return_outcomes(ret: np.ndarray, survived: np.ndarray, first: int) -> dict:
+    """What the objective makes of the saves: returns of replay, policy and candidates.
+
+    Args:
+        ret: (events, controllers) (1 - gamma)-scaled return from the onset, the critic's
+            units (a fly earning r every step is worth r), the replay first (then the policy
+            with a checkpoint) and the candidates from `first` on.
+        survived: (events, controllers) bool, likewise.
+    """
+    lost = ~survived[:, 0]
+    cand, cand_alive = ret[:, first:], survived[:, first:]
+
+    def mean(values: np.ndarray) -> float | None:
+        return float(values.mean()) if values.size else None
+
+    saving = cand_alive & lost[:, None]
+    best_saving = np.where(saving, cand, -np.inf).max(1)
+    out = {"replay_where_lost": mean(ret[lost, 0]), "replay_where_kept": mean(ret[~lost, 0]),
+           "candidates_where_kept": mean(cand[~lost]),
+           "candidates_saving": mean(cand[saving]),
+           "candidates_falling_where_lost": mean(cand[~cand_alive & lost[:, None]]),
+           # Events the replay loses whose best saving vector returns more than the replay:
+           # there, a save is worth what it costs on PPO's own objective.
+           "lost_events_saved": int(saving.any(1).sum()),
+           "lost_events_a_save_beats_replay": int((best_saving > ret[:, 0])[lost].sum())}
+    if first > 1:
+        out.update({"policy_where_lost": mean(ret[lost, 1]),
+                    "policy_where_kept": mean(ret[~lost, 1])})
+    return out
 
 
 def _noise_outcomes(reference: np.ndarray, candidates: np.ndarray, white: int) -> dict:
