@@ -25,10 +25,9 @@ fly (falls come 32-59 ms after the onset, `push_margin.py`).
 With `--returns`, every world's discounted return from the push's onset is recorded too, under
 the checkpoint's reward (without one, the default), with its discount and termination penalty
 and with those of GAMMAS x PENALTIES: does the objective PPO optimizes prefer a saving vector to
-the replay at all? A save that costs more
-tracking reward than the fall it avoids forgoes is not something PPO would learn, however it
-explores. `--candidate-range-rad R` draws the vectors from a smaller box (R rad): how small a
-save can be, and so what it costs.
+the replay at all? A save that costs more tracking reward than the fall it avoids forgoes is
+not something PPO would learn, however it explores. `--candidate-range-rad R` draws the vectors
+from a smaller box (R rad): how small a save can be, and so what it costs.
 
 With `--push-variants`, every event is also played under four nearby pushes (the heading turned
 by -20 and +20 degrees, the force scaled by 0.9 and 1.1) by the same controllers, which asks
