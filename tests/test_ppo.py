@@ -90,11 +90,13 @@ def test_the_rollout_explores_with_the_noise_it_is_given():
     env.close()
 
 
-@pytest.mark.parametrize(("correlation_s", "push_std", "push_correlation_s"),
-                         [(0.0, 0.0, 0.0), (0.02, 0.0, 0.0), (0.0, 0.5, 0.0), (0.02, 0.5, 0.0),
-                          (0.0, 0.5, 0.02), (0.02, 0.5, 0.05)])
+@pytest.mark.parametrize(("correlation_s", "push_std", "push_correlation_s", "credit"),
+                         [(0.0, 0.0, 0.0, ""), (0.02, 0.0, 0.0, ""),
+                          (0.0, 0.5, 0.0, "autoregressive"), (0.02, 0.5, 0.0, "autoregressive"),
+                          (0.0, 0.5, 0.02, "autoregressive"), (0.02, 0.5, 0.05, "autoregressive"),
+                          (0.0, 0.5, 0.05, "marginal"), (0.02, 0.5, 0.05, "marginal")])
 def test_the_update_starts_from_the_rollout_s_own_probabilities(correlation_s, push_std,
-                                                               push_correlation_s):
+                                                               push_correlation_s, credit):
     # Before the policy moves, every ratio is 1: the normalized advantages' mean (0) is then the
     # policy loss. Log-probabilities recomputed from the marginal instead of the autoregressive
     # policy, or without the push exploration's extra std or its shift, would make the ratios
@@ -108,13 +110,14 @@ def test_the_update_starts_from_the_rollout_s_own_probabilities(correlation_s, p
     noise = (CorrelatedNoise((env.num_envs, act_dim), correlation_s, env.config.control_dt_s,
                              env.device) if correlation_s else None)
     push = (PushExploration((env.num_envs, act_dim), push_std, 0.01, env.config.control_dt_s,
-                            env.device, push_correlation_s) if push_std else None)
+                            env.device, push_correlation_s, credit=credit) if push_std else None)
     obs, _ = env.reset(seed=0)
     obs = collect(agent, env, obs, rollout, args.gamma, noise=noise, push=push)
     assert rollout.widened == bool(push_std)
     if push_std:
         assert (rollout.extra_std > 0).any() and (rollout.extra_std == 0).any()
-        assert (rollout.push_shift != 0).any() == (push_correlation_s > 0)
+        held = push_correlation_s > 0 and credit == "autoregressive"
+        assert (rollout.push_shift != 0).any() == held
     losses = update(agent, make_optimizer(agent, 0.0), rollout, obs, args)
     assert losses["policy_loss"].item() == pytest.approx(0.0, abs=1e-5)
     env.close()
@@ -168,6 +171,25 @@ def test_push_noise_is_held_within_a_window_and_drawn_afresh_when_one_opens():
     innovation = (noise[2:12] - shift[2:12]) / std_t[2:12, :, None]
     assert innovation.std().item() == pytest.approx(1.0, rel=0.03)
     assert abs(corr(innovation, noise[1:11])) < 0.03
+
+
+def test_marginal_credit_draws_the_same_noise_and_reports_its_whole_std():
+    # The same process and draws; PPO is told each window action's marginal: no shift, the
+    # window's whole std at every step of it.
+    n, std = 500, 0.5
+    processes = [PushExploration((n, 3), std, 0.02, 0.002, "cpu", correlation_s=0.02,
+                                 generator=torch.Generator().manual_seed(0), credit=credit)
+                 for credit in ("autoregressive", "marginal")]
+    calm, done = torch.zeros(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool)
+    for step in range(20):
+        (_, _, exact), (shift, std_t, noise) = (p.draw() for p in processes)
+        torch.testing.assert_close(noise, exact)
+        assert (shift == 0).all()
+        torch.testing.assert_close(std_t, torch.full((n,), std if 1 <= step <= 11 else 0.0))
+        for p in processes:
+            p.update(~calm if step == 0 else calm, done)
+    with pytest.raises(ValueError, match="credit must be one of"):
+        PushExploration((n, 3), std, 0.02, 0.002, "cpu", credit="plain")
 
 
 def test_the_rollout_explores_more_around_pushes_with_the_std_it_records():
@@ -229,6 +251,13 @@ def test_an_asymmetric_critic_reads_the_privileged_columns_and_the_policy_does_n
 def test_a_negative_exploration_setting_is_refused_by_name(option, tmp_path):
     args = PpoArgs(device="cpu", output=str(tmp_path / "run"), **{option: -0.1})
     with pytest.raises(ValueError, match=f"--{option.replace('_', '-')} must be >= 0"):
+        train(args)
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_unknown_push_noise_credit_is_refused_by_name(tmp_path):
+    args = PpoArgs(device="cpu", output=str(tmp_path / "run"), push_noise_credit="plain")
+    with pytest.raises(ValueError, match="--push-noise-credit must be one of"):
         train(args)
     assert not (tmp_path / "run").exists()
 

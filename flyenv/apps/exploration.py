@@ -124,6 +124,16 @@ class PushExploration:
     holds its own random deviation for about `correlation_s`. Outside windows it adds nothing.
     The policy's own noise (`CorrelatedNoise` or white) is separate and stays as it is.
 
+    How PPO credits a window's actions (`credit`): "autoregressive" gives each action's
+    distribution given the noise's last state (`draw`'s shift and innovation std), the exact
+    likelihood of the noisy policy; but then only a window's first action carries its held
+    deviation, and the later ones only their small innovations, so the policy's mean, which a
+    deterministic evaluation plays, learns to hold a deviation that saves a pushed fly through
+    one step only. "marginal" gives every action of a window its marginal N(mean, std^2 + E^2)
+    instead (shift 0, innovation std the whole extra std), as gSDE's held exploration is
+    credited: the likelihood ignores the draws' correlation, but every step of a window credits
+    its whole deviation to the mean.
+
     Args:
         shape: (num_envs, act_dim).
         std: the extra std, in units of the action range (> 0).
@@ -132,16 +142,23 @@ class PushExploration:
         device: where the state lives.
         correlation_s: the extra noise's time constant within a window [s] (>= 0; 0: white).
         generator: the torch generator of the draws (default: torch's global one).
+        credit: "autoregressive" or "marginal", what `draw` reports for PPO's ratios (above).
     """
+
+    CREDITS = ("autoregressive", "marginal")
 
     def __init__(self, shape: tuple[int, int], std: float, after_s: float, control_dt_s: float,
                  device: torch.device | str, correlation_s: float = 0.0,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None,
+                 credit: str = "autoregressive") -> None:
         if not (std > 0 and after_s >= 0 and correlation_s >= 0 and control_dt_s > 0):
             raise ValueError(f"PushExploration: std must be > 0, after_s and correlation_s >= 0 "
                              f"and control_dt_s > 0 [s], got {std}, {after_s}, {correlation_s} "
                              f"and {control_dt_s}")
-        self.std = std
+        if credit not in self.CREDITS:
+            raise ValueError(f"PushExploration: credit must be one of {self.CREDITS}, got "
+                             f"{credit!r}")
+        self.std, self.credit = std, credit
         self.rho = step_correlation(correlation_s, control_dt_s)
         self._after = round(after_s / control_dt_s)
         self._generator = generator
@@ -156,10 +173,10 @@ class PushExploration:
 
         Returns:
             shift: (num_envs, act_dim) the part known from the last draw, std * rho * eta_(t-1)
-                (0 where a window opens or none is open).
+                (0 where a window opens or none is open; always 0 with "marginal" credit).
             innovation_std: (num_envs,) the std of the rest, std * sqrt(1 - rho^2) (std where
-                a window opens, 0 where none is open).
-            noise: (num_envs, act_dim) the whole, shift + innovation_std * xi_t.
+                a window opens, 0 where none is open; with "marginal" credit, std in a window).
+            noise: (num_envs, act_dim) the whole, std * eta_t (0 where none is open).
         """
         rho = torch.where(self._fresh, 0.0, self.rho)[:, None]  # (num_envs, 1)
         keep = torch.sqrt(1.0 - rho * rho)
@@ -167,7 +184,10 @@ class PushExploration:
         shift = self.extra_std[:, None] * rho * self.state
         innovation_std = self.extra_std * keep[:, 0]
         self.state = rho * self.state + keep * xi
-        return shift, innovation_std, shift + innovation_std[:, None] * xi
+        noise = shift + innovation_std[:, None] * xi
+        if self.credit == "marginal":
+            return torch.zeros_like(shift), self.extra_std, noise
+        return shift, innovation_std, noise
 
     def update(self, pushed: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
         """Follows one env step: the next step's `draw` gives the noise of the window it sets.

@@ -356,7 +356,8 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
     noise = (CorrelatedNoise((n, act_dim), args.noise_correlation_s, base.config.control_dt_s,
                              device) if args.noise_correlation_s > 0 else None)
     push = (PushExploration((n, act_dim), args.push_noise_std, args.push_noise_s,
-                            base.config.control_dt_s, device, args.push_noise_correlation_s)
+                            base.config.control_dt_s, device, args.push_noise_correlation_s,
+                            credit=args.push_noise_credit)
             if args.push_noise_std > 0 else None)
     rollout = Rollout.zeros(t, n, critic_dim, act_dim, device)
     num_iterations = max(1, args.total_timesteps // (n * t * ranks.world_size))

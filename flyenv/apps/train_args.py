@@ -141,6 +141,12 @@ class PpoArgs:
     keeps --noise-correlation-s. (On the real clips of benchmarks/train_clips.py, 0.05 with
     --push-noise-std 0.5 for 40 minutes from a trained policy cost tracking and did not make
     pushes survived more often: README, "Datasets of clips".)"""
+    push_noise_credit: str = "autoregressive"
+    """How PPO's ratios credit the push exploration's actions (`flyenv.apps.exploration.
+    PushExploration`): "autoregressive", each action's likelihood given the noise's last draw
+    (exact, but it credits the held deviation to a window's first action only), or
+    "marginal", every window action's marginal likelihood (the draws' correlation ignored, as
+    gSDE does; every step credits the whole deviation to the mean)."""
     privileged_critic: bool = False
     """An asymmetric critic: the value function also sees the env's privileged observation
     (`FlyImitationVecEnv.privileged_layout`: the push that acts now and how long it still acts,
@@ -179,6 +185,11 @@ def check(args: PpoArgs) -> None:
         value = getattr(args, name)
         if not value >= 0:  # NaN too
             raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+    from flyenv.apps.exploration import PushExploration  # torch: only when a run is checked
+
+    if args.push_noise_credit not in PushExploration.CREDITS:
+        raise ValueError(f"--push-noise-credit must be one of {PushExploration.CREDITS}, got "
+                         f"{args.push_noise_credit!r}")
     if args.push_noise_std > 0:
         pushes = json_option("randomization", args.randomization or "{}").get("push_force_un")
         if pushes is None:
