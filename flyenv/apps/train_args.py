@@ -146,7 +146,10 @@ class PpoArgs:
     PushExploration`): "autoregressive", each action's likelihood given the noise's last draw
     (exact, but it credits the held deviation to a window's first action only), or
     "marginal", every window action's marginal likelihood (the draws' correlation ignored, as
-    gSDE does; every step credits the whole deviation to the mean)."""
+    gSDE does; every step credits the whole deviation to the mean). (On the real clips of
+    benchmarks/train_clips.py, --push-noise-std 0.17 --push-noise-correlation-s 0.05 for 45-50
+    minutes from a trained policy: autoregressive changed nothing, marginal made tracking and
+    pushed survival worse: README, "Datasets of clips".)"""
     privileged_critic: bool = False
     """An asymmetric critic: the value function also sees the env's privileged observation
     (`FlyImitationVecEnv.privileged_layout`: the push that acts now and how long it still acts,
