@@ -103,8 +103,8 @@ def main() -> None:
         parser.error(f"{args.checkpoint}: trained with --residual-range-rad "
                      f"{policy.args.residual_range_rad}, not {args.residual_range_rad}")
     trained = policy.args if policy is not None else PpoArgs()
-    if args.returns and "reward" in env_settings(trained):
-        settings["reward"] = env_settings(trained)["reward"]
+    if args.returns and (reward := env_settings(trained).get("reward")) is not None:
+        settings["reward"] = reward
     raw = FlyImitationVecEnv(num_envs=1, device="cpu", **settings)
     nclip, dt, lengths = raw.ref.nclip, raw.config.control_dt_s, raw.ref.lengths.clone()
     raw.close()
@@ -237,6 +237,11 @@ def main() -> None:
     print(json.dumps(per_clip, indent=1))
 
 
+def _mean(values: np.ndarray) -> float | None:
+    """The mean of `values`, or None where there are none (JSON null)."""
+    return float(values.mean()) if values.size else None
+
+
 def _variant_outcomes(survived: np.ndarray, first: int) -> dict:
     """Whether the nominal push's fate carries over to its variants.
 
@@ -249,22 +254,18 @@ def _variant_outcomes(survived: np.ndarray, first: int) -> dict:
     lost = ~nominal[:, 0, 0]
     cand_nominal = nominal[lost, :, first:]  # (lost events, 1, candidates)
     cand_varied = varied[lost, :, first:]
-
-    def share(values: np.ndarray) -> float | None:
-        return float(values.mean()) if values.size else None
-
     saved = np.broadcast_to(cand_nominal, cand_varied.shape)
     return {
-        "replay_fate_kept": share(same[:, :, 0]),
-        "candidate_fate_kept": share(same[:, :, first:]),
+        "replay_fate_kept": _mean(same[:, :, 0]),
+        "candidate_fate_kept": _mean(same[:, :, first:]),
         "where_replay_lost": {
             "events": int(lost.sum()),
-            "replay_survived_variants": share(varied[lost, :, 0]),
+            "replay_survived_variants": _mean(varied[lost, :, 0]),
             "nominal_saves": int(cand_nominal.sum()),
             # A save that counters the push keeps saving nearby pushes; a lucky one saves them
             # as often as a vector that did not save the nominal push.
-            "variant_survival_after_nominal_save": share(cand_varied[saved]),
-            "variant_survival_after_nominal_loss": share(cand_varied[~saved]),
+            "variant_survival_after_nominal_save": _mean(cand_varied[saved]),
+            "variant_survival_after_nominal_loss": _mean(cand_varied[~saved]),
             "vectors_saving_all_variants": int((cand_nominal[:, 0] & cand_varied.all(1)).sum()),
         }}
 
@@ -297,23 +298,19 @@ def _return_outcomes(ret: np.ndarray, survived: np.ndarray, first: int) -> dict:
     """
     lost = ~survived[:, 0]
     cand, cand_alive = ret[:, first:], survived[:, first:]
-
-    def mean(values: np.ndarray) -> float | None:
-        return float(values.mean()) if values.size else None
-
     saving = cand_alive & lost[:, None]
     best_saving = np.where(saving, cand, -np.inf).max(1)
-    out = {"replay_where_lost": mean(ret[lost, 0]), "replay_where_kept": mean(ret[~lost, 0]),
-           "candidates_where_kept": mean(cand[~lost]),
-           "candidates_saving": mean(cand[saving]),
-           "candidates_falling_where_lost": mean(cand[~cand_alive & lost[:, None]]),
+    out = {"replay_where_lost": _mean(ret[lost, 0]), "replay_where_kept": _mean(ret[~lost, 0]),
+           "candidates_where_kept": _mean(cand[~lost]),
+           "candidates_saving": _mean(cand[saving]),
+           "candidates_falling_where_lost": _mean(cand[~cand_alive & lost[:, None]]),
            # Events the replay loses whose best saving vector returns more than the replay:
            # there, a save is worth what it costs on PPO's own objective.
            "lost_events_saved": int(saving.any(1).sum()),
            "lost_events_a_save_beats_replay": int((best_saving > ret[:, 0])[lost].sum())}
     if first > 1:
-        out.update({"policy_where_lost": mean(ret[lost, 1]),
-                    "policy_where_kept": mean(ret[~lost, 1])})
+        out.update({"policy_where_lost": _mean(ret[lost, 1]),
+                    "policy_where_kept": _mean(ret[~lost, 1])})
     return out
 
 
