@@ -99,8 +99,9 @@ def test_ppo_iteration_reads_nothing_on_the_host(warp_env):
         update,
     )
 
-    # Pushes at about every other step, explored around (`PpoArgs.push_noise_std`), and a
-    # critic that sees them (`PpoArgs.privileged_critic`).
+    # Pushes at about every other step, explored around (`PpoArgs.push_noise_std`) with actions
+    # held in the windows (`PpoArgs.push_hold_s`), and a critic that sees them
+    # (`PpoArgs.privileged_critic`).
     base = warp_env("same_step", randomization={"push_force_un": [1.0, 2.0],
                                                 "push_duration_s": 0.004, "push_rate_hz": 250.0})
     envs = NormalizeObservation(AppendPrivileged(EpisodeStatistics(base)))
@@ -116,14 +117,14 @@ def test_ppo_iteration_reads_nothing_on_the_host(warp_env):
     before = [p.detach().clone() for p in agent.parameters()]
     noise = CorrelatedNoise((NENV, act_dim), 0.02, base.config.control_dt_s, base.device)
     push = PushExploration((NENV, act_dim), 0.5, 0.004, base.config.control_dt_s, base.device,
-                           correlation_s=0.02)
+                           correlation_s=0.02, hold_steps=2)
     obs, _ = envs.reset(seed=2)
     for _ in range(2):  # the second iteration runs Adam with its state in place
         with no_host_reads():
             obs = collect(agent, envs, obs, rollout, args.gamma, clip_stats, 0.5, noise, push)
             losses = update(agent, optimizer, rollout, obs, args)
     assert torch.isfinite(losses["value_loss"]) and rollout.done.any()
-    assert (rollout.extra_std > 0).any()
+    assert (rollout.extra_std > 0).any() and (rollout.decided == 0).any()
     assert clip_stats.pop(base.max_reward)["clip/tripod_gait/episodes"] > 0
     assert any(not torch.equal(a, b) for a, b in zip(before, agent.parameters(), strict=True))
 

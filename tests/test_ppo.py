@@ -1,5 +1,6 @@
 """PPO's rollout: what the critic learns from, and how it explores."""
 
+import dataclasses
 import math
 
 import pytest
@@ -90,13 +91,17 @@ def test_the_rollout_explores_with_the_noise_it_is_given():
     env.close()
 
 
-@pytest.mark.parametrize(("correlation_s", "push_std", "push_correlation_s", "credit"),
-                         [(0.0, 0.0, 0.0, ""), (0.02, 0.0, 0.0, ""),
-                          (0.0, 0.5, 0.0, "autoregressive"), (0.02, 0.5, 0.0, "autoregressive"),
-                          (0.0, 0.5, 0.02, "autoregressive"), (0.02, 0.5, 0.05, "autoregressive"),
-                          (0.0, 0.5, 0.05, "marginal"), (0.02, 0.5, 0.05, "marginal")])
+@pytest.mark.parametrize(("correlation_s", "push_std", "push_correlation_s", "credit", "hold"),
+                         [(0.0, 0.0, 0.0, "", 1), (0.02, 0.0, 0.0, "", 1),
+                          (0.0, 0.5, 0.0, "autoregressive", 1),
+                          (0.02, 0.5, 0.0, "autoregressive", 1),
+                          (0.0, 0.5, 0.02, "autoregressive", 1),
+                          (0.02, 0.5, 0.05, "autoregressive", 1),
+                          (0.0, 0.5, 0.05, "marginal", 1), (0.02, 0.5, 0.05, "marginal", 1),
+                          (0.0, 0.5, 0.0, "autoregressive", 3),
+                          (0.02, 0.5, 0.05, "autoregressive", 3)])
 def test_the_update_starts_from_the_rollout_s_own_probabilities(correlation_s, push_std,
-                                                               push_correlation_s, credit):
+                                                               push_correlation_s, credit, hold):
     # Before the policy moves, every ratio is 1: the normalized advantages' mean (0) is then the
     # policy loss. Log-probabilities recomputed from the marginal instead of the autoregressive
     # policy, or without the push exploration's extra std or its shift, would make the ratios
@@ -110,10 +115,16 @@ def test_the_update_starts_from_the_rollout_s_own_probabilities(correlation_s, p
     noise = (CorrelatedNoise((env.num_envs, act_dim), correlation_s, env.config.control_dt_s,
                              env.device) if correlation_s else None)
     push = (PushExploration((env.num_envs, act_dim), push_std, 0.01, env.config.control_dt_s,
-                            env.device, push_correlation_s, credit=credit) if push_std else None)
+                            env.device, push_correlation_s, credit=credit, hold_steps=hold)
+            if push_std else None)
     obs, _ = env.reset(seed=0)
     obs = collect(agent, env, obs, rollout, args.gamma, noise=noise, push=push)
     assert rollout.widened == bool(push_std)
+    assert rollout.held == (hold > 1)
+    if hold > 1:  # some steps held: their actions repeat the last ones
+        held = rollout.decided[1:] == 0
+        assert held.any()
+        torch.testing.assert_close(rollout.actions[1:][held], rollout.actions[:-1][held])
     if push_std:
         assert (rollout.extra_std > 0).any() and (rollout.extra_std == 0).any()
         held = push_correlation_s > 0 and credit == "autoregressive"
@@ -192,6 +203,61 @@ def test_marginal_credit_draws_the_same_noise_and_reports_its_whole_std():
         PushExploration((n, 3), std, 0.02, 0.002, "cpu", credit="plain")
 
 
+def test_a_hold_plays_each_decision_of_a_window_for_hold_steps():
+    # Windows last 5 steps past a push (after_s 0.01 at 500 Hz). World 0 is pushed at step 0
+    # and again at step 4 (its window goes on, and so do its decisions' steps); world 1 is
+    # pushed at step 2 and its episode ends at step 4; world 2 is never pushed.
+    push = PushExploration((3, 2), 0.5, 0.01, 0.002, "cpu", hold_steps=3)
+    pushed = torch.zeros(12, 3, dtype=torch.bool)
+    pushed[0, 0] = pushed[4, 0] = pushed[2, 1] = True
+    done = torch.zeros(12, 3, dtype=torch.bool)
+    done[4, 1] = True
+    played, decide = [], []
+    for step in range(12):
+        action = torch.full((3, 2), float(step))  # each step's draw names its step
+        played.append(push.hold(action)[:, 0].clone())
+        decide.append(push.decide.clone())
+        push.update(pushed[step], done[step])
+    played, decide = torch.stack(played), torch.stack(decide)
+    # World 0's window is steps 1-10: decisions at 1, 4, 7, 10; world 1's is steps 3-4 until
+    # its episode ends: a decision at 3, held at 4; world 2 decides at every step.
+    torch.testing.assert_close(played[:, 0], torch.tensor([0., 1, 1, 1, 4, 4, 4, 7, 7, 7, 10, 11]))
+    torch.testing.assert_close(played[:, 1], torch.tensor([0., 1, 2, 3, 3, 5, 6, 7, 8, 9, 10, 11]))
+    torch.testing.assert_close(played[:, 2], torch.arange(12.0))
+    assert torch.equal(decide, played == torch.arange(12.0)[:, None])
+    with pytest.raises(ValueError, match="hold_steps must be an int >= 1"):
+        PushExploration((3, 2), 0.5, 0.004, 0.002, "cpu", hold_steps=0)
+
+
+def test_held_steps_give_the_policy_no_gradient():
+    # The same rollout updates the policy through its decisions; with every step marked held,
+    # nothing moves the actor (no entropy bonus; the critic is a network of its own).
+    env = FlyImitationVecEnv(num_envs=4, device="cpu", autoreset_mode="same_step",
+                             randomization=FREQUENT_PUSHES)
+    obs_dim, act_dim = env.single_observation_space.shape[0], env.single_action_space.shape[0]
+    args = PpoArgs(num_steps=8, num_minibatches=1, update_epochs=1, ent_coef=0.0)
+    agent = Agent(obs_dim, act_dim, 8, torch.as_tensor(env.single_action_space.high), -1.0)
+    rollout = Rollout.zeros(args.num_steps, env.num_envs, obs_dim, act_dim, env.device)
+    push = PushExploration((env.num_envs, act_dim), 0.5, 0.01, env.config.control_dt_s,
+                           env.device, hold_steps=3)
+    obs, _ = env.reset(seed=0)
+    obs = collect(agent, env, obs, rollout, args.gamma, push=push)
+    env.close()
+    assert (rollout.decided == 0).any() and (rollout.decided == 1).any()
+
+    def actor_moves(decided: torch.Tensor) -> bool:
+        trained = Agent(obs_dim, act_dim, 8, agent.action_scale, -1.0)
+        trained.load_state_dict(agent.state_dict())
+        update(trained, make_optimizer(trained, 1e-3), dataclasses.replace(rollout,
+               decided=decided), obs, args)
+        return any(not torch.equal(a, b) for a, b in zip(
+            [*agent.actor.parameters(), agent.log_std],
+            [*trained.actor.parameters(), trained.log_std], strict=True))
+
+    assert actor_moves(rollout.decided)
+    assert not actor_moves(torch.zeros_like(rollout.decided))
+
+
 def test_the_rollout_explores_more_around_pushes_with_the_std_it_records():
     env = FlyImitationVecEnv(num_envs=6, device="cpu", autoreset_mode="same_step",
                              randomization=FREQUENT_PUSHES)
@@ -247,10 +313,17 @@ def test_an_asymmetric_critic_reads_the_privileged_columns_and_the_policy_does_n
 
 
 @pytest.mark.parametrize("option", ["noise_correlation_s", "min_action_std", "push_noise_std",
-                                    "push_noise_s", "push_noise_correlation_s"])
+                                    "push_noise_s", "push_noise_correlation_s", "push_hold_s"])
 def test_a_negative_exploration_setting_is_refused_by_name(option, tmp_path):
     args = PpoArgs(device="cpu", output=str(tmp_path / "run"), **{option: -0.1})
     with pytest.raises(ValueError, match=f"--{option.replace('_', '-')} must be >= 0"):
+        train(args)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_push_hold_needs_push_exploration(tmp_path):
+    args = PpoArgs(device="cpu", output=str(tmp_path / "run"), push_hold_s=0.01)
+    with pytest.raises(ValueError, match="--push-hold-s .*--push-noise-std > 0"):
         train(args)
     assert not (tmp_path / "run").exists()
 

@@ -28,6 +28,15 @@ window opens and correlated over its own time constant, so that a window can hol
 as the oracle's vectors are held while tracking keeps the policy's noise. `widen` adds its std and
 the part predictable from its last draw to the policy's distribution: inputs of the
 distribution, stored with the rollout and known at the update.
+
+A held deviation is credited to the policy's mean at one step only under the exact likelihood
+of correlated noise, and at every step but with a bias under its marginal (`PushExploration`'s
+`credit`). A hold (`hold_steps`) makes it an option instead: in a window the policy decides
+every `hold_steps` steps and the action, the policy's noise and the extra noise included, is
+played unchanged until the next decision. A held action does not depend on the policy, so PPO
+credits each decision with the return of its whole hold and the held steps with nothing
+(`Rollout.decided`), as options and action repeat are credited; the decisions of a window are
+independent draws, so their likelihoods are exact and carry all of the exploration.
 """
 
 from __future__ import annotations
@@ -134,6 +143,10 @@ class PushExploration:
     credited: the likelihood ignores the draws' correlation, but every step of a window credits
     its whole deviation to the mean.
 
+    With `hold_steps` > 1 the worlds in a window decide only at its steps 0, hold_steps,
+    2 hold_steps, ...; `hold` plays the last decision at the others (`decide` says which steps
+    are decisions). Outside windows every step is one.
+
     Args:
         shape: (num_envs, act_dim).
         std: the extra std, in units of the action range (> 0).
@@ -143,6 +156,7 @@ class PushExploration:
         correlation_s: the extra noise's time constant within a window [s] (>= 0; 0: white).
         generator: the torch generator of the draws (default: torch's global one).
         credit: "autoregressive" or "marginal", what `draw` reports for PPO's ratios (above).
+        hold_steps: steps each decision in a window is played for (>= 1; 1: no hold).
     """
 
     CREDITS = ("autoregressive", "marginal")
@@ -150,7 +164,7 @@ class PushExploration:
     def __init__(self, shape: tuple[int, int], std: float, after_s: float, control_dt_s: float,
                  device: torch.device | str, correlation_s: float = 0.0,
                  generator: torch.Generator | None = None,
-                 credit: str = "autoregressive") -> None:
+                 credit: str = "autoregressive", hold_steps: int = 1) -> None:
         if not (std > 0 and after_s >= 0 and correlation_s >= 0 and control_dt_s > 0):
             raise ValueError(f"PushExploration: std must be > 0, after_s and correlation_s >= 0 "
                              f"and control_dt_s > 0 [s], got {std}, {after_s}, {correlation_s} "
@@ -158,13 +172,19 @@ class PushExploration:
         if credit not in self.CREDITS:
             raise ValueError(f"PushExploration: credit must be one of {self.CREDITS}, got "
                              f"{credit!r}")
-        self.std, self.credit = std, credit
+        if not (isinstance(hold_steps, int) and hold_steps >= 1):
+            raise ValueError(f"PushExploration: hold_steps must be an int >= 1, got "
+                             f"{hold_steps!r}")
+        self.std, self.credit, self.hold_steps = std, credit, hold_steps
         self.rho = step_correlation(correlation_s, control_dt_s)
         self._after = round(after_s / control_dt_s)
         self._generator = generator
         num_envs = shape[0]
         self._left = torch.zeros(num_envs, dtype=torch.long, device=device)
         self._fresh = torch.zeros(num_envs, dtype=torch.bool, device=device)
+        self._age = torch.zeros(num_envs, dtype=torch.long, device=device)  # steps into window
+        self.decide = torch.ones(num_envs, dtype=torch.bool, device=device)
+        self._played = torch.zeros(shape, device=device)
         self.extra_std = torch.zeros(num_envs, device=device)
         self.state = torch.zeros(shape, device=device)
 
@@ -207,5 +227,19 @@ class PushExploration:
         left = torch.where(done, 0, left)
         self._fresh = (left > 0) & (self._left == 0)
         self._left = left
+        self._age = torch.where(self._fresh | (left == 0), 0, self._age + 1)
+        self.decide = (left == 0) | (self._age % self.hold_steps == 0)
         self.extra_std = (left > 0).float() * self.std
         return self.extra_std
+
+    def hold(self, action: torch.Tensor) -> torch.Tensor:
+        """The action each world plays this step: `action` where it decides, else its last.
+
+        Args:
+            action: (num_envs, act_dim) this step's draw (the policy's and `draw`'s noise).
+
+        Returns:
+            (num_envs, act_dim) the action to play; remembered for the next held steps.
+        """
+        self._played = torch.where(self.decide[:, None], action, self._played)
+        return self._played

@@ -109,6 +109,9 @@ class Rollout:
     With push exploration (`widened`), `extra_std` (num_steps, num_envs) holds the std of each
     action's extra noise not known from its last draw and `push_shift` (num_steps, num_envs,
     act_dim) the part that is, in units of the action range (`flyenv.apps.exploration.widen`).
+    With a push-time hold (`held`), `decided` (num_steps, num_envs) is 1 where the action was a
+    decision of the policy and 0 where it was the last one held (`PushExploration.hold`): the
+    update gives held actions no credit.
     """
 
     obs: torch.Tensor
@@ -123,6 +126,8 @@ class Rollout:
     extra_std: torch.Tensor | None = None
     push_shift: torch.Tensor | None = None
     widened: bool = False
+    decided: torch.Tensor | None = None
+    held: bool = False
 
     @classmethod
     def zeros(cls, num_steps: int, num_envs: int, obs_dim: int, act_dim: int,
@@ -133,7 +138,7 @@ class Rollout:
 
         return cls(obs=zeros(obs_dim), actions=zeros(act_dim), logp=zeros(), values=zeros(),
                    reward=zeros(), raw_reward=zeros(), done=zeros(), noise_prev=zeros(act_dim),
-                   extra_std=zeros(), push_shift=zeros(act_dim))
+                   extra_std=zeros(), push_shift=zeros(act_dim), decided=zeros())
 
 
 class ClipStatistics:
@@ -194,7 +199,7 @@ def collect(agent: Agent, envs: gym.vector.VectorEnv, obs: torch.Tensor, rollout
             draw of the policy's distribution every step.
         push: more exploration around pushes (`PpoArgs.push_noise_std`), a noise of its own
             added to the policy's (the log-probabilities are then those of the widened and
-            shifted distribution); None: none.
+            shifted distribution), and its hold (`PushExploration.hold_steps`); None: none.
 
     Returns:
         (num_envs, obs_dim) the observations after the rollout.
@@ -202,6 +207,7 @@ def collect(agent: Agent, envs: gym.vector.VectorEnv, obs: torch.Tensor, rollout
     if noise is not None:
         rollout.noise_rho = noise.rho
     rollout.widened = push is not None
+    rollout.held = push is not None and push.hold_steps > 1
     for step in range(rollout.obs.shape[0]):
         with torch.no_grad():
             dist = agent.dist(obs)
@@ -217,6 +223,9 @@ def collect(agent: Agent, envs: gym.vector.VectorEnv, obs: torch.Tensor, rollout
                 action = action + extra * agent.action_scale
                 dist = widen(dist, innovation_std[:, None] * agent.action_scale,
                              shift * agent.action_scale)
+            if rollout.held:  # a held step plays the last decision (its draw unused)
+                action = push.hold(action)
+                rollout.decided[step] = push.decide
             rollout.obs[step], rollout.actions[step] = obs, action
             rollout.logp[step] = dist.log_prob(action).sum(-1)
             rollout.values[step] = agent.value(obs)
@@ -273,6 +282,7 @@ def update(agent: Agent, optimizer: torch.optim.Optimizer, rollout: Rollout,
     b_prev = rollout.noise_prev.reshape(batch_size, -1) if rollout.noise_rho else None
     b_extra = rollout.extra_std.reshape(batch_size, 1) if rollout.widened else None
     b_shift = rollout.push_shift.reshape(batch_size, -1) if rollout.widened else None
+    b_decided = rollout.decided.reshape(-1) > 0 if rollout.held else None
     b_logp, b_adv, b_ret = rollout.logp.reshape(-1), advantages.reshape(-1), returns.reshape(-1)
     for _ in range(args.update_epochs):
         order = torch.randperm(batch_size, device=b_obs.device)
@@ -284,7 +294,10 @@ def update(agent: Agent, optimizer: torch.optim.Optimizer, rollout: Rollout,
             if b_extra is not None:
                 dist = widen(dist, b_extra[idx] * agent.action_scale,
                              b_shift[idx] * agent.action_scale)
-            ratio = (dist.log_prob(b_act[idx]).sum(-1) - b_logp[idx]).exp()
+            log_ratio = dist.log_prob(b_act[idx]).sum(-1) - b_logp[idx]
+            if b_decided is not None:  # a held action is no draw of the policy: ratio 1
+                log_ratio = torch.where(b_decided[idx], log_ratio, 0.0)
+            ratio = log_ratio.exp()
             adv_mean, adv_std = ranks.mean_std(b_adv[idx])
             adv = (b_adv[idx] - adv_mean) / (adv_std + 1e-8)
             pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(
@@ -357,7 +370,9 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
                              device) if args.noise_correlation_s > 0 else None)
     push = (PushExploration((n, act_dim), args.push_noise_std, args.push_noise_s,
                             base.config.control_dt_s, device, args.push_noise_correlation_s,
-                            credit=args.push_noise_credit)
+                            credit=args.push_noise_credit,
+                            hold_steps=max(1, round(args.push_hold_s
+                                                    / base.config.control_dt_s)))
             if args.push_noise_std > 0 else None)
     rollout = Rollout.zeros(t, n, critic_dim, act_dim, device)
     num_iterations = max(1, args.total_timesteps // (n * t * ranks.world_size))

@@ -150,6 +150,13 @@ class PpoArgs:
     benchmarks/train_clips.py, --push-noise-std 0.17 --push-noise-correlation-s 0.05 for 45-50
     minutes from a trained policy: autoregressive changed nothing, marginal made tracking and
     pushed survival worse: README, "Datasets of clips".)"""
+    push_hold_s: float = 0.0
+    """In a push exploration window, the policy decides only every this many seconds and its
+    action (its noise and the push noise included) is held in between (0: every step). A held
+    action is no draw of the policy, so PPO credits each decision with the return of its hold
+    and the held steps with nothing: an option, where correlated noise credits a held deviation
+    to one step only (autoregressive) or with a bias (marginal). Use it with
+    --push-noise-correlation-s 0, the decisions then independent (`flyenv.apps.exploration`)."""
     privileged_critic: bool = False
     """An asymmetric critic: the value function also sees the env's privileged observation
     (`FlyImitationVecEnv.privileged_layout`: the push that acts now and how long it still acts,
@@ -184,7 +191,7 @@ def check(args: PpoArgs) -> None:
         ValueError: naming the option and what it must be.
     """
     for name in ("noise_correlation_s", "min_action_std", "push_noise_std", "push_noise_s",
-                 "push_noise_correlation_s"):
+                 "push_noise_correlation_s", "push_hold_s"):
         value = getattr(args, name)
         if not value >= 0:  # NaN too
             raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
@@ -193,6 +200,9 @@ def check(args: PpoArgs) -> None:
     if args.push_noise_credit not in PushExploration.CREDITS:
         raise ValueError(f"--push-noise-credit must be one of {PushExploration.CREDITS}, got "
                          f"{args.push_noise_credit!r}")
+    if args.push_hold_s > 0 and args.push_noise_std <= 0:
+        raise ValueError("--push-hold-s holds actions in the push exploration's windows: it "
+                         "needs --push-noise-std > 0")
     if args.push_noise_std > 0:
         pushes = json_option("randomization", args.randomization or "{}").get("push_force_un")
         if pushes is None:
