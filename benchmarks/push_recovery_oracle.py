@@ -122,21 +122,8 @@ def main() -> None:
     env = (policy_env(policy.obs_norm, **kwargs) if policy is not None
            else FlyImitationVecEnv(**kwargs))
     base = env.unwrapped
-    # Event e: clip e // events_per_clip, start frames spread over the clip, push headings
-    # spread over the circle (the golden angle, so neighbouring starts get different ones).
-    # World i plays controller i % controllers on variant (i // controllers) % len(variants).
-    ctrl = torch.arange(n) % controllers
-    variant = (torch.arange(n) // controllers) % len(variants)
-    event = torch.arange(n) // (controllers * len(variants))
-    clip = event // args.events
-    k = event % args.events
-    span = lengths[clip] - 2 - (onset + after + 1)
-    frame = (span.clamp(min=1) * k // args.events).long()
-    turn, scale = (torch.tensor(column)[variant] for column in zip(*variants, strict=True))
-    heading = (k * 2.399963) % (2 * math.pi) + turn
-    magnitude = FORCE_UN * scale
-    force = torch.stack([magnitude * torch.cos(heading), magnitude * torch.sin(heading),
-                         torch.zeros(n)], dim=1)
+    ctrl, variant, event, clip, frame, force = push_worlds(lengths, args.events, controllers,
+                                                          variants, onset + after + 1)
     act_dim = base.single_action_space.shape[0]
     bound = torch.as_tensor(base.single_action_space.high)
     first = 1 + (policy is not None)
@@ -235,6 +222,42 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(record, indent=1))
     print(json.dumps(per_clip, indent=1))
+
+
+def push_worlds(lengths: torch.Tensor, events_per_clip: int, controllers: int,
+                variants: tuple[tuple[float, float], ...], steps: int,
+                ) -> tuple[torch.Tensor, ...]:
+    """Who plays what: every event's pushes, each played by every controller.
+
+    Event e is clip e // events_per_clip from a start frame spread over the clip, pushed by
+    FORCE_UN along a heading spread over the circle (the golden angle, so that neighbouring
+    starts get different ones). World i plays controller i % controllers on variant
+    (i // controllers) % len(variants) of event i // (controllers * len(variants)).
+
+    Args:
+        lengths: (nclip,) the clips' lengths [frames].
+        events_per_clip: push events per clip.
+        controllers: worlds per event and variant.
+        variants: (heading offset [rad], force scale) of each push, the nominal one first.
+        steps: the env steps each world plays (its start leaves room for them).
+
+    Returns:
+        (n,) each: controller, variant, event, clip, start frame, and (n, 3) the push [uN].
+    """
+    n = len(lengths) * events_per_clip * len(variants) * controllers
+    ctrl = torch.arange(n) % controllers
+    variant = (torch.arange(n) // controllers) % len(variants)
+    event = torch.arange(n) // (controllers * len(variants))
+    clip = event // events_per_clip
+    k = event % events_per_clip
+    span = lengths[clip] - 2 - steps
+    frame = (span.clamp(min=1) * k // events_per_clip).long()
+    turn, scale = (torch.tensor(column)[variant] for column in zip(*variants, strict=True))
+    heading = (k * 2.399963) % (2 * math.pi) + turn
+    magnitude = FORCE_UN * scale
+    force = torch.stack([magnitude * torch.cos(heading), magnitude * torch.sin(heading),
+                         torch.zeros(n)], dim=1)
+    return ctrl, variant, event, clip, frame, force
 
 
 def _mean(values: np.ndarray) -> float | None:
