@@ -16,7 +16,10 @@ Gaussian noise of S rad per step from the start, half of them white (a fresh dra
 PPO explores by default) and half correlated over `--noise-correlation-s`
 (`flyenv.apps.exploration.CorrelatedNoise`). A policy gradient learns what avoids a fall only
 where the noise changes whether the fly falls: the share of draws whose fate differs from the
-noiseless controller's is reported per family.
+noiseless controller's is reported per family. With `--noise-hold-s H` the second half explores
+as `flyenv train --push-hold-s` does instead: from the onset for HOLD_S (the training's window,
+the push and `--push-noise-s` after it), the controller's action plus a draw of S rad is decided
+every H and played unchanged in between, and nothing is added outside that window.
 
 With `--response-delay-s D`, the candidates' vectors act only from D after the push's onset (to
 the same end, onset + HOLD_S): how fast a response must come for the box to still save the
@@ -81,6 +84,10 @@ def main() -> None:
                         help="candidates: the controller plus noise of this std [rad] (0: "
                              "constant vectors in the action box)")
     parser.add_argument("--noise-correlation-s", type=float, default=0.02)
+    parser.add_argument("--noise-hold-s", type=float, default=0.0,
+                        help="with --noise-std-rad: the second half decides every this many "
+                             "seconds from the onset for HOLD_S and holds its action between "
+                             "(--push-hold-s), instead of correlated noise")
     parser.add_argument("--push-variants", action="store_true",
                         help="also play every event under four nearby pushes (+-20 deg, "
                              "x0.9 and x1.1 force): is a save luck?")
@@ -128,6 +135,7 @@ def main() -> None:
     bound = torch.as_tensor(base.single_action_space.high)
     first = 1 + (policy is not None)
     noisy = args.noise_std_rad > 0
+    hold_every = round(args.noise_hold_s / dt)  # --noise-hold-s in steps (0: none)
     box = bound if args.candidate_range_rad is None else torch.full_like(
         bound, min(args.candidate_range_rad, args.residual_range_rad))
     residual = (2 * torch.rand(events, controllers, act_dim) - 1) * box
@@ -140,6 +148,7 @@ def main() -> None:
         colored = (ctrl >= half)[:, None].float() * args.noise_std_rad
         white_noise = CorrelatedNoise((n, act_dim), 0.0, dt, "cpu")
         colored_noise = CorrelatedNoise((n, act_dim), args.noise_correlation_s, dt, "cpu")
+        decided = torch.zeros(n, act_dim)  # the held family's last decision
     obs, _ = env.reset(seed=args.seed, options={"clip": clip, "frame": frame})
     thorax = base.engine.model.body("thorax").id
     alive = torch.ones(n, dtype=torch.bool)
@@ -154,7 +163,12 @@ def main() -> None:
         if policy is not None:
             with torch.no_grad():
                 action[played] = policy.act(obs[played])
-        if noisy:
+        if noisy and hold_every:  # the held family: decisions every hold_every in the window
+            window = onset <= step < onset + hold
+            if window and (step - onset) % hold_every == 0:
+                decided = action + colored * torch.randn(n, act_dim)
+            action = torch.where((colored > 0) & window, decided, action + white * white_noise())
+        elif noisy:
             action = action + white * white_noise() + colored * colored_noise()
         pushing = onset <= step < onset + push_steps
         base.engine.xfrc_applied[:, thorax, :3] = force if pushing else 0.0
@@ -181,7 +195,8 @@ def main() -> None:
             per_clip.append({"clip": name, "events": args.events,
                              "replay_survived": int(replay[rows].sum()),
                              **_noise_outcomes(survived[rows, first - 1],
-                                               candidates[rows], args.candidates // 2)})
+                                               candidates[rows], args.candidates // 2,
+                                               "held" if hold_every else "correlated")})
             continue
         entry = {"clip": name, "events": args.events,
                  "replay_survived": int(replay[rows].sum()),
@@ -214,7 +229,8 @@ def main() -> None:
         "residual_range_rad": args.residual_range_rad,
         "candidate_range_rad": args.candidate_range_rad, "checkpoint": args.checkpoint or None,
         "noise_std_rad": args.noise_std_rad or None,
-        "noise_correlation_s": args.noise_correlation_s if noisy else None,
+        "noise_correlation_s": args.noise_correlation_s if noisy and not hold_every else None,
+        "noise_hold_s": hold_every * dt if noisy and hold_every else None,
         "returns": {"trained_gamma": trained.gamma,
                     "trained_termination_penalty": trained.termination_penalty,
                     "reward": settings.get("reward")} if args.returns else None,
@@ -337,17 +353,18 @@ def _return_outcomes(ret: np.ndarray, survived: np.ndarray, first: int) -> dict:
     return out
 
 
-def _noise_outcomes(reference: np.ndarray, candidates: np.ndarray, white: int) -> dict:
+def _noise_outcomes(reference: np.ndarray, candidates: np.ndarray, white: int,
+                    second: str) -> dict:
     """How often noise changed a pushed fly's fate, per noise family.
 
     Args:
         reference: (events,) bool, the noiseless controller survived.
         candidates: (events, candidates) bool, each noisy draw survived: `white` white ones,
-            then the correlated ones.
+            then those of the `second` family ("correlated" or "held").
     """
     out = {"controller_survived": int(reference.sum())}
     kept = reference[:, None]
-    for family, draws in (("white", candidates[:, :white]), ("correlated", candidates[:, white:])):
+    for family, draws in (("white", candidates[:, :white]), (second, candidates[:, white:])):
         changed = draws != kept
         out[family] = {"draws": int(draws.size), "fate_changed": float(changed.mean()),
                        "saved_where_controller_lost": int((changed & ~kept).sum()),
