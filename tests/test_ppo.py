@@ -1,6 +1,7 @@
 """PPO's rollout: what the critic learns from, and how it explores."""
 
 import dataclasses
+import json
 import math
 
 import pytest
@@ -324,6 +325,15 @@ def test_a_negative_exploration_setting_is_refused_by_name(option, tmp_path):
 def test_a_push_hold_needs_push_exploration(tmp_path):
     args = PpoArgs(device="cpu", output=str(tmp_path / "run"), push_hold_s=0.01)
     with pytest.raises(ValueError, match="--push-hold-s .*--push-noise-std > 0"):
+        train(args)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_push_hold_shorter_than_two_control_steps_is_refused(tmp_path):
+    # At 500 Hz 0.002 s is one step: a "hold" that would hold nothing.
+    args = PpoArgs(device="cpu", output=str(tmp_path / "run"), push_noise_std=0.5,
+                   push_hold_s=0.002, randomization=json.dumps(FREQUENT_PUSHES))
+    with pytest.raises(ValueError, match=r"--push-hold-s 0.002 holds an action for 1 control"):
         train(args)
     assert not (tmp_path / "run").exists()
 

@@ -346,6 +346,13 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
     torch.manual_seed(args.seed)  # the same initial policy on every rank (and broadcast)
     envs = gym.make_vec("flyenv/FlyImitation-v0", num_envs=args.num_envs, device=str(device),
                         autoreset_mode="same_step", **train_args.env_settings(args))
+    dt = envs.config.control_dt_s  # [s]
+    hold_steps = round(args.push_hold_s / dt)
+    if args.push_hold_s > 0 and hold_steps < 2:
+        envs.close()
+        raise ValueError(f"--push-hold-s {args.push_hold_s} holds an action for {hold_steps} "
+                         f"control step(s) of {dt} s: at least two (>= {1.5 * dt:g} s), or 0 "
+                         f"for no hold")
     out = Path(args.output)  # made once the settings are known to be valid
     if lead:
         out.mkdir(parents=True, exist_ok=True)
@@ -371,8 +378,7 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
     push = (PushExploration((n, act_dim), args.push_noise_std, args.push_noise_s,
                             base.config.control_dt_s, device, args.push_noise_correlation_s,
                             credit=args.push_noise_credit,
-                            hold_steps=max(1, round(args.push_hold_s
-                                                    / base.config.control_dt_s)))
+                            hold_steps=max(1, hold_steps))
             if args.push_noise_std > 0 else None)
     rollout = Rollout.zeros(t, n, critic_dim, act_dim, device)
     num_iterations = max(1, args.total_timesteps // (n * t * ranks.world_size))
