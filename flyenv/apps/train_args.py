@@ -158,8 +158,8 @@ class PpoArgs:
     to one step only (autoregressive) or with a bias (marginal). Use it with
     --push-noise-correlation-s 0, the decisions then independent (`flyenv.apps.exploration`).
     (On the real clips of benchmarks/train_clips.py, 0.01 with --push-noise-std 0.17 for 50
-    minutes from a trained policy did not make pushes survived more often: README, "Datasets of
-    clips".)"""
+    minutes from a trained policy did not make pushes survived more often, nor did 0.15, one
+    decision per window, in 25: README, "Datasets of clips".)"""
     privileged_critic: bool = False
     """An asymmetric critic: the value function also sees the env's privileged observation
     (`FlyImitationVecEnv.privileged_layout`: the push that acts now and how long it still acts,
