@@ -86,19 +86,21 @@ def main() -> None:
     vectors = (2 * torch.rand(events, controllers, len(scale)) - 1) * box
     vectors[:, 0] = 0.0
     residual = vectors[event, ctrl]
-    survived, obs_log, act_log = _play(policy, [policy.agent], ctrl * 0, residual, clip, frame,
-                                       force, onset, hold, steps, settings, record=True)
+    survived, obs_log, act_log = _play(policy, [policy.agent], torch.zeros_like(ctrl), residual,
+                                       clip, frame, force, onset, hold, steps, settings,
+                                       record=True)
     oracle_s = time.perf_counter() - t0
     alive = survived.reshape(events, controllers)
     lost = ~alive[:, 0]
     saving = alive[:, 1:] & lost[:, None]
     norms = torch.where(saving, vectors[:, 1:].norm(dim=-1), torch.inf)
     best = 1 + norms.argmin(1)  # (events,) the smallest saving vector's controller
-    taught = saving.any(1) & (torch.arange(events) // args.events < taught_clips)
+    on_taught_clip = torch.arange(events) // args.events < taught_clips  # (events,)
+    taught = saving.any(1) & on_taught_clip
 
     # The targets: the saving plays' actions over the hold; the policy's own everywhere else.
     world = torch.arange(events) * controllers
-    calm_worlds = world[torch.arange(events) // args.events < taught_clips]
+    calm_worlds = world[on_taught_clip]
     save_worlds = (world + best)[taught]
     save_obs = obs_log[onset:onset + hold, save_worlds].reshape(-1, obs_log.shape[-1])
     save_act = act_log[onset:onset + hold, save_worlds].reshape(-1, act_log.shape[-1])
@@ -114,7 +116,7 @@ def main() -> None:
 
     # The check: policy and student, closed loop, every event and its variants.
     t0 = time.perf_counter()
-    ctrl2, variant2, _, clip2, frame2, force2 = push_worlds(lengths, args.events, 2, VARIANTS,
+    ctrl2, _, _, clip2, frame2, force2 = push_worlds(lengths, args.events, 2, VARIANTS,
                                                             steps + 1)
     played, _, _ = _play(policy, [policy.agent, student], ctrl2, torch.zeros(len(ctrl2), 1),
                          clip2, frame2, force2, onset, hold, steps, settings)

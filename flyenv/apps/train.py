@@ -373,10 +373,10 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
     clip_stats = ClipStatistics(base.ref.names, device)
 
     n, t = args.num_envs, args.num_steps
-    noise = (CorrelatedNoise((n, act_dim), args.noise_correlation_s, base.config.control_dt_s,
-                             device) if args.noise_correlation_s > 0 else None)
-    push = (PushExploration((n, act_dim), args.push_noise_std, args.push_noise_s,
-                            base.config.control_dt_s, device, args.push_noise_correlation_s,
+    noise = (CorrelatedNoise((n, act_dim), args.noise_correlation_s, dt, device)
+             if args.noise_correlation_s > 0 else None)
+    push = (PushExploration((n, act_dim), args.push_noise_std, args.push_noise_s, dt, device,
+                            args.push_noise_correlation_s,
                             credit=args.push_noise_credit,
                             hold_steps=max(1, hold_steps))
             if args.push_noise_std > 0 else None)
