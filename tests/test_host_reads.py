@@ -100,12 +100,13 @@ def test_ppo_iteration_reads_nothing_on_the_host(warp_env):
     )
 
     # Pushes at about every other step, explored around (`PpoArgs.push_noise_std`) with actions
-    # held in the windows (`PpoArgs.push_hold_s`), and a critic that sees them
-    # (`PpoArgs.privileged_critic`).
+    # held in the windows (`PpoArgs.push_hold_s`) and imitated where they did better
+    # (`PpoArgs.push_self_imitation`), and a critic that sees them (`PpoArgs.privileged_critic`).
     base = warp_env("same_step", randomization={"push_force_un": [1.0, 2.0],
                                                 "push_duration_s": 0.004, "push_rate_hz": 250.0})
     envs = NormalizeObservation(AppendPrivileged(EpisodeStatistics(base)))
-    args = PpoArgs(num_envs=NENV, num_steps=6, num_minibatches=2, update_epochs=2)
+    args = PpoArgs(num_envs=NENV, num_steps=6, num_minibatches=2, update_epochs=2,
+                   push_noise_std=0.5, push_self_imitation=1.0)
     obs_dim, act_dim = base.single_observation_space.shape[0], envs.single_action_space.shape[0]
     critic_dim = envs.single_observation_space.shape[0]
     scale = torch.as_tensor(envs.single_action_space.high, device=base.device)
@@ -124,6 +125,7 @@ def test_ppo_iteration_reads_nothing_on_the_host(warp_env):
             obs = collect(agent, envs, obs, rollout, args.gamma, clip_stats, 0.5, noise, push)
             losses = update(agent, optimizer, rollout, obs, args)
     assert torch.isfinite(losses["value_loss"]) and rollout.done.any()
+    assert torch.isfinite(losses["self_imitation_loss"])
     assert (rollout.extra_std > 0).any() and (rollout.decided == 0).any()
     assert clip_stats.pop(base.max_reward)["clip/tripod_gait/episodes"] > 0
     assert any(not torch.equal(a, b) for a, b in zip(before, agent.parameters(), strict=True))

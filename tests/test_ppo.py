@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from flyenv.apps.exploration import CorrelatedNoise, PushExploration, autoregressive, widen
+from flyenv.apps.exploration import (
+    CorrelatedNoise,
+    PushExploration,
+    autoregressive,
+    self_imitation,
+    widen,
+)
 from flyenv.apps.train import (
     Agent,
     PpoArgs,
@@ -259,6 +265,85 @@ def test_held_steps_give_the_policy_no_gradient():
     assert not actor_moves(torch.zeros_like(rollout.decided))
 
 
+def test_self_imitation_pulls_the_mean_to_window_actions_that_did_better_only():
+    # Four steps: in a window with a positive advantage, in one with a negative advantage,
+    # outside any window with a positive one, in a window with a zero advantage.
+    mean = torch.zeros(4, 2, requires_grad=True)
+    actions = torch.tensor([[1.0, -2.0], [3.0, 3.0], [5.0, 5.0], [1.0, 1.0]])
+    advantages = torch.tensor([2.0, -1.0, 4.0, 0.0])
+    window = torch.tensor([True, True, False, True])
+    std = torch.tensor([0.5, 2.0])
+    loss = self_imitation(mean, actions, advantages, window, std)
+    loss.backward()
+    # d/dmean of 2 * |(a - mean) / std|^2 / 2 / 4 at the first step; nothing elsewhere.
+    expected = torch.zeros(4, 2)
+    expected[0] = -2.0 * actions[0] / std ** 2 / 4
+    torch.testing.assert_close(mean.grad, expected)
+    torch.testing.assert_close(loss, torch.tensor(2.0 * (4.0 + 1.0) / 2 / 4))
+
+
+def test_self_imitation_teaches_the_mean_at_held_steps_in_windows_only():
+    # With every step marked held, PPO's term leaves the actor alone (above); self-imitation
+    # moves it, towards the held actions of the window steps that did better than expected,
+    # and only when there are window steps.
+    env = FlyImitationVecEnv(num_envs=4, device="cpu", autoreset_mode="same_step",
+                             randomization=FREQUENT_PUSHES)
+    obs_dim, act_dim = env.single_observation_space.shape[0], env.single_action_space.shape[0]
+    args = PpoArgs(num_steps=8, num_minibatches=1, update_epochs=1, ent_coef=0.0,
+                   push_noise_std=0.5, push_self_imitation=1.0)
+    agent = Agent(obs_dim, act_dim, 8, torch.as_tensor(env.single_action_space.high), -1.0)
+    rollout = Rollout.zeros(args.num_steps, env.num_envs, obs_dim, act_dim, env.device)
+    push = PushExploration((env.num_envs, act_dim), 0.5, 0.01, env.config.control_dt_s,
+                           env.device, hold_steps=3)
+    obs, _ = env.reset(seed=0)
+    obs = collect(agent, env, obs, rollout, args.gamma, push=push)
+    env.close()
+    held = dataclasses.replace(rollout, decided=torch.zeros_like(rollout.decided))
+    window = rollout.extra_std > 0
+    assert window.any() and (~window).any()
+
+    def trained(rollout: Rollout, **changes: float) -> tuple[Agent, dict]:
+        copy = Agent(obs_dim, act_dim, 8, agent.action_scale, -1.0)
+        copy.load_state_dict(agent.state_dict())
+        losses = update(copy, torch.optim.SGD(copy.parameters(), lr=1e-3), rollout, obs,
+                        dataclasses.replace(args, **changes))
+        return copy, losses
+
+    moved, losses = trained(held)
+    assert losses["self_imitation_loss"] > 0
+    assert any(not torch.equal(a, b) for a, b in zip(
+        agent.actor.parameters(), moved.actor.parameters(), strict=True))
+    torch.testing.assert_close(moved.log_std, agent.log_std)  # the mean only
+    with torch.no_grad():  # closer to the imitated actions (the update's own weights)
+        _, weights = _advantage_weights(agent, held, obs, args, window)
+
+        def distance(policy: Agent) -> torch.Tensor:
+            gap = (held.actions - policy.dist(held.obs).mean) / agent.action_scale
+            return (weights * (gap ** 2).sum(-1)).sum()
+
+        assert weights.sum() > 0 and distance(moved) < distance(agent)
+    off, _ = trained(held, push_self_imitation=0.0)
+    no_window, _ = trained(dataclasses.replace(held, extra_std=torch.zeros_like(
+        held.extra_std)))
+    for still in (off, no_window):
+        assert all(torch.equal(a, b) for a, b in zip(
+            agent.actor.parameters(), still.actor.parameters(), strict=True))
+
+
+def _advantage_weights(agent: Agent, rollout: Rollout, next_obs: torch.Tensor, args: PpoArgs,
+                       window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE advantages (num_steps, num_envs) as `update` computes them, normalized over the
+    batch, and their positive part in `window` (self-imitation's weights)."""
+    advantages, last, next_value = torch.zeros_like(rollout.reward), 0.0, agent.value(next_obs)
+    for step in reversed(range(rollout.reward.shape[0])):
+        alive = 1.0 - rollout.done[step]
+        delta = rollout.reward[step] + args.gamma * next_value * alive - rollout.values[step]
+        last = delta + args.gamma * args.gae_lambda * alive * last
+        advantages[step], next_value = last, rollout.values[step]
+    normalized = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    return normalized, torch.where(window, normalized.clamp(min=0.0), 0.0)
+
+
 def test_the_rollout_explores_more_around_pushes_with_the_std_it_records():
     env = FlyImitationVecEnv(num_envs=6, device="cpu", autoreset_mode="same_step",
                              randomization=FREQUENT_PUSHES)
@@ -314,7 +399,8 @@ def test_an_asymmetric_critic_reads_the_privileged_columns_and_the_policy_does_n
 
 
 @pytest.mark.parametrize("option", ["noise_correlation_s", "min_action_std", "push_noise_std",
-                                    "push_noise_s", "push_noise_correlation_s", "push_hold_s"])
+                                    "push_noise_s", "push_noise_correlation_s", "push_hold_s",
+                                    "push_self_imitation"])
 def test_a_negative_exploration_setting_is_refused_by_name(option, tmp_path):
     args = PpoArgs(device="cpu", output=str(tmp_path / "run"), **{option: -0.1})
     with pytest.raises(ValueError, match=f"--{option.replace('_', '-')} must be >= 0"):
@@ -325,6 +411,13 @@ def test_a_negative_exploration_setting_is_refused_by_name(option, tmp_path):
 def test_a_push_hold_needs_push_exploration(tmp_path):
     args = PpoArgs(device="cpu", output=str(tmp_path / "run"), push_hold_s=0.01)
     with pytest.raises(ValueError, match="--push-hold-s .*--push-noise-std > 0"):
+        train(args)
+    assert not (tmp_path / "run").exists()
+
+
+def test_push_self_imitation_needs_push_exploration(tmp_path):
+    args = PpoArgs(device="cpu", output=str(tmp_path / "run"), push_self_imitation=1.0)
+    with pytest.raises(ValueError, match="--push-self-imitation .*--push-noise-std > 0"):
         train(args)
     assert not (tmp_path / "run").exists()
 

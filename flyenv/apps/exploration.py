@@ -37,6 +37,13 @@ played unchanged until the next decision. A held action does not depend on the p
 credits each decision with the return of its whole hold and the held steps with nothing
 (`Rollout.decided`), as options and action repeat are credited; the decisions of a window are
 independent draws, so their likelihoods are exact and carry all of the exploration.
+
+But a decision's credit teaches the mean the held answer at the decision's state only: the
+deterministic policy, which plays its mean, must give the answer at every step of the window, and
+at the held steps PPO teaches it nothing. `self_imitation` is the supervised term that does:
+self-imitation learning (Oh et al. 2018) of the window's actions, held ones included, where the
+step did better than the critic expected (positive advantage only, so a deviation that toppled
+the fly is not pushed away from, which would add the noise of every failed draw).
 """
 
 from __future__ import annotations
@@ -243,3 +250,26 @@ class PushExploration:
         """
         self._played = torch.where(self.decide[:, None], action, self._played)
         return self._played
+
+
+def self_imitation(mean: torch.Tensor, actions: torch.Tensor, advantages: torch.Tensor,
+                   window: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """The self-imitation loss of push windows' actions that did better than expected.
+
+    The mean over the batch of max(A, 0) * |(action - mean) / std|^2 / 2 at steps in a window,
+    0 elsewhere: the negative log-likelihood of the played action under N(mean, std^2), weighted
+    by the positive part of the step's advantage (Oh et al. 2018, on the rollout rather than a
+    replay buffer). Only `mean` carries a gradient; pass `std` detached.
+
+    Args:
+        mean: (batch, act_dim) the policy's mean, in the actions' units.
+        actions: (batch, act_dim) the actions played (a held one at a held step).
+        advantages: (batch,) the steps' advantages (normalized as PPO's are).
+        window: (batch,) bool, the step was in a push exploration window.
+        std: (batch, act_dim) or broadcastable, the spread the distance is measured in (> 0).
+
+    Returns:
+        () the loss.
+    """
+    weight = torch.where(window, advantages.clamp(min=0.0), 0.0)
+    return 0.5 * (weight * (((actions - mean) / std) ** 2).sum(-1)).mean()

@@ -37,7 +37,13 @@ from torch import nn
 
 from flyenv.apps import train_args
 from flyenv.apps.distributed import Ranks
-from flyenv.apps.exploration import CorrelatedNoise, PushExploration, autoregressive, widen
+from flyenv.apps.exploration import (
+    CorrelatedNoise,
+    PushExploration,
+    autoregressive,
+    self_imitation,
+    widen,
+)
 from flyenv.apps.plots import plot_training_curve
 from flyenv.apps.train_args import PpoArgs, add_arguments, args_from
 from flyenv.envs import FlyImitationVecEnv
@@ -257,8 +263,14 @@ def update(agent: Agent, optimizer: torch.optim.Optimizer, rollout: Rollout,
     share of a global one: advantages are normalized over all ranks' and gradients averaged
     over them before clipping, so N ranks update like one process with N times the worlds.
 
+    With `push_self_imitation` > 0 and push exploration, the policy's mean is also regressed
+    towards the actions of push windows where the advantage was positive
+    (`flyenv.apps.exploration.self_imitation`), in the window's std (the policy's and the push
+    noise's together).
+
     Returns:
-        The last minibatch's losses as device tensors (`policy_loss`, `value_loss`), for logging.
+        The last minibatch's losses as device tensors (`policy_loss`, `value_loss`, and
+        `self_imitation_loss` when it is on), for logging.
     """
     ranks = ranks or Ranks.single()
     params = list(agent.parameters())
@@ -283,12 +295,14 @@ def update(agent: Agent, optimizer: torch.optim.Optimizer, rollout: Rollout,
     b_extra = rollout.extra_std.reshape(batch_size, 1) if rollout.widened else None
     b_shift = rollout.push_shift.reshape(batch_size, -1) if rollout.widened else None
     b_decided = rollout.decided.reshape(-1) > 0 if rollout.held else None
+    imitate = rollout.widened and args.push_self_imitation > 0
+    b_window = rollout.extra_std.reshape(-1) > 0 if imitate else None
     b_logp, b_adv, b_ret = rollout.logp.reshape(-1), advantages.reshape(-1), returns.reshape(-1)
     for _ in range(args.update_epochs):
         order = torch.randperm(batch_size, device=b_obs.device)
         for begin in range(0, batch_size, minibatch):
             idx = order[begin:begin + minibatch]
-            dist = agent.dist(b_obs[idx])
+            dist = policy = agent.dist(b_obs[idx])
             if b_prev is not None:
                 dist = autoregressive(dist, b_prev[idx], rollout.noise_rho)
             if b_extra is not None:
@@ -305,6 +319,11 @@ def update(agent: Agent, optimizer: torch.optim.Optimizer, rollout: Rollout,
             v_loss = 0.5 * ((agent.value(b_obs[idx]) - b_ret[idx]) ** 2).mean()
             loss = pg_loss + args.vf_coef * v_loss - args.ent_coef * dist.entropy().sum(
                 -1).mean()
+            if b_window is not None:
+                std = torch.hypot(policy.stddev, args.push_noise_std * agent.action_scale)
+                sil_loss = self_imitation(policy.mean, b_act[idx], adv, b_window[idx],
+                                          std.detach())
+                loss = loss + args.push_self_imitation * sil_loss
             optimizer.zero_grad()
             loss.backward()
             ranks.average_gradients(params)
@@ -314,7 +333,10 @@ def update(agent: Agent, optimizer: torch.optim.Optimizer, rollout: Rollout,
             nn.utils.clip_grad_norm_([*agent.actor.parameters(), agent.log_std],
                                      args.max_grad_norm)
             optimizer.step()
-    return {"policy_loss": pg_loss.detach(), "value_loss": v_loss.detach()}
+    losses = {"policy_loss": pg_loss.detach(), "value_loss": v_loss.detach()}
+    if b_window is not None:
+        losses["self_imitation_loss"] = sil_loss.detach()
+    return losses
 
 
 def make_optimizer(agent: Agent, learning_rate: float) -> torch.optim.Optimizer:
@@ -400,8 +422,9 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
         # The iteration's only host reads: a few scalars for the log (the score over all ranks).
         score = ranks.average(rollout.raw_reward.mean()).item() / base.max_reward
         steps = n * t * ranks.world_size * iteration
+        losses.pop("policy_loss")  # the last minibatch's: noise, not logged
         curve.append(_log(log, iteration, num_iterations, stats, base, start, steps,
-                          {"score": score, "value_loss": losses["value_loss"].item(),
+                          {"score": score, **{k: v.item() for k, v in losses.items()},
                            "action_std": agent.std().mean().item(),
                            **clip_stats.pop(base.max_reward, ranks)}, writer))
         over = 0 < args.time_limit_s <= time.perf_counter() - start

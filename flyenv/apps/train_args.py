@@ -160,6 +160,13 @@ class PpoArgs:
     (On the real clips of benchmarks/train_clips.py, 0.01 with --push-noise-std 0.17 for 50
     minutes from a trained policy did not make pushes survived more often, nor did 0.15, one
     decision per window, in 25: README, "Datasets of clips".)"""
+    push_self_imitation: float = 0.0
+    """Weight of self-imitation in push windows (0: none; needs --push-noise-std > 0): at every
+    step of a window, held steps included, the policy's mean is regressed towards the action
+    played where the step's advantage was positive (`flyenv.apps.exploration.self_imitation`,
+    Oh et al. 2018), measured in the window's exploration std. 1 weighs a step as much as PPO's
+    term weighs a decision; it is what teaches the mean a held answer at the held steps, where
+    --push-hold-s gives PPO's term nothing."""
     privileged_critic: bool = False
     """An asymmetric critic: the value function also sees the env's privileged observation
     (`FlyImitationVecEnv.privileged_layout`: the push that acts now and how long it still acts,
@@ -194,7 +201,7 @@ def check(args: PpoArgs) -> None:
         ValueError: naming the option and what it must be.
     """
     for name in ("noise_correlation_s", "min_action_std", "push_noise_std", "push_noise_s",
-                 "push_noise_correlation_s", "push_hold_s"):
+                 "push_noise_correlation_s", "push_hold_s", "push_self_imitation"):
         value = getattr(args, name)
         if not value >= 0:  # NaN too
             raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
@@ -206,6 +213,9 @@ def check(args: PpoArgs) -> None:
     if args.push_hold_s > 0 and args.push_noise_std <= 0:
         raise ValueError("--push-hold-s holds actions in the push exploration's windows: it "
                          "needs --push-noise-std > 0")
+    if args.push_self_imitation > 0 and args.push_noise_std <= 0:
+        raise ValueError("--push-self-imitation imitates actions in the push exploration's "
+                         "windows: it needs --push-noise-std > 0")
     if args.push_noise_std > 0:
         pushes = json_option("randomization", args.randomization or "{}").get("push_force_un")
         if pushes is None:
