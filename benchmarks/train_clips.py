@@ -13,7 +13,8 @@ Training runs `flyenv train` on the training clips with domain randomization and
 runs every clip, held-out one included, for the policy and the replay, clean and perturbed
 (always with RANDOMIZATION, so that runs are judged on the same pushes). Results:
 benchmarks/results/<name>.json (curve, evaluation and the command lines) and <name>_curve.png,
-<name>_eval.png.
+<name>_eval.png; with `--keep-checkpoint` also checkpoints/<name>.pt (1 MB), the policy a later
+run goes on from (`--init-checkpoint`): a work folder under /tmp does not outlive the machine.
 
     python benchmarks/train_clips.py --seconds 1200 --name ppo_clips_cpu [-- extra train options]
 """
@@ -89,6 +90,8 @@ def main() -> None:
     parser.add_argument("--keep-shares", action="store_true",
                         help="with --mirror/--speeds, weigh the gait as the df3d part and its "
                         "augmented copies together (flyenv train --clip-weights)")
+    parser.add_argument("--keep-checkpoint", action="store_true",
+                        help="copy the trained checkpoint to results/checkpoints/NAME.pt")
     parser.add_argument("extra", nargs="*", help="more flyenv train options (after --)")
     args = parser.parse_args()
     train_dir, augmented_dir, held_dir = dataset(args.work, mirrored=args.mirror,
@@ -120,6 +123,9 @@ def main() -> None:
     # The training half is on disk before the evaluation runs.
     (RESULTS / f"{args.name}.json").write_text(json.dumps(record, indent=1))
     shutil.copy(run / "curve.png", RESULTS / f"{args.name}_curve.png")
+    if args.keep_checkpoint:
+        (RESULTS / "checkpoints").mkdir(exist_ok=True)
+        shutil.copy(run / "checkpoint.pt", RESULTS / "checkpoints" / f"{args.name}.pt")
     eval_cmd = [sys.executable, "-m", "flyenv", "eval", str(run / "checkpoint.pt"),
                 "--reference", str(train_dir), str(held_dir), "--starts", str(args.starts),
                 "--horizon-s", str(args.horizon_s), "--randomization",
