@@ -64,6 +64,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     policy = Policy.load(args.checkpoint)
+    box = args.candidate_range_rad  # [rad]
+    if not 0 < box <= policy.args.residual_range_rad:
+        parser.error(f"--candidate-range-rad must lie in (0, {policy.args.residual_range_rad}] "
+                     f"(a smaller box of {args.checkpoint}'s policy), got {box}")
     settings = {"reference": (*args.train, *args.held_out),
                 "residual_range_rad": policy.args.residual_range_rad}
     raw = FlyImitationVecEnv(num_envs=1, device="cpu", **settings)
@@ -82,7 +86,6 @@ def main() -> None:
                                                      VARIANTS[:1], steps + 1)
     events = len(lengths) * args.events
     scale = policy.agent.action_scale
-    box = min(args.candidate_range_rad, policy.args.residual_range_rad)
     vectors = (2 * torch.rand(events, controllers, len(scale)) - 1) * box
     vectors[:, 0] = 0.0
     residual = vectors[event, ctrl]

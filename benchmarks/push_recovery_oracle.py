@@ -101,6 +101,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.push_variants and args.noise_std_rad > 0:
         parser.error("--push-variants plays constant vectors: not with --noise-std-rad")
+    if args.candidate_range_rad is not None and not (
+            0 < args.candidate_range_rad <= args.residual_range_rad):
+        parser.error(f"--candidate-range-rad must lie in (0, --residual-range-rad "
+                     f"{args.residual_range_rad}] (a smaller box of the policy's), got "
+                     f"{args.candidate_range_rad}")
     torch.manual_seed(args.seed)
     policy = Policy.load(args.checkpoint) if args.checkpoint else None
     settings: dict = {"reference": tuple(args.reference),
@@ -137,7 +142,7 @@ def main() -> None:
     noisy = args.noise_std_rad > 0
     hold_every = round(args.noise_hold_s / dt)  # --noise-hold-s in steps (0: none)
     box = bound if args.candidate_range_rad is None else torch.full_like(
-        bound, min(args.candidate_range_rad, args.residual_range_rad))
+        bound, args.candidate_range_rad)
     residual = (2 * torch.rand(events, controllers, act_dim) - 1) * box
     residual = residual[event, ctrl]  # a candidate holds one vector over its event's variants
     residual[ctrl < first] = 0.0
