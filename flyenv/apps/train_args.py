@@ -164,9 +164,14 @@ class PpoArgs:
     """Weight of self-imitation in push windows (0: none; needs --push-noise-std > 0): at every
     step of a window, held steps included, the policy's mean is regressed towards the action
     played where the step's advantage was positive (`flyenv.apps.exploration.self_imitation`,
-    Oh et al. 2018), measured in the window's exploration std. 1 weighs a step as much as PPO's
-    term weighs a decision; it is what teaches the mean a held answer at the held steps, where
-    --push-hold-s gives PPO's term nothing."""
+    Oh et al. 2018), measured in the window's exploration std. It is what teaches the mean a held
+    answer at the held steps, where --push-hold-s gives PPO's term nothing. 1 weighs each step as
+    PPO's term weighs a decision, so a window of H held steps H times its decision; 1 / H weighs
+    the whole window as its decision. (On the real clips of benchmarks/train_clips.py with
+    --push-hold-s 0.15: 1 cut the rollouts' falls but also their tracking, score 0.65 to 0.50 in
+    0.6M steps, and was stopped; 1/75 for 27 minutes survived the gait's pushes more often
+    than the replay and than the hold alone, by 0.054, but not the df3d walk's: README,
+    "Datasets of clips".)"""
     privileged_critic: bool = False
     """An asymmetric critic: the value function also sees the env's privileged observation
     (`FlyImitationVecEnv.privileged_layout`: the push that acts now and how long it still acts,
