@@ -236,13 +236,12 @@ def test_a_hold_plays_each_decision_of_a_window_for_hold_steps():
         PushExploration((3, 2), 0.5, 0.004, 0.002, "cpu", hold_steps=0)
 
 
-def test_held_steps_give_the_policy_no_gradient():
-    # The same rollout updates the policy through its decisions; with every step marked held,
-    # nothing moves the actor (no entropy bonus; the critic is a network of its own).
+def _held_rollout(args: PpoArgs) -> tuple[Agent, Rollout, torch.Tensor]:
+    """A small policy's rollout of 4 worlds pushed often, held for 3 steps in a window (push
+    std 0.5): the agent, the rollout and the observations after it."""
     env = FlyImitationVecEnv(num_envs=4, device="cpu", autoreset_mode="same_step",
                              randomization=FREQUENT_PUSHES)
     obs_dim, act_dim = env.single_observation_space.shape[0], env.single_action_space.shape[0]
-    args = PpoArgs(num_steps=8, num_minibatches=1, update_epochs=1, ent_coef=0.0)
     agent = Agent(obs_dim, act_dim, 8, torch.as_tensor(env.single_action_space.high), -1.0)
     rollout = Rollout.zeros(args.num_steps, env.num_envs, obs_dim, act_dim, env.device)
     push = PushExploration((env.num_envs, act_dim), 0.5, 0.01, env.config.control_dt_s,
@@ -250,6 +249,15 @@ def test_held_steps_give_the_policy_no_gradient():
     obs, _ = env.reset(seed=0)
     obs = collect(agent, env, obs, rollout, args.gamma, push=push)
     env.close()
+    return agent, rollout, obs
+
+
+def test_held_steps_give_the_policy_no_gradient():
+    # The same rollout updates the policy through its decisions; with every step marked held,
+    # nothing moves the actor (no entropy bonus; the critic is a network of its own).
+    args = PpoArgs(num_steps=8, num_minibatches=1, update_epochs=1, ent_coef=0.0)
+    agent, rollout, obs = _held_rollout(args)
+    obs_dim, act_dim = agent.obs_dim, agent.log_std.shape[0]
     assert (rollout.decided == 0).any() and (rollout.decided == 1).any()
 
     def actor_moves(decided: torch.Tensor) -> bool:
@@ -286,18 +294,10 @@ def test_self_imitation_teaches_the_mean_at_held_steps_in_windows_only():
     # With every step marked held, PPO's term leaves the actor alone (above); self-imitation
     # moves it, towards the held actions of the window steps that did better than expected,
     # and only when there are window steps.
-    env = FlyImitationVecEnv(num_envs=4, device="cpu", autoreset_mode="same_step",
-                             randomization=FREQUENT_PUSHES)
-    obs_dim, act_dim = env.single_observation_space.shape[0], env.single_action_space.shape[0]
     args = PpoArgs(num_steps=8, num_minibatches=1, update_epochs=1, ent_coef=0.0,
                    push_noise_std=0.5, push_self_imitation=1.0)
-    agent = Agent(obs_dim, act_dim, 8, torch.as_tensor(env.single_action_space.high), -1.0)
-    rollout = Rollout.zeros(args.num_steps, env.num_envs, obs_dim, act_dim, env.device)
-    push = PushExploration((env.num_envs, act_dim), 0.5, 0.01, env.config.control_dt_s,
-                           env.device, hold_steps=3)
-    obs, _ = env.reset(seed=0)
-    obs = collect(agent, env, obs, rollout, args.gamma, push=push)
-    env.close()
+    agent, rollout, obs = _held_rollout(args)
+    obs_dim, act_dim = agent.obs_dim, agent.log_std.shape[0]
     held = dataclasses.replace(rollout, decided=torch.zeros_like(rollout.decided))
     window = rollout.extra_std > 0
     assert window.any() and (~window).any()
