@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+from copy import deepcopy
 
 import pytest
 import torch
@@ -19,6 +20,7 @@ from flyenv.apps.train import (
     PpoArgs,
     Rollout,
     collect,
+    gae,
     make_optimizer,
     train,
     update,
@@ -257,12 +259,10 @@ def test_held_steps_give_the_policy_no_gradient():
     # nothing moves the actor (no entropy bonus; the critic is a network of its own).
     args = PpoArgs(num_steps=8, num_minibatches=1, update_epochs=1, ent_coef=0.0)
     agent, rollout, obs = _held_rollout(args)
-    obs_dim, act_dim = agent.obs_dim, agent.log_std.shape[0]
     assert (rollout.decided == 0).any() and (rollout.decided == 1).any()
 
     def actor_moves(decided: torch.Tensor) -> bool:
-        trained = Agent(obs_dim, act_dim, 8, agent.action_scale, -1.0)
-        trained.load_state_dict(agent.state_dict())
+        trained = deepcopy(agent)
         update(trained, make_optimizer(trained, 1e-3), dataclasses.replace(rollout,
                decided=decided), obs, args)
         return any(not torch.equal(a, b) for a, b in zip(
@@ -297,14 +297,12 @@ def test_self_imitation_teaches_the_mean_at_held_steps_in_windows_only():
     args = PpoArgs(num_steps=8, num_minibatches=1, update_epochs=1, ent_coef=0.0,
                    push_noise_std=0.5, push_self_imitation=1.0)
     agent, rollout, obs = _held_rollout(args)
-    obs_dim, act_dim = agent.obs_dim, agent.log_std.shape[0]
     held = dataclasses.replace(rollout, decided=torch.zeros_like(rollout.decided))
     window = rollout.extra_std > 0
     assert window.any() and (~window).any()
 
     def trained(rollout: Rollout, **changes: float) -> tuple[Agent, dict]:
-        copy = Agent(obs_dim, act_dim, 8, agent.action_scale, -1.0)
-        copy.load_state_dict(agent.state_dict())
+        copy = deepcopy(agent)
         losses = update(copy, torch.optim.SGD(copy.parameters(), lr=1e-3), rollout, obs,
                         dataclasses.replace(args, **changes))
         return copy, losses
@@ -315,7 +313,9 @@ def test_self_imitation_teaches_the_mean_at_held_steps_in_windows_only():
         agent.actor.parameters(), moved.actor.parameters(), strict=True))
     torch.testing.assert_close(moved.log_std, agent.log_std)  # the mean only
     with torch.no_grad():  # closer to the imitated actions (the update's own weights)
-        _, weights = _advantage_weights(agent, held, obs, args, window)
+        advantages = gae(held, agent.value(obs), args.gamma, args.gae_lambda)
+        normalized = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        weights = torch.where(window, normalized.clamp(min=0.0), 0.0)
 
         def distance(policy: Agent) -> torch.Tensor:
             gap = (held.actions - policy.dist(held.obs).mean) / agent.action_scale
@@ -328,20 +328,6 @@ def test_self_imitation_teaches_the_mean_at_held_steps_in_windows_only():
     for still in (off, no_window):
         assert all(torch.equal(a, b) for a, b in zip(
             agent.actor.parameters(), still.actor.parameters(), strict=True))
-
-
-def _advantage_weights(agent: Agent, rollout: Rollout, next_obs: torch.Tensor, args: PpoArgs,
-                       window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """GAE advantages (num_steps, num_envs) as `update` computes them, normalized over the
-    batch, and their positive part in `window` (self-imitation's weights)."""
-    advantages, last, next_value = torch.zeros_like(rollout.reward), 0.0, agent.value(next_obs)
-    for step in reversed(range(rollout.reward.shape[0])):
-        alive = 1.0 - rollout.done[step]
-        delta = rollout.reward[step] + args.gamma * next_value * alive - rollout.values[step]
-        last = delta + args.gamma * args.gae_lambda * alive * last
-        advantages[step], next_value = last, rollout.values[step]
-    normalized = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-    return normalized, torch.where(window, normalized.clamp(min=0.0), 0.0)
 
 
 def test_the_rollout_explores_more_around_pushes_with_the_std_it_records():

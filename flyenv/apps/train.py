@@ -50,7 +50,7 @@ from flyenv.envs import FlyImitationVecEnv
 from flyenv.wrappers import AppendPrivileged, EpisodeStatistics, NormalizeObservation
 from flyenv.wrappers.record_video import record_episode
 
-__all__ = ["Agent", "PpoArgs", "Rollout", "add_arguments", "args_from", "collect",
+__all__ = ["Agent", "PpoArgs", "Rollout", "add_arguments", "args_from", "collect", "gae",
            "make_optimizer", "policy_env", "policy_statistics", "policy_video", "train",
            "update"]
 
@@ -253,6 +253,28 @@ def collect(agent: Agent, envs: gym.vector.VectorEnv, obs: torch.Tensor, rollout
     return obs
 
 
+def gae(rollout: Rollout, next_value: torch.Tensor, gamma: float, gae_lambda: float,
+        ) -> torch.Tensor:
+    """(num_steps, num_envs) generalized advantage estimates of `rollout`'s steps.
+
+    Args:
+        rollout: the steps' rewards, values and ends.
+        next_value: (num_envs,) the value of the observations after the rollout.
+        gamma: the discount.
+        gae_lambda: GAE's lambda.
+    """
+    advantages = torch.zeros_like(rollout.reward)
+    last_gae = 0.0
+    for step in reversed(range(rollout.reward.shape[0])):
+        next_nonterminal = 1.0 - rollout.done[step]
+        delta = (rollout.reward[step] + gamma * next_value * next_nonterminal
+                 - rollout.values[step])
+        last_gae = delta + gamma * gae_lambda * next_nonterminal * last_gae
+        advantages[step] = last_gae
+        next_value = rollout.values[step]
+    return advantages
+
+
 def update(agent: Agent, optimizer: torch.optim.Optimizer, rollout: Rollout,
            next_obs: torch.Tensor, args: PpoArgs, ranks: Ranks | None = None,
            ) -> dict[str, torch.Tensor]:
@@ -276,15 +298,7 @@ def update(agent: Agent, optimizer: torch.optim.Optimizer, rollout: Rollout,
     params = list(agent.parameters())
     t, n = rollout.reward.shape
     with torch.no_grad():
-        advantages = torch.zeros_like(rollout.reward)
-        last_gae, next_value = 0.0, agent.value(next_obs)
-        for step in reversed(range(t)):
-            next_nonterminal = 1.0 - rollout.done[step]
-            delta = (rollout.reward[step] + args.gamma * next_value * next_nonterminal
-                     - rollout.values[step])
-            last_gae = delta + args.gamma * args.gae_lambda * next_nonterminal * last_gae
-            advantages[step] = last_gae
-            next_value = rollout.values[step]
+        advantages = gae(rollout, agent.value(next_obs), args.gamma, args.gae_lambda)
         returns = advantages + rollout.values
 
     batch_size = t * n
@@ -295,8 +309,8 @@ def update(agent: Agent, optimizer: torch.optim.Optimizer, rollout: Rollout,
     b_extra = rollout.extra_std.reshape(batch_size, 1) if rollout.widened else None
     b_shift = rollout.push_shift.reshape(batch_size, -1) if rollout.widened else None
     b_decided = rollout.decided.reshape(-1) > 0 if rollout.held else None
-    imitate = rollout.widened and args.push_self_imitation > 0
-    b_window = rollout.extra_std.reshape(-1) > 0 if imitate else None
+    b_window = (rollout.extra_std.reshape(-1) > 0
+                if rollout.widened and args.push_self_imitation > 0 else None)
     b_logp, b_adv, b_ret = rollout.logp.reshape(-1), advantages.reshape(-1), returns.reshape(-1)
     for _ in range(args.update_epochs):
         order = torch.randperm(batch_size, device=b_obs.device)
