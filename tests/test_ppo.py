@@ -12,6 +12,7 @@ from flyenv.apps.exploration import (
     CorrelatedNoise,
     PushExploration,
     autoregressive,
+    decision_advantages,
     self_imitation,
     widen,
 )
@@ -290,6 +291,48 @@ def test_self_imitation_pulls_the_mean_to_window_actions_that_did_better_only():
     torch.testing.assert_close(loss, torch.tensor(2.0 * (4.0 + 1.0) / 2 / 4))
 
 
+def test_a_self_imitation_margin_imitates_only_the_excess_over_it():
+    mean = torch.zeros(3, 1, requires_grad=True)
+    actions = torch.ones(3, 1)
+    advantages = torch.tensor([0.5, 1.0, 3.0])  # under, at and over the margin
+    loss = self_imitation(mean, actions, advantages, torch.ones(3, dtype=torch.bool),
+                          torch.ones(1), margin=1.0)
+    loss.backward()
+    torch.testing.assert_close(mean.grad, torch.tensor([[0.0], [0.0], [-2.0 / 3]]))
+    torch.testing.assert_close(loss, torch.tensor(2.0 * 0.5 / 3))
+
+
+def test_a_held_step_takes_the_advantage_of_the_decision_that_chose_its_action():
+    # Two worlds over five steps: the first decides at 0 and 3, the second only at 2 (its
+    # first two steps hold a decision made before the rollout, and keep their own).
+    advantages = torch.tensor([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0], [4.0, 40.0],
+                               [5.0, 50.0]])
+    decided = torch.tensor([[1, 0], [0, 0], [0, 1], [1, 0], [0, 0]])
+    expected = torch.tensor([[1.0, 10.0], [1.0, 10.0], [1.0, 30.0], [4.0, 30.0],
+                             [4.0, 30.0]])
+    torch.testing.assert_close(decision_advantages(advantages, decided), expected)
+    torch.testing.assert_close(decision_advantages(advantages, torch.ones_like(decided)),
+                               advantages)
+
+
+def test_self_imitation_by_decision_credit_differs_from_step_credit_only_where_held():
+    args = PpoArgs(num_steps=8, num_minibatches=1, update_epochs=1, ent_coef=0.0,
+                   push_noise_std=0.5, push_self_imitation=1.0)
+    agent, rollout, obs = _held_rollout(args)
+    assert (rollout.decided == 0).any()
+
+    def losses(rollout: Rollout, credit: str) -> torch.Tensor:
+        copy = deepcopy(agent)
+        torch.manual_seed(0)  # the same minibatch order
+        return update(copy, torch.optim.SGD(copy.parameters(), lr=0.0), rollout, obs,
+                      dataclasses.replace(args, push_self_imitation_credit=credit),
+                      )["self_imitation_loss"]
+
+    assert losses(rollout, "decision") != losses(rollout, "step")
+    every = dataclasses.replace(rollout, decided=torch.ones_like(rollout.decided))
+    torch.testing.assert_close(losses(every, "decision"), losses(every, "step"))
+
+
 def test_self_imitation_teaches_the_mean_at_held_steps_in_windows_only():
     # With every step marked held, PPO's term leaves the actor alone (above); self-imitation
     # moves it, towards the held actions of the window steps that did better than expected,
@@ -386,7 +429,7 @@ def test_an_asymmetric_critic_reads_the_privileged_columns_and_the_policy_does_n
 
 @pytest.mark.parametrize("option", ["noise_correlation_s", "min_action_std", "push_noise_std",
                                     "push_noise_s", "push_noise_correlation_s", "push_hold_s",
-                                    "push_self_imitation"])
+                                    "push_self_imitation", "push_self_imitation_margin"])
 def test_a_negative_exploration_setting_is_refused_by_name(option, tmp_path):
     args = PpoArgs(device="cpu", output=str(tmp_path / "run"), **{option: -0.1})
     with pytest.raises(ValueError, match=f"--{option.replace('_', '-')} must be >= 0"):
@@ -397,6 +440,15 @@ def test_a_negative_exploration_setting_is_refused_by_name(option, tmp_path):
 def test_a_push_hold_needs_push_exploration(tmp_path):
     args = PpoArgs(device="cpu", output=str(tmp_path / "run"), push_hold_s=0.01)
     with pytest.raises(ValueError, match="--push-hold-s .*--push-noise-std > 0"):
+        train(args)
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_unknown_self_imitation_credit_is_refused_by_name(tmp_path):
+    args = PpoArgs(device="cpu", output=str(tmp_path / "run"), push_noise_std=0.1,
+                   push_self_imitation=1.0, push_self_imitation_credit="window")
+    with pytest.raises(ValueError, match="--push-self-imitation-credit must be 'step' or "
+                                         "'decision', got 'window'"):
         train(args)
     assert not (tmp_path / "run").exists()
 

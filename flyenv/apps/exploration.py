@@ -252,14 +252,35 @@ class PushExploration:
         return self._played
 
 
+def decision_advantages(advantages: torch.Tensor, decided: torch.Tensor) -> torch.Tensor:
+    """Each step's advantage of the decision that chose its action (its own where it decided).
+
+    A held step plays its decision's action, so the held deviation's worth is the decision's
+    advantage, which covers the whole hold; a held step's own advantage covers only what is
+    left of it. A step held from a decision before the rollout keeps its own.
+
+    Args:
+        advantages: (num_steps, num_envs) the steps' advantages.
+        decided: (num_steps, num_envs) nonzero where the step's action was a new decision.
+
+    Returns:
+        (num_steps, num_envs) the advantages of the steps' decisions.
+    """
+    steps = torch.arange(advantages.shape[0], device=advantages.device)[:, None]
+    last = torch.where(decided > 0, steps, 0).cummax(dim=0).values  # (num_steps, num_envs)
+    return advantages.gather(0, last)
+
+
 def self_imitation(mean: torch.Tensor, actions: torch.Tensor, advantages: torch.Tensor,
-                   window: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+                   window: torch.Tensor, std: torch.Tensor, margin: float = 0.0,
+                   ) -> torch.Tensor:
     """The self-imitation loss of push windows' actions that did better than expected.
 
-    The mean over the batch of max(A, 0) * |(action - mean) / std|^2 / 2 at steps in a window,
-    0 elsewhere: the negative log-likelihood of the played action under N(mean, std^2), weighted
-    by the positive part of the step's advantage (Oh et al. 2018, on the rollout rather than a
-    replay buffer). Only `mean` carries a gradient; pass `std` detached.
+    The mean over the batch of max(A - margin, 0) * |(action - mean) / std|^2 / 2 at steps in a
+    window, 0 elsewhere: the negative log-likelihood of the played action under N(mean, std^2),
+    weighted by how much the step's advantage exceeds `margin` (Oh et al. 2018, on the rollout
+    rather than a replay buffer; a margin > 0 keeps only the clearly better steps). Only `mean`
+    carries a gradient; pass `std` detached.
 
     Args:
         mean: (batch, act_dim) the policy's mean, in the actions' units.
@@ -267,9 +288,11 @@ def self_imitation(mean: torch.Tensor, actions: torch.Tensor, advantages: torch.
         advantages: (batch,) the steps' advantages (normalized as PPO's are).
         window: (batch,) bool, the step was in a push exploration window.
         std: (batch, act_dim) or broadcastable, the spread the distance is measured in (> 0).
+        margin: the advantage a step must exceed to be imitated (>= 0; in the advantages'
+            units).
 
     Returns:
         () the loss.
     """
-    weight = torch.where(window, advantages.clamp(min=0.0), 0.0)
+    weight = torch.where(window, (advantages - margin).clamp(min=0.0), 0.0)
     return 0.5 * (weight * (((actions - mean) / std) ** 2).sum(-1)).mean()

@@ -41,6 +41,7 @@ from flyenv.apps.exploration import (
     CorrelatedNoise,
     PushExploration,
     autoregressive,
+    decision_advantages,
     self_imitation,
     widen,
 )
@@ -288,7 +289,8 @@ def update(agent: Agent, optimizer: torch.optim.Optimizer, rollout: Rollout,
     With `push_self_imitation` > 0 and push exploration, the policy's mean is also regressed
     towards the actions of push windows where the advantage was positive
     (`flyenv.apps.exploration.self_imitation`), in the window's std (the policy's and the push
-    noise's together).
+    noise's together), by the part of each step's advantage (or, with
+    `push_self_imitation_credit` "decision", its decision's) above `push_self_imitation_margin`.
 
     Returns:
         The last minibatch's losses as device tensors (`policy_loss`, `value_loss`, and
@@ -312,6 +314,8 @@ def update(agent: Agent, optimizer: torch.optim.Optimizer, rollout: Rollout,
     b_window = (rollout.extra_std.reshape(-1) > 0
                 if rollout.widened and args.push_self_imitation > 0 else None)
     b_logp, b_adv, b_ret = rollout.logp.reshape(-1), advantages.reshape(-1), returns.reshape(-1)
+    b_sil_adv = (decision_advantages(advantages, rollout.decided).reshape(-1)
+                 if args.push_self_imitation_credit == "decision" and rollout.held else b_adv)
     for _ in range(args.update_epochs):
         order = torch.randperm(batch_size, device=b_obs.device)
         for begin in range(0, batch_size, minibatch):
@@ -335,8 +339,9 @@ def update(agent: Agent, optimizer: torch.optim.Optimizer, rollout: Rollout,
                 -1).mean()
             if b_window is not None:
                 std = torch.hypot(policy.stddev, args.push_noise_std * agent.action_scale)
-                sil_loss = self_imitation(policy.mean, b_act[idx], adv, b_window[idx],
-                                          std.detach())
+                sil_adv = (b_sil_adv[idx] - adv_mean) / (adv_std + 1e-8)
+                sil_loss = self_imitation(policy.mean, b_act[idx], sil_adv, b_window[idx],
+                                          std.detach(), args.push_self_imitation_margin)
                 loss = loss + args.push_self_imitation * sil_loss
             optimizer.zero_grad()
             loss.backward()

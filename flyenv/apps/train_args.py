@@ -172,6 +172,14 @@ class PpoArgs:
     0.6M steps, and was stopped; 1/75 for 27 minutes survived the gait's pushes more often
     than the replay and than the hold alone, by 0.054, but not the df3d walk's: README,
     "Datasets of clips".)"""
+    push_self_imitation_margin: float = 0.0
+    """The normalized advantage a window step must exceed to be imitated, its weight being the
+    excess (0: every step that did better than expected). Half of all window steps clear 0,
+    and their held actions are mostly noise; a margin of 1 keeps about the best sixth."""
+    push_self_imitation_credit: str = "step"
+    """Which advantage weighs a held step's self-imitation: "step", its own (the part of its
+    hold still to come), or "decision", that of the decision that chose its action (the whole
+    hold's: `flyenv.apps.exploration.decision_advantages`). Equal without --push-hold-s."""
     privileged_critic: bool = False
     """An asymmetric critic: the value function also sees the env's privileged observation
     (`FlyImitationVecEnv.privileged_layout`: the push that acts now and how long it still acts,
@@ -206,7 +214,8 @@ def check(args: PpoArgs) -> None:
         ValueError: naming the option and what it must be.
     """
     for name in ("noise_correlation_s", "min_action_std", "push_noise_std", "push_noise_s",
-                 "push_noise_correlation_s", "push_hold_s", "push_self_imitation"):
+                 "push_noise_correlation_s", "push_hold_s", "push_self_imitation",
+                 "push_self_imitation_margin"):
         value = getattr(args, name)
         if not value >= 0:  # NaN too
             raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
@@ -215,6 +224,9 @@ def check(args: PpoArgs) -> None:
     if args.push_noise_credit not in PushExploration.CREDITS:
         raise ValueError(f"--push-noise-credit must be one of {PushExploration.CREDITS}, got "
                          f"{args.push_noise_credit!r}")
+    if args.push_self_imitation_credit not in ("step", "decision"):
+        raise ValueError(f"--push-self-imitation-credit must be 'step' or 'decision', got "
+                         f"{args.push_self_imitation_credit!r}")
     if args.push_hold_s > 0 and args.push_noise_std <= 0:
         raise ValueError("--push-hold-s holds actions in the push exploration's windows: it "
                          "needs --push-noise-std > 0")
