@@ -108,3 +108,30 @@ def test_flyenv_bench_writes_into_a_folder_of_the_users_by_default(monkeypatch):
     with pytest.raises(SystemExit):
         env_bench.main([])
     assert outs == [Path("flyenv-bench"), Path("benchmarks/results")]
+
+
+def _train_clips_result(survived: list[float], perturbation: dict) -> dict:
+    run = {"survived_per_start": survived, "joint_error_deg": 0.5}
+    return {"perturbation": perturbation,
+            "eval": {"walk": {c: {"policy": run} for c in ("clean", "perturbed")}}}
+
+
+def test_compare_runs_pairs_two_evaluations_start_by_start():
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_runs.py"
+    spec = importlib.util.spec_from_file_location("compare_runs", script)
+    compare_runs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare_runs)
+    pushes = {"push_force_un": [5.0, 10.0]}
+    a = _train_clips_result([1.0, 1.0, 0.5, 1.0], pushes)
+    b = _train_clips_result([1.0, 0.5, 1.0, 0.25], pushes)
+    row = compare_runs.compare(a, b)["walk"]["perturbed"]
+    assert row["survived_gain"] == pytest.approx((0.0 + 0.5 - 0.5 + 0.75) / 4)
+    assert (row["a_only"], row["b_only"]) == (2, 1)
+    low, high = row["survived_gain_ci95"]
+    assert low <= row["survived_gain"] <= high
+    with pytest.raises(SystemExit, match="other pushes"):
+        compare_runs.compare(a, _train_clips_result([1.0] * 4, {"push_force_un": [1.0, 3.0]}))
+    with pytest.raises(SystemExit, match="3 starts against 4"):
+        compare_runs.compare(_train_clips_result([1.0] * 3, pushes), b)
