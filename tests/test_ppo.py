@@ -304,7 +304,7 @@ def test_a_self_imitation_margin_imitates_only_the_excess_over_it():
 
 def test_a_held_step_takes_the_advantage_of_the_decision_that_chose_its_action():
     # Two worlds over five steps: the first decides at 0 and 3, the second only at 2 (its
-    # first two steps hold a decision made before the rollout, and keep their own).
+    # first two steps hold a decision made before the rollout: they take the first step's).
     advantages = torch.tensor([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0], [4.0, 40.0],
                                [5.0, 50.0]])
     decided = torch.tensor([[1, 0], [0, 0], [0, 1], [1, 0], [0, 0]])

@@ -257,7 +257,8 @@ def decision_advantages(advantages: torch.Tensor, decided: torch.Tensor) -> torc
 
     A held step plays its decision's action, so the held deviation's worth is the decision's
     advantage, which covers the whole hold; a held step's own advantage covers only what is
-    left of it. A step held from a decision before the rollout keeps its own.
+    left of it. Steps held from a decision before the rollout take the advantage of the
+    rollout's first step, the closest to that decision the rollout has (its hold's most).
 
     Args:
         advantages: (num_steps, num_envs) the steps' advantages.
