@@ -2,9 +2,10 @@
 
 `train_clips.py` evaluates every run from the same fixed starts with the same pushes, so two
 runs' survival can be compared start by start, as `flyenv eval` compares a policy with its
-replay: per clip and condition, the mean of A's survival minus B's with a 95% bootstrap
-interval (scipy), and how many starts only one of them survived. Runs evaluated on other
-pushes or other numbers of starts are refused, since their starts do not pair.
+replay (`flyenv.apps.evaluate.paired_survival`, the same pairing): per clip and condition, the
+mean of A's survival minus B's with a 95% bootstrap interval, and how many starts only one of
+them survived. Runs evaluated on other pushes or other numbers of starts are refused, since
+their starts do not pair.
 
     python benchmarks/compare_runs.py results/A.json results/B.json [--json out.json]
 """
@@ -16,7 +17,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import bootstrap
+
+from flyenv.apps.evaluate import paired_survival
 
 
 def _load(path: Path) -> dict:
@@ -40,14 +42,7 @@ def compare(a: dict, b: dict, seed: int = 0) -> dict[str, dict[str, dict]]:
                       for r in (a, b))
             if pa.shape != pb.shape:
                 raise SystemExit(f"{clip}: {pa.size} starts against {pb.size}: they do not pair")
-            gain = pa - pb
-            ci = bootstrap((gain,), np.mean, confidence_level=0.95, method="percentile",
-                           random_state=seed).confidence_interval
-            out[clip][condition] = {
-                "survived_gain": float(gain.mean()),
-                "survived_gain_ci95": [float(ci.low), float(ci.high)],
-                "a_only": int(((pa >= 1) & (pb < 1)).sum()),
-                "b_only": int(((pb >= 1) & (pa < 1)).sum()),
+            out[clip][condition] = paired_survival(pa, pb, seed) | {
                 "joint_error_deg": [r["eval"][clip][condition]["policy"]["joint_error_deg"]
                                     for r in (a, b)]}
     return out

@@ -263,22 +263,39 @@ def _survived(run: dict[str, np.ndarray], clipid: int, starts: int) -> np.ndarra
     return np.minimum(run["survived"][worlds] / np.maximum(run["planned"][worlds], 1), 1.0)
 
 
-def _paired(runs: dict[str, dict[str, np.ndarray]], clipid: int, starts: int,
-            seed: int) -> dict[str, Any]:
-    """The policy's survival minus the replay's, start by start (`policy_vs_replay`)."""
+def paired_survival(a: np.ndarray, b: np.ndarray, seed: int) -> dict[str, Any]:
+    """A's survival minus B's over the same starts and perturbation samples.
+
+    Args:
+        a: (starts,) fraction of the planned steps each start survived, for A.
+        b: (starts,) the same for B.
+        seed: the bootstrap's.
+
+    Returns:
+        `survived_gain` (the mean difference), `survived_gain_ci95` (its 95% percentile
+        bootstrap interval) and `a_only` / `b_only`, the starts only A or only B completed.
+    """
     from scipy.stats import bootstrap
 
-    policy, replay = (_survived(runs[ctrl], clipid, starts) for ctrl in CONTROLLERS)
-    gain = policy - replay
-    if starts > 1:  # percentile intervals stay defined when every start gives the same gain
+    gain = a - b
+    if gain.size > 1:  # percentile intervals stay defined when every start gives the same gain
         interval = bootstrap((gain,), np.mean, confidence_level=0.95, method="percentile",
                              random_state=seed).confidence_interval
         ci = [float(interval.low), float(interval.high)]
     else:
         ci = [float(gain[0]), float(gain[0])]
     return {"survived_gain": float(gain.mean()), "survived_gain_ci95": ci,
-            "policy_only": int(((policy >= 1) & (replay < 1)).sum()),
-            "replay_only": int(((replay >= 1) & (policy < 1)).sum())}
+            "a_only": int(((a >= 1) & (b < 1)).sum()),
+            "b_only": int(((b >= 1) & (a < 1)).sum())}
+
+
+def _paired(runs: dict[str, dict[str, np.ndarray]], clipid: int, starts: int,
+            seed: int) -> dict[str, Any]:
+    """The policy's survival minus the replay's, start by start (`policy_vs_replay`)."""
+    paired = paired_survival(*(_survived(runs[ctrl], clipid, starts) for ctrl in CONTROLLERS),
+                             seed)
+    paired["policy_only"], paired["replay_only"] = paired.pop("a_only"), paired.pop("b_only")
+    return paired
 
 
 def _clip_summary(run: dict[str, np.ndarray], clipid: int, starts: int) -> dict[str, Any]:

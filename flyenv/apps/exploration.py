@@ -252,6 +252,9 @@ class PushExploration:
         return self._played
 
 
+SELF_IMITATION_CREDITS = ("step", "decision")  # a held step's own advantage, or its decision's
+
+
 def decision_advantages(advantages: torch.Tensor, decided: torch.Tensor) -> torch.Tensor:
     """Each step's advantage of the decision that chose its action (its own where it decided).
 

@@ -314,8 +314,9 @@ def update(agent: Agent, optimizer: torch.optim.Optimizer, rollout: Rollout,
     b_window = (rollout.extra_std.reshape(-1) > 0
                 if rollout.widened and args.push_self_imitation > 0 else None)
     b_logp, b_adv, b_ret = rollout.logp.reshape(-1), advantages.reshape(-1), returns.reshape(-1)
-    b_sil_adv = (decision_advantages(advantages, rollout.decided).reshape(-1)
-                 if args.push_self_imitation_credit == "decision" and rollout.held else b_adv)
+    b_decision_adv = (decision_advantages(advantages, rollout.decided).reshape(-1)
+                      if args.push_self_imitation_credit == "decision" and rollout.held
+                      else None)
     for _ in range(args.update_epochs):
         order = torch.randperm(batch_size, device=b_obs.device)
         for begin in range(0, batch_size, minibatch):
@@ -339,7 +340,8 @@ def update(agent: Agent, optimizer: torch.optim.Optimizer, rollout: Rollout,
                 -1).mean()
             if b_window is not None:
                 std = torch.hypot(policy.stddev, args.push_noise_std * agent.action_scale)
-                sil_adv = (b_sil_adv[idx] - adv_mean) / (adv_std + 1e-8)
+                sil_adv = adv if b_decision_adv is None else (
+                    (b_decision_adv[idx] - adv_mean) / (adv_std + 1e-8))
                 sil_loss = self_imitation(policy.mean, b_act[idx], sil_adv, b_window[idx],
                                           std.detach(), args.push_self_imitation_margin)
                 loss = loss + args.push_self_imitation * sil_loss

@@ -224,12 +224,15 @@ def check(args: PpoArgs) -> None:
         value = getattr(args, name)
         if not value >= 0:  # NaN too
             raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
-    from flyenv.apps.exploration import PushExploration  # torch: only when a run is checked
+    from flyenv.apps.exploration import (  # torch: only when a run is checked
+        SELF_IMITATION_CREDITS,
+        PushExploration,
+    )
 
     if args.push_noise_credit not in PushExploration.CREDITS:
         raise ValueError(f"--push-noise-credit must be one of {PushExploration.CREDITS}, got "
                          f"{args.push_noise_credit!r}")
-    if args.push_self_imitation_credit not in ("step", "decision"):
+    if args.push_self_imitation_credit not in SELF_IMITATION_CREDITS:
         raise ValueError(f"--push-self-imitation-credit must be 'step' or 'decision', got "
                          f"{args.push_self_imitation_credit!r}")
     if args.push_hold_s > 0 and args.push_noise_std <= 0:
