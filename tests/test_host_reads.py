@@ -88,7 +88,7 @@ def test_wrappers_read_nothing_on_the_host(warp_env, mode):
 
 
 def test_ppo_iteration_reads_nothing_on_the_host(warp_env):
-    from flyenv.apps.exploration import CorrelatedNoise, PushExploration
+    from flyenv.apps.exploration import CorrelatedNoise, DecisionCredit, PushExploration
     from flyenv.apps.train import (
         Agent,
         ClipStatistics,
@@ -101,12 +101,14 @@ def test_ppo_iteration_reads_nothing_on_the_host(warp_env):
 
     # Pushes at about every other step, explored around (`PpoArgs.push_noise_std`) with actions
     # held in the windows (`PpoArgs.push_hold_s`) and imitated where they did better
-    # (`PpoArgs.push_self_imitation`), and a critic that sees them (`PpoArgs.privileged_critic`).
+    # (`PpoArgs.push_self_imitation`, each held step by its decision's advantage carried across
+    # rollouts), and a critic that sees them (`PpoArgs.privileged_critic`).
     base = warp_env("same_step", randomization={"push_force_un": [1.0, 2.0],
                                                 "push_duration_s": 0.004, "push_rate_hz": 250.0})
     envs = NormalizeObservation(AppendPrivileged(EpisodeStatistics(base)))
     args = PpoArgs(num_envs=NENV, num_steps=6, num_minibatches=2, update_epochs=2,
-                   push_noise_std=0.5, push_self_imitation=1.0)
+                   push_noise_std=0.5, push_self_imitation=1.0,
+                   push_self_imitation_credit="carried")
     obs_dim, act_dim = base.single_observation_space.shape[0], envs.single_action_space.shape[0]
     critic_dim = envs.single_observation_space.shape[0]
     scale = torch.as_tensor(envs.single_action_space.high, device=base.device)
@@ -119,11 +121,12 @@ def test_ppo_iteration_reads_nothing_on_the_host(warp_env):
     noise = CorrelatedNoise((NENV, act_dim), 0.02, base.config.control_dt_s, base.device)
     push = PushExploration((NENV, act_dim), 0.5, 0.004, base.config.control_dt_s, base.device,
                            correlation_s=0.02, hold_steps=2)
+    credit = DecisionCredit(NENV, args.gamma * args.gae_lambda, base.device)
     obs, _ = envs.reset(seed=2)
     for _ in range(2):  # the second iteration runs Adam with its state in place
         with no_host_reads():
             obs = collect(agent, envs, obs, rollout, args.gamma, clip_stats, 0.5, noise, push)
-            losses = update(agent, optimizer, rollout, obs, args)
+            losses = update(agent, optimizer, rollout, obs, args, decision_credit=credit)
     assert torch.isfinite(losses["value_loss"]) and rollout.done.any()
     assert torch.isfinite(losses["self_imitation_loss"])
     assert (rollout.extra_std > 0).any() and (rollout.decided == 0).any()

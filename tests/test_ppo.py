@@ -10,6 +10,7 @@ import torch
 
 from flyenv.apps.exploration import (
     CorrelatedNoise,
+    DecisionCredit,
     PushExploration,
     autoregressive,
     decision_advantages,
@@ -315,20 +316,78 @@ def test_a_held_step_takes_the_advantage_of_the_decision_that_chose_its_action()
                                advantages)
 
 
+def test_a_hold_carried_into_the_next_rollout_keeps_its_decisions_advantage():
+    # gamma * lambda = 0.5. World 0 decides at steps 0 and 1 of the first rollout and holds
+    # the second through the next rollout's first two steps and a whole third one; world 1
+    # decides at every step (its own advantages).
+    credit = DecisionCredit(2, 0.5, "cpu")
+    first = credit(torch.tensor([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0]]),
+                   torch.tensor([[1, 1], [1, 1], [0, 1]]))
+    torch.testing.assert_close(first, torch.tensor([[1.0, 10.0], [2.0, 20.0], [2.0, 30.0]]))
+    # The decision at step 1 is worth 2 in the first rollout plus 0.5^2 of the second's first
+    # step's 4.
+    second = credit(torch.tensor([[4.0, 40.0], [5.0, 50.0], [6.0, 60.0]]),
+                    torch.tensor([[0, 1], [0, 1], [1, 1]]))
+    torch.testing.assert_close(second, torch.tensor([[3.0, 40.0], [3.0, 50.0], [6.0, 60.0]]))
+    third = credit(torch.tensor([[8.0, 70.0], [9.0, 80.0]]), torch.tensor([[0, 1], [0, 1]]))
+    torch.testing.assert_close(third, torch.tensor([[10.0, 70.0], [10.0, 80.0]]))  # 6 + 0.5 * 8
+    fourth = credit(torch.tensor([[16.0, 0.0]]), torch.tensor([[0, 1]]))
+    # Its first step is 3 steps after the decision: 10 + 0.5^3 * 16.
+    torch.testing.assert_close(fourth, torch.tensor([[12.0, 0.0]]))
+
+
+@pytest.mark.parametrize("split", [1, 5, 9])
+def test_carried_decision_credit_equals_that_of_one_rollout_of_the_whole_trajectory(split):
+    # GAE over a trajectory cut in two rollouts (the first bootstrapped on the value after it)
+    # and the credit carried across the cut give the second rollout's held steps the decision
+    # advantages of the whole trajectory. Episodes end at random steps; the next step decides,
+    # as PushExploration makes it.
+    generator = torch.Generator().manual_seed(split)
+    num_steps, num_envs, gamma, lam = 12, 5, 0.95, 0.9
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=generator)
+
+    done = (rand(num_steps, num_envs) < 0.1).float()
+    decided = (rand(num_steps, num_envs) < 0.25).float()
+    decided[0] = 1
+    decided[1:] = torch.maximum(decided[1:], done[:-1])
+    whole = dataclasses.make_dataclass("Steps", ["reward", "values", "done"])(
+        rand(num_steps, num_envs), rand(num_steps, num_envs), done)
+    next_value = rand(num_envs)
+    expected = decision_advantages(gae(whole, next_value, gamma, lam), decided)
+
+    def part(steps: slice) -> object:
+        return dataclasses.replace(whole, reward=whole.reward[steps],
+                                   values=whole.values[steps], done=whole.done[steps])
+
+    credit = DecisionCredit(num_envs, gamma * lam, "cpu")
+    credit(gae(part(slice(0, split)), whole.values[split], gamma, lam), decided[:split])
+    second = credit(gae(part(slice(split, None)), next_value, gamma, lam), decided[split:])
+    assert (decided[split] == 0).any()  # some hold crosses the cut
+    torch.testing.assert_close(second, expected[split:])
+
+
 def test_self_imitation_by_decision_credit_differs_from_step_credit_only_where_held():
     args = PpoArgs(num_steps=8, num_minibatches=1, update_epochs=1, ent_coef=0.0,
                    push_noise_std=0.5, push_self_imitation=1.0)
     agent, rollout, obs = _held_rollout(args)
     assert (rollout.decided == 0).any()
 
-    def losses(rollout: Rollout, credit: str) -> torch.Tensor:
+    def losses(rollout: Rollout, credit: str, carry: DecisionCredit | None = None,
+               ) -> torch.Tensor:
         copy = deepcopy(agent)
         torch.manual_seed(0)  # the same minibatch order
         return update(copy, torch.optim.SGD(copy.parameters(), lr=0.0), rollout, obs,
                       dataclasses.replace(args, push_self_imitation_credit=credit),
-                      )["self_imitation_loss"]
+                      decision_credit=carry)["self_imitation_loss"]
 
     assert losses(rollout, "decision") != losses(rollout, "step")
+    # A first rollout has nothing carried into it: "carried" credits it as "decision" does.
+    carry = DecisionCredit(rollout.decided.shape[1], args.gamma * args.gae_lambda, "cpu")
+    torch.testing.assert_close(losses(rollout, "carried", carry), losses(rollout, "decision"))
+    with pytest.raises(ValueError, match="carried needs the DecisionCredit"):
+        losses(rollout, "carried")
     every = dataclasses.replace(rollout, decided=torch.ones_like(rollout.decided))
     torch.testing.assert_close(losses(every, "decision"), losses(every, "step"))
 
@@ -447,8 +506,8 @@ def test_a_push_hold_needs_push_exploration(tmp_path):
 def test_an_unknown_self_imitation_credit_is_refused_by_name(tmp_path):
     args = PpoArgs(device="cpu", output=str(tmp_path / "run"), push_noise_std=0.1,
                    push_self_imitation=1.0, push_self_imitation_credit="window")
-    with pytest.raises(ValueError, match="--push-self-imitation-credit must be 'step' or "
-                                         "'decision', got 'window'"):
+    with pytest.raises(ValueError, match="--push-self-imitation-credit must be one of .*"
+                                         "'carried'.*, got 'window'"):
         train(args)
     assert not (tmp_path / "run").exists()
 

@@ -43,7 +43,9 @@ deterministic policy, which plays its mean, must give the answer at every step o
 at the held steps PPO teaches it nothing. `self_imitation` is the supervised term that does:
 self-imitation learning (Oh et al. 2018) of the window's actions, held ones included, where the
 step did better than the critic expected (positive advantage only, so a deviation that toppled
-the fly is not pushed away from, which would add the noise of every failed draw).
+the fly is not pushed away from, which would add the noise of every failed draw). A held step's
+better-than-expected is its own advantage or that of the decision it holds
+(`decision_advantages`; `DecisionCredit` when holds span rollouts).
 """
 
 from __future__ import annotations
@@ -252,27 +254,77 @@ class PushExploration:
         return self._played
 
 
-SELF_IMITATION_CREDITS = ("step", "decision")  # a held step's own advantage, or its decision's
+SELF_IMITATION_CREDITS = ("step", "decision", "carried")  # whose advantage weighs a held step
 
 
-def decision_advantages(advantages: torch.Tensor, decided: torch.Tensor) -> torch.Tensor:
+def decision_advantages(advantages: torch.Tensor, decided: torch.Tensor,
+                        before: torch.Tensor | None = None) -> torch.Tensor:
     """Each step's advantage of the decision that chose its action (its own where it decided).
 
     A held step plays its decision's action, so the held deviation's worth is the decision's
-    advantage, which covers the whole hold; a held step's own advantage covers only what is
-    left of it. Steps held from a decision before the rollout take the advantage of the
-    rollout's first step, the closest to that decision the rollout has (its hold's most).
+    advantage, which covers the whole hold; a held step's own covers only what is left of it.
+    Steps held from a decision before the rollout take `before`, by default the advantage of
+    the rollout's first step, the closest to that decision the rollout has (its hold's most).
 
     Args:
         advantages: (num_steps, num_envs) the steps' advantages.
         decided: (num_steps, num_envs) nonzero where the step's action was a new decision.
+        before: (num_envs,) the advantage of each world's decision from before the rollout
+            (`DecisionCredit`), or None for the first step's.
 
     Returns:
         (num_steps, num_envs) the advantages of the steps' decisions.
     """
     steps = torch.arange(advantages.shape[0], device=advantages.device)[:, None]
-    last = torch.where(decided > 0, steps, 0).cummax(dim=0).values  # (num_steps, num_envs)
-    return advantages.gather(0, last)
+    last = torch.where(decided > 0, steps, -1).cummax(dim=0).values  # (num_steps, num_envs)
+    own = advantages.gather(0, last.clamp(min=0))
+    return own if before is None else torch.where(last >= 0, own, before)
+
+
+class DecisionCredit:
+    """`decision_advantages` with holds that span rollouts credited by their decision's.
+
+    A decision's GAE advantage in its rollout sums the discounted TD errors of its steps up to
+    the rollout's end (the last one bootstrapped on the value after it); the rest of it is
+    (gamma lambda)^m times the next rollout's first step's advantage, m steps after the
+    decision: the same TD errors, summed by that rollout. So the steps of the next rollout
+    held from it take A_d + (gamma lambda)^m A_0, the decision's advantage over its hold so
+    far, where `decision_advantages` alone gives them A_0, what is left of the hold. A world
+    decides at every episode's first step (`PushExploration.update`), so a carried hold never
+    crosses an episode's end. Call it once per rollout, in order; the carry is per world.
+
+    Args:
+        num_envs: worlds.
+        gamma_lambda: the discount times GAE's lambda (in (0, 1]).
+        device: where the carry lives.
+    """
+
+    def __init__(self, num_envs: int, gamma_lambda: float, device: torch.device | str) -> None:
+        if not 0 < gamma_lambda <= 1:
+            raise ValueError(f"DecisionCredit: gamma_lambda must be in (0, 1], got "
+                             f"{gamma_lambda}")
+        self.gamma_lambda = gamma_lambda
+        # The last decision's advantage so far, and the weight of the next rollout's first
+        # step's advantage in it: (num_envs,) each. (0, 1) before any rollout: the first step's.
+        self.carried = torch.zeros(num_envs, device=device)
+        self.weight = torch.ones(num_envs, device=device)
+
+    def __call__(self, advantages: torch.Tensor, decided: torch.Tensor) -> torch.Tensor:
+        """(num_steps, num_envs) the rollout's steps' decision advantages; carries the last.
+
+        Args:
+            advantages: (num_steps, num_envs) the rollout's GAE advantages.
+            decided: (num_steps, num_envs) nonzero where the step's action was a new decision.
+        """
+        num_steps = advantages.shape[0]
+        before = self.carried + self.weight * advantages[0]
+        credited = decision_advantages(advantages, decided, before)
+        steps = torch.arange(num_steps, device=advantages.device)[:, None]
+        last = torch.where(decided > 0, steps, -1).amax(dim=0)  # (num_envs,), -1: none
+        self.carried = credited[-1]
+        self.weight = torch.where(last >= 0, self.gamma_lambda ** (num_steps - last),
+                                  self.weight * self.gamma_lambda ** num_steps)
+        return credited
 
 
 def self_imitation(mean: torch.Tensor, actions: torch.Tensor, advantages: torch.Tensor,

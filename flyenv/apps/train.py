@@ -39,6 +39,7 @@ from flyenv.apps import train_args
 from flyenv.apps.distributed import Ranks
 from flyenv.apps.exploration import (
     CorrelatedNoise,
+    DecisionCredit,
     PushExploration,
     autoregressive,
     decision_advantages,
@@ -278,7 +279,7 @@ def gae(rollout: Rollout, next_value: torch.Tensor, gamma: float, gae_lambda: fl
 
 def update(agent: Agent, optimizer: torch.optim.Optimizer, rollout: Rollout,
            next_obs: torch.Tensor, args: PpoArgs, ranks: Ranks | None = None,
-           ) -> dict[str, torch.Tensor]:
+           decision_credit: DecisionCredit | None = None) -> dict[str, torch.Tensor]:
     """GAE and the clipped PPO update over `update_epochs` epochs of minibatches.
 
     Reads no value on the host (use a fused optimizer: Adam's default keeps its step count in a
@@ -290,7 +291,9 @@ def update(agent: Agent, optimizer: torch.optim.Optimizer, rollout: Rollout,
     towards the actions of push windows where the advantage was positive
     (`flyenv.apps.exploration.self_imitation`), in the window's std (the policy's and the push
     noise's together), by the part of each step's advantage (or, with
-    `push_self_imitation_credit` "decision", its decision's) above `push_self_imitation_margin`.
+    `push_self_imitation_credit` "decision", its decision's; with "carried", its decision's
+    from `decision_credit`, which this update's rollout then carries on to the next one) above
+    `push_self_imitation_margin`.
 
     Returns:
         The last minibatch's losses as device tensors (`policy_loss`, `value_loss`, and
@@ -314,9 +317,14 @@ def update(agent: Agent, optimizer: torch.optim.Optimizer, rollout: Rollout,
     b_window = (rollout.extra_std.reshape(-1) > 0
                 if rollout.widened and args.push_self_imitation > 0 else None)
     b_logp, b_adv, b_ret = rollout.logp.reshape(-1), advantages.reshape(-1), returns.reshape(-1)
-    b_decision_adv = (decision_advantages(advantages, rollout.decided).reshape(-1)
-                      if args.push_self_imitation_credit == "decision" and rollout.held
-                      else None)
+    b_decision_adv = None
+    if rollout.held and args.push_self_imitation_credit == "decision":
+        b_decision_adv = decision_advantages(advantages, rollout.decided).reshape(-1)
+    elif rollout.held and args.push_self_imitation_credit == "carried":
+        if decision_credit is None:
+            raise ValueError("update: --push-self-imitation-credit carried needs the "
+                             "DecisionCredit that carries holds from rollout to rollout")
+        b_decision_adv = decision_credit(advantages, rollout.decided).reshape(-1)
     for _ in range(args.update_epochs):
         order = torch.randperm(batch_size, device=b_obs.device)
         for begin in range(0, batch_size, minibatch):
@@ -424,6 +432,7 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
                             hold_steps=max(1, hold_steps))
             if args.push_noise_std > 0 else None)
     rollout = Rollout.zeros(t, n, critic_dim, act_dim, device)
+    decision_credit = DecisionCredit(n, args.gamma * args.gae_lambda, device)
     num_iterations = max(1, args.total_timesteps // (n * t * ranks.world_size))
     clips = train_args.describe_clips(base)
     for line in train_args.plan(args, clips, num_iterations, ranks.world_size):
@@ -439,7 +448,7 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
         obs = collect(agent, envs, obs, rollout, args.gamma, clip_stats,
                       args.termination_penalty, noise, push)
         merged = ranks.merge_normalizer(envs, merged)
-        losses = update(agent, optimizer, rollout, obs, args, ranks)
+        losses = update(agent, optimizer, rollout, obs, args, ranks, decision_credit)
         # The iteration's only host reads: a few scalars for the log (the score over all ranks).
         score = ranks.average(rollout.raw_reward.mean()).item() / base.max_reward
         steps = n * t * ranks.world_size * iteration

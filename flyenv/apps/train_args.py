@@ -183,8 +183,12 @@ class PpoArgs:
     "Datasets of clips".)"""
     push_self_imitation_credit: str = "step"
     """Which advantage weighs a held step's self-imitation: "step", its own (the part of its
-    hold still to come), or "decision", that of the decision that chose its action (the whole
-    hold's: `flyenv.apps.exploration.decision_advantages`). Equal without --push-hold-s."""
+    hold still to come); "decision", that of the decision that chose its action (the whole
+    hold's: `flyenv.apps.exploration.decision_advantages`), or the rollout's first step's
+    where the decision was made in an earlier rollout; "carried", the decision's in every
+    rollout (`flyenv.apps.exploration.DecisionCredit`). A hold longer than a rollout always
+    spans two: 0.15 s at 500 Hz is 75 steps, against 64 per rollout. Equal without
+    --push-hold-s."""
     privileged_critic: bool = False
     """An asymmetric critic: the value function also sees the env's privileged observation
     (`FlyImitationVecEnv.privileged_layout`: the push that acts now and how long it still acts,
@@ -233,8 +237,8 @@ def check(args: PpoArgs) -> None:
         raise ValueError(f"--push-noise-credit must be one of {PushExploration.CREDITS}, got "
                          f"{args.push_noise_credit!r}")
     if args.push_self_imitation_credit not in SELF_IMITATION_CREDITS:
-        raise ValueError(f"--push-self-imitation-credit must be 'step' or 'decision', got "
-                         f"{args.push_self_imitation_credit!r}")
+        raise ValueError(f"--push-self-imitation-credit must be one of "
+                         f"{SELF_IMITATION_CREDITS}, got {args.push_self_imitation_credit!r}")
     if args.push_hold_s > 0 and args.push_noise_std <= 0:
         raise ValueError("--push-hold-s holds actions in the push exploration's windows: it "
                          "needs --push-noise-std > 0")
