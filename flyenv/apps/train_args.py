@@ -179,8 +179,8 @@ class PpoArgs:
     real clips of benchmarks/train_clips.py with --push-hold-s 0.15 and decision credit: 1 at
     weight 0.2 for 55 minutes and 2 at weight 1 for 37 survived the df3d walk's pushes more
     often than the parent and the hold alone, by 0.02-0.03 (from 128 starts, 2 at weight 1:
-    +0.030, +0.005 to +0.061), as often as the replay, not more, and tracked worse: README,
-    "Datasets of clips".)"""
+    +0.030, +0.005 to +0.061), as often as the replay, not more, and tracked worse; 45 more
+    minutes did not add to it: README, "Datasets of clips".)"""
     push_self_imitation_credit: str = "step"
     """Which advantage weighs a held step's self-imitation: "step", its own (the part of its
     hold still to come); "decision", that of the decision that chose its action (the whole
@@ -188,7 +188,8 @@ class PpoArgs:
     where the decision was made in an earlier rollout; "carried", the decision's in every
     rollout (`flyenv.apps.exploration.DecisionCredit`). A hold longer than a rollout always
     spans two: 0.15 s at 500 Hz is 75 steps, against 64 per rollout. Equal without
-    --push-hold-s."""
+    --push-hold-s. (On the real clips of benchmarks/train_clips.py with margin 2, "carried" did
+    what "decision" did, in two seeds: README, "Datasets of clips".)"""
     privileged_critic: bool = False
     """An asymmetric critic: the value function also sees the env's privileged observation
     (`FlyImitationVecEnv.privileged_layout`: the push that acts now and how long it still acts,
