@@ -275,10 +275,15 @@ def decision_advantages(advantages: torch.Tensor, decided: torch.Tensor,
     Returns:
         (num_steps, num_envs) the advantages of the steps' decisions.
     """
-    steps = torch.arange(advantages.shape[0], device=advantages.device)[:, None]
-    last = torch.where(decided > 0, steps, -1).cummax(dim=0).values  # (num_steps, num_envs)
+    last = _last_decisions(decided)
     own = advantages.gather(0, last.clamp(min=0))
     return own if before is None else torch.where(last >= 0, own, before)
+
+
+def _last_decisions(decided: torch.Tensor) -> torch.Tensor:
+    """(num_steps, num_envs) the step of each step's latest decision in the rollout (-1: none)."""
+    steps = torch.arange(decided.shape[0], device=decided.device)[:, None]
+    return torch.where(decided > 0, steps, -1).cummax(dim=0).values
 
 
 class DecisionCredit:
@@ -319,8 +324,7 @@ class DecisionCredit:
         num_steps = advantages.shape[0]
         before = self.carried + self.weight * advantages[0]
         credited = decision_advantages(advantages, decided, before)
-        steps = torch.arange(num_steps, device=advantages.device)[:, None]
-        last = torch.where(decided > 0, steps, -1).amax(dim=0)  # (num_envs,), -1: none
+        last = _last_decisions(decided)[-1]  # (num_envs,)
         self.carried = credited[-1]
         self.weight = torch.where(last >= 0, self.gamma_lambda ** (num_steps - last),
                                   self.weight * self.gamma_lambda ** num_steps)

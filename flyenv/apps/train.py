@@ -432,7 +432,8 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
                             hold_steps=max(1, hold_steps))
             if args.push_noise_std > 0 else None)
     rollout = Rollout.zeros(t, n, critic_dim, act_dim, device)
-    decision_credit = DecisionCredit(n, args.gamma * args.gae_lambda, device)
+    decision_credit = (DecisionCredit(n, args.gamma * args.gae_lambda, device)
+                       if args.push_self_imitation_credit == "carried" else None)
     num_iterations = max(1, args.total_timesteps // (n * t * ranks.world_size))
     clips = train_args.describe_clips(base)
     for line in train_args.plan(args, clips, num_iterations, ranks.world_size):
