@@ -135,3 +135,61 @@ def test_compare_runs_pairs_two_evaluations_start_by_start():
         compare_runs.compare(a, _train_clips_result([1.0] * 4, {"push_force_un": [1.0, 3.0]}))
     with pytest.raises(SystemExit, match="3 starts against 4"):
         compare_runs.compare(_train_clips_result([1.0] * 3, pushes), b)
+
+
+def _benchmark(name: str):
+    # A benchmark script as a module, with benchmarks/ importable as its siblings import it.
+    import importlib
+    import sys
+
+    folder = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    if folder not in sys.path:
+        sys.path.append(folder)
+    return importlib.import_module(name)
+
+
+def test_expert_iteration_events_leave_room_and_push_as_the_evaluation_does():
+    import math
+
+    import torch
+
+    pe = _benchmark("push_expert_iteration")
+    timing = {"hold": 75, "after": 250, "push": 25, "onset": (10, 100)}
+    lengths = torch.tensor([4000, 400])
+    events = pe.draw_events(lengths, 2000, timing, torch.Generator().manual_seed(0))
+    last = events["frame"] + timing["onset"][1] + timing["after"] + 1
+    assert (last < lengths[events["clip"]]).all()  # every event fits its clip
+    assert set(events["clip"].tolist()) == {0, 1}
+    assert events["onset"].min() >= 10 and events["onset"].max() <= 100
+    magnitude = events["force"][:, :2].norm(dim=1)
+    low, high = pe.PUSH_FORCE_UN
+    assert (magnitude >= low).all() and (magnitude <= high).all()
+    assert (events["force"][:, 2] == 0).all()  # horizontal
+    heading = torch.atan2(events["force"][:, 1], events["force"][:, 0])
+    assert heading.min() < -0.9 * math.pi and heading.max() > 0.9 * math.pi
+
+
+def test_expert_iteration_fit_learns_the_saves_and_keeps_the_parent_elsewhere():
+    import copy
+
+    import torch
+
+    from flyenv.apps.train import Agent
+
+    pe = _benchmark("push_expert_iteration")
+    torch.manual_seed(0)
+    parent = Agent(8, 3, 32, torch.full((3,), 0.1), -2.0)
+    student = copy.deepcopy(parent)
+    save_obs = torch.randn(256, 8) + 3.0  # the pushed states, apart from calm walking
+    with torch.no_grad():
+        save_act = parent.dist(save_obs).mean + 0.02
+    calm_obs = torch.randn(4096, 8)
+    fit = pe.fit(student, parent, save_obs, save_act, calm_obs, 400, 128, 3e-3,
+                 torch.Generator().manual_seed(0))
+    assert fit["save_rms_rad_before"] == pytest.approx(0.02, rel=0.05)
+    assert fit["calm_rms_rad_before"] == 0.0
+    assert fit["save_rms_rad_after"] < 0.3 * fit["save_rms_rad_before"]
+    assert fit["calm_rms_rad_after"] < 0.3 * fit["save_rms_rad_before"]
+    for name, p in student.named_parameters():  # only the actor is fitted
+        if not name.startswith("actor"):
+            assert torch.equal(p, dict(parent.named_parameters())[name])

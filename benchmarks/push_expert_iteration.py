@@ -1,0 +1,322 @@
+"""Expert iteration for push recovery: a search's saves on the student's own pushes, round by round.
+
+`push_recovery_distill.py` showed that the policy's network can hold the saves a search finds
+(a copy taught them keeps 5 of 9 and loses nothing it kept). This makes that a training method
+at the scale this box allows. Starting from a checkpoint (the parent), each round:
+
+1. Screen: EVENTS push events drawn afresh (a training clip, a start frame, walking for a time
+   drawn from ONSET_RANGE_S, then a horizontal push of the thorax of PUSH_FORCE_UN (the
+   evaluation's range) for 50 ms along a random heading) are played by the student, its mean
+   closed loop. An event is lost when the fly terminates within AFTER_S of the push's onset.
+2. Search: each lost event (at most `--max-search`) is played again by CANDIDATES worlds, the
+   student's mean plus a vector from a box of `--candidate-range-rad` held from the onset for
+   HOLD_S. The smallest saving vector's play gives the targets: the actions it played at the
+   states it visited over the hold. With `--target mean` the mean of the event's saving
+   vectors is played too, and its play is taught where it saves.
+3. Fit: the student's mean is fitted (minibatch least squares, in units of the action range) to
+   every round's targets so far and, weighing as much, to the parent's mean at the states the
+   screens' students visited (kept events whole, lost ones up to the onset): calm walking stays
+   the parent's, as a DAgger-style aggregate keeps earlier saves.
+
+Each screen is the previous round's student on events it has never seen, so the screens are the
+curve; a last screen judges the last student. The screens and searches play the nominal model
+(a candidate must replay its event exactly); the evaluation randomizes it. With `--save` the
+student is written as a checkpoint and evaluated by `flyenv eval` as `train_clips.py`
+evaluates (`--starts` fixed starts, its RANDOMIZATION), so `compare_runs.py` pairs the result
+with the parent's run and `flyenv eval`'s replay. Results: benchmarks/results/<name>.json.
+
+    python benchmarks/push_expert_iteration.py --checkpoint CKPT --train DIR [--held-out DIR]
+        [--rounds 4 --events 768] --save student.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from push_recovery_oracle import AFTER_S, DURATION_S, HOLD_S, RESULTS
+from train_clips import RANDOMIZATION
+
+from flyenv.apps.evaluate import Policy, play_settings
+from flyenv.apps.machine import environment_info
+from flyenv.apps.train import policy_env
+from flyenv.envs import FlyImitationVecEnv
+
+ONSET_RANGE_S = (0.02, 0.2)  # walking before the push [s]
+PUSH_FORCE_UN = tuple(RANDOMIZATION["push_force_un"])  # the evaluation's push sizes [uN]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="the parent")
+    parser.add_argument("--train", nargs="+", required=True, help="clips whose pushes are searched")
+    parser.add_argument("--held-out", nargs="*", default=[], help="clips only evaluated")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--events", type=int, default=768, help="push events per screen")
+    parser.add_argument("--max-search", type=int, default=64, help="lost events searched per round")
+    parser.add_argument("--candidates", type=int, default=24)
+    parser.add_argument("--candidate-range-rad", type=float, default=0.03)
+    parser.add_argument("--target", choices=("smallest", "mean"), default="smallest",
+                        help="teach the smallest saving vector's play, or the mean saving "
+                        "vector's where it saves too")
+    parser.add_argument("--fit-steps", type=int, default=1500)
+    parser.add_argument("--batch", type=int, default=2048, help="states per set per fit step")
+    parser.add_argument("--learning-rate", type=float, default=3e-4)
+    parser.add_argument("--calm-every", type=int, default=4, help="keep every k-th calm state")
+    parser.add_argument("--starts", type=int, default=64, help="the evaluation's starts per clip")
+    parser.add_argument("--save", default="", help="write the student here and evaluate it")
+    parser.add_argument("--name", default="push_expert_iteration_cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    policy = Policy.load(args.checkpoint)
+    box = args.candidate_range_rad  # [rad]
+    if not 0 < box <= policy.args.residual_range_rad:
+        parser.error(f"--candidate-range-rad must lie in (0, {policy.args.residual_range_rad}] "
+                     f"(a smaller box of {args.checkpoint}'s policy), got {box}")
+    gen = torch.Generator().manual_seed(args.seed)
+    torch.manual_seed(args.seed)
+    settings = play_settings(policy) | {"reference": tuple(args.train)}
+    probe = FlyImitationVecEnv(num_envs=1, device="cpu", **settings)
+    names, dt, lengths = probe.ref.names, probe.config.control_dt_s, probe.ref.lengths.clone()
+    probe.close()
+    timing = {"hold": round(HOLD_S / dt), "after": round(AFTER_S / dt),
+              "push": round(DURATION_S / dt),
+              "onset": tuple(round(s / dt) for s in ONSET_RANGE_S)}
+    parent, student = policy.agent, copy.deepcopy(policy.agent)
+    save_obs, save_act, calm_obs = [], [], []
+    rounds, t_start = [], time.perf_counter()
+    for r in range(args.rounds + 1):
+        t0 = time.perf_counter()
+        events = draw_events(lengths, args.events, timing, gen)
+        survived, _, calm = play(policy, student, events, None, timing, settings,
+                                 calm_every=args.calm_every)
+        record = {"round": r, "screen": screen_summary(events, survived, names),
+                  "screen_s": time.perf_counter() - t0}
+        if r == args.rounds:  # the last student's screen: nothing more to search
+            rounds.append(record)
+            break
+        calm_obs.append(calm)
+        t0 = time.perf_counter()
+        lost = (~survived).nonzero().squeeze(1)[:args.max_search]
+        found = search(policy, student, events, lost, args.candidates, box, timing, settings,
+                       gen, args.target)
+        save_obs.append(found["obs"])
+        save_act.append(found["act"])
+        record.update({"searched": len(lost), "saved": found["saved"],
+                       "mean_saved": found.get("mean_saved"),
+                       "saving_vector_rms_rad": found["vector_rms_rad"],
+                       "search_s": time.perf_counter() - t0})
+        t0 = time.perf_counter()
+        record["fit"] = fit(student, parent, torch.cat(save_obs), torch.cat(save_act),
+                            torch.cat(calm_obs), args.fit_steps, args.batch, args.learning_rate,
+                            gen)
+        record["fit_s"] = time.perf_counter() - t0
+        rounds.append(record)
+        print(json.dumps(record), flush=True)
+    result = {"machine": environment_info("cpu"), "checkpoint": args.checkpoint,
+              "push": {"force_un": PUSH_FORCE_UN, "duration_s": DURATION_S,
+                       "onset_range_s": ONSET_RANGE_S, "hold_s": HOLD_S, "survive_s": AFTER_S},
+              "args": vars(args), "rounds": rounds,
+              "wall_s": time.perf_counter() - t_start}
+    if args.save:
+        state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+        state["agent"] = student.state_dict()
+        state["expert_iteration"] = {"from": args.checkpoint, "rounds": args.rounds,
+                                     "saves": sum(r.get("saved", 0) for r in rounds)}
+        torch.save(state, args.save)
+        out = Path(args.save).with_suffix("")
+        eval_cmd = [sys.executable, "-m", "flyenv", "eval", args.save, "--reference",
+                    *args.train, *args.held_out, "--starts", str(args.starts), "--horizon-s",
+                    "2.0", "--randomization", json.dumps(RANDOMIZATION), "--video-steps", "0",
+                    "--output", str(out)]
+        subprocess.run(eval_cmd, check=True)
+        evaluation = json.loads((out / "eval.json").read_text())
+        result.update({"eval_command": eval_cmd[1:], "eval": evaluation["clips"],
+                       "perturbation": evaluation["perturbation"]})
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=1))
+
+
+def draw_events(lengths: torch.Tensor, count: int, timing: dict, gen: torch.Generator,
+                ) -> dict[str, torch.Tensor]:
+    """`count` push events: clip, start frame, onset [steps] and push [uN], (count, ...) each.
+
+    The start leaves room for the latest onset and AFTER_S after it; the heading is uniform,
+    the force uniform over PUSH_FORCE_UN.
+    """
+    clip = torch.randint(len(lengths), (count,), generator=gen)
+    steps = timing["onset"][1] + timing["after"] + 1
+    span = (lengths[clip] - 2 - steps).clamp(min=1)
+    frame = (torch.rand(count, generator=gen) * span).long()
+    onset = torch.randint(timing["onset"][0], timing["onset"][1] + 1, (count,), generator=gen)
+    heading = 2 * math.pi * torch.rand(count, generator=gen)
+    low, high = PUSH_FORCE_UN
+    magnitude = low + (high - low) * torch.rand(count, generator=gen)
+    force = torch.stack([magnitude * heading.cos(), magnitude * heading.sin(),
+                         torch.zeros(count)], dim=1)
+    return {"clip": clip, "frame": frame, "onset": onset, "force": force}
+
+
+def play(policy: Policy, agent: torch.nn.Module, events: dict[str, torch.Tensor],
+         residual: torch.Tensor | None, timing: dict, settings: dict, *, calm_every: int = 0,
+         ) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None, torch.Tensor | None]:
+    """Every world plays `agent`'s mean (plus `residual` over its hold) through its event.
+
+    Args:
+        events: (n, ...) each world's event (`draw_events`, rows repeated per candidate).
+        residual: (n, act_dim) held from each world's onset for HOLD_S [rad], or None.
+        calm_every: with k > 0, return every k-th state of the worlds that survive (all their
+            steps) or fall (up to their onset).
+
+    Returns:
+        (n,) bool survived; with a residual, the hold's {"obs": (hold, n, obs_dim) normalized
+        observations, "act": (hold, n, act_dim) actions played}; with calm_every, (m, obs_dim)
+        calm states.
+    """
+    n = len(events["clip"])
+    onset, hold = events["onset"], timing["hold"]
+    steps = int(onset.max()) + timing["after"]
+    env = policy_env(policy.obs_norm, num_envs=n, device="cpu", autoreset_mode="disabled",
+                     max_episode_steps=steps + 1, **settings)
+    base = env.unwrapped
+    thorax = base.engine.model.body("thorax").id
+    obs, _ = env.reset(seed=0, options={"clip": events["clip"], "frame": events["frame"]})
+    alive = torch.ones(n, dtype=torch.bool)  # no fall within AFTER_S of the onset
+    upright = torch.ones(n, dtype=torch.bool)  # not terminated yet (its state is the fly's)
+    window = None
+    if residual is not None:
+        window = {"obs": torch.zeros(hold, n, obs.shape[1]),
+                  "act": torch.zeros(hold, n, residual.shape[1])}
+    visited = []  # (k, obs_dim) states and the worlds they came from, every calm_every steps
+    for step in range(steps):
+        since = step - onset  # steps since each world's onset
+        with torch.no_grad():
+            action = agent.dist(obs).mean
+        if residual is not None:
+            holding = (since >= 0) & (since < hold)
+            action = action + holding[:, None] * residual
+            rows = holding.nonzero().squeeze(1)
+            window["obs"][since[rows], rows] = obs[rows]
+            window["act"][since[rows], rows] = action[rows]
+        if calm_every and step % calm_every == 0:
+            rows = upright.nonzero().squeeze(1)
+            visited.append((obs[rows].clone(), rows, since[rows] < 0))
+        pushing = ((since >= 0) & (since < timing["push"]))[:, None]
+        base.engine.xfrc_applied[:, thorax, :3] = torch.where(pushing, events["force"], 0.0)
+        obs, _, terminated, _, _ = env.step(action)
+        alive &= ~(terminated & (since < timing["after"]))
+        upright &= ~terminated
+    env.close()
+    calm = None
+    if calm_every:  # a fallen world's states from its onset on are no calm walking
+        calm = torch.cat([states[alive[rows] | before]
+                          for states, rows, before in visited])
+    return alive, window, calm
+
+
+def search(policy: Policy, agent: torch.nn.Module, events: dict[str, torch.Tensor],
+           lost: torch.Tensor, candidates: int, box: float, timing: dict, settings: dict,
+           gen: torch.Generator, target: str = "smallest") -> dict:
+    """Plays each lost event with `candidates` held vectors; a saving play's hold.
+
+    With `target` "smallest" the smallest saving vector's play is taught. With "mean" the
+    mean of an event's saving vectors is played too and taught where it saves (else the
+    smallest): a random vector of the box is mostly directions that do not matter, and the
+    mean of the saves keeps what they share.
+
+    Returns:
+        {"obs": (m, obs_dim), "act": (m, act_dim)} the taught plays' states and actions over
+        their holds, "saved" the events some vector saves, "vector_rms_rad" the taught
+        vectors' RMS, and with "mean" "mean_saved" the events whose mean saving vector saves.
+    """
+    act_dim = len(agent.action_scale)
+    if len(lost) == 0:
+        return {"obs": torch.zeros(0, policy.agent.actor[0].in_features),
+                "act": torch.zeros(0, act_dim), "saved": 0, "vector_rms_rad": None}
+    repeated = {key: value[lost].repeat_interleave(candidates, 0)
+                for key, value in events.items()}
+    vectors = (2 * torch.rand(len(lost) * candidates, act_dim, generator=gen) - 1) * box
+    survived, window, _ = play(policy, agent, repeated, vectors, timing, settings)
+    survived = survived.reshape(len(lost), candidates)
+    norms = torch.where(survived, vectors.norm(dim=1).reshape(len(lost), candidates), torch.inf)
+    saved = survived.any(1)
+    best = (torch.arange(len(lost)) * candidates + norms.argmin(1))[saved]
+    taught = vectors[best]
+    obs = window["obs"][:, best]  # (hold, saved events, obs_dim)
+    act = window["act"][:, best]
+    out = {"saved": int(saved.sum())}
+    if target == "mean" and len(best):
+        weights = survived[saved].float()  # (saved events, candidates)
+        mean = (weights[:, :, None] * vectors.reshape(len(lost), candidates, act_dim)[saved]
+                ).sum(1) / weights.sum(1, keepdim=True)
+        rows = lost[saved]
+        kept, mean_window, _ = play(policy, agent, {k: v[rows] for k, v in events.items()},
+                                    mean, timing, settings)
+        taught = torch.where(kept[:, None], mean, taught)
+        obs = torch.where(kept[None, :, None], mean_window["obs"], obs)
+        act = torch.where(kept[None, :, None], mean_window["act"], act)
+        out["mean_saved"] = int(kept.sum())
+    rms = taught.square().mean().sqrt().item() if len(best) else None
+    return out | {"obs": obs.reshape(-1, obs.shape[-1]), "act": act.reshape(-1, act_dim),
+                  "vector_rms_rad": rms}
+
+
+def fit(student: torch.nn.Module, parent: torch.nn.Module, save_obs: torch.Tensor,
+        save_act: torch.Tensor, calm_obs: torch.Tensor, steps: int, batch: int,
+        learning_rate: float, gen: torch.Generator) -> dict:
+    """Fits the student's mean to the saves' actions and to the parent's mean on calm states.
+
+    Each step draws `batch` states of each set; both errors are in units of the action range
+    and weigh alike. Returns the RMS errors [rad] before and after, per set.
+    """
+    scale = parent.action_scale
+    with torch.no_grad():
+        calm_act = torch.cat([parent.dist(chunk).mean for chunk in calm_obs.split(65536)])
+        target = save_act.clamp(-0.999 * scale, 0.999 * scale)
+
+    def errors(rows_save: torch.Tensor, rows_calm: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(((student.dist(obs[rows]).mean - act[rows]) / scale).square().mean()
+                     for obs, act, rows in ((save_obs, target, rows_save),
+                                            (calm_obs, calm_act, rows_calm)))
+
+    def rms() -> list[float]:
+        with torch.no_grad():
+            probe = (torch.randint(len(save_obs), (16384,), generator=gen),
+                     torch.randint(len(calm_obs), (16384,), generator=gen))
+            return [float(e.sqrt() * scale.mean()) for e in errors(*probe)]
+
+    before = rms() if len(save_obs) else [None, None]
+    if len(save_obs):
+        optimizer = torch.optim.Adam(student.actor.parameters(), lr=learning_rate)
+        for _ in range(steps):
+            save_err, calm_err = errors(torch.randint(len(save_obs), (batch,), generator=gen),
+                                        torch.randint(len(calm_obs), (batch,), generator=gen))
+            optimizer.zero_grad()
+            (save_err + calm_err).backward()
+            optimizer.step()
+    after = rms() if len(save_obs) else [None, None]
+    return {"save_states": len(save_obs), "calm_states": len(calm_obs),
+            "save_rms_rad_before": before[0], "save_rms_rad_after": after[0],
+            "calm_rms_rad_before": before[1], "calm_rms_rad_after": after[1]}
+
+
+def screen_summary(events: dict[str, torch.Tensor], survived: torch.Tensor,
+                   names: tuple[str, ...]) -> dict[str, dict]:
+    """Per clip: events played and the share survived."""
+    out = {}
+    for c, name in enumerate(names):
+        mine = events["clip"] == c
+        out[name] = {"events": int(mine.sum()),
+                     "survived": float(survived[mine].float().mean()) if mine.any() else None}
+    return out
+
+
+if __name__ == "__main__":
+    main()
