@@ -10,9 +10,11 @@ at the scale this box allows. Starting from a checkpoint (the parent), each roun
    closed loop. An event is lost when the fly terminates within AFTER_S of the push's onset.
 2. Search: each lost event (at most `--max-search`) is played again by CANDIDATES worlds, the
    student's mean plus a vector from a box of `--candidate-range-rad` held from the onset for
-   HOLD_S. The smallest saving vector's play gives the targets: the actions it played at the
-   states it visited over the hold. With `--target mean` the mean of the event's saving
-   vectors is played too, and its play is taught where it saves.
+   HOLD_S. The mean of the event's saving vectors is played too, and its play gives the
+   targets where it saves (else the smallest saving vector's): the actions it played at the
+   states it visited over the hold. `--target smallest` always teaches the smallest's (a
+   random vector of the box is mostly directions that do not matter; their mean keeps what
+   the saves share, and taught so the student tracks the clips it was not taught better).
 3. Fit: the student's mean is fitted (minibatch least squares, in units of the action range) to
    every round's targets so far and, weighing as much, to the parent's mean at the states the
    screens' students visited (kept events whole, lost ones up to the onset): calm walking stays
@@ -63,9 +65,9 @@ def main() -> None:
     parser.add_argument("--max-search", type=int, default=64, help="lost events searched per round")
     parser.add_argument("--candidates", type=int, default=24)
     parser.add_argument("--candidate-range-rad", type=float, default=0.03)
-    parser.add_argument("--target", choices=("smallest", "mean"), default="smallest",
-                        help="teach the smallest saving vector's play, or the mean saving "
-                        "vector's where it saves too")
+    parser.add_argument("--target", choices=("smallest", "mean"), default="mean",
+                        help="teach the mean saving vector's play where it saves (else the "
+                        "smallest's), or always the smallest saving vector's")
     parser.add_argument("--fit-steps", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=2048, help="states per set per fit step")
     parser.add_argument("--learning-rate", type=float, default=3e-4)
@@ -223,7 +225,7 @@ def play(policy: Policy, agent: torch.nn.Module, events: dict[str, torch.Tensor]
 
 def search(policy: Policy, agent: torch.nn.Module, events: dict[str, torch.Tensor],
            lost: torch.Tensor, candidates: int, box: float, timing: dict, settings: dict,
-           gen: torch.Generator, target: str = "smallest") -> dict:
+           gen: torch.Generator, target: str = "mean") -> dict:
     """Plays each lost event with `candidates` held vectors; a saving play's hold.
 
     With `target` "smallest" the smallest saving vector's play is taught. With "mean" the
