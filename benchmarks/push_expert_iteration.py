@@ -37,14 +37,12 @@ import argparse
 import copy
 import json
 import math
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import torch
 from push_recovery_oracle import AFTER_S, DURATION_S, HOLD_S, RESULTS
-from train_clips import RANDOMIZATION
+from train_clips import RANDOMIZATION, evaluate
 
 from flyenv.apps.evaluate import Policy, play_settings
 from flyenv.apps.machine import environment_info
@@ -82,8 +80,7 @@ def main() -> None:
     if not 0 < box <= policy.args.residual_range_rad:
         parser.error(f"--candidate-range-rad must lie in (0, {policy.args.residual_range_rad}] "
                      f"(a smaller box of {args.checkpoint}'s policy), got {box}")
-    gen = torch.Generator().manual_seed(args.seed)
-    torch.manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)  # every draw of the run
     settings = play_settings(policy) | {"reference": tuple(args.train)}
     probe = FlyImitationVecEnv(num_envs=1, device="cpu", **settings)
     names, dt, lengths = probe.ref.names, probe.config.control_dt_s, probe.ref.lengths.clone()
@@ -133,15 +130,8 @@ def main() -> None:
         state["expert_iteration"] = {"from": args.checkpoint, "rounds": args.rounds,
                                      "saves": sum(r.get("saved", 0) for r in rounds)}
         torch.save(state, args.save)
-        out = Path(args.save).with_suffix("")
-        eval_cmd = [sys.executable, "-m", "flyenv", "eval", args.save, "--reference",
-                    *args.train, *args.held_out, "--starts", str(args.starts), "--horizon-s",
-                    "2.0", "--randomization", json.dumps(RANDOMIZATION), "--video-steps", "0",
-                    "--output", str(out)]
-        subprocess.run(eval_cmd, check=True)
-        evaluation = json.loads((out / "eval.json").read_text())
-        result.update({"eval_command": eval_cmd[1:], "eval": evaluation["clips"],
-                       "perturbation": evaluation["perturbation"]})
+        result.update(evaluate(args.save, [*args.train, *args.held_out], args.starts, 2.0,
+                               Path(args.save).with_suffix("")))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=1))
 

@@ -71,6 +71,23 @@ def dataset(work: Path, *, mirrored: bool = False, speeds: tuple[float, ...] = (
     return train_dir, augmented_dir, held_dir
 
 
+def evaluate(checkpoint: Path | str, references: list, starts: int, horizon_s: float,
+             output: Path) -> dict:
+    """`flyenv eval` of a checkpoint on RANDOMIZATION's pushes, as every run here is judged.
+
+    Returns the record's part: {"eval_command", "eval" (per clip), "perturbation"}; eval.json
+    and eval.png are in `output`.
+    """
+    eval_cmd = [sys.executable, "-m", "flyenv", "eval", str(checkpoint), "--reference",
+                *map(str, references), "--starts", str(starts), "--horizon-s", str(horizon_s),
+                "--randomization", json.dumps(RANDOMIZATION), "--video-steps", "0",
+                "--output", str(output)]
+    subprocess.run(eval_cmd, check=True)
+    evaluation = json.loads((Path(output) / "eval.json").read_text())
+    return {"eval_command": eval_cmd[1:], "eval": evaluation["clips"],
+            "perturbation": evaluation["perturbation"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=1200.0, help="training wall time [s]")
@@ -126,14 +143,8 @@ def main() -> None:
     if args.keep_checkpoint:
         (RESULTS / "checkpoints").mkdir(exist_ok=True)
         shutil.copy(run / "checkpoint.pt", RESULTS / "checkpoints" / f"{args.name}.pt")
-    eval_cmd = [sys.executable, "-m", "flyenv", "eval", str(run / "checkpoint.pt"),
-                "--reference", str(train_dir), str(held_dir), "--starts", str(args.starts),
-                "--horizon-s", str(args.horizon_s), "--randomization",
-                json.dumps(RANDOMIZATION), "--video-steps", "0", "--output", str(run / "eval")]
-    subprocess.run(eval_cmd, check=True)
-    evaluation = json.loads((run / "eval" / "eval.json").read_text())
-    record.update({"eval_command": eval_cmd[1:], "eval": evaluation["clips"],
-                   "perturbation": evaluation["perturbation"]})
+    record.update(evaluate(run / "checkpoint.pt", [train_dir, held_dir], args.starts,
+                           args.horizon_s, run / "eval"))
     (RESULTS / f"{args.name}.json").write_text(json.dumps(record, indent=1))
     shutil.copy(run / "eval" / "eval.png", RESULTS / f"{args.name}_eval.png")
 

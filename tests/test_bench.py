@@ -110,6 +110,17 @@ def test_flyenv_bench_writes_into_a_folder_of_the_users_by_default(monkeypatch):
     assert outs == [Path("flyenv-bench"), Path("benchmarks/results")]
 
 
+def _benchmark(name: str):
+    # A benchmark script as a module, with benchmarks/ importable as its siblings import it.
+    import importlib
+    import sys
+
+    folder = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    if folder not in sys.path:
+        sys.path.append(folder)
+    return importlib.import_module(name)
+
+
 def _train_clips_result(survived: list[float], perturbation: dict) -> dict:
     run = {"survived_per_start": survived, "joint_error_deg": 0.5}
     return {"perturbation": perturbation,
@@ -117,12 +128,7 @@ def _train_clips_result(survived: list[float], perturbation: dict) -> dict:
 
 
 def test_compare_runs_pairs_two_evaluations_start_by_start():
-    import importlib.util
-
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_runs.py"
-    spec = importlib.util.spec_from_file_location("compare_runs", script)
-    compare_runs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(compare_runs)
+    compare_runs = _benchmark("compare_runs")
     pushes = {"push_force_un": [5.0, 10.0]}
     a = _train_clips_result([1.0, 1.0, 0.5, 1.0], pushes)
     b = _train_clips_result([1.0, 0.5, 1.0, 0.25], pushes)
@@ -135,17 +141,6 @@ def test_compare_runs_pairs_two_evaluations_start_by_start():
         compare_runs.compare(a, _train_clips_result([1.0] * 4, {"push_force_un": [1.0, 3.0]}))
     with pytest.raises(SystemExit, match="3 starts against 4"):
         compare_runs.compare(_train_clips_result([1.0] * 3, pushes), b)
-
-
-def _benchmark(name: str):
-    # A benchmark script as a module, with benchmarks/ importable as its siblings import it.
-    import importlib
-    import sys
-
-    folder = str(Path(__file__).resolve().parents[1] / "benchmarks")
-    if folder not in sys.path:
-        sys.path.append(folder)
-    return importlib.import_module(name)
 
 
 def test_expert_iteration_events_leave_room_and_push_as_the_evaluation_does():
