@@ -1,9 +1,12 @@
 """`flyenv eval`: a checkpoint's policy against the replay, per clip, clean and perturbed."""
 
+import dataclasses
 import json
 
 import pytest
+import torch
 
+from flyenv.apps.demonstrations import Demonstrations
 from flyenv.apps.evaluate import CONDITIONS, CONTROLLERS, Policy, evaluate
 from flyenv.apps.train import PpoArgs, train
 from flyenv.cli import main
@@ -79,10 +82,6 @@ def test_eval_command_on_other_clips_with_a_video(trained, tmp_path, capsys):
 
 
 def test_training_goes_on_from_a_checkpoint(trained, tmp_path):
-    import dataclasses
-
-    import torch
-
     first = trained / "run" / "checkpoint.pt"
     state = torch.load(first, weights_only=False)
     base = dataclasses.replace(PpoArgs(**state["args"]), output=str(tmp_path / "on"),
@@ -102,3 +101,40 @@ def test_training_goes_on_from_a_checkpoint(trained, tmp_path):
     with pytest.raises(ValueError, match="not a readable flyenv train checkpoint"):
         train(dataclasses.replace(base, init_checkpoint=str(tmp_path / "missing.pt"),
                                   output=str(tmp_path / "no")))
+
+
+def test_demonstrations_are_taught_alongside_ppo_and_a_file_of_another_size_is_refused(
+        trained, tmp_path):
+    # States drawn about the checkpoint's statistics (raw, as a demonstrations file holds them)
+    # and one action for all of them, a third of the range each way: a run going on from the
+    # checkpoint with them weighted strongly ends closer to them. The run has a privileged
+    # critic, so the file holds the policy's columns only and is normalized with theirs.
+    first = trained / "run" / "checkpoint.pt"
+    state = torch.load(first, weights_only=False)
+    parent = Policy.load(first)
+    obs_dim, scale = parent.agent.obs_dim, parent.agent.action_scale
+    gen = torch.Generator().manual_seed(0)
+    std = parent.obs_norm["var"].sqrt().float()
+    raw = parent.obs_norm["mean"].float() + std * torch.randn(64, obs_dim, generator=gen)
+    act = (scale / 3 * torch.where(torch.arange(len(scale)) % 2 == 0, 1.0, -1.0)).repeat(64, 1)
+    Demonstrations(raw, act).save(tmp_path / "demos.pt")
+    base = dataclasses.replace(PpoArgs(**state["args"]), output=str(tmp_path / "on"),
+                               init_checkpoint=str(first), eval_steps=1, learning_rate=1e-3,
+                               total_timesteps=32,
+                               demonstrations=str(tmp_path / "demos.pt"),
+                               demonstration_coef=10.0)
+    result = train(base)
+    assert all(row["demonstration_loss"] > 0 for row in result["curve"])
+
+    def distance(policy: Policy) -> float:  # RMS, in units of the action range
+        norm = policy.obs_norm
+        obs = ((raw - norm["mean"]) / (norm["var"] + 1e-8).sqrt()).float()
+        with torch.no_grad():
+            return float(((policy.agent.dist(obs).mean - act) / scale).square().mean().sqrt())
+
+    assert distance(Policy.load(tmp_path / "on" / "checkpoint.pt")) < 0.7 * distance(parent)
+    Demonstrations(raw[:, 1:], act).save(tmp_path / "narrow.pt")
+    with pytest.raises(ValueError, match=r"narrow\.pt: field 'obs' must be a \(m, \d+\)"):
+        train(dataclasses.replace(base, demonstrations=str(tmp_path / "narrow.pt"),
+                                  output=str(tmp_path / "no")))
+    assert not (tmp_path / "no").exists()  # refused before anything was written

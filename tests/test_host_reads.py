@@ -4,6 +4,8 @@ These run MuJoCo Warp on the Warp CPU device with its captured graphs (the code 
 under `no_host_reads()`, which fails at the first read of a tensor value by the host.
 """
 
+import dataclasses
+
 import pytest
 import torch
 from host_reads import HostReadError, no_host_reads
@@ -88,6 +90,7 @@ def test_wrappers_read_nothing_on_the_host(warp_env, mode):
 
 
 def test_ppo_iteration_reads_nothing_on_the_host(warp_env):
+    from flyenv.apps.demonstrations import Demonstrations
     from flyenv.apps.exploration import CorrelatedNoise, DecisionCredit, PushExploration
     from flyenv.apps.train import (
         Agent,
@@ -122,13 +125,19 @@ def test_ppo_iteration_reads_nothing_on_the_host(warp_env):
     push = PushExploration((NENV, act_dim), 0.5, 0.004, base.config.control_dt_s, base.device,
                            correlation_s=0.02, hold_steps=2)
     credit = DecisionCredit(NENV, args.gamma * args.gae_lambda, base.device)
+    # Demonstrations taught alongside (raw, of the policy's columns: normalized each update).
+    demos = Demonstrations(torch.randn(16, obs_dim, device=base.device),
+                           torch.zeros(16, act_dim, device=base.device))
     obs, _ = envs.reset(seed=2)
     for _ in range(2):  # the second iteration runs Adam with its state in place
         with no_host_reads():
             obs = collect(agent, envs, obs, rollout, args.gamma, clip_stats, 0.5, noise, push)
-            losses = update(agent, optimizer, rollout, obs, args, decision_credit=credit)
+            taught = dataclasses.replace(demos, obs=envs.normalize(demos.obs))
+            losses = update(agent, optimizer, rollout, obs, args, decision_credit=credit,
+                            demonstrations=taught)
     assert torch.isfinite(losses["value_loss"]) and rollout.done.any()
     assert torch.isfinite(losses["self_imitation_loss"])
+    assert torch.isfinite(losses["demonstration_loss"])
     assert (rollout.extra_std > 0).any() and (rollout.decided == 0).any()
     assert clip_stats.pop(base.max_reward)["clip/tripod_gait/episodes"] > 0
     assert any(not torch.equal(a, b) for a, b in zip(before, agent.parameters(), strict=True))

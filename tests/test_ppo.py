@@ -3,11 +3,13 @@
 import dataclasses
 import json
 import math
+import re
 from copy import deepcopy
 
 import pytest
 import torch
 
+from flyenv.apps.demonstrations import Demonstrations, demonstration_loss
 from flyenv.apps.exploration import (
     CorrelatedNoise,
     DecisionCredit,
@@ -550,3 +552,40 @@ def test_the_reward_option_reaches_the_env_and_names_an_unknown_term(tmp_path, c
                  '{"weights": {"contakt": 0.3}}']) == 2
     err = capsys.readouterr().err
     assert "unknown terms ['contakt']" in err and "Traceback" not in err and not out.exists()
+
+
+def test_a_demonstrations_file_round_trips_and_a_bad_one_is_refused_by_file_and_field(tmp_path):
+    demos = Demonstrations(torch.randn(5, 6), torch.randn(5, 3))
+    demos.save(tmp_path / "d.pt")
+    back = Demonstrations.load(tmp_path / "d.pt", 6, 3)
+    assert torch.equal(back.obs, demos.obs) and torch.equal(back.act, demos.act)
+    assert [p.name for p in tmp_path.iterdir()] == ["d.pt"]  # no partial file left
+    (tmp_path / "text.pt").write_text("obs, act")
+    cases = {"(m, 7) tensor for this policy, got (5, 6)": (tmp_path / "d.pt", 7, 3),
+             "'act' must be a (m, 2)": (tmp_path / "d.pt", 6, 2),
+             "not a flyenv demonstrations file": (tmp_path / "text.pt", 6, 3)}
+    torch.save({"agent": {}}, tmp_path / "checkpoint.pt")
+    cases["no format"] = (tmp_path / "checkpoint.pt", 6, 3)
+    Demonstrations(torch.full((2, 6), float("nan")), torch.zeros(2, 3)).save(tmp_path / "n.pt")
+    cases["'obs' has non-finite values"] = (tmp_path / "n.pt", 6, 3)
+    Demonstrations(torch.zeros(2, 6), torch.zeros(3, 3)).save(tmp_path / "rows.pt")
+    cases["same number of rows"] = (tmp_path / "rows.pt", 6, 3)
+    for message, (path, obs_dim, act_dim) in cases.items():
+        with pytest.raises(ValueError, match=re.escape(f"{path.name}: ")) as err:
+            Demonstrations.load(path, obs_dim, act_dim)
+        assert message in str(err.value)
+
+
+def test_the_demonstration_loss_moves_the_mean_only_towards_the_actions():
+    agent = Agent(5, 3, 8, torch.full((3,), 0.1), -2.0)
+    obs, act = torch.randn(16, 5), torch.full((16, 3), 0.05)
+    loss = demonstration_loss(agent.dist(obs), act)
+    loss.backward()
+    assert agent.log_std.grad is None  # the std is measured in, not taught
+    with torch.no_grad():  # a step down the gradient brings the mean closer
+        before = (agent.dist(obs).mean - act).square().sum()
+        for p in agent.actor.parameters():
+            p -= 1e-2 * p.grad
+        assert (agent.dist(obs).mean - act).square().sum() < before
+    mean = agent.dist(obs).mean.detach()  # at the mean itself: nothing to learn
+    assert demonstration_loss(agent.dist(obs), mean) == 0

@@ -67,6 +67,10 @@ def test_normalize_observation_tracks_the_exact_moments_and_saves_them():
     other = NormalizeObservation(make(4))
     other.load_state_dict(env.state_dict())
     torch.testing.assert_close(other.normalize(seen[-4:].float()), normalized)
+    # A leading part of the columns (a policy's, before a privileged part), and back.
+    part = seen[-4:, :10].float()
+    torch.testing.assert_close(other.normalize(part), normalized[:, :10])
+    torch.testing.assert_close(other.denormalize(other.normalize(part)), part)
     count = env.count.item()
     env.reset(options={"reset_mask": torch.tensor([True, False, False, False])})
     assert env.count.item() == pytest.approx(count + 1)

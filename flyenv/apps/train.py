@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from flyenv.apps import train_args
+from flyenv.apps.demonstrations import Demonstrations, demonstration_loss
 from flyenv.apps.distributed import Ranks
 from flyenv.apps.exploration import (
     CorrelatedNoise,
@@ -279,7 +280,8 @@ def gae(rollout: Rollout, next_value: torch.Tensor, gamma: float, gae_lambda: fl
 
 def update(agent: Agent, optimizer: torch.optim.Optimizer, rollout: Rollout,
            next_obs: torch.Tensor, args: PpoArgs, ranks: Ranks | None = None,
-           decision_credit: DecisionCredit | None = None) -> dict[str, torch.Tensor]:
+           decision_credit: DecisionCredit | None = None,
+           demonstrations: Demonstrations | None = None) -> dict[str, torch.Tensor]:
     """GAE and the clipped PPO update over `update_epochs` epochs of minibatches.
 
     Reads no value on the host (use a fused optimizer: Adam's default keeps its step count in a
@@ -295,9 +297,13 @@ def update(agent: Agent, optimizer: torch.optim.Optimizer, rollout: Rollout,
     from `decision_credit`, which this update's rollout then carries on to the next one) above
     `push_self_imitation_margin`.
 
+    With `demonstrations` (their observations normalized as the rollout's are), each minibatch
+    also draws as many of them and adds `demonstration_coef` times their negative
+    log-likelihood (`flyenv.apps.demonstrations.demonstration_loss`).
+
     Returns:
         The last minibatch's losses as device tensors (`policy_loss`, `value_loss`, and
-        `self_imitation_loss` when it is on), for logging.
+        `self_imitation_loss` and `demonstration_loss` when they are on), for logging.
     """
     ranks = ranks or Ranks.single()
     params = list(agent.parameters())
@@ -353,6 +359,11 @@ def update(agent: Agent, optimizer: torch.optim.Optimizer, rollout: Rollout,
                 sil_loss = self_imitation(policy.mean, b_act[idx], sil_adv, b_window[idx],
                                           std.detach(), args.push_self_imitation_margin)
                 loss = loss + args.push_self_imitation * sil_loss
+            if demonstrations is not None:
+                rows = torch.randint(len(demonstrations.obs), (len(idx),), device=b_obs.device)
+                demo_loss = demonstration_loss(agent.dist(demonstrations.obs[rows]),
+                                               demonstrations.act[rows])
+                loss = loss + args.demonstration_coef * demo_loss
             optimizer.zero_grad()
             loss.backward()
             ranks.average_gradients(params)
@@ -365,6 +376,8 @@ def update(agent: Agent, optimizer: torch.optim.Optimizer, rollout: Rollout,
     losses = {"policy_loss": pg_loss.detach(), "value_loss": v_loss.detach()}
     if b_window is not None:
         losses["self_imitation_loss"] = sil_loss.detach()
+    if demonstrations is not None:
+        losses["demonstration_loss"] = demo_loss.detach()
     return losses
 
 
@@ -404,6 +417,15 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
         raise ValueError(f"--push-hold-s {args.push_hold_s} holds an action for {hold_steps} "
                          f"control step(s) of {dt} s: at least two (>= {1.5 * dt:g} s), or 0 "
                          f"for no hold")
+    demonstrations = None
+    if args.demonstrations:
+        try:
+            demonstrations = Demonstrations.load(
+                args.demonstrations, envs.single_observation_space.shape[0],
+                envs.single_action_space.shape[0], device)
+        except ValueError:
+            envs.close()
+            raise
     out = Path(args.output)  # made once the settings are known to be valid
     if lead:
         out.mkdir(parents=True, exist_ok=True)
@@ -449,7 +471,9 @@ def train(args: PpoArgs, log: Log = lambda line: None) -> dict:
         obs = collect(agent, envs, obs, rollout, args.gamma, clip_stats,
                       args.termination_penalty, noise, push)
         merged = ranks.merge_normalizer(envs, merged)
-        losses = update(agent, optimizer, rollout, obs, args, ranks, decision_credit)
+        taught = None if demonstrations is None else dataclasses.replace(
+            demonstrations, obs=envs.normalize(demonstrations.obs))  # this update's statistics
+        losses = update(agent, optimizer, rollout, obs, args, ranks, decision_credit, taught)
         # The iteration's only host reads: a few scalars for the log (the score over all ranks).
         score = ranks.average(rollout.raw_reward.mean()).item() / base.max_reward
         steps = n * t * ranks.world_size * iteration

@@ -199,6 +199,14 @@ class PpoArgs:
     cost lands in the advantages of whatever the policy did. (On the real clips of
     benchmarks/train_clips.py, 100 minutes from scratch tracked as before but did not make
     pushed survival better than the replay's: README, "Datasets of clips".)"""
+    demonstrations: str = ""
+    """A demonstrations file (`flyenv.apps.demonstrations`: raw observations of the policy's
+    size and the actions to take there) taught alongside PPO: every minibatch adds the
+    negative log-likelihood of as many of them under the policy, its std detached, times
+    --demonstration-coef (DAPG's behaviour-cloning term, kept). Empty: none."""
+    demonstration_coef: float = 0.1
+    """Weight of the demonstrations' term against PPO's (per state, in the policy's std: a
+    demonstration one std off the mean in each of 42 joints costs 21 times this)."""
     hidden: int = 256
     """Width of the two hidden layers."""
     eval_steps: int = 200
@@ -225,7 +233,7 @@ def check(args: PpoArgs) -> None:
     """
     for name in ("noise_correlation_s", "min_action_std", "push_noise_std", "push_noise_s",
                  "push_noise_correlation_s", "push_hold_s", "push_self_imitation",
-                 "push_self_imitation_margin"):
+                 "push_self_imitation_margin", "demonstration_coef"):
         value = getattr(args, name)
         if not value >= 0:  # NaN too
             raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {value}")

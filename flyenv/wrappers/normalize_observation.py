@@ -56,9 +56,23 @@ class NormalizeObservation(gym.vector.VectorWrapper):
         return self.normalize(obs), reward, terminated, truncated, info
 
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
-        """(num_envs, obs_dim) observations normalized with the current statistics."""
-        scaled = (obs - self.mean) / torch.sqrt(self.var + self.epsilon)
+        """(batch, k) observations normalized with the current statistics of the first k columns.
+
+        k is obs_dim for the env's own; fewer columns are a leading part of them (the policy's,
+        of an observation with a privileged part after it).
+        """
+        k = obs.shape[-1]
+        scaled = (obs - self.mean[:k]) / torch.sqrt(self.var[:k] + self.epsilon)
         return scaled.clamp(-self.clip, self.clip).to(obs.dtype)
+
+    def denormalize(self, scaled: torch.Tensor) -> torch.Tensor:
+        """(batch, k) raw observations of normalized ones (the first k columns).
+
+        `normalize`'s inverse where it did not clip (within `clip` standard deviations).
+        """
+        k = scaled.shape[-1]
+        raw = scaled.double() * torch.sqrt(self.var[:k] + self.epsilon) + self.mean[:k]
+        return raw.to(scaled.dtype)
 
     def _update(self, obs: torch.Tensor, weight: torch.Tensor | None = None) -> None:
         if not self.update:
