@@ -33,6 +33,12 @@
 #            AppendPrivileged run at 4096 worlds on CUDA), through torchrun's ranks path (one
 #            rank on the one GPU, NCCL), CLIPS_SECONDS (60), then flyenv eval of both clips,
 #            policy and replay, clean and perturbed -> ppo_clips/curve.*, eval/eval.*
+#   expert_iteration  push_expert_iteration.py on CUDA from the committed polished checkpoint,
+#            on train_clips.py's dataset (the df3d walk's first 8 s and the gait; its last 2 s
+#            held out): EXIT_ROUNDS (2) rounds of EXIT_EVENTS (4096) pushes, the CPU runs' 768
+#            scaled up, then flyenv eval of the student from 64 starts  -> expert_iteration/*
+#            (last, so it gets what the call has left; STAGES="install clips expert_iteration"
+#            gives it a call of its own)
 # `bash benchmarks/gpu_session.sh run --dry-run` runs the same stages here on the CPU (MuJoCo
 # Warp on the Warp CPU device, tiny sizes, no install) to test this script; STAGES="env
 # contacts" (names) runs only those.
@@ -97,6 +103,7 @@ if [ "$dry" = 1 ]; then
   train_args="--num-envs 2 --num-steps 4 --total-timesteps 16 --eval-steps 2"
   clips_args="--num-envs 2 --num-steps 4 --total-timesteps 16 --eval-steps 2"
   eval_args="--starts 1 --horizon-s 0.02"
+  exit_args="--rounds 1 --events 8 --max-search 2 --candidates 2 --fit-steps 2 --starts 1"
   test_args=(--cpu -k "captured or host or deterministic")
 else
   device=cuda; sizes="1024 4096 16384"; det_size=4096; contact_size=4096
@@ -106,6 +113,7 @@ else
   clips_args="--num-envs 4096 --total-timesteps 1000000000 --time-limit-s ${CLIPS_SECONDS:-60}"
   clips_args+=" --eval-steps 200"
   eval_args="--starts 16 --horizon-s 2"
+  exit_args="--rounds ${EXIT_ROUNDS:-2} --events ${EXIT_EVENTS:-4096} --max-search 512"
   test_args=()
 fi
 
@@ -206,9 +214,21 @@ from train_clips import RANDOMIZATION; print(json.dumps(RANDOMIZATION))') || ret
   "$PY" -m flyenv eval "$out/ppo_clips/checkpoint.pt" --device "$device" $eval_args \
     --video-steps 0 --output "$out/ppo_clips/eval"
 }
-export clips_args eval_args
-export -f make_clips train_clips
+expert_iteration() {
+  local work="$out/expert_iteration"
+  mkdir -p "$work/ik" && cp "$out/clips/df3d_walk.npz" "$work/ik/" || return 1
+  "$PY" -c 'import sys; from pathlib import Path; sys.path.insert(0, "benchmarks")
+from train_clips import dataset; dataset(Path(sys.argv[1]))' "$work" || return 1
+  # shellcheck disable=SC2086
+  "$PY" benchmarks/push_expert_iteration.py --device "$device" $exit_args --checkpoint \
+    benchmarks/results/checkpoints/ppo_clips_cpu-intel_scratch-contact_sil-decision-margin2_polish_132min.pt \
+    --train "$work/train" --held-out "$work/held_out" --save "$work/student.pt" \
+    --name push_expert_iteration --output "$work"
+}
+export clips_args eval_args exit_args
+export -f make_clips train_clips expert_iteration
 stage clips 45 bash -c make_clips
 stage train_clips 150 bash -c train_clips
 rm -rf "$out/ppo_clips/tb"
+stage expert_iteration 300 bash -c expert_iteration
 echo "done in $(( $(date +%s) - begin )) s; results in $out" | tee -a "$out/stages.txt"

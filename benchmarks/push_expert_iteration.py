@@ -18,17 +18,26 @@ at the scale this box allows. Starting from a checkpoint (the parent), each roun
 3. Fit: the student's mean is fitted (minibatch least squares, in units of the action range) to
    every round's targets so far and, weighing as much, to the parent's mean at the states the
    screens' students visited (kept events whole, lost ones up to the onset): calm walking stays
-   the parent's, as a DAgger-style aggregate keeps earlier saves.
+   the parent's, as a DAgger-style aggregate keeps earlier saves. With `--calm-clips` the
+   student also walks those clips unpushed each round (augmented copies of the training clips,
+   say) and its states there join the calm set: the anchor then covers reference motions the
+   searches never see, which is where a clip the fit was not taught differs.
 
 Each screen is the previous round's student on events it has never seen, so the screens are the
-curve; a last screen judges the last student. The screens and searches play the nominal model
+curve; a last screen judges the last student, and `drift_rms_rad` says how far its mean moved
+from the parent's on calm walking of the training and the held-out clips (where the fit was
+not taught: a tracking cost shows there first). The screens and searches play the nominal model
 (a candidate must replay its event exactly); the evaluation randomizes it. With `--save` the
 student is written as a checkpoint and evaluated by `flyenv eval` as `train_clips.py`
 evaluates (`--starts` fixed starts, its RANDOMIZATION), so `compare_runs.py` pairs the result
 with the parent's run and `flyenv eval`'s replay. Results: benchmarks/results/<name>.json.
+With `--device cuda` the plays and the fit run on the GPU (the draws stay on the CPU's
+generator), the scale expert iteration is for: thousands of events a round. With
+`--demonstrations FILE` the taught states (raw) and actions are written for `flyenv train
+--demonstrations`, which keeps teaching them while PPO polishes the student's tracking.
 
     python benchmarks/push_expert_iteration.py --checkpoint CKPT --train DIR [--held-out DIR]
-        [--rounds 4 --events 768] --save student.pt
+        [--rounds 4 --events 768] [--device cuda] --save student.pt
 """
 
 from __future__ import annotations
@@ -40,10 +49,12 @@ import math
 import time
 from pathlib import Path
 
+import gymnasium as gym
 import torch
 from push_recovery_oracle import AFTER_S, DURATION_S, HOLD_S, RESULTS
 from train_clips import RANDOMIZATION, evaluate
 
+from flyenv.apps.demonstrations import Demonstrations
 from flyenv.apps.evaluate import Policy, play_settings
 from flyenv.apps.machine import environment_info
 from flyenv.apps.train import policy_env
@@ -70,44 +81,74 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2048, help="states per set per fit step")
     parser.add_argument("--learning-rate", type=float, default=3e-4)
     parser.add_argument("--calm-every", type=int, default=4, help="keep every k-th calm state")
+    parser.add_argument("--calm-clips", nargs="*", default=[],
+                        help="clips the student walks unpushed each round to widen the calm set")
+    parser.add_argument("--calm-events", type=int, default=256,
+                        help="walks per round on --calm-clips")
     parser.add_argument("--starts", type=int, default=64, help="the evaluation's starts per clip")
     parser.add_argument("--save", default="", help="write the student here and evaluate it")
+    parser.add_argument("--demonstrations", default="",
+                        help="write every round's taught states (raw) and actions here, a "
+                        "flyenv.apps.demonstrations file for flyenv train --demonstrations")
     parser.add_argument("--name", default="push_expert_iteration_cpu")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="where NAME.json goes")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu",
+                        help="torch device of the plays and the fit (the draws stay on the CPU's "
+                        "generator, so a seed draws the same events on any device)")
     args = parser.parse_args()
-    policy = Policy.load(args.checkpoint)
+    policy = Policy.load(args.checkpoint, args.device)
     box = args.candidate_range_rad  # [rad]
     if not 0 < box <= policy.args.residual_range_rad:
         parser.error(f"--candidate-range-rad must lie in (0, {policy.args.residual_range_rad}] "
                      f"(a smaller box of {args.checkpoint}'s policy), got {box}")
     gen = torch.Generator().manual_seed(args.seed)  # every draw of the run
     settings = play_settings(policy) | {"reference": tuple(args.train)}
-    probe = FlyImitationVecEnv(num_envs=1, device="cpu", **settings)
-    names, dt, lengths = probe.ref.names, probe.config.control_dt_s, probe.ref.lengths.clone()
-    probe.close()
+    view = policy_env(policy.obs_norm, num_envs=1, device=args.device, **settings)
+    names, dt = view.unwrapped.ref.names, view.unwrapped.config.control_dt_s
+    lengths = view.unwrapped.ref.lengths.cpu()
+    calm_settings = settings | {"reference": tuple(args.calm_clips)}
+    if args.calm_clips:
+        calm_lengths = clip_lengths(calm_settings)
     timing = {"hold": round(HOLD_S / dt), "after": round(AFTER_S / dt),
               "push": round(DURATION_S / dt),
               "onset": tuple(round(s / dt) for s in ONSET_RANGE_S)}
     parent, student = policy.agent, copy.deepcopy(policy.agent)
     save_obs, save_act, calm_obs = [], [], []
     rounds, t_start = [], time.perf_counter()
+    result = {"machine": environment_info(args.device), "checkpoint": args.checkpoint,
+              "push": {"force_un": PUSH_FORCE_UN, "duration_s": DURATION_S,
+                       "onset_range_s": ONSET_RANGE_S, "hold_s": HOLD_S, "survive_s": AFTER_S},
+              "args": vars(args), "rounds": rounds}
+    args.output.mkdir(parents=True, exist_ok=True)
+    path = args.output / f"{args.name}.json"
     for r in range(args.rounds + 1):
         t0 = time.perf_counter()
         events = draw_events(lengths, args.events, timing, gen)
         survived, _, calm = play(policy, student, events, None, timing, settings,
                                  calm_every=args.calm_every)
+        survived = survived.cpu()
         record = {"round": r, "screen": screen_summary(events, survived, names),
                   "screen_s": time.perf_counter() - t0}
         if r == args.rounds:  # the last student's screen: nothing more to search
             rounds.append(record)
             break
         calm_obs.append(calm)
+        if args.calm_clips:
+            walks = draw_events(calm_lengths, args.calm_events, timing, gen)
+            walks["force"].zero_()
+            calm_obs.append(play(policy, student, walks, None, timing, calm_settings,
+                                 calm_every=args.calm_every)[2])
+            record["calm_walk_s"] = time.perf_counter() - t0 - record["screen_s"]
         t0 = time.perf_counter()
         lost = (~survived).nonzero().squeeze(1)[:args.max_search]
         found = search(policy, student, events, lost, args.candidates, box, timing, settings,
                        gen, args.target)
         save_obs.append(found["obs"])
         save_act.append(found["act"])
+        if args.demonstrations:  # the whole aggregate so far, raw, rewritten each round
+            Demonstrations(view.denormalize(torch.cat(save_obs)), torch.cat(save_act)).save(
+                args.demonstrations)
         record.update({"searched": len(lost), "saved": found["saved"],
                        "mean_saved": found.get("mean_saved"),
                        "saving_vector_rms_rad": found["vector_rms_rad"],
@@ -119,21 +160,47 @@ def main() -> None:
         record["fit_s"] = time.perf_counter() - t0
         rounds.append(record)
         print(json.dumps(record), flush=True)
-    result = {"machine": environment_info("cpu"), "checkpoint": args.checkpoint,
-              "push": {"force_un": PUSH_FORCE_UN, "duration_s": DURATION_S,
-                       "onset_range_s": ONSET_RANGE_S, "hold_s": HOLD_S, "survive_s": AFTER_S},
-              "args": vars(args), "rounds": rounds,
-              "wall_s": time.perf_counter() - t_start}
+        result["wall_s"] = time.perf_counter() - t_start  # written as it goes: a cut run
+        path.write_text(json.dumps(result, indent=1, default=str))  # keeps its rounds
+    result["wall_s"] = time.perf_counter() - t_start
+    view.close()
+    result["drift_rms_rad"] = {group: drift(policy, student, clips, timing, settings)
+                               for group, clips in (("train", args.train),
+                                                    ("held_out", args.held_out)) if clips}
     if args.save:
         state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-        state["agent"] = student.state_dict()
+        state["agent"] = {k: v.cpu() for k, v in student.state_dict().items()}
         state["expert_iteration"] = {"from": args.checkpoint, "rounds": args.rounds,
                                      "saves": sum(r.get("saved", 0) for r in rounds)}
         torch.save(state, args.save)
         result.update(evaluate(args.save, [*args.train, *args.held_out], args.starts, 2.0,
-                               Path(args.save).with_suffix("")))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=1))
+                               Path(args.save).with_suffix(""), args.device))
+    path.write_text(json.dumps(result, indent=1, default=str))
+
+
+def clip_lengths(settings: dict) -> torch.Tensor:
+    """(nclip,) frames of each clip of `settings["reference"]`."""
+    probe = FlyImitationVecEnv(num_envs=1, device="cpu", **settings)
+    lengths = probe.ref.lengths.clone()
+    probe.close()
+    return lengths
+
+
+def drift(policy: Policy, student: torch.nn.Module, clips: list[str], timing: dict,
+          settings: dict, walks: int = 128) -> float:
+    """How far the student's mean moved from the parent's on calm walking of `clips` [rad].
+
+    The RMS over joints and the states the student visits in `walks` unpushed plays (drawn
+    as push events with a fixed generator, so every run walks the same starts): on held-out
+    clips, what the fit changed where it was not taught.
+    """
+    settings = settings | {"reference": tuple(clips)}
+    events = draw_events(clip_lengths(settings), walks, timing, torch.Generator().manual_seed(0))
+    events["force"].zero_()
+    _, _, calm = play(policy, student, events, None, timing, settings, calm_every=4)
+    with torch.no_grad():
+        gap = student.dist(calm).mean - policy.agent.dist(calm).mean
+    return float(gap.square().mean().sqrt())
 
 
 def draw_events(lengths: torch.Tensor, count: int, timing: dict, gen: torch.Generator,
@@ -170,47 +237,74 @@ def play(policy: Policy, agent: torch.nn.Module, events: dict[str, torch.Tensor]
     Returns:
         (n,) bool survived; with a residual, the hold's {"obs": (hold, n, obs_dim) normalized
         observations, "act": (hold, n, act_dim) actions played}; with calm_every, (m, obs_dim)
-        calm states.
+        calm states. All on the agent's device.
     """
-    n = len(events["clip"])
+    device = agent.action_scale.device
+    events = {key: value.to(device) for key, value in events.items()}
+    if residual is not None:
+        residual = residual.to(device)
+    steps = int(events["onset"].max()) + timing["after"]
+    env = policy_env(policy.obs_norm, num_envs=len(events["clip"]), device=str(device),
+                     autoreset_mode="disabled", max_episode_steps=steps + 1, **settings)
+    try:  # fixed starts are checked on the host once, before the loop
+        obs, _ = env.reset(seed=0, options={"clip": events["clip"], "frame": events["frame"]})
+        alive, window, visited = roll(env, obs, agent, events, residual, timing, steps,
+                                      calm_every)
+    finally:
+        env.close()
+    calm = None
+    if calm_every:  # a fallen world's states from its onset on are no calm walking
+        calm = torch.cat([states[was_upright & (alive | before)]
+                          for states, was_upright, before in visited])
+    return alive, window, calm
+
+
+def roll(env: gym.vector.VectorEnv, obs: torch.Tensor, agent: torch.nn.Module,
+         events: dict[str, torch.Tensor], residual: torch.Tensor | None, timing: dict,
+         steps: int, calm_every: int = 0,
+         ) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None, list]:
+    """`play`'s loop, on the env's device with no host read: a GPU plays it as fast as it steps.
+
+    Args:
+        env: (n worlds) the policy's view of the env, its autoreset disabled, reset to the
+            events' starts; obs (n, obs_dim) its observation there.
+        events, residual: as `play`'s, on the env's device.
+        steps: control steps to play.
+
+    Returns:
+        (n,) bool survived, the hold's window (as `play`'s) or None, and every calm_every
+        steps ((n, obs_dim) states, (n,) not terminated yet, (n,) before the onset).
+    """
+    n, device = env.num_envs, env.unwrapped.device
     onset, hold = events["onset"], timing["hold"]
-    steps = int(onset.max()) + timing["after"]
-    env = policy_env(policy.obs_norm, num_envs=n, device="cpu", autoreset_mode="disabled",
-                     max_episode_steps=steps + 1, **settings)
     base = env.unwrapped
     thorax = base.engine.model.body("thorax").id
-    obs, _ = env.reset(seed=0, options={"clip": events["clip"], "frame": events["frame"]})
-    alive = torch.ones(n, dtype=torch.bool)  # no fall within AFTER_S of the onset
-    upright = torch.ones(n, dtype=torch.bool)  # not terminated yet (its state is the fly's)
+    alive = torch.ones(n, dtype=torch.bool, device=device)  # no fall within AFTER_S of onset
+    upright = torch.ones(n, dtype=torch.bool, device=device)  # not terminated yet
+    worlds = torch.arange(n, device=device)
     window = None
     if residual is not None:
-        window = {"obs": torch.zeros(hold, n, obs.shape[1]),
-                  "act": torch.zeros(hold, n, residual.shape[1])}
-    visited = []  # (k, obs_dim) states and the worlds they came from, every calm_every steps
+        window = {"obs": torch.zeros(hold, n, obs.shape[1], device=device),
+                  "act": torch.zeros(hold, n, residual.shape[1], device=device)}
+    visited = []
     for step in range(steps):
         since = step - onset  # steps since each world's onset
         with torch.no_grad():
             action = agent.dist(obs).mean
         if residual is not None:
-            holding = (since >= 0) & (since < hold)
-            action = action + holding[:, None] * residual
-            rows = holding.nonzero().squeeze(1)
-            window["obs"][since[rows], rows] = obs[rows]
-            window["act"][since[rows], rows] = action[rows]
+            holding = ((since >= 0) & (since < hold))[:, None]
+            action = action + holding * residual
+            at = since.clamp(0, hold - 1)  # a world outside its hold rewrites its row as it was
+            for key, value in (("obs", obs), ("act", action)):
+                window[key][at, worlds] = torch.where(holding, value, window[key][at, worlds])
         if calm_every and step % calm_every == 0:
-            rows = upright.nonzero().squeeze(1)
-            visited.append((obs[rows].clone(), rows, since[rows] < 0))
+            visited.append((obs.clone(), upright.clone(), since < 0))
         pushing = ((since >= 0) & (since < timing["push"]))[:, None]
         base.engine.xfrc_applied[:, thorax, :3] = torch.where(pushing, events["force"], 0.0)
         obs, _, terminated, _, _ = env.step(action)
         alive &= ~(terminated & (since < timing["after"]))
         upright &= ~terminated
-    env.close()
-    calm = None
-    if calm_every:  # a fallen world's states from its onset on are no calm walking
-        calm = torch.cat([states[alive[rows] | before]
-                          for states, rows, before in visited])
-    return alive, window, calm
+    return alive, window, visited
 
 
 def search(policy: Policy, agent: torch.nn.Module, events: dict[str, torch.Tensor],
@@ -228,18 +322,22 @@ def search(policy: Policy, agent: torch.nn.Module, events: dict[str, torch.Tenso
         their holds, "saved" the events some vector saves, "vector_rms_rad" the taught
         vectors' RMS, and with "mean" "mean_saved" the events whose mean saving vector saves.
     """
-    act_dim = len(agent.action_scale)
+    act_dim, device = len(agent.action_scale), agent.action_scale.device
     if len(lost) == 0:
-        return {"obs": torch.zeros(0, policy.agent.actor[0].in_features),
-                "act": torch.zeros(0, act_dim), "saved": 0, "vector_rms_rad": None}
+        return {"obs": torch.zeros(0, policy.agent.actor[0].in_features, device=device),
+                "act": torch.zeros(0, act_dim, device=device), "saved": 0,
+                "vector_rms_rad": None}
+    events = {key: value.to(device) for key, value in events.items()}
+    lost = lost.to(device)
     repeated = {key: value[lost].repeat_interleave(candidates, 0)
                 for key, value in events.items()}
-    vectors = (2 * torch.rand(len(lost) * candidates, act_dim, generator=gen) - 1) * box
+    vectors = ((2 * torch.rand(len(lost) * candidates, act_dim, generator=gen) - 1) * box
+               ).to(device)
     survived, window, _ = play(policy, agent, repeated, vectors, timing, settings)
     survived = survived.reshape(len(lost), candidates)
     norms = torch.where(survived, vectors.norm(dim=1).reshape(len(lost), candidates), torch.inf)
     saved = survived.any(1)
-    best = (torch.arange(len(lost)) * candidates + norms.argmin(1))[saved]
+    best = (torch.arange(len(lost), device=device) * candidates + norms.argmin(1))[saved]
     taught = vectors[best]
     obs = window["obs"][:, best]  # (hold, saved events, obs_dim)
     act = window["act"][:, best]
@@ -278,18 +376,19 @@ def fit(student: torch.nn.Module, parent: torch.nn.Module, save_obs: torch.Tenso
                      for obs, act, rows in ((save_obs, target, rows_save),
                                             (calm_obs, calm_act, rows_calm)))
 
+    def draw(size: int) -> tuple[torch.Tensor, torch.Tensor]:  # the CPU generator's rows
+        return tuple(torch.randint(len(states), (size,), generator=gen).to(scale.device)
+                     for states in (save_obs, calm_obs))
+
     def rms() -> list[float]:
         with torch.no_grad():
-            probe = (torch.randint(len(save_obs), (16384,), generator=gen),
-                     torch.randint(len(calm_obs), (16384,), generator=gen))
-            return [float(e.sqrt() * scale.mean()) for e in errors(*probe)]
+            return [float(e.sqrt() * scale.mean()) for e in errors(*draw(16384))]
 
     before = rms() if len(save_obs) else [None, None]
     if len(save_obs):
         optimizer = torch.optim.Adam(student.actor.parameters(), lr=learning_rate)
         for _ in range(steps):
-            save_err, calm_err = errors(torch.randint(len(save_obs), (batch,), generator=gen),
-                                        torch.randint(len(calm_obs), (batch,), generator=gen))
+            save_err, calm_err = errors(*draw(batch))
             optimizer.zero_grad()
             (save_err + calm_err).backward()
             optimizer.step()

@@ -72,7 +72,7 @@ def dataset(work: Path, *, mirrored: bool = False, speeds: tuple[float, ...] = (
 
 
 def evaluate(checkpoint: Path | str, references: list, starts: int, horizon_s: float,
-             output: Path) -> dict:
+             output: Path, device: str = "cpu") -> dict:
     """`flyenv eval` of a checkpoint on RANDOMIZATION's pushes, as every run here is judged.
 
     Returns the record's part: {"eval_command", "eval" (per clip), "perturbation"}; eval.json
@@ -81,7 +81,7 @@ def evaluate(checkpoint: Path | str, references: list, starts: int, horizon_s: f
     eval_cmd = [sys.executable, "-m", "flyenv", "eval", str(checkpoint), "--reference",
                 *map(str, references), "--starts", str(starts), "--horizon-s", str(horizon_s),
                 "--randomization", json.dumps(RANDOMIZATION), "--video-steps", "0",
-                "--output", str(output)]
+                "--device", device, "--output", str(output)]
     subprocess.run(eval_cmd, check=True)
     evaluation = json.loads((Path(output) / "eval.json").read_text())
     return {"eval_command": eval_cmd[1:], "eval": evaluation["clips"],

@@ -121,6 +121,42 @@ def _benchmark(name: str):
     return importlib.import_module(name)
 
 
+@pytest.mark.warp
+def test_expert_iteration_play_reads_nothing_on_the_host(warp_device):
+    import torch
+    from host_reads import no_host_reads
+
+    from flyenv.apps.train import Agent
+    from flyenv.envs import FlyImitationVecEnv
+
+    pe = _benchmark("push_expert_iteration")
+    device = "cpu" if warp_device == "cpu" else "cuda"
+    env = FlyImitationVecEnv(num_envs=4, engine="warp", device=device, control_decimation=2,
+                             autoreset_mode="disabled", max_episode_steps=20)
+    try:
+        agent = Agent(env.single_observation_space.shape[0], 42, 16,
+                      torch.full((42,), 0.1), -2.0).to(device)
+        timing = {"hold": 3, "after": 4, "push": 2, "onset": (1, 3)}
+        events = {"clip": torch.zeros(4, dtype=torch.long), "frame": torch.tensor([0, 5, 10, 15]),
+                  "onset": torch.tensor([1, 2, 3, 1]),
+                  "force": torch.tensor([[5.0, 0.0, 0.0]]).repeat(4, 1)}
+        events = {key: value.to(device) for key, value in events.items()}
+        residual = torch.linspace(-0.02, 0.02, 42, device=device).repeat(4, 1)
+        obs, _ = env.reset(seed=0, options={"clip": events["clip"], "frame": events["frame"]})
+        with no_host_reads():
+            alive, window, visited = pe.roll(env, obs, agent, events, residual, timing, steps=7,
+                                             calm_every=2)
+    finally:
+        env.close()
+    with torch.no_grad():  # every world's hold, each of its steps recorded as played
+        mean = agent.dist(window["obs"]).mean
+    assert (window["obs"].abs().sum(-1) > 0).all()
+    assert torch.allclose(window["act"], mean + residual)
+    assert alive.shape == (4,) and len(visited) == 4  # steps 0, 2, 4, 6
+    assert [before.tolist() for _, _, before in visited][:2] == [
+        [True, True, True, True], [False, False, True, False]]
+
+
 def _train_clips_result(survived: list[float], perturbation: dict) -> dict:
     run = {"survived_per_start": survived, "joint_error_deg": 0.5}
     return {"perturbation": perturbation,
