@@ -81,6 +81,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2048, help="states per set per fit step")
     parser.add_argument("--learning-rate", type=float, default=3e-4)
     parser.add_argument("--calm-every", type=int, default=4, help="keep every k-th calm state")
+    parser.add_argument("--calm-weight", type=float, default=1.0,
+                        help="weight of the calm states' error against the saves' in the fit")
     parser.add_argument("--calm-clips", nargs="*", default=[],
                         help="clips the student walks unpushed each round to widen the calm set")
     parser.add_argument("--calm-events", type=int, default=256,
@@ -156,7 +158,7 @@ def main() -> None:
         t0 = time.perf_counter()
         record["fit"] = fit(student, parent, torch.cat(save_obs), torch.cat(save_act),
                             torch.cat(calm_obs), args.fit_steps, args.batch, args.learning_rate,
-                            gen)
+                            gen, args.calm_weight)
         record["fit_s"] = time.perf_counter() - t0
         rounds.append(record)
         print(json.dumps(record), flush=True)
@@ -360,11 +362,12 @@ def search(policy: Policy, agent: torch.nn.Module, events: dict[str, torch.Tenso
 
 def fit(student: torch.nn.Module, parent: torch.nn.Module, save_obs: torch.Tensor,
         save_act: torch.Tensor, calm_obs: torch.Tensor, steps: int, batch: int,
-        learning_rate: float, gen: torch.Generator) -> dict:
+        learning_rate: float, gen: torch.Generator, calm_weight: float = 1.0) -> dict:
     """Fits the student's mean to the saves' actions and to the parent's mean on calm states.
 
-    Each step draws `batch` states of each set; both errors are in units of the action range
-    and weigh alike. Returns the RMS errors [rad] before and after, per set.
+    Each step draws `batch` states of each set; both errors are in units of the action range,
+    the calm states' weighted `calm_weight` times the saves'. Returns the RMS errors [rad]
+    before and after, per set.
     """
     scale = parent.action_scale
     with torch.no_grad():
@@ -390,7 +393,7 @@ def fit(student: torch.nn.Module, parent: torch.nn.Module, save_obs: torch.Tenso
         for _ in range(steps):
             save_err, calm_err = errors(*draw(batch))
             optimizer.zero_grad()
-            (save_err + calm_err).backward()
+            (save_err + calm_weight * calm_err).backward()
             optimizer.step()
     after = rms() if len(save_obs) else [None, None]
     return {"save_states": len(save_obs), "calm_states": len(calm_obs),
