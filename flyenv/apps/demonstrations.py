@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from flyenv.apps.exploration import action_nll
+
 FORMAT = "flyenv.demonstrations"
 VERSION = 1
 
@@ -79,4 +81,4 @@ def demonstration_loss(dist: torch.distributions.Normal, act: torch.Tensor) -> t
             gradient (its std is detached: teaching an action must not shrink the exploration).
         act: (batch, act_dim) the demonstrated actions.
     """
-    return 0.5 * (((act - dist.mean) / dist.stddev.detach()) ** 2).sum(-1).mean()
+    return action_nll(dist.mean, act, dist.stddev.detach()).mean()

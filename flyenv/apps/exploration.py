@@ -355,4 +355,13 @@ def self_imitation(mean: torch.Tensor, actions: torch.Tensor, advantages: torch.
         () the loss.
     """
     weight = torch.where(window, (advantages - margin).clamp(min=0.0), 0.0)
-    return 0.5 * (weight * (((actions - mean) / std) ** 2).sum(-1)).mean()
+    return (weight * action_nll(mean, actions, std)).mean()
+
+
+def action_nll(mean: torch.Tensor, actions: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """(batch,) |(actions - mean) / std|^2 / 2, summed over the action's joints.
+
+    The actions' negative log-likelihood under N(mean, std^2) up to a constant: what both
+    imitation terms (self-imitation, demonstrations) weigh.
+    """
+    return 0.5 * (((actions - mean) / std) ** 2).sum(-1)
