@@ -166,3 +166,8 @@ def test_train_says_what_it_will_run_and_on_which_clip(tmp_path):
                         "replay baseline, on 4 flies")
     exact = plan(PpoArgs(num_envs=4, num_steps=64, total_timesteps=512), clips, 2)
     assert exact[1].endswith("= 512 env steps")
+    taught = plan(PpoArgs(num_envs=4, num_steps=64, total_timesteps=512,
+                          demonstrations="saves.pt", demonstration_coef=0.01), clips, 2)
+    assert taught[2] == ("teaching the demonstrations of saves.pt beside PPO "
+                         "(--demonstration-coef 0.01)")
+    assert taught[3] == exact[2]

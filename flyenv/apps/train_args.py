@@ -317,6 +317,9 @@ def plan(args: PpoArgs, clips: list[dict[str, object]], num_iterations: int,
                  f"iterations of {'num_envs' if world_size == 1 else 'flies'} x num_steps = "
                  f"{n * t})")
     lines.append(line)
+    if args.demonstrations:
+        lines.append(f"teaching the demonstrations of {args.demonstrations} beside PPO "
+                     f"(--demonstration-coef {args.demonstration_coef:g})")
     after = (f"then evaluation: {args.eval_steps} steps of the deterministic policy and "
              f"{args.eval_steps} of the replay baseline, on {n} flies")
     if args.video_steps:
