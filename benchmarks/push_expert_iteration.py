@@ -18,13 +18,15 @@ at the scale this box allows. Starting from a checkpoint (the parent), each roun
 3. Fit: the student's mean is fitted (minibatch least squares, in units of the action range) to
    every round's targets so far and, weighing as much, to the parent's mean at the states the
    screens' students visited (kept events whole, lost ones up to the onset): calm walking stays
-   the parent's, as a DAgger-style aggregate keeps earlier saves. With `--calm-clips` the
-   student also walks those clips unpushed each round (augmented copies of the training clips,
-   say) and its states there join the calm set: the anchor then covers reference motions the
-   searches never see, which is where a clip the fit was not taught differs.
+   the parent's, as a DAgger-style aggregate keeps earlier saves. Half the calm rows of a step
+   (`--calm-mix`) pair a calm state's body part with another calm state's reference part
+   (future frames, phase), the parent's mean there the target: the fit otherwise changes the
+   student most on pairings the plays never visit, and a clip it was not taught presents new
+   ones. With `--calm-clips` the student also walks those clips unpushed each round and its
+   states there join the calm set.
 
 Each screen is the previous round's student on events it has never seen, so the screens are the
-curve; a last screen judges the last student, and `drift_rms_rad` says how far its mean moved
+curve; a last screen judges the last student, and `drift_*_rad` say how far its mean moved
 from the parent's on calm walking of the training and the held-out clips (where the fit was
 not taught: a tracking cost shows there first). The screens and searches play the nominal model
 (a candidate must replay its event exactly); the evaluation randomizes it. With `--save` the
@@ -87,11 +89,18 @@ def main() -> None:
                         help="clips the student walks unpushed each round to widen the calm set")
     parser.add_argument("--calm-events", type=int, default=256,
                         help="walks per round on --calm-clips")
+    parser.add_argument("--calm-mix", type=float, default=0.5,
+                        help="share of each fit step's calm states whose reference part "
+                        "(future frames and phase) comes from another calm state (0: the "
+                        "anchor of the runs before it)")
     parser.add_argument("--starts", type=int, default=64, help="the evaluation's starts per clip")
     parser.add_argument("--save", default="", help="write the student here and evaluate it")
     parser.add_argument("--demonstrations", default="",
                         help="write every round's taught states (raw) and actions here, a "
                         "flyenv.apps.demonstrations file for flyenv train --demonstrations")
+    parser.add_argument("--drift-of", nargs="+", default=[], metavar="STUDENT",
+                        help="only measure these saved students' drift from --checkpoint "
+                        "(no rounds) and write it to NAME.json")
     parser.add_argument("--name", default="push_expert_iteration_cpu")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where NAME.json goes")
     parser.add_argument("--seed", type=int, default=0)
@@ -108,6 +117,7 @@ def main() -> None:
     settings = play_settings(policy) | {"reference": tuple(args.train)}
     view = policy_env(policy.obs_norm, num_envs=1, device=args.device, **settings)
     names, dt = view.unwrapped.ref.names, view.unwrapped.config.control_dt_s
+    reference_from = view.unwrapped.observation_layout["future_joint_pos"].start  # to the end
     lengths = view.unwrapped.ref.lengths.cpu()
     calm_settings = settings | {"reference": tuple(args.calm_clips)}
     if args.calm_clips:
@@ -115,6 +125,18 @@ def main() -> None:
     timing = {"hold": round(HOLD_S / dt), "after": round(AFTER_S / dt),
               "push": round(DURATION_S / dt),
               "onset": tuple(round(s / dt) for s in ONSET_RANGE_S)}
+    args.output.mkdir(parents=True, exist_ok=True)
+    path = args.output / f"{args.name}.json"
+    if args.drift_of:
+        drifts = {name: {group: drift(policy, Policy.load(name, args.device).agent, clips, timing,
+                                      settings, reference_from)
+                         for group, clips in (("train", args.train), ("held_out", args.held_out))
+                         if clips} for name in args.drift_of}
+        path.write_text(json.dumps({"machine": environment_info(args.device),
+                                    "checkpoint": args.checkpoint, "args": vars(args),
+                                    "drift_rad": drifts}, indent=1, default=str))
+        view.close()
+        return
     parent, student = policy.agent, copy.deepcopy(policy.agent)
     save_obs, save_act, calm_obs = [], [], []
     rounds, t_start = [], time.perf_counter()
@@ -122,8 +144,6 @@ def main() -> None:
               "push": {"force_un": PUSH_FORCE_UN, "duration_s": DURATION_S,
                        "onset_range_s": ONSET_RANGE_S, "hold_s": HOLD_S, "survive_s": AFTER_S},
               "args": vars(args), "rounds": rounds}
-    args.output.mkdir(parents=True, exist_ok=True)
-    path = args.output / f"{args.name}.json"
     for r in range(args.rounds + 1):
         t0 = time.perf_counter()
         events = draw_events(lengths, args.events, timing, gen)
@@ -158,7 +178,7 @@ def main() -> None:
         t0 = time.perf_counter()
         record["fit"] = fit(student, parent, torch.cat(save_obs), torch.cat(save_act),
                             torch.cat(calm_obs), args.fit_steps, args.batch, args.learning_rate,
-                            gen, args.calm_weight)
+                            gen, args.calm_weight, args.calm_mix, reference_from)
         record["fit_s"] = time.perf_counter() - t0
         rounds.append(record)
         print(json.dumps(record), flush=True)
@@ -166,9 +186,10 @@ def main() -> None:
         path.write_text(json.dumps(result, indent=1, default=str))  # keeps its rounds
     result["wall_s"] = time.perf_counter() - t_start
     view.close()
-    result["drift_rms_rad"] = {group: drift(policy, student, clips, timing, settings)
-                               for group, clips in (("train", args.train),
-                                                    ("held_out", args.held_out)) if clips}
+    drifts = {group: drift(policy, student, clips, timing, settings, reference_from)
+              for group, clips in (("train", args.train), ("held_out", args.held_out)) if clips}
+    for stat in ("rms", "median", "p90", "mixed_median"):
+        result[f"drift_{stat}_rad"] = {group: value[stat] for group, value in drifts.items()}
     if args.save:
         state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
         state["agent"] = {k: v.cpu() for k, v in student.state_dict().items()}
@@ -189,20 +210,29 @@ def clip_lengths(settings: dict) -> torch.Tensor:
 
 
 def drift(policy: Policy, student: torch.nn.Module, clips: list[str], timing: dict,
-          settings: dict, walks: int = 128) -> float:
+          settings: dict, reference_from: int, walks: int = 128) -> dict[str, float]:
     """How far the student's mean moved from the parent's on calm walking of `clips` [rad].
 
-    The RMS over joints and the states the student visits in `walks` unpushed plays (drawn
-    as push events with a fixed generator, so every run walks the same starts): on held-out
-    clips, what the fit changed where it was not taught.
+    Over the states the student visits in `walks` unpushed plays (drawn as push events with a
+    fixed generator, so every run walks the same starts): on held-out clips, what the fit
+    changed where it was not taught. "rms" pools joints and states; a few states of a walk
+    gone astray can carry it, so "median" and "p90" are taken over the states' own RMS
+    across joints. "mixed_median" is the median on the same states with their reference
+    parts (from `reference_from` on) shuffled among them: pairings the plays never visit.
     """
     settings = settings | {"reference": tuple(clips)}
     events = draw_events(clip_lengths(settings), walks, timing, torch.Generator().manual_seed(0))
     events["force"].zero_()
     _, _, calm = play(policy, student, events, None, timing, settings, calm_every=4)
+    mixed = calm.clone()
+    shuffle = torch.randperm(len(calm), generator=torch.Generator().manual_seed(1))
+    mixed[:, reference_from:] = calm[shuffle.to(calm.device), reference_from:]
     with torch.no_grad():
-        gap = student.dist(calm).mean - policy.agent.dist(calm).mean
-    return float(gap.square().mean().sqrt())
+        gap, gap_mixed = (student.dist(x).mean - policy.agent.dist(x).mean for x in (calm, mixed))
+    per_state = gap.square().mean(dim=1).sqrt()
+    return {"rms": float(gap.square().mean().sqrt()), "median": float(per_state.median()),
+            "p90": float(per_state.quantile(0.9)),
+            "mixed_median": float(gap_mixed.square().mean(dim=1).sqrt().median())}
 
 
 def draw_events(lengths: torch.Tensor, count: int, timing: dict, gen: torch.Generator,
@@ -362,26 +392,47 @@ def search(policy: Policy, agent: torch.nn.Module, events: dict[str, torch.Tenso
 
 def fit(student: torch.nn.Module, parent: torch.nn.Module, save_obs: torch.Tensor,
         save_act: torch.Tensor, calm_obs: torch.Tensor, steps: int, batch: int,
-        learning_rate: float, gen: torch.Generator, calm_weight: float = 1.0) -> dict:
+        learning_rate: float, gen: torch.Generator, calm_weight: float = 1.0,
+        calm_mix: float = 0.0, reference_from: int = 0) -> dict:
     """Fits the student's mean to the saves' actions and to the parent's mean on calm states.
 
     Each step draws `batch` states of each set; both errors are in units of the action range,
-    the calm states' weighted `calm_weight` times the saves'. Returns the RMS errors [rad]
-    before and after, per set.
+    the calm states' weighted `calm_weight` times the saves'. With `calm_mix`, that share of
+    the calm rows takes its columns from `reference_from` on (the reference part) from another
+    calm state, the parent's mean there its target: the anchor then also holds for pairings of
+    body and reference the plays never visit, as a clip the fit was not taught presents them.
+    Returns the RMS errors [rad] before and after, per set (the drawn calm states unmixed).
     """
     scale = parent.action_scale
     with torch.no_grad():
         calm_act = torch.cat([parent.dist(chunk).mean for chunk in calm_obs.split(65536)])
         target = save_act.clamp(-0.999 * scale, 0.999 * scale)
 
-    def errors(rows_save: torch.Tensor, rows_calm: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(((student.dist(obs[rows]).mean - act[rows]) / scale).square().mean()
-                     for obs, act, rows in ((save_obs, target, rows_save),
-                                            (calm_obs, calm_act, rows_calm)))
+    def errors(rows_save: torch.Tensor, rows_calm: torch.Tensor, mixed: torch.Tensor | None = None,
+               ) -> tuple[torch.Tensor, ...]:
+        save_err = ((student.dist(save_obs[rows_save]).mean - target[rows_save]) / scale)
+        calm, goal = calm_obs[rows_calm], calm_act[rows_calm]
+        if mixed is not None:
+            calm = torch.cat([calm, mixed])
+            with torch.no_grad():
+                goal = torch.cat([goal, parent.dist(mixed).mean])
+        calm_err = (student.dist(calm).mean - goal) / scale
+        return save_err.square().mean(), calm_err.square().mean()
 
-    def draw(size: int) -> tuple[torch.Tensor, torch.Tensor]:  # the CPU generator's rows
-        return tuple(torch.randint(len(states), (size,), generator=gen).to(scale.device)
-                     for states in (save_obs, calm_obs))
+    def mix(size: int) -> torch.Tensor | None:  # calm bodies with other calm states' references
+        if size == 0:
+            return None
+        body, ref = (torch.randint(len(calm_obs), (size,), generator=gen).to(scale.device)
+                     for _ in range(2))
+        mixed = calm_obs[body].clone()
+        mixed[:, reference_from:] = calm_obs[ref, reference_from:]
+        return mixed
+
+    def draw(size: int, calm_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        # the CPU generator's rows of each set
+        calm_size = size if calm_size is None else calm_size
+        return tuple(torch.randint(len(states), (n,), generator=gen).to(scale.device)
+                     for states, n in ((save_obs, size), (calm_obs, calm_size)))
 
     def rms() -> list[float]:
         with torch.no_grad():
@@ -391,7 +442,8 @@ def fit(student: torch.nn.Module, parent: torch.nn.Module, save_obs: torch.Tenso
     if len(save_obs):
         optimizer = torch.optim.Adam(student.actor.parameters(), lr=learning_rate)
         for _ in range(steps):
-            save_err, calm_err = errors(*draw(batch))
+            mixing = round(calm_mix * batch)
+            save_err, calm_err = errors(*draw(batch, batch - mixing), mix(mixing))
             optimizer.zero_grad()
             (save_err + calm_weight * calm_err).backward()
             optimizer.step()

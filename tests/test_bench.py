@@ -224,3 +224,32 @@ def test_expert_iteration_fit_learns_the_saves_and_keeps_the_parent_elsewhere():
     for name, p in student.named_parameters():  # only the actor is fitted
         if not name.startswith("actor"):
             assert torch.equal(p, dict(parent.named_parameters())[name])
+
+
+def test_expert_iteration_calm_mix_holds_the_parent_on_unvisited_pairings():
+    import copy
+
+    import torch
+
+    from flyenv.apps.train import Agent
+
+    pe = _benchmark("push_expert_iteration")
+    torch.manual_seed(0)
+    parent = Agent(8, 3, 32, torch.full((3,), 0.1), -2.0)
+    body = torch.randn(4096, 4)
+    calm_obs = torch.cat([body, body], dim=1)  # visited: the reference part follows the body
+    save_body = torch.randn(256, 4) + 3.0
+    save_obs = torch.cat([save_body, save_body], dim=1)
+    with torch.no_grad():
+        save_act = parent.dist(save_obs).mean + 0.02
+    unvisited = torch.cat([torch.randn(2048, 4), torch.randn(2048, 4)], dim=1)
+    drift = {}
+    for mix in (0.0, 0.5):
+        student = copy.deepcopy(parent)
+        fit = pe.fit(student, parent, save_obs, save_act, calm_obs, 400, 128, 3e-3,
+                     torch.Generator().manual_seed(0), calm_mix=mix, reference_from=4)
+        assert fit["save_rms_rad_after"] < 0.3 * fit["save_rms_rad_before"]
+        with torch.no_grad():
+            gap = student.dist(unvisited).mean - parent.dist(unvisited).mean
+        drift[mix] = float(gap.square().mean().sqrt())
+    assert drift[0.5] < 0.5 * drift[0.0]
