@@ -113,6 +113,8 @@ def main() -> None:
     if not 0 < box <= policy.args.residual_range_rad:
         parser.error(f"--candidate-range-rad must lie in (0, {policy.args.residual_range_rad}] "
                      f"(a smaller box of {args.checkpoint}'s policy), got {box}")
+    if not 0 <= args.calm_mix <= 1:
+        parser.error(f"--calm-mix is a share of the calm rows, in [0, 1], got {args.calm_mix}")
     gen = torch.Generator().manual_seed(args.seed)  # every draw of the run
     settings = play_settings(policy) | {"reference": tuple(args.train)}
     view = policy_env(policy.obs_norm, num_envs=1, device=args.device, **settings)
@@ -410,7 +412,7 @@ def fit(student: torch.nn.Module, parent: torch.nn.Module, save_obs: torch.Tenso
 
     def errors(rows_save: torch.Tensor, rows_calm: torch.Tensor, mixed: torch.Tensor | None = None,
                ) -> tuple[torch.Tensor, ...]:
-        save_err = ((student.dist(save_obs[rows_save]).mean - target[rows_save]) / scale)
+        save_err = (student.dist(save_obs[rows_save]).mean - target[rows_save]) / scale
         calm, goal = calm_obs[rows_calm], calm_act[rows_calm]
         if mixed is not None:
             calm = torch.cat([calm, mixed])
