@@ -129,11 +129,12 @@ def main() -> None:
               "onset": tuple(round(s / dt) for s in ONSET_RANGE_S)}
     args.output.mkdir(parents=True, exist_ok=True)
     path = args.output / f"{args.name}.json"
+    groups = {group: clips for group, clips in (("train", args.train),
+                                                ("held_out", args.held_out)) if clips}
     if args.drift_of:
         drifts = {name: {group: drift(policy, Policy.load(name, args.device).agent, clips, timing,
-                                      settings, reference_from)
-                         for group, clips in (("train", args.train), ("held_out", args.held_out))
-                         if clips} for name in args.drift_of}
+                                      settings, reference_from) for group, clips in groups.items()}
+                  for name in args.drift_of}
         path.write_text(json.dumps({"machine": environment_info(args.device),
                                     "checkpoint": args.checkpoint, "args": vars(args),
                                     "drift_rad": drifts}, indent=1, default=str))
@@ -189,7 +190,7 @@ def main() -> None:
     result["wall_s"] = time.perf_counter() - t_start
     view.close()
     drifts = {group: drift(policy, student, clips, timing, settings, reference_from)
-              for group, clips in (("train", args.train), ("held_out", args.held_out)) if clips}
+              for group, clips in groups.items()}
     for stat in ("rms", "median", "p90", "mixed_median"):
         result[f"drift_{stat}_rad"] = {group: value[stat] for group, value in drifts.items()}
     if args.save:
@@ -226,15 +227,23 @@ def drift(policy: Policy, student: torch.nn.Module, clips: list[str], timing: di
     events = draw_events(clip_lengths(settings), walks, timing, torch.Generator().manual_seed(0))
     events["force"].zero_()
     _, _, calm = play(policy, student, events, None, timing, settings, calm_every=4)
-    mixed = calm.clone()
     shuffle = torch.randperm(len(calm), generator=torch.Generator().manual_seed(1))
-    mixed[:, reference_from:] = calm[shuffle.to(calm.device), reference_from:]
+    mixed = paired(calm, calm[shuffle.to(calm.device)], reference_from)
     with torch.no_grad():
         gap, gap_mixed = (student.dist(x).mean - policy.agent.dist(x).mean for x in (calm, mixed))
     per_state = gap.square().mean(dim=1).sqrt()
     return {"rms": float(gap.square().mean().sqrt()), "median": float(per_state.median()),
             "p90": float(per_state.quantile(0.9)),
             "mixed_median": float(gap_mixed.square().mean(dim=1).sqrt().median())}
+
+
+def paired(body: torch.Tensor, reference: torch.Tensor, reference_from: int) -> torch.Tensor:
+    """(n, obs_dim) observations of `body`'s rows with `reference`'s columns from
+    `reference_from` on (future frames and phase): a body and a reference never played together.
+    """
+    out = body.clone()
+    out[:, reference_from:] = reference[:, reference_from:]
+    return out
 
 
 def draw_events(lengths: torch.Tensor, count: int, timing: dict, gen: torch.Generator,
@@ -426,9 +435,7 @@ def fit(student: torch.nn.Module, parent: torch.nn.Module, save_obs: torch.Tenso
             return None
         body, ref = (torch.randint(len(calm_obs), (size,), generator=gen).to(scale.device)
                      for _ in range(2))
-        mixed = calm_obs[body].clone()
-        mixed[:, reference_from:] = calm_obs[ref, reference_from:]
-        return mixed
+        return paired(calm_obs[body], calm_obs[ref], reference_from)
 
     def draw(size: int, calm_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         # the CPU generator's rows of each set
