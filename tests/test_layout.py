@@ -149,22 +149,26 @@ def test_observation_layout_names_every_slice():
         env.observation_part(obs, "velocity")
 
 
-def test_no_project_file_refers_to_a_folder_beside_the_clone():
-    # A lab clones flyenv with nothing beside it: the data the tests, demo, examples and
-    # benchmarks need is in flyenv/data. (CI clones with a folder beside it, which would hide
-    # a reference to it.) Recorded results may name where an old measurement read its data.
-    repo = PACKAGE.parent
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=repo,
-                            capture_output=True, text=True)
-    if listed.returncode != 0:
-        pytest.skip("not a git checkout")
-    beside = ("../" + "shared", "/work/" + "shared")  # spelled apart: this file is checked too
-    offenders = []
-    for name in listed.stdout.splitlines():
-        path = repo / name
-        if name.startswith("benchmarks/results/") or not path.is_file():
-            continue
-        text = path.read_bytes().decode("utf-8", errors="ignore")
-        if any(needle in text for needle in beside):
-            offenders.append(name)
-    assert not offenders, f"these files refer to a folder outside the clone: {offenders}"
+def test_sensing_load_adds_each_tarsus_force_over_the_body_weight_and_nothing_else():
+    layout = observations.observation_layout(3, sense_load=True)
+    assert list(layout)[5:8] == ["contact", "tarsus_load", "future_joint_pos"]
+    assert observations.observation_dim(3, sense_load=True) == 232 == layout["phase"].stop
+    envs = {sense: FlyImitationVecEnv(num_envs=2, engine="mujoco", device="cpu",
+                                      sense_load=sense) for sense in (False, True)}
+    assert envs[True].single_observation_space.shape == (232,)
+    obs = {}
+    for sense, env in envs.items():
+        env.reset(seed=0)
+        for _ in range(20):  # down on the floor: the stance tarsi carry load
+            obs[sense], *_ = env.step(torch.zeros(2, 42))
+    senses = envs[True]
+    load = senses.observation_part(obs[True], "tarsus_load")
+    weight = float(senses.engine.model.body_mass.sum()) * 9.81e3  # [µN]: g x mm/s^2
+    state = senses._read_state()
+    torch.testing.assert_close(load, state.touch / weight)
+    assert ((load > 0.05 / weight) == state.touching()).all() and state.touching().any()
+    for name in envs[False].observation_layout:  # the same worlds: every other part alike
+        torch.testing.assert_close(senses.observation_part(obs[True], name),
+                                   envs[False].observation_part(obs[False], name))
+    with pytest.raises(ValueError, match="sense_load must be a bool"):
+        FlyImitationVecEnv(num_envs=1, engine="mujoco", device="cpu", sense_load="yes")

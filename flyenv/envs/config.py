@@ -196,6 +196,10 @@ class FlyImitationConfig:
             "policy" six more actions in [0, 1] after the 42, one per tarsus (LEGS order).
         residual_range_rad: half-width of the residual action box [rad].
         future_frames: reference frames ahead of the current one in the observation (>= 1).
+        sense_load: the observation also carries the load on each tarsus (`tarsus_load`: its
+            normal force over the body's weight, `flyenv.envs.observations.observation_layout`),
+            what a fly's campaniform sensilla sense; off by default (the observation of every
+            earlier policy).
         random_start: reference-state initialization: each episode starts at a random frame of
             its clip; False starts every episode at frame 0 (evaluation, replay).
         adaptive_starts: sample random starts more where episodes fail, per clip and phase bin,
@@ -247,6 +251,7 @@ class FlyImitationConfig:
     adhesion_control: Literal["reference", "policy"] = "reference"
     residual_range_rad: float = 0.5
     future_frames: int = 3
+    sense_load: bool = False
     random_start: bool = True
     adaptive_starts: AdaptiveStartsConfig | None = None
     reward: RewardConfig = dataclasses.field(default_factory=RewardConfig)
@@ -303,6 +308,9 @@ class FlyImitationConfig:
         _choice("autoreset_mode", self.autoreset_mode, tuple(_AUTORESET))
         _choice("engine", self.engine, ENGINE_NAMES)
         _choice("invalid_actions", self.invalid_actions, ("zero", "raise"))
+        if not isinstance(self.sense_load, bool):
+            raise ValueError(f"FlyImitationConfig.sense_load must be a bool, got "
+                             f"{self.sense_load!r}")
         if isinstance(self.render_ghost, bool):
             object.__setattr__(self, "render_ghost", "overlay" if self.render_ghost else "off")
         _choice("render_ghost", self.render_ghost, ("overlay", "beside", "off"))

@@ -85,6 +85,10 @@ class FlyImitationVecEnv(WorldResets, Rendering, gym.vector.VectorEnv):
             augment=cfg.augment)
         models = [build_model(body, tethered=cfg.tethered, options=options)
                   for body in self.ref.bodies]
+        # Each body's weight [µN] (g x mm/s^2), what `sense_load` divides the tarsi's forces by.
+        self._body_weight_un = torch.tensor(
+            [m.body_mass.sum() * np.linalg.norm(m.opt.gravity) for m in models],
+            dtype=torch.float32, device=self.device)
         self._world_models = WorldModels(models, cfg.randomization, self.num_envs, self.device)
         self.engine = make_engine(
             shared_model(models), self.num_envs, nsubstep=cfg.substeps, engine=engine,
@@ -134,8 +138,9 @@ class FlyImitationVecEnv(WorldResets, Rendering, gym.vector.VectorEnv):
 
     def _setup_spaces(self) -> None:
         cfg = self.config
-        self.observation_layout = observations.observation_layout(cfg.future_frames)
-        obs_dim = observations.observation_dim(cfg.future_frames)
+        self.observation_layout = observations.observation_layout(cfg.future_frames,
+                                                                  cfg.sense_load)
+        obs_dim = observations.layout_size(self.observation_layout)
         self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
         self.privileged_layout = observations.privileged_layout(
             tuple(self._world_models.samples))
@@ -435,8 +440,10 @@ class FlyImitationVecEnv(WorldResets, Rendering, gym.vector.VectorEnv):
         rows = self._table.rows.index_select(0, (self._row0[:, None] + ahead).flatten())
         rows = rows.view(self.num_envs, -1, self._table.width)
         self._next_row = rows[:, 0]
+        weight = (self._body_weight_un[self.ref.clip_body[self._clip]] if self.config.sense_load
+                  else None)
         obs = observations.build_observation(state, rows[..., self._joint_pos], self._dof_mask,
-                                             self._frame / self._last)
+                                             self._frame / self._last, weight)
         # A diverged world's observation is zeros, so no NaN (or 1e30) reaches a policy or a
         # normalizer.
         sound = (obs.abs() < observations.MJ_MAXVAL).all(dim=1, keepdim=True)

@@ -91,23 +91,27 @@ def heading_velocity(quat: torch.Tensor, vel_w: torch.Tensor) -> torch.Tensor:
     return rotate_yaw(vel_w, -yaw)
 
 
-def observation_layout(future_frames: int) -> dict[str, slice]:
+def observation_layout(future_frames: int, sense_load: bool = False) -> dict[str, slice]:
     """Where each part of the observation sits: {name: slice}, in order.
 
     Parts: `joint_pos` (42) [rad], `joint_vel` (42) [rad/s], `gravity_b` (3, gravity direction in
     the thorax frame), `lin_vel_b` (3) thorax velocity in the thorax frame [mm/s], `ang_vel_b` (3)
-    thorax angular velocity [rad/s], `contact` (6) tarsus contact flags, `future_joint_pos`
+    thorax angular velocity [rad/s], `contact` (6) tarsus contact flags, with `sense_load`
+    `tarsus_load` (6) the normal force on each tarsus over the body's weight (a fly's
+    campaniform sensilla sense load; the adhesion pressing a stance tarsus to the floor counts
+    too, so standing they add up to several weights), `future_joint_pos`
     (K x 42) the next K reference frames minus the current angles [rad] (0 for legs missing from
     the clip), `phase` (1) the clip's phase in [0, 1].
     """
+    load = {"tarsus_load": 6} if sense_load else {}
     return _slices({"joint_pos": 42, "joint_vel": 42, "gravity_b": 3, "lin_vel_b": 3,
-                    "ang_vel_b": 3, "contact": 6, "future_joint_pos": 42 * future_frames,
+                    "ang_vel_b": 3, "contact": 6, **load, "future_joint_pos": 42 * future_frames,
                     "phase": 1})
 
 
-def observation_dim(future_frames: int) -> int:
+def observation_dim(future_frames: int, sense_load: bool = False) -> int:
     """Length of the observation vector for `future_frames` reference frames."""
-    return layout_size(observation_layout(future_frames))
+    return layout_size(observation_layout(future_frames, sense_load))
 
 
 def layout_size(layout: dict[str, slice]) -> int:
@@ -125,7 +129,7 @@ def _slices(sizes: dict[str, int]) -> dict[str, slice]:
 
 
 def build_observation(state: FlyState, future_joint_pos: torch.Tensor, dof_mask: torch.Tensor,
-                      phase: torch.Tensor) -> torch.Tensor:
+                      phase: torch.Tensor, weight_un: torch.Tensor | None = None) -> torch.Tensor:
     """The policy's observation, its parts in `observation_layout` order.
 
     Args:
@@ -133,6 +137,8 @@ def build_observation(state: FlyState, future_joint_pos: torch.Tensor, dof_mask:
         future_joint_pos: (num_envs, K, 42) reference angles of the next K frames [rad].
         dof_mask: (num_envs, 42) 1.0 for DOFs the clip has.
         phase: (num_envs,) current frame / last frame of the clip.
+        weight_un: (num_envs,) each world's body weight [µN]; given, the observation senses load
+            (`tarsus_load`, `observation_layout(K, sense_load=True)`).
 
     Returns:
         (num_envs, obs_dim) float32.
@@ -142,7 +148,9 @@ def build_observation(state: FlyState, future_joint_pos: torch.Tensor, dof_mask:
              "gravity_b": state.gravity_b, "lin_vel_b": state.lin_vel_b,
              "ang_vel_b": state.ang_vel_b, "contact": state.touching().float(),
              "future_joint_pos": ahead.flatten(1), "phase": phase[:, None]}
-    layout = observation_layout(future_joint_pos.shape[1])
+    if weight_un is not None:
+        parts["tarsus_load"] = state.touch / weight_un[:, None]
+    layout = observation_layout(future_joint_pos.shape[1], sense_load=weight_un is not None)
     return torch.cat([parts[name] for name in layout], dim=1)
 
 
