@@ -8,8 +8,10 @@ import torch
 
 from flyenv.apps.demonstrations import Demonstrations
 from flyenv.apps.evaluate import CONDITIONS, CONTROLLERS, Policy, evaluate
+from flyenv.apps.inputs import column_map
 from flyenv.apps.train import PpoArgs, train
 from flyenv.cli import main
+from flyenv.envs import observations
 from flyenv.motion import save, tripod_gait
 
 
@@ -101,6 +103,43 @@ def test_training_goes_on_from_a_checkpoint(trained, tmp_path):
     with pytest.raises(ValueError, match="not a readable flyenv train checkpoint"):
         train(dataclasses.replace(base, init_checkpoint=str(tmp_path / "missing.pt"),
                                   output=str(tmp_path / "no")))
+
+
+def test_training_goes_on_from_a_checkpoint_with_a_new_sense_acting_as_before(trained, tmp_path):
+    # A policy without the tarsi's load goes on in a run that senses it: its old columns move
+    # to where their parts now sit, the load's get zero weights, so it acts and values as it
+    # did whatever the load reads (lr 0 keeps the widened weights). A policy that senses load
+    # cannot go on without it.
+    first = trained / "run" / "checkpoint.pt"
+    state = torch.load(first, weights_only=False)
+    base = dataclasses.replace(PpoArgs(**state["args"]), output=str(tmp_path / "on"),
+                               init_checkpoint=str(first), learning_rate=0.0, eval_steps=1,
+                               sense_load=True)
+    train(base)
+    parent, child = Policy.load(first), Policy.load(tmp_path / "on" / "checkpoint.pt")
+    assert child.agent.obs_dim == 232 and child.agent.critic[0].in_features == 232 + 4
+    layout = observations.observation_layout(3, sense_load=True)
+    moved = column_map(observations.observation_layout(3), layout)
+    wide = torch.randn(16, 232 + 4, generator=torch.Generator().manual_seed(0))
+    narrow = torch.cat([wide[:, moved], wide[:, 232:]], dim=1)
+    with torch.no_grad():
+        torch.testing.assert_close(child.agent.dist(wide).mean, parent.agent.dist(narrow).mean)
+        torch.testing.assert_close(child.agent.value(wide), parent.agent.value(narrow))
+    assert (child.agent.actor[0].weight[:, layout["tarsus_load"]] == 0).all()
+    old = parent.obs_norm  # the statistics moved with their columns, and went on counting
+    shift = (child.obs_norm["mean"][moved] - old["mean"][:226]) / old["var"][:226].sqrt()
+    assert shift.abs().max() < 0.2
+    with pytest.raises(ValueError, match="senses the tarsi's load; this run needs --sense-load"):
+        train(dataclasses.replace(base, init_checkpoint=str(tmp_path / "on" / "checkpoint.pt"),
+                                  sense_load=False, output=str(tmp_path / "no")))
+
+
+def test_widening_refuses_a_layout_that_drops_or_resizes_a_part():
+    old = observations.observation_layout(3)
+    with pytest.raises(ValueError, match="'future_joint_pos' has 126 columns in the checkpoint"):
+        column_map(old, observations.observation_layout(2, sense_load=True))
+    with pytest.raises(ValueError, match="'tarsus_load' of the checkpoint's policy is not in"):
+        column_map(observations.observation_layout(3, sense_load=True), old)
 
 
 def test_demonstrations_are_taught_alongside_ppo_and_a_file_of_another_size_is_refused(

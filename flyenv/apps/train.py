@@ -47,9 +47,10 @@ from flyenv.apps.exploration import (
     self_imitation,
     widen,
 )
+from flyenv.apps.inputs import widen_inputs
 from flyenv.apps.plots import plot_training_curve
 from flyenv.apps.train_args import PpoArgs, add_arguments, args_from
-from flyenv.envs import FlyImitationVecEnv
+from flyenv.envs import FlyImitationVecEnv, observations
 from flyenv.wrappers import AppendPrivileged, EpisodeStatistics, NormalizeObservation
 from flyenv.wrappers.record_video import record_episode
 
@@ -604,6 +605,9 @@ def _go_on_from(path: Path, agent: Agent, envs: NormalizeObservation,
                 device: torch.device) -> None:
     """Loads a checkpoint's agent and observation statistics into this run's (`init_checkpoint`).
 
+    A policy without the tarsi's load goes on in a run that senses it (`--sense-load`) widened
+    (`flyenv.apps.inputs`): it acts as it did until training gives the new inputs weight.
+
     Raises:
         ValueError: naming the file, when it is not a flyenv train checkpoint or its policy does
             not fit this run's observations, actions or hidden size.
@@ -615,6 +619,14 @@ def _go_on_from(path: Path, agent: Agent, envs: NormalizeObservation,
         raise ValueError(f"--init-checkpoint {path}: not a readable flyenv train checkpoint "
                          f"(expected the keys 'agent' and 'obs_norm'; {type(err).__name__}: "
                          f"{err})") from err
+    base = envs.unwrapped
+    senses = bool(state.get("args", {}).get("sense_load", False))
+    if senses and not base.config.sense_load:
+        raise ValueError(f"--init-checkpoint {path}: its policy senses the tarsi's load; this "
+                         f"run needs --sense-load too")
+    if base.config.sense_load and not senses:  # a new sense: the policy goes on unchanged
+        old = observations.observation_layout(base.config.future_frames, sense_load=False)
+        weights, obs_norm = widen_inputs(weights, obs_norm, old, base.observation_layout)
     mine = agent.state_dict()
     wrong = {k: (tuple(v.shape), tuple(mine[k].shape)) for k, v in weights.items()
              if k in mine and v.shape != mine[k].shape}

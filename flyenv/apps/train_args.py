@@ -199,6 +199,11 @@ class PpoArgs:
     cost lands in the advantages of whatever the policy did. (On the real clips of
     benchmarks/train_clips.py, 100 minutes from scratch tracked as before but did not make
     pushed survival better than the replay's: README, "Datasets of clips".)"""
+    sense_load: bool = False
+    """The policy also senses the load on each tarsus (the env's `sense_load`: each tarsus's
+    normal force over the body's weight, `tarsus_load` in the observation). With
+    --init-checkpoint of a policy without it, the policy goes on unchanged at first: the new
+    inputs get zero weights and the identity normalization (`flyenv.apps.inputs`)."""
     demonstrations: str = ""
     """A demonstrations file (`flyenv.apps.demonstrations`: raw observations of the policy's
     size and the actions to take there) taught alongside PPO: every minibatch adds the
@@ -266,6 +271,8 @@ def env_settings(args: PpoArgs) -> dict[str, object]:
     settings: dict[str, object] = {"residual_range_rad": args.residual_range_rad}
     if args.control_decimation:
         settings["control_decimation"] = args.control_decimation
+    if args.sense_load:
+        settings["sense_load"] = True
     if args.reference:
         paths = tuple(p.strip() for p in args.reference.split(",") if p.strip())
         settings["reference"] = paths[0] if len(paths) == 1 else paths
