@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 from stable_baselines3 import PPO
+from stable_baselines3.common.logger import configure
 from stable_baselines3.common.utils import check_for_correct_spaces
 from stable_baselines3.common.vec_env import VecCheckNan, VecEnv
 
@@ -77,9 +78,10 @@ def test_attributes_methods_and_wrappers_go_through_the_chain():
         adapter.get_images()
 
 
-def test_ppo_trains_and_predicts():
+def test_ppo_trains_and_predicts(tmp_path):
     adapter = Sb3VecEnv(EpisodeStatistics(make()))
     model = PPO("MlpPolicy", adapter, n_steps=8, batch_size=16, n_epochs=1, device="cpu", seed=0)
+    model.set_logger(configure(str(tmp_path), []))  # SB3's default makes a folder in /tmp
     model.learn(total_timesteps=64)
     assert model.num_timesteps == 64
     # Episodes (3 steps at most) reached SB3's episode buffer through info["episode"].
