@@ -171,3 +171,8 @@ def test_train_says_what_it_will_run_and_on_which_clip(tmp_path):
     assert taught[2] == ("teaching the demonstrations of saves.pt beside PPO "
                          "(--demonstration-coef 0.01)")
     assert taught[3] == exact[2]
+    on = plan(PpoArgs(init_checkpoint="parent.pt", sense_load=True), clips, 1)
+    assert on[2] == ("going on from parent.pt (a policy there without the tarsi's load goes on "
+                     "widened to sense it, acting as before until training weighs it)")
+    assert plan(PpoArgs(sense_load=True), clips, 1)[2] == ("sensing each tarsus's load "
+                                                           "(tarsus_load in the observation)")

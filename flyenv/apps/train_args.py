@@ -324,6 +324,14 @@ def plan(args: PpoArgs, clips: list[dict[str, object]], num_iterations: int,
                  f"iterations of {'num_envs' if world_size == 1 else 'flies'} x num_steps = "
                  f"{n * t})")
     lines.append(line)
+    if args.init_checkpoint:
+        line = f"going on from {args.init_checkpoint}"
+        if args.sense_load:
+            line += (" (a policy there without the tarsi's load goes on widened to sense it, "
+                     "acting as before until training weighs it)")
+        lines.append(line)
+    elif args.sense_load:
+        lines.append("sensing each tarsus's load (tarsus_load in the observation)")
     if args.demonstrations:
         lines.append(f"teaching the demonstrations of {args.demonstrations} beside PPO "
                      f"(--demonstration-coef {args.demonstration_coef:g})")
