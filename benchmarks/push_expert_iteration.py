@@ -58,9 +58,10 @@ from train_clips import RANDOMIZATION, evaluate
 
 from flyenv.apps.demonstrations import Demonstrations
 from flyenv.apps.evaluate import Policy, play_settings
+from flyenv.apps.inputs import sensing_load
 from flyenv.apps.machine import environment_info
 from flyenv.apps.train import policy_env
-from flyenv.envs import FlyImitationVecEnv
+from flyenv.envs import FlyImitationConfig, FlyImitationVecEnv
 
 ONSET_RANGE_S = (0.02, 0.2)  # walking before the push [s]
 PUSH_FORCE_UN = tuple(RANDOMIZATION["push_force_un"])  # the evaluation's push sizes [uN]
@@ -93,6 +94,9 @@ def main() -> None:
                         help="share of each fit step's calm states whose reference part "
                         "(future frames and phase) comes from another calm state (0: the "
                         "anchor of the runs before it)")
+    parser.add_argument("--sense-load", action="store_true",
+                        help="widen the parent to sense the tarsi's load first (it acts as "
+                             "before; flyenv.apps.inputs), so the fit can weigh load")
     parser.add_argument("--starts", type=int, default=64, help="the evaluation's starts per clip")
     parser.add_argument("--save", default="", help="write the student here and evaluate it")
     parser.add_argument("--demonstrations", default="",
@@ -108,7 +112,10 @@ def main() -> None:
                         help="torch device of the plays and the fit (the draws stay on the CPU's "
                         "generator, so a seed draws the same events on any device)")
     args = parser.parse_args()
-    policy = Policy.load(args.checkpoint, args.device)
+    parent_state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    if args.sense_load:  # the parent widened: it acts as before, and the fit may weigh load
+        parent_state = sensing_load(parent_state, FlyImitationConfig.future_frames)
+    policy = Policy.from_state(parent_state, args.device, args.checkpoint)
     box = args.candidate_range_rad  # [rad]
     if not 0 < box <= policy.args.residual_range_rad:
         parser.error(f"--candidate-range-rad must lie in (0, {policy.args.residual_range_rad}] "
@@ -194,7 +201,7 @@ def main() -> None:
     for stat in ("rms", "median", "p90", "mixed_median"):
         result[f"drift_{stat}_rad"] = {group: value[stat] for group, value in drifts.items()}
     if args.save:
-        state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+        state = dict(parent_state)
         state["agent"] = {k: v.cpu() for k, v in student.state_dict().items()}
         state["expert_iteration"] = {"from": args.checkpoint, "rounds": args.rounds,
                                      "saves": sum(r.get("saved", 0) for r in rounds)}

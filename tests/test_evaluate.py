@@ -8,7 +8,7 @@ import torch
 
 from flyenv.apps.demonstrations import Demonstrations
 from flyenv.apps.evaluate import CONDITIONS, CONTROLLERS, Policy, evaluate
-from flyenv.apps.inputs import column_map
+from flyenv.apps.inputs import column_map, sensing_load
 from flyenv.apps.train import PpoArgs, train
 from flyenv.cli import main
 from flyenv.envs import observations
@@ -126,6 +126,11 @@ def test_training_goes_on_from_a_checkpoint_with_a_new_sense_acting_as_before(tr
         torch.testing.assert_close(child.agent.dist(wide).mean, parent.agent.dist(narrow).mean)
         torch.testing.assert_close(child.agent.value(wide), parent.agent.value(narrow))
     assert (child.agent.actor[0].weight[:, layout["tarsus_load"]] == 0).all()
+    widened = Policy.from_state(sensing_load(state, 3))  # the same surgery on the dict
+    for key, value in widened.agent.state_dict().items():
+        assert torch.equal(value, child.agent.state_dict()[key]), key
+    on = torch.load(tmp_path / "on" / "checkpoint.pt", weights_only=False)
+    assert sensing_load(on, 3) is on
     old = parent.obs_norm  # the statistics moved with their columns, and went on counting
     shift = (child.obs_norm["mean"][moved] - old["mean"][:226]) / old["var"][:226].sqrt()
     assert shift.abs().max() < 0.2

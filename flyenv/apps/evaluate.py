@@ -80,6 +80,20 @@ class Policy:
         path = Path(path)
         try:
             state = torch.load(path, map_location=device, weights_only=False)
+        except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
+            raise ValueError(f"{path}: not a flyenv train checkpoint ({type(err).__name__}: "
+                             f"{err})") from err
+        return cls.from_state(state, device, str(path))
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], device: str = "cpu",
+                   source: str = "the checkpoint") -> Policy:
+        """The policy of a checkpoint's dict (`torch.load` of a `flyenv train` checkpoint).
+
+        Raises:
+            ValueError: naming `source`, when the dict is not a flyenv PPO checkpoint's.
+        """
+        try:
             known = {f.name for f in dataclasses.fields(PpoArgs)}
             args = PpoArgs(**{k: v for k, v in state["args"].items() if k in known})
             weights = state["agent"]
@@ -87,9 +101,10 @@ class Policy:
             # A privileged critic reads more than the policy (`PpoArgs.privileged_critic`).
             obs_dim = weights["actor.0.weight"].shape[1]
             critic_dim = weights["critic.0.weight"].shape[1]
-        except (KeyError, TypeError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
-            raise ValueError(f"{path}: not a flyenv train checkpoint (expected the keys 'agent', "
-                             f"'obs_norm' and 'args'; {type(err).__name__}: {err})") from err
+        except (KeyError, TypeError, AttributeError) as err:
+            raise ValueError(f"{source}: not a flyenv train checkpoint (expected the keys "
+                             f"'agent', 'obs_norm' and 'args'; {type(err).__name__}: {err})"
+                             ) from err
         act_dim = weights["log_std"].shape[0]
         agent = Agent(obs_dim, act_dim, args.hidden, weights["action_scale"], args.init_log_std,
                       critic_dim=critic_dim)

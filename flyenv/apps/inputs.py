@@ -14,7 +14,11 @@ weight).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+
+from flyenv.envs import observations
 
 # The first layer of each network in `flyenv.apps.train.Agent`'s state dict: (hidden, inputs).
 FIRST_LAYERS = ("actor.0.weight", "critic.0.weight")
@@ -75,3 +79,22 @@ def widen_inputs(weights: dict[str, torch.Tensor], obs_norm: dict[str, torch.Ten
     var = obs_norm["var"].new_ones(new_dim + extra)
     mean[to], var[to] = obs_norm["mean"], obs_norm["var"]
     return out, {**obs_norm, "mean": mean, "var": var}
+
+
+def sensing_load(state: dict[str, Any], future_frames: int) -> dict[str, Any]:
+    """A `flyenv train` checkpoint (the dict it holds) widened to sense the tarsi's load.
+
+    Its agent and normalizer are laid out for `observation_layout(future_frames,
+    sense_load=True)` (`widen_inputs`) and its args say `sense_load`; a checkpoint that already
+    senses load comes back as it is. The policy acts and values as before.
+
+    Raises:
+        ValueError: as `column_map`.
+    """
+    if state["args"].get("sense_load", False):
+        return state
+    old = observations.observation_layout(future_frames)
+    new = observations.observation_layout(future_frames, sense_load=True)
+    agent, obs_norm = widen_inputs(state["agent"], state["obs_norm"], old, new)
+    return {**state, "agent": agent, "obs_norm": obs_norm,
+            "args": {**state["args"], "sense_load": True}}

@@ -47,10 +47,10 @@ from flyenv.apps.exploration import (
     self_imitation,
     widen,
 )
-from flyenv.apps.inputs import widen_inputs
+from flyenv.apps.inputs import sensing_load
 from flyenv.apps.plots import plot_training_curve
 from flyenv.apps.train_args import PpoArgs, add_arguments, args_from
-from flyenv.envs import FlyImitationVecEnv, observations
+from flyenv.envs import FlyImitationVecEnv
 from flyenv.wrappers import AppendPrivileged, EpisodeStatistics, NormalizeObservation
 from flyenv.wrappers.record_video import record_episode
 
@@ -625,8 +625,8 @@ def _go_on_from(path: Path, agent: Agent, envs: NormalizeObservation,
         raise ValueError(f"--init-checkpoint {path}: its policy senses the tarsi's load; this "
                          f"run needs --sense-load too")
     if base.config.sense_load and not senses:  # a new sense: the policy goes on unchanged
-        old = observations.observation_layout(base.config.future_frames, sense_load=False)
-        weights, obs_norm = widen_inputs(weights, obs_norm, old, base.observation_layout)
+        state = sensing_load(state, base.config.future_frames)
+        weights, obs_norm = state["agent"], state["obs_norm"]
     mine = agent.state_dict()
     wrong = {k: (tuple(v.shape), tuple(mine[k].shape)) for k, v in weights.items()
              if k in mine and v.shape != mine[k].shape}
