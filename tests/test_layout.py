@@ -172,3 +172,24 @@ def test_sensing_load_adds_each_tarsus_force_over_the_body_weight_and_nothing_el
                                    envs[False].observation_part(obs[False], name))
     with pytest.raises(ValueError, match="sense_load must be a bool"):
         FlyImitationVecEnv(num_envs=1, engine="mujoco", device="cpu", sense_load="yes")
+
+
+def test_no_project_file_refers_to_a_folder_beside_the_clone():
+    # A lab clones flyenv with nothing beside it: the data the tests, demo, examples and
+    # benchmarks need is in flyenv/data. (CI clones with a folder beside it, which would hide
+    # a reference to it.) Recorded results may name where an old measurement read its data.
+    repo = PACKAGE.parent
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=repo,
+                            capture_output=True, text=True)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    beside = ("../" + "shared", "/work/" + "shared")  # spelled apart: this file is checked too
+    offenders = []
+    for name in listed.stdout.splitlines():
+        path = repo / name
+        if name.startswith("benchmarks/results/") or not path.is_file():
+            continue
+        text = path.read_bytes().decode("utf-8", errors="ignore")
+        if any(needle in text for needle in beside):
+            offenders.append(name)
+    assert not offenders, f"these files refer to a folder outside the clone: {offenders}"
