@@ -46,8 +46,8 @@ def column_map(old: dict[str, slice], new: dict[str, slice]) -> torch.Tensor:
 
 
 def widen_inputs(weights: dict[str, torch.Tensor], obs_norm: dict[str, torch.Tensor],
-          old: dict[str, slice], new: dict[str, slice],
-          ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+                 old: dict[str, slice], new: dict[str, slice],
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """An agent's state dict and its normalizer's `state_dict()` laid out in a wider layout.
 
     Args:

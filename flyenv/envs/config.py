@@ -197,7 +197,8 @@ class FlyImitationConfig:
         residual_range_rad: half-width of the residual action box [rad].
         future_frames: reference frames ahead of the current one in the observation (>= 1).
         sense_load: the observation also carries the load on each tarsus (`tarsus_load`: its
-            normal force over the body's weight, `flyenv.envs.observations.observation_layout`),
+            normal force over the fly's nominal weight, `total_mass_g` of the model options, so
+            a fly randomized heavier senses more; `flyenv.envs.observations.observation_layout`),
             what a fly's campaniform sensilla sense; off by default (the observation of every
             earlier policy).
         random_start: reference-state initialization: each episode starts at a random frame of

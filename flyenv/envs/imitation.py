@@ -85,10 +85,9 @@ class FlyImitationVecEnv(WorldResets, Rendering, gym.vector.VectorEnv):
             augment=cfg.augment)
         models = [build_model(body, tethered=cfg.tethered, options=options)
                   for body in self.ref.bodies]
-        # Each body's weight [µN] (g x mm/s^2), what `sense_load` divides the tarsi's forces by.
-        self._body_weight_un = torch.tensor(
-            [m.body_mass.sum() * np.linalg.norm(m.opt.gravity) for m in models],
-            dtype=torch.float32, device=self.device)
+        # The fly's weight [µN] (g x mm/s^2), what `sense_load` divides the tarsi's forces by:
+        # every body weighs the options' total_mass_g.
+        self._weight_un = float(models[0].body_mass.sum() * np.linalg.norm(models[0].opt.gravity))
         self._world_models = WorldModels(models, cfg.randomization, self.num_envs, self.device)
         self.engine = make_engine(
             shared_model(models), self.num_envs, nsubstep=cfg.substeps, engine=engine,
@@ -440,10 +439,9 @@ class FlyImitationVecEnv(WorldResets, Rendering, gym.vector.VectorEnv):
         rows = self._table.rows.index_select(0, (self._row0[:, None] + ahead).flatten())
         rows = rows.view(self.num_envs, -1, self._table.width)
         self._next_row = rows[:, 0]
-        weight = (self._body_weight_un[self.ref.clip_body[self._clip]] if self.config.sense_load
-                  else None)
-        obs = observations.build_observation(state, rows[..., self._joint_pos], self._dof_mask,
-                                             self._frame / self._last, weight)
+        obs = observations.build_observation(
+            state, rows[..., self._joint_pos], self._dof_mask, self._frame / self._last,
+            self._weight_un if self.config.sense_load else None)
         # A diverged world's observation is zeros, so no NaN (or 1e30) reaches a policy or a
         # normalizer.
         sound = (obs.abs() < observations.MJ_MAXVAL).all(dim=1, keepdim=True)

@@ -129,7 +129,7 @@ def _slices(sizes: dict[str, int]) -> dict[str, slice]:
 
 
 def build_observation(state: FlyState, future_joint_pos: torch.Tensor, dof_mask: torch.Tensor,
-                      phase: torch.Tensor, weight_un: torch.Tensor | None = None) -> torch.Tensor:
+                      phase: torch.Tensor, weight_un: float | None = None) -> torch.Tensor:
     """The policy's observation, its parts in `observation_layout` order.
 
     Args:
@@ -137,8 +137,8 @@ def build_observation(state: FlyState, future_joint_pos: torch.Tensor, dof_mask:
         future_joint_pos: (num_envs, K, 42) reference angles of the next K frames [rad].
         dof_mask: (num_envs, 42) 1.0 for DOFs the clip has.
         phase: (num_envs,) current frame / last frame of the clip.
-        weight_un: (num_envs,) each world's body weight [µN]; given, the observation senses load
-            (`tarsus_load`, `observation_layout(K, sense_load=True)`).
+        weight_un: the fly's weight [µN]; given, the observation senses load (`tarsus_load`,
+            `observation_layout(K, sense_load=True)`).
 
     Returns:
         (num_envs, obs_dim) float32.
@@ -149,7 +149,7 @@ def build_observation(state: FlyState, future_joint_pos: torch.Tensor, dof_mask:
              "ang_vel_b": state.ang_vel_b, "contact": state.touching().float(),
              "future_joint_pos": ahead.flatten(1), "phase": phase[:, None]}
     if weight_un is not None:
-        parts["tarsus_load"] = state.touch / weight_un[:, None]
+        parts["tarsus_load"] = state.touch / weight_un
     layout = observation_layout(future_joint_pos.shape[1], sense_load=weight_un is not None)
     return torch.cat([parts[name] for name in layout], dim=1)
 
