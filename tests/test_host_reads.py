@@ -105,9 +105,11 @@ def test_ppo_iteration_reads_nothing_on_the_host(warp_env):
     # Pushes at about every other step, explored around (`PpoArgs.push_noise_std`) with actions
     # held in the windows (`PpoArgs.push_hold_s`) and imitated where they did better
     # (`PpoArgs.push_self_imitation`, each held step by its decision's advantage carried across
-    # rollouts), and a critic that sees them (`PpoArgs.privileged_critic`).
+    # rollouts), and a critic that sees them (`PpoArgs.privileged_critic`); the policy senses
+    # the tarsi's load (`PpoArgs.sense_load`).
     base = warp_env("same_step", randomization={"push_force_un": [1.0, 2.0],
-                                                "push_duration_s": 0.004, "push_rate_hz": 250.0})
+                                                "push_duration_s": 0.004, "push_rate_hz": 250.0},
+                    sense_load=True)
     envs = NormalizeObservation(AppendPrivileged(EpisodeStatistics(base)))
     args = PpoArgs(num_envs=NENV, num_steps=6, num_minibatches=2, update_epochs=2,
                    push_noise_std=0.5, push_self_imitation=1.0,
@@ -136,6 +138,7 @@ def test_ppo_iteration_reads_nothing_on_the_host(warp_env):
             losses = update(agent, optimizer, rollout, obs, args, decision_credit=credit,
                             demonstrations=taught)
     assert torch.isfinite(losses["value_loss"]) and rollout.done.any()
+    assert "tarsus_load" in base.observation_layout
     assert torch.isfinite(losses["self_imitation_loss"])
     assert torch.isfinite(losses["demonstration_loss"])
     assert (rollout.extra_std > 0).any() and (rollout.decided == 0).any()
