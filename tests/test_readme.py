@@ -52,7 +52,9 @@ def test_readme_blocks_run_in_order(tmp_path):
     kinds = [kind for kind, _ in blocks]
     assert kinds.count("python") >= 4 and kinds.count("bash") >= 3
     bin_dir = Path(sys.executable).parent
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "MUJOCO_GL": "egl"}
+    # TMPDIR too: SB3's default logger makes a folder there on every learn().
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "TMPDIR": str(tmp_path),
+           "MUJOCO_GL": "egl"}
     if "PYTHONPATH" in os.environ:  # the flyenv under test (a checkout beside the installed one)
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     ran, stdout = 0, []
