@@ -65,20 +65,19 @@ def widen_inputs(weights: dict[str, torch.Tensor], obs_norm: dict[str, torch.Ten
     """
     old_dim, new_dim = max(s.stop for s in old.values()), max(s.stop for s in new.values())
     moved = column_map(old, new)
-    out = dict(weights)
-    for key in FIRST_LAYERS:
-        w = weights[key]  # (hidden, old_dim + privileged_dim)
-        extra = w.shape[1] - old_dim
-        to = torch.cat([moved, new_dim + torch.arange(extra)]).to(w.device)
-        wide = w.new_zeros(w.shape[0], new_dim + extra)
-        wide[:, to] = w
-        out[key] = wide
-    extra = obs_norm["mean"].shape[0] - old_dim
-    to = torch.cat([moved, new_dim + torch.arange(extra)]).to(obs_norm["mean"].device)
-    mean = obs_norm["mean"].new_zeros(new_dim + extra)
-    var = obs_norm["var"].new_ones(new_dim + extra)
-    mean[to], var[to] = obs_norm["mean"], obs_norm["var"]
-    return out, {**obs_norm, "mean": mean, "var": var}
+
+    def spread(columns: torch.Tensor, fill: float) -> torch.Tensor:
+        # (..., old_dim + extra) -> (..., new_dim + extra): the observation's columns moved,
+        # the `extra` (privileged) ones after them in order, the new ones `fill`.
+        extra = columns.shape[-1] - old_dim
+        to = torch.cat([moved, new_dim + torch.arange(extra)]).to(columns.device)
+        wide = columns.new_full((*columns.shape[:-1], new_dim + extra), fill)
+        wide[..., to] = columns
+        return wide
+
+    out = dict(weights) | {key: spread(weights[key], 0.0) for key in FIRST_LAYERS}
+    return out, {**obs_norm, "mean": spread(obs_norm["mean"], 0.0),
+                 "var": spread(obs_norm["var"], 1.0)}
 
 
 def sensing_load(state: dict[str, Any], future_frames: int) -> dict[str, Any]:
