@@ -90,10 +90,11 @@ def sensing_load(state: dict[str, Any], future_frames: int) -> dict[str, Any]:
     Raises:
         ValueError: as `column_map`.
     """
-    if state["args"].get("sense_load", False):
+    args = state.get("args", {})
+    if args.get("sense_load", False):
         return state
     old = observations.observation_layout(future_frames)
     new = observations.observation_layout(future_frames, sense_load=True)
     agent, obs_norm = widen_inputs(state["agent"], state["obs_norm"], old, new)
     return {**state, "agent": agent, "obs_norm": obs_norm,
-            "args": {**state["args"], "sense_load": True}}
+            "args": {**args, "sense_load": True}}

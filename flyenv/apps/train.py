@@ -624,7 +624,7 @@ def _go_on_from(path: Path, agent: Agent, envs: NormalizeObservation,
     if senses and not base.config.sense_load:
         raise ValueError(f"--init-checkpoint {path}: its policy senses the tarsi's load; this "
                          f"run needs --sense-load too")
-    if base.config.sense_load and not senses:  # a new sense: the policy goes on unchanged
+    if base.config.sense_load:  # a new sense widens the policy; it goes on acting as before
         state = sensing_load(state, base.config.future_frames)
         weights, obs_norm = state["agent"], state["obs_norm"]
     mine = agent.state_dict()
