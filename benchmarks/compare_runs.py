@@ -1,11 +1,12 @@
-"""Paired comparison of two `train_clips.py` results: survival start by start, and joint error.
+"""Paired comparison of two evaluations: survival start by start, and joint error.
 
 `train_clips.py` evaluates every run from the same fixed starts with the same pushes, so two
 runs' survival can be compared start by start, as `flyenv eval` compares a policy with its
 replay (`flyenv.apps.evaluate.paired_survival`, the same pairing): per clip and condition, the
 mean of A's survival minus B's with a 95% bootstrap interval, and how many starts only one of
-them survived. Runs evaluated on other pushes or other numbers of starts are refused, since
-their starts do not pair.
+them survived. Either file is a `train_clips.py` result or the `eval.json` of a `flyenv eval`
+of the same clips (such as a run evaluated again from more starts). Runs evaluated on other
+pushes or other numbers of starts are refused, since their starts do not pair.
 
     python benchmarks/compare_runs.py results/A.json results/B.json [--json out.json]
 """
@@ -22,9 +23,13 @@ from flyenv.apps.evaluate import paired_survival
 
 
 def _load(path: Path) -> dict:
+    """A `train_clips.py` result, or a `flyenv eval` eval.json read as one."""
     result = json.loads(path.read_text())
+    if "eval" not in result and "clips" in result:  # eval.json: its per-clip part is "clips"
+        result = {**result, "eval": result["clips"]}
     if "eval" not in result or "perturbation" not in result:
-        raise SystemExit(f"{path}: no 'eval' and 'perturbation': not a train_clips.py result")
+        raise SystemExit(f"{path}: no 'eval' (or 'clips') and 'perturbation': neither a "
+                         "train_clips.py result nor a flyenv eval eval.json")
     return result
 
 

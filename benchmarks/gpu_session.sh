@@ -28,9 +28,10 @@
 #   train    PPO, 4096 flies, TRAIN_SECONDS (90) of training + evaluation -> ppo_gpu/curve.*
 #   clips    a dataset: the df3d walk through flyenv ik, and the embedded gait without root
 #            motion (so both are grounded clips with odometry)              -> clips/*.npz
-#   train_clips  PPO on that folder, 4096 flies, adaptive starts, train_clips.py's randomization
-#            and pushes, a privileged critic (so the pushes, the per-world models and
-#            AppendPrivileged run at 4096 worlds on CUDA), through torchrun's ranks path (one
+#   train_clips  PPO on that folder, 4096 flies, train_clips.py's randomization and pushes and
+#            its scratch-contact recipe (adaptive starts, the contact term paid, a privileged
+#            critic: so the pushes, the per-world models and AppendPrivileged run at 4096
+#            worlds on CUDA, and the run is the CPU runs' recipe), through torchrun's ranks path (one
 #            rank on the one GPU, NCCL), CLIPS_SECONDS (60), then flyenv eval of both clips,
 #            policy and replay, clean and perturbed -> ppo_clips/curve.*, eval/eval.*
 #   expert_iteration  push_expert_iteration.py on CUDA from the committed polished checkpoint,
@@ -163,7 +164,7 @@ if [ "$dry" = 0 ]; then
   stage install 60 bash .gpu/p0/install.sh
 fi
 stage env 60 bash -c versions
-cp "$out/env.log" "$out/env.txt"
+[ -f "$out/env.log" ] && cp "$out/env.log" "$out/env.txt"  # absent when STAGES skips env
 stage tests 170 "$PY" -m pytest -p no:cacheprovider -o addopts="-ra -p no:benchmark" \
   -m "gpu or warp" --kernel-cache-dir "$WARP_CACHE_PATH" --junitxml "$out/tests.xml" \
   "${test_args[@]}" tests/test_sim.py tests/test_env.py tests/test_host_reads.py
@@ -202,13 +203,17 @@ save(gait.replace(root_pos=None, root_quat=None, root_lin_vel=None, root_ang_vel
      sys.argv[1] + '/tripod_gait.npz')" "$out/clips"
 }
 train_clips() {
-  local randomization  # benchmarks/train_clips.py's: the CPU runs' training perturbation
+  # benchmarks/train_clips.py's: the CPU runs' training perturbation and recipe (one option a line)
+  local randomization recipe
   randomization=$("$PY" -c 'import json, sys; sys.path.insert(0, "benchmarks")
 from train_clips import RANDOMIZATION; print(json.dumps(RANDOMIZATION))') || return 1
+  mapfile -t recipe < <("$PY" -c 'import sys; sys.path.insert(0, "benchmarks")
+from train_clips import RECIPES; print("\n".join(RECIPES["scratch-contact"]))')
+  [ "${#recipe[@]}" -gt 0 ] || return 1
   # shellcheck disable=SC2086
   "$PY" -m torch.distributed.run --nproc-per-node 1 -m flyenv train --device "$device" \
-    $clips_args --reference "$out/clips" --adaptive-starts on --video-steps 0 \
-    --randomization "$randomization" --privileged-critic \
+    $clips_args --reference "$out/clips" --video-steps 0 \
+    --randomization "$randomization" "${recipe[@]}" \
     --output "$out/ppo_clips" || return 1
   # shellcheck disable=SC2086
   "$PY" -m flyenv eval "$out/ppo_clips/checkpoint.pt" --device "$device" $eval_args \

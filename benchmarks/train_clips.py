@@ -16,7 +16,11 @@ benchmarks/results/<name>.json (curve, evaluation and the command lines) and <na
 <name>_eval.png; with `--keep-checkpoint` also checkpoints/<name>.pt (1 MB), the policy a later
 run goes on from (`--init-checkpoint`): a work folder under /tmp does not outlive the machine.
 
+`--recipe NAME` adds a named set of training options (`RECIPES`) before the extra ones, so that
+a run repeats a recipe by name; its options are written out in the run's `train_command`.
+
     python benchmarks/train_clips.py --seconds 1200 --name ppo_clips_cpu [-- extra train options]
+    python benchmarks/train_clips.py --seconds 4500 --recipe scratch-contact -- --seed 2
 """
 
 from __future__ import annotations
@@ -41,6 +45,16 @@ RESULTS = Path(__file__).resolve().parent / "results"
 RANDOMIZATION = {"friction": [0.7, 1.3], "mass_scale": [0.9, 1.1],
                  "actuator_gain_scale": [0.9, 1.1], "push_force_un": [5.0, 10.0],
                  "push_duration_s": 0.05, "push_rate_hz": 2.0}
+# Named sets of `flyenv train` options; options after `--` come after them (and win where
+# `flyenv train` takes the last of a repeated option).
+RECIPES = {
+    # The 75-minute parent of the README's push experiments: exploration noise from an eighth
+    # of the action box (0.0125 rad of the 0.1 rad residual range), starts that follow failure,
+    # a critic that sees the pushes, and the feet paid for following the clip's stance flags.
+    "scratch-contact": ["--init-log-std", "-2.079", "--adaptive-starts", "on",
+                        "--privileged-critic", "--reward",
+                        json.dumps({"weights": {"contact": 0.3}, "scales": {"contact": 10}})],
+}
 
 
 def dataset(work: Path, *, mirrored: bool = False, speeds: tuple[float, ...] = (),
@@ -88,6 +102,18 @@ def evaluate(checkpoint: Path | str, references: list, starts: int, horizon_s: f
             "perturbation": evaluation["perturbation"]}
 
 
+def train_command(args: argparse.Namespace, references: list[str], weights: list[str],
+                  run: Path) -> list[str]:
+    """The `flyenv train` command line of a run: this script's settings, then the recipe's
+    options (`args.recipe`, if any), then the extra ones."""
+    recipe = RECIPES[args.recipe] if args.recipe else []
+    return [sys.executable, "-m", "flyenv", "train", "--device", "cpu", "--num-envs",
+            str(args.num_envs), "--total-timesteps", "1000000000", "--time-limit-s",
+            str(args.seconds), "--reference", ",".join(references), "--randomization",
+            json.dumps(args.train_randomization), "--eval-steps", "500", "--output", str(run),
+            *weights, *recipe, *args.extra]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=1200.0, help="training wall time [s]")
@@ -109,6 +135,9 @@ def main() -> None:
                         "augmented copies together (flyenv train --clip-weights)")
     parser.add_argument("--keep-checkpoint", action="store_true",
                         help="copy the trained checkpoint to results/checkpoints/NAME.pt")
+    parser.add_argument("--recipe", choices=sorted(RECIPES),
+                        help="add this named set of flyenv train options (RECIPES) before the "
+                        "extra ones")
     parser.add_argument("extra", nargs="*", help="more flyenv train options (after --)")
     args = parser.parse_args()
     train_dir, augmented_dir, held_dir = dataset(args.work, mirrored=args.mirror,
@@ -121,11 +150,7 @@ def main() -> None:
             copies = len(list(augmented_dir.glob("*.npz")))
             weights = ["--clip-weights", json.dumps({"tripod_gait_grounded": 1 + copies})]
     run = args.work / "run"
-    train_cmd = [sys.executable, "-m", "flyenv", "train", "--device", "cpu", "--num-envs",
-                 str(args.num_envs), "--total-timesteps", "1000000000", "--time-limit-s",
-                 str(args.seconds), "--reference", ",".join(references), "--randomization",
-                 json.dumps(args.train_randomization), "--eval-steps", "500", "--output", str(run),
-                 *weights, *args.extra]
+    train_cmd = train_command(args, references, weights, run)
     load_before = os.getloadavg()
     with open(args.work / "train.log", "w") as train_log:  # the log survives a cut-off run
         subprocess.run(train_cmd, check=True, stdout=train_log, stderr=subprocess.STDOUT)

@@ -179,6 +179,44 @@ def test_compare_runs_pairs_two_evaluations_start_by_start():
         compare_runs.compare(_train_clips_result([1.0] * 3, pushes), b)
 
 
+def test_compare_runs_reads_a_flyenv_eval_json_as_a_run(tmp_path):
+    compare_runs = _benchmark("compare_runs")
+    pushes = {"push_force_un": [5.0, 10.0]}
+    run = _train_clips_result([1.0, 1.0, 0.5, 1.0], pushes)
+    evaluation = {"perturbation": pushes, "clips": run["eval"], "starts": 4}
+    for name, record in (("run.json", run), ("eval.json", evaluation)):
+        (tmp_path / name).write_text(json.dumps(record))
+    a, b = (compare_runs._load(tmp_path / name) for name in ("run.json", "eval.json"))
+    assert compare_runs.compare(a, b)["walk"]["perturbed"]["survived_gain"] == 0.0
+    (tmp_path / "other.json").write_text(json.dumps({"curve": []}))
+    with pytest.raises(SystemExit, match="other.json.*neither"):
+        compare_runs._load(tmp_path / "other.json")
+
+
+def test_train_clips_recipe_is_valid_flyenv_train_options_and_extras_win(tmp_path):
+    import argparse
+
+    from flyenv.apps import train_args
+
+    train_clips = _benchmark("train_clips")
+    args = argparse.Namespace(num_envs=8, seconds=60.0, train_randomization={}, recipe=None,
+                              extra=["--seed", "2"])
+    plain = train_clips.train_command(args, ["clips"], [], tmp_path)
+    args.recipe = "scratch-contact"
+    args.extra = ["--seed", "2", "--init-log-std", "-1.5"]
+    command = train_clips.train_command(args, ["clips"], [], tmp_path)
+    recipe = train_clips.RECIPES["scratch-contact"]
+    assert command[:len(plain) - 2] == plain[:-2] and command[-4:] == args.extra
+    assert command[len(plain) - 2:-4] == recipe
+    parser = argparse.ArgumentParser()
+    train_args.add_arguments(parser)
+    parsed = train_args.args_from(parser.parse_args(command[command.index("train") + 1:]))
+    train_args.check(parsed)
+    assert parsed.seed == 2 and parsed.init_log_std == -1.5  # the extra after the recipe's
+    assert parsed.privileged_critic and parsed.adaptive_starts == "on"
+    assert train_args.json_option("reward", parsed.reward)["weights"] == {"contact": 0.3}
+
+
 def test_expert_iteration_events_leave_room_and_push_as_the_evaluation_does():
     import math
 
