@@ -1,5 +1,7 @@
 """The imitation environment on the C MuJoCo engine (CPU); a MuJoCo Warp check at the end."""
 
+import math
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ from gymnasium.vector import AutoresetMode
 
 import flyenv  # noqa: F401  (registers the env)
 from flyenv.body import BodyConfig
+from flyenv.body.mjcf import ModelOptions
 from flyenv.envs import (
     ENV_ID,
     TERMINATIONS,
@@ -469,6 +472,49 @@ def test_contact_reward_counts_the_legs_whose_touch_differs_from_the_stance_flag
     # World 0: leg 1 is not in the clip; leg 2 touches in swing; leg 5's 0.01 uN is below the
     # threshold, as in swing: 1 of 5 legs differs. World 2 is in the air through a stance.
     torch.testing.assert_close(term.error(inputs), torch.tensor([0.2, 0.0, 1.0]))
+
+
+def test_contact_swing_clearance_leaves_out_only_swing_claws_the_clip_carries_low():
+    term = next(t for t in rewards.TERMS if t.name == "contact")
+    # Legs: stance touching, stance in the air (low), swing touching at 0.05 and at 0.3 mm,
+    # swing in the air at 0.05 mm, missing from the clip (touching in swing, low).
+    touch = torch.tensor([[0.2, 0.0, 0.2, 0.2, 0.0, 0.2]])  # [uN]
+    stance = torch.tensor([[1.0, 1.0, 0.0, 0.0, 0.0, 0.0]])
+    height = torch.tensor([[0.03, 0.02, 0.05, 0.3, 0.05, 0.05]])  # [mm]
+    legs = torch.tensor([[1.0, 1.0, 1.0, 1.0, 1.0, 0.0]])
+    z3, z42 = torch.zeros(1, 3), torch.zeros(1, 42)
+
+    def error(clearance_mm: float) -> float:
+        return term.error(rewards.RewardInputs(
+            state=_fly_state(1, touch=touch), ref_joint_pos=z42, ref_joint_vel=z42,
+            ref_claw_pos_b=torch.zeros(1, 6, 3), root_lin_vel=z3, ref_root_lin_vel=z3,
+            ref_gravity_b=z3, ref_stance=stance, dof_mask=torch.ones(1, 42), leg_mask=legs,
+            ref_claw_height=height, contact_swing_clearance_mm=clearance_mm)).item()
+
+    assert error(0.0) == pytest.approx(3 / 5)  # legs 1, 2 and 3 differ
+    # Legs 2 and 4 (swing, 0.05 mm) leave the count; the stance miss (leg 1) stays, however
+    # low its claw, and so does the touch of leg 3, swinging at 0.3 mm.
+    assert error(0.1) == pytest.approx(2 / 3)
+    assert error(0.5) == pytest.approx(1 / 2)  # leg 3 leaves too
+    for bad in (-0.1, math.inf, "0.1", True):
+        with pytest.raises(ValueError, match="contact_swing_clearance_mm must be"):
+            RewardConfig(contact_swing_clearance_mm=bad)
+
+
+def test_reference_claw_heights_rest_stance_claws_on_the_floor(short_gait):
+    # The grounded clip stands its stance claws at the foot's clearance above the floor; the
+    # clip with root motion has them at its floor; swing claws are higher in both.
+    grounded = short_gait.replace(root_pos=None, root_quat=None, root_lin_vel=None,
+                                  root_ang_vel=None)
+    for clip, rest_mm in ((short_gait, 0.0), (grounded, None)):
+        env = make(1, reference=clip)
+        ref, length = env.ref, int(env.ref.lengths[0])
+        height = ref.claw_height[0, :length]
+        stance = ref.stance[0, :length] > 0.5
+        rest = ModelOptions().segment_radii_mm[-1] if rest_mm is None else rest_mm
+        assert abs(height[stance].median().item() - rest) < 0.005
+        assert height[~stance].median().item() > rest + 0.05
+        env.close()
 
 
 def test_contact_reward_pays_a_replay_whose_feet_follow_the_stance(short_gait):

@@ -63,12 +63,24 @@ class RewardConfig:
         weights: weight of each term, keyed by the terms' names (terms left out keep
             their default).
         scales: the `k` of each term's `exp(-k * err)`, keyed likewise.
+        contact_swing_clearance_mm: the contact term leaves out a leg in swing whose reference
+            claw is lower than this above the floor [mm] (0: every present leg counts). The
+            stance classifier calls a claw within `flyenv.motion.stance.FLOOR_TOL_MM` (0.1) of
+            the floor on it and flags it swing by its forward speed alone; such a claw may
+            brush the floor in the simulated fly, whose thorax sags under its weight.
     """
 
     weights: dict[str, float] = dataclasses.field(default_factory=_default_weights)
     scales: dict[str, float] = dataclasses.field(default_factory=_default_scales)
+    contact_swing_clearance_mm: float = 0.0
 
     def __post_init__(self) -> None:
+        clearance = self.contact_swing_clearance_mm
+        if isinstance(clearance, bool) or not isinstance(clearance, int | float) or not (
+                math.isfinite(clearance) and clearance >= 0):
+            raise ValueError(f"RewardConfig.contact_swing_clearance_mm must be a finite number "
+                             f">= 0 [mm], got {clearance!r}")
+        object.__setattr__(self, "contact_swing_clearance_mm", float(clearance))
         for field in ("weights", "scales"):
             value = dict(getattr(self, field))
             names = _term_names()

@@ -14,7 +14,7 @@ from flyenv.envs.reference import ReferenceBank
 
 # The per-frame `ReferenceBank` fields the env reads at run time, in table order.
 COLUMNS: tuple[str, ...] = ("joint_pos", "joint_vel", "claw_pos_b", "root_pos_w",
-                            "root_lin_vel_w", "gravity_b", "stance")
+                            "root_lin_vel_w", "gravity_b", "stance", "claw_height")
 
 
 class FrameTable:

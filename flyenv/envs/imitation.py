@@ -370,7 +370,8 @@ class FlyImitationVecEnv(WorldResets, Rendering, gym.vector.VectorEnv):
             ref_root_lin_vel=table.column(row, "root_lin_vel_w"),
             ref_gravity_b=table.column(row, "gravity_b"), ref_stance=row[:, self._stance],
             dof_mask=self._dof_mask,
-            leg_mask=self._leg_mask)
+            leg_mask=self._leg_mask, ref_claw_height=table.column(row, "claw_height"),
+            contact_swing_clearance_mm=self.config.reward.contact_swing_clearance_mm)
         return rewards.values(self._terms, inputs, self._scales)
 
     def _finish_step(self, state: observations.FlyState, reward: torch.Tensor,

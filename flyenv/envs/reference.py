@@ -56,6 +56,9 @@ class ReferenceBank:
         stance: (nclip, T, 6) 1.0 where the claw is in stance
             (`flyenv.motion.grounding.stance_claws`), 0.0 in swing and for missing legs: the
             adhesion targets of a replay.
+        claw_height: (nclip, T, 6) each claw's height above the floor (z = 0) at the reference
+            pose (`root_pos_w`, `root_quat_w`) [mm]; stance claws rest at about the grounding's
+            claw clearance.
         root_pos_w: (nclip, T, 3) thorax position [mm]. Without root motion: above the origin
             at the grounded height of each frame (`flyenv.motion.grounding.ground`: the stance
             claws rest on the floor), or at the fixed standing height for a clip with fewer
@@ -87,6 +90,7 @@ class ReferenceBank:
     leg_mask: torch.Tensor
     claw_pos_b: torch.Tensor
     stance: torch.Tensor
+    claw_height: torch.Tensor
     root_pos_w: torch.Tensor
     root_quat_w: torch.Tensor
     gravity_b: torch.Tensor
@@ -292,6 +296,9 @@ def _stack(names: tuple[str, ...], sources: tuple[str, ...], bodies: list[BodyCo
     quat_xyzw = np.roll(arrays["root_quat_w"].reshape(-1, 4), -1, axis=1)
     arrays["gravity_b"] = Rotation.from_quat(quat_xyzw).inv().apply([0.0, 0.0, -1.0]).reshape(
         nclip, length, 3)
+    # A claw's height: the thorax's, plus the claw's offset along the world's up (-gravity).
+    arrays["claw_height"] = arrays["root_pos_w"][..., 2:3] - np.einsum(
+        "ctlk,ctk->ctl", arrays["claw_pos_b"], arrays["gravity_b"])
 
     def tensor(value: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(value, dtype=torch.float32, device=device)

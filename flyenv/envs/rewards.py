@@ -41,6 +41,10 @@ class RewardInputs:
         ref_stance: (num_envs, 6) 1.0 where the reference's claw is in stance, 0.0 in swing.
         dof_mask: (num_envs, 42) 1.0 for DOFs the clip has.
         leg_mask: (num_envs, 6) 1.0 for legs the clip has.
+        ref_claw_height: (num_envs, 6) the reference claws' height above the floor [mm]; None
+            where nothing reads it.
+        contact_swing_clearance_mm: `RewardConfig.contact_swing_clearance_mm` (0: the contact
+            term counts every present leg).
     """
 
     state: FlyState
@@ -53,6 +57,8 @@ class RewardInputs:
     ref_stance: torch.Tensor
     dof_mask: torch.Tensor
     leg_mask: torch.Tensor
+    ref_claw_height: torch.Tensor | None = None
+    contact_swing_clearance_mm: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +120,11 @@ def _root_vel(x: RewardInputs) -> torch.Tensor:
 
 def _contact(x: RewardInputs) -> torch.Tensor:
     touching = x.state.touching().to(x.ref_stance.dtype)
-    return _masked_mean((touching - x.ref_stance) ** 2, x.leg_mask)
+    counted = x.leg_mask
+    if x.contact_swing_clearance_mm > 0:  # a swing claw the clip carries this low may touch
+        low_swing = (x.ref_stance < 0.5) & (x.ref_claw_height < x.contact_swing_clearance_mm)
+        counted = counted * (~low_swing).to(counted.dtype)
+    return _masked_mean((touching - x.ref_stance) ** 2, counted)
 
 
 # The scales put each term's zero-residual replay of a real walk in the exponential's sensitive
@@ -142,7 +152,8 @@ TERMS: tuple[RewardTerm, ...] = (
                "for odometry estimates) [(mm/s)^2]"),
     RewardTerm("contact", _contact, 0.0, 10.0, "free",
                "the tarsi touching the floor (`FlyState.touching`) against the "
-               "reference's stance flags: the share of present legs that differ [unitless]"),
+               "reference's stance flags: the share of present legs that differ (with "
+               "`contact_swing_clearance_mm`, of those not in swing below it) [unitless]"),
 )
 
 
