@@ -76,8 +76,8 @@ class RewardConfig:
 
     def __post_init__(self) -> None:
         clearance = self.contact_swing_clearance_mm
-        if isinstance(clearance, bool) or not isinstance(clearance, int | float) or not (
-                math.isfinite(clearance) and clearance >= 0):
+        if (isinstance(clearance, bool) or not isinstance(clearance, numbers.Real)
+                or not 0 <= clearance < math.inf):  # as clip_weights are checked
             raise ValueError(f"RewardConfig.contact_swing_clearance_mm must be a finite number "
                              f">= 0 [mm], got {clearance!r}")
         object.__setattr__(self, "contact_swing_clearance_mm", float(clearance))
